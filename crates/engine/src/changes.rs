@@ -1,0 +1,227 @@
+//! The change log: `changes_since` streams per-version change sets through the `(branch, version)`
+//! index, so its cost grows with the number of changes read, not with the size of the branch;
+//! `apply_changes` replays a stream atomically.
+
+use std::collections::VecDeque;
+
+use rusqlite::{params, Connection};
+
+use crate::db::Strata;
+use crate::error::{map_busy, Error, Result};
+use crate::names::{validate_key, validate_space_name};
+use crate::store::{self, BranchRow, Segment};
+use crate::types::{ApplyReport, ChangeSet, EntryKey, Kind, Rev};
+
+/// Rows read per query; also the most entries one yielded `ChangeSet` holds.
+pub const CHANGE_PAGE: usize = 2048;
+
+/// A streaming iterator over a branch's change sets, oldest first. It captures the branch head when it
+/// is created and reads in pages, holding the database lock only while a page is read.
+pub struct ChangeIter {
+    db: Strata,
+    segs: VecDeque<Segment>,
+    after: Option<(u64, u8, String, String)>,
+    ready: VecDeque<ChangeSet>,
+    ts_cache: Option<(i64, u64, u64)>,
+    /// The head version the iterator stops at.
+    pub until: u64,
+}
+
+impl std::fmt::Debug for ChangeIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeIter").field("until", &self.until).finish()
+    }
+}
+
+impl Strata {
+    /// The change sets of `branch` after `version`, oldest first, up to the head at the time of the
+    /// call. Inherited versions (from the branch this one was forked from) are included.
+    pub fn changes_since(&self, branch: &str, version: u64) -> Result<ChangeIter> {
+        self.changes_between(&Rev::head(branch), version)
+    }
+
+    /// The change sets of `rev` (a branch or `branch@version`) after `version`.
+    pub fn changes_between(&self, rev: &Rev, version: u64) -> Result<ChangeIter> {
+        let conn = self.conn();
+        let (_, until, view) = crate::db::rev_view(&conn, rev)?;
+        let mut segs: VecDeque<Segment> = VecDeque::new();
+        for s in view.segs.iter().rev() {
+            if s.hi <= version {
+                continue;
+            }
+            segs.push_back(Segment { branch: s.branch, lo: s.lo.max(version), hi: s.hi });
+        }
+        drop(conn);
+        Ok(ChangeIter { db: self.clone(), segs, after: None, ready: VecDeque::new(), ts_cache: None, until })
+    }
+
+    /// Replays change sets onto `branch` in one transaction: all or nothing. Incoming versions are kept:
+    /// the first must be above the branch head and they must not go down (consecutive sets with the same
+    /// version form one commit). A replica therefore has the same version numbers as its source.
+    pub fn apply_changes(
+        &self,
+        branch: &str,
+        changes: impl IntoIterator<Item = Result<ChangeSet>>,
+    ) -> Result<ApplyReport> {
+        self.write(|conn| {
+            let row = store::branch_by_name(conn, branch)?;
+            apply_in_txn(conn, &row, changes, "apply")
+        })
+    }
+
+    /// Records that `target` (at its head) already contains `source` (at its version), as if merged.
+    /// Later merges use this as their common ancestor. For the sync library, after it has made a mirror
+    /// and a branch equal.
+    pub fn record_merge(&self, source: &Rev, target: &str) -> Result<()> {
+        self.write(|conn| {
+            let (src, sv, _) = crate::db::rev_view(conn, source)?;
+            let tgt = store::branch_by_name(conn, target)?;
+            conn.execute(
+                "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
+                params![tgt.id, tgt.head as i64, src.id, sv as i64],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+/// Applies a stream of change sets to `row` inside an open write transaction.
+pub(crate) fn apply_in_txn(
+    conn: &Connection,
+    row: &BranchRow,
+    changes: impl IntoIterator<Item = Result<ChangeSet>>,
+    label: &str,
+) -> Result<ApplyReport> {
+    let start_head = row.head;
+    let mut cur: Option<(u64, u64)> = None; // (version, timestamp)
+    let mut report = ApplyReport { versions: 0, entries: 0, head: start_head };
+    for cs in changes {
+        let cs = cs?;
+        match cur {
+            Some((v, _)) if v == cs.version => {}
+            Some((v, _)) if cs.version < v => {
+                return Err(Error::corrupt(
+                    "change stream",
+                    format!("version {} comes after version {v}", cs.version),
+                ))
+            }
+            _ => {
+                if cs.version <= start_head {
+                    return Err(Error::Conflict(format!(
+                        "change set version {} does not follow branch {:?} head {start_head}",
+                        cs.version, row.name
+                    )));
+                }
+                if let Some((v, ts)) = cur.take() {
+                    store::record_commit(conn, row.id, v, ts, label, "")?;
+                }
+                cur = Some((cs.version, cs.timestamp_micros));
+                report.versions += 1;
+            }
+        }
+        for (k, v) in &cs.puts {
+            check_entry_key(k)?;
+            store::write_row(conn, row.id, cs.version, k, Some(v))?;
+        }
+        for k in &cs.deletes {
+            check_entry_key(k)?;
+            store::write_row(conn, row.id, cs.version, k, None)?;
+        }
+        report.entries += cs.len() as u64;
+    }
+    if let Some((v, ts)) = cur {
+        store::record_commit(conn, row.id, v, ts, label, "")?;
+        report.head = v;
+    }
+    Ok(report)
+}
+
+fn check_entry_key(k: &EntryKey) -> Result<()> {
+    validate_space_name(&k.space, true)?;
+    validate_key(&k.key)?;
+    if k.kind == Kind::Event && (k.key.len() != 20 || !k.key.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(Error::invalid("event key", &k.key, "must be 20 decimal digits"));
+    }
+    Ok(())
+}
+
+impl ChangeIter {
+    fn fill(&mut self) -> Result<()> {
+        while self.ready.is_empty() {
+            let Some(seg) = self.segs.front().copied() else { return Ok(()) };
+            let db = self.db.clone();
+            let conn = db.conn();
+            let (av, ak, asp, akey) = match &self.after {
+                Some((v, k, s, key)) => (*v as i64, *k as i64, s.clone(), key.clone()),
+                None => (seg.lo as i64, 255, String::new(), String::new()),
+            };
+            let mut st = conn.prepare_cached(
+                "SELECT version, kind, space, key, value FROM entries WHERE branch=?1 AND version>?2 AND version<=?3 \
+                 AND (version, kind, space, key) > (?4, ?5, ?6, ?7) ORDER BY version, kind, space, key LIMIT ?8",
+            )?;
+            let rows = st
+                .query_map(
+                    params![seg.branch, seg.lo as i64, seg.hi as i64, av, ak, asp, akey, CHANGE_PAGE as i64],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)? as u64,
+                            r.get::<_, u8>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, Option<Vec<u8>>>(4)?,
+                        ))
+                    },
+                )
+                .map_err(map_busy)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if rows.len() < CHANGE_PAGE {
+                self.segs.pop_front();
+                self.after = None;
+            } else {
+                let l = rows.last().expect("full page");
+                self.after = Some((l.0, l.1, l.2.clone(), l.3.clone()));
+            }
+            for (version, kind, space, key, value) in rows {
+                let ek = EntryKey::new(space, Kind::from_code(kind)?, key);
+                let need_new = self.ready.back().is_none_or(|c| c.version != version);
+                if need_new {
+                    let ts = self.timestamp(&conn, seg.branch, version)?;
+                    self.ready.push_back(ChangeSet { version, timestamp_micros: ts, puts: vec![], deletes: vec![] });
+                }
+                let cs = self.ready.back_mut().expect("just pushed");
+                match store::decode_value(value)? {
+                    Some(v) => cs.puts.push((ek, v)),
+                    None => cs.deletes.push(ek),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn timestamp(&mut self, conn: &Connection, branch: i64, version: u64) -> Result<u64> {
+        if let Some((b, v, ts)) = self.ts_cache {
+            if b == branch && v == version {
+                return Ok(ts);
+            }
+        }
+        let ts: i64 = rusqlite::OptionalExtension::optional(conn.prepare_cached(
+            "SELECT ts FROM commits WHERE branch=?1 AND version=?2",
+        )?
+        .query_row(params![branch, version as i64], |r| r.get(0)))?
+        .unwrap_or(0);
+        self.ts_cache = Some((branch, version, ts as u64));
+        Ok(ts as u64)
+    }
+}
+
+impl Iterator for ChangeIter {
+    type Item = Result<ChangeSet>;
+    fn next(&mut self) -> Option<Result<ChangeSet>> {
+        if let Err(e) = self.fill() {
+            self.segs.clear();
+            self.ready.clear();
+            return Some(Err(e));
+        }
+        self.ready.pop_front().map(Ok)
+    }
+}

@@ -1,0 +1,1 @@
+//! Record framing (see docs/format.md).

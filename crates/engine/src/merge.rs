@@ -1,0 +1,447 @@
+//! Diff and three-way merge.
+//!
+//! Both start from the set of keys that can differ between two views. When the views share lineage
+//! segments, only rows outside their common coverage can differ, and the `(branch, version)` index finds
+//! those rows, so the cost follows the size of the change. When that set is large (or the views share
+//! nothing) both views are scanned in key order instead, page by page.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rusqlite::{params, Connection};
+
+use crate::db::{event_key, rev_view, Strata};
+use crate::error::{Error, Result};
+use crate::store::{self, BranchRow, ScanRange, Scanner, View};
+use crate::types::{
+    BranchDiff, DiffEntry, EntryKey, Kind, MergeConflict, MergeReport, MergeStrategy, Rev, SpaceDiff,
+};
+use crate::value::Value;
+
+/// Above this many candidate rows, diff and merge switch from point look-ups to a full ordered scan.
+const MAX_CANDIDATE_ROWS: i64 = 200_000;
+
+/// Keys that may differ between two views.
+enum Candidates {
+    Keys(Vec<EntryKey>),
+    FullScan,
+}
+
+/// The row ranges one view covers and the other does not.
+fn uncovered(a: &View, b: &View) -> Vec<(i64, u64, u64)> {
+    let mut out = Vec::new();
+    for s in &a.segs {
+        match b.covers(s.branch) {
+            None => out.push((s.branch, s.lo, s.hi)),
+            Some((_, hi2)) if hi2 < s.hi => out.push((s.branch, hi2.max(s.lo), s.hi)),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
+    let mut parts = uncovered(a, b);
+    parts.extend(uncovered(b, a));
+    let mut count = conn.prepare_cached("SELECT COUNT(*) FROM entries WHERE branch=?1 AND version>?2 AND version<=?3")?;
+    let mut total = 0i64;
+    for (br, lo, hi) in &parts {
+        total += count.query_row(params![br, *lo as i64, *hi as i64], |r| r.get::<_, i64>(0))?;
+        if total > MAX_CANDIDATE_ROWS {
+            return Ok(Candidates::FullScan);
+        }
+    }
+    let mut keys = BTreeSet::new();
+    let mut st = conn.prepare_cached(
+        "SELECT kind, space, key FROM entries WHERE branch=?1 AND version>?2 AND version<=?3",
+    )?;
+    for (br, lo, hi) in &parts {
+        let rows = st.query_map(params![br, *lo as i64, *hi as i64], |r| {
+            Ok((r.get::<_, u8>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })?;
+        for row in rows {
+            let (k, sp, key) = row?;
+            keys.insert(EntryKey::new(sp, Kind::from_code(k)?, key));
+        }
+    }
+    Ok(Candidates::Keys(keys.into_iter().collect()))
+}
+
+/// Calls `f(key, a_value, b_value)` for every key whose live value differs between the views, in key
+/// order, with bounded memory.
+fn for_each_difference(
+    conn: &Connection,
+    a: &View,
+    b: &View,
+    mut f: impl FnMut(&EntryKey, Option<Value>, Option<Value>) -> Result<()>,
+) -> Result<()> {
+    match candidates(conn, a, b)? {
+        Candidates::Keys(keys) => {
+            for k in keys {
+                let va = store::get_value(conn, a, k.kind, &k.space, &k.key)?;
+                let vb = store::get_value(conn, b, k.kind, &k.space, &k.key)?;
+                if va != vb {
+                    f(&k, va, vb)?;
+                }
+            }
+        }
+        Candidates::FullScan => {
+            let mut sa = Scanner::new(a.clone(), ScanRange::All, 1024);
+            let mut sb = Scanner::new(b.clone(), ScanRange::All, 1024);
+            let mut pa: std::collections::VecDeque<_> = Default::default();
+            let mut pb: std::collections::VecDeque<_> = Default::default();
+            let (mut ea, mut eb) = (false, false);
+            loop {
+                while pa.is_empty() && !ea {
+                    match sa.next_page(conn)? {
+                        Some(p) => pa.extend(p),
+                        None => ea = true,
+                    }
+                }
+                while pb.is_empty() && !eb {
+                    match sb.next_page(conn)? {
+                        Some(p) => pb.extend(p),
+                        None => eb = true,
+                    }
+                }
+                match (pa.front(), pb.front()) {
+                    (None, None) => break,
+                    (Some(_), None) => {
+                        let (k, _, v) = pa.pop_front().expect("front");
+                        f(&k, v, None)?;
+                    }
+                    (None, Some(_)) => {
+                        let (k, _, v) = pb.pop_front().expect("front");
+                        f(&k, None, v)?;
+                    }
+                    (Some(x), Some(y)) => match x.0.cmp(&y.0) {
+                        std::cmp::Ordering::Less => {
+                            let (k, _, v) = pa.pop_front().expect("front");
+                            f(&k, v, None)?;
+                        }
+                        std::cmp::Ordering::Greater => {
+                            let (k, _, v) = pb.pop_front().expect("front");
+                            f(&k, None, v)?;
+                        }
+                        std::cmp::Ordering::Equal => {
+                            let (k, _, va) = pa.pop_front().expect("front");
+                            let (_, _, vb) = pb.pop_front().expect("front");
+                            if va != vb {
+                                f(&k, va, vb)?;
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Strata {
+    /// The structured difference from `a` to `b` (each a branch or `branch@version`): per space, what `b`
+    /// added, removed and modified relative to `a`, with decoded values.
+    pub fn diff(&self, a: &Rev, b: &Rev) -> Result<BranchDiff> {
+        let conn = self.conn();
+        let (_, _, va) = rev_view(&conn, a)?;
+        let (_, _, vb) = rev_view(&conn, b)?;
+        let mut spaces: BTreeMap<String, SpaceDiff> = BTreeMap::new();
+        for_each_difference(&conn, &va, &vb, |k, x, y| {
+            let sd = spaces.entry(k.space.clone()).or_insert_with(|| SpaceDiff { space: k.space.clone(), ..Default::default() });
+            let key = match k.kind {
+                Kind::Event => k.key.trim_start_matches('0').to_string(),
+                _ => k.key.clone(),
+            };
+            let e = DiffEntry { kind: k.kind, key, a: x.clone(), b: y.clone() };
+            match (x, y) {
+                (None, Some(_)) => sd.added.push(e),
+                (Some(_), None) => sd.removed.push(e),
+                _ => sd.modified.push(e),
+            }
+            Ok(())
+        })?;
+        Ok(BranchDiff { spaces: spaces.into_values().collect() })
+    }
+
+    /// The common ancestor a merge of `source` into `target` would use, as `branch@version`.
+    pub fn merge_base(&self, source: &Rev, target: &Rev) -> Result<Option<Rev>> {
+        let conn = self.conn();
+        let (s, sv, _) = rev_view(&conn, source)?;
+        let (t, tv, _) = rev_view(&conn, target)?;
+        match merge_base(&conn, (s.id, sv), (t.id, tv))? {
+            None => Ok(None),
+            Some((b, v)) => Ok(Some(Rev::at(store::branch_by_id(&conn, b)?.name, v))),
+        }
+    }
+
+    /// Three-way merges `source` (a branch or `branch@version`) into branch `target` against their
+    /// common ancestor (the fork point or the last merge), committing one new target version.
+    ///
+    /// Only keys the source changed since the ancestor are considered, so a key that only the target
+    /// changed keeps the target's value, and a key the source deleted is deleted in the target. A key
+    /// changed on both sides to different values is a conflict: `LastWriterWins` takes the source's
+    /// value; `Strict` fails with [`Error::MergeConflicts`] and writes nothing.
+    ///
+    /// Events never conflict: when both sides appended at the same sequence numbers, the source's events
+    /// keep theirs and the target's are re-appended after them, in order.
+    pub fn merge(&self, source: &Rev, target: &str, strategy: MergeStrategy) -> Result<MergeReport> {
+        if target.starts_with('_') {
+            return Err(Error::InvalidOperation(format!("branch {target:?} is internal; only the library writes it")));
+        }
+        self.merge_inner(source, target, strategy)
+    }
+
+    pub(crate) fn merge_inner(&self, source: &Rev, target: &str, strategy: MergeStrategy) -> Result<MergeReport> {
+        let mut tx = self.begin_internal(target)?;
+        let (src, sv, src_view) = rev_view(tx.connection(), source)?;
+        let tgt = tx.branch_row().clone();
+        if src.id == tgt.id {
+            return Err(Error::InvalidOperation(format!("cannot merge branch {target:?} into itself")));
+        }
+        let base = merge_base(tx.connection(), (src.id, sv), (tgt.id, tgt.head))?;
+        let base_view = match base {
+            Some((b, v)) => store::view_at(tx.connection(), b, v)?,
+            None => View::empty(),
+        };
+        let base_name = match base {
+            Some((b, v)) => Some(format!("{}@{v}", store::branch_by_id(tx.connection(), b)?.name)),
+            None => None,
+        };
+        let mut report = MergeReport {
+            version: None,
+            base: base_name,
+            applied: 0,
+            conflicts_resolved: 0,
+            events_renumbered: 0,
+        };
+        let mut conflicts = Vec::new();
+        // Source events new since the base, per space: seq -> value; merged after the other keys.
+        let mut new_events: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
+        let conn = tx.connection();
+        let target_view = store::view_at(conn, tgt.id, tgt.head)?;
+        for_each_difference(conn, &base_view, &src_view, |k, b, s| {
+            if k.kind == Kind::Event && b.is_none() {
+                if let (Some(s), Ok(seq)) = (s.clone(), k.key.parse::<u64>()) {
+                    new_events.entry(k.space.clone()).or_default().insert(seq, s);
+                    return Ok(());
+                }
+            }
+            let t = store::get_value(conn, &target_view, k.kind, &k.space, &k.key)?;
+            if t == b {
+                // Written at once: the views read here never include the new target version, and a
+                // Strict merge with conflicts rolls the whole transaction back.
+                store::write_row(conn, tgt.id, tgt.head + 1, k, s.as_ref())?;
+                report.applied += 1;
+            } else if t == s {
+            } else {
+                match strategy {
+                    MergeStrategy::LastWriterWins => {
+                        report.conflicts_resolved += 1;
+                        store::write_row(conn, tgt.id, tgt.head + 1, k, s.as_ref())?;
+                        report.applied += 1;
+                    }
+                    MergeStrategy::Strict => conflicts.push(MergeConflict {
+                        space: k.space.clone(),
+                        kind: k.kind,
+                        key: k.key.clone(),
+                        ancestor: b,
+                        source: s,
+                        target: t,
+                    }),
+                }
+            }
+            Ok(())
+        })?;
+        if !conflicts.is_empty() {
+            tx.rollback()?;
+            return Err(Error::MergeConflicts(conflicts));
+        }
+        if report.applied > 0 {
+            tx.mark_dirty();
+        }
+        for (space, events) in new_events {
+            merge_events(&mut tx, &target_view, &src_view, &space, events, &mut report)?;
+        }
+        if report.applied > 0 {
+            tx.set_label("merge");
+            tx.set_message(format!("merge {}@{sv}", src.name));
+        }
+        let conn = tx.connection();
+        let head_after = if report.applied > 0 { tgt.head + 1 } else { tgt.head };
+        conn.execute(
+            "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
+            params![tgt.id, head_after as i64, src.id, sv as i64],
+        )?;
+        if report.applied > 0 {
+            // The transaction is dirty, so commit creates the version.
+            report.version = tx.commit()?;
+        } else {
+            // Nothing changed, but the merge record must persist: commit the SQLite transaction directly.
+            tx.commit_metadata_only()?;
+        }
+        Ok(report)
+    }
+
+    /// Writes a strict merge's conflicts to a new branch forked from `target`: one KV entry per conflict
+    /// in space `conflicts`, keyed `{space}/{kind}/{key}`, holding `{space, kind, key, ancestor, source,
+    /// target}` (absent sides are left out).
+    pub fn save_conflicts(&self, target: &str, conflicts: &[MergeConflict], branch: &str) -> Result<crate::BranchInfo> {
+        let info = self.fork_branch(Rev::head(target), branch)?;
+        let mut tx = self.begin(branch)?;
+        tx.set_space("conflicts")?;
+        for c in conflicts {
+            let mut fields = vec![
+                ("space", Value::from(c.space.as_str())),
+                ("kind", Value::from(c.kind.name())),
+                ("key", Value::from(c.key.as_str())),
+            ];
+            for (name, v) in [("ancestor", &c.ancestor), ("source", &c.source), ("target", &c.target)] {
+                if let Some(v) = v {
+                    fields.push((name, v.clone()));
+                }
+            }
+            tx.kv_put(&format!("{}/{}/{}", c.space, c.kind, c.key), Value::object(fields))?;
+        }
+        tx.set_message(format!("conflicts of a merge into {target}"));
+        tx.commit()?;
+        let _ = info;
+        self.branch_info(branch)
+    }
+}
+
+/// Merges the source's new events of one space into the target's log.
+fn merge_events(
+    tx: &mut crate::Transaction<'_>,
+    target_view: &View,
+    src_view: &View,
+    space: &str,
+    events: BTreeMap<u64, Value>,
+    report: &mut MergeReport,
+) -> Result<()> {
+    // The lowest sequence where both sides appended different events.
+    let mut collision = None;
+    for (seq, v) in &events {
+        let t = store::get_value(tx.connection(), target_view, Kind::Event, space, &event_key(*seq))?;
+        if let Some(t) = t {
+            if &t != v {
+                collision = Some(*seq);
+                break;
+            }
+        }
+    }
+    let Some(m) = collision else {
+        for (seq, v) in events {
+            let k = EntryKey::new(space, Kind::Event, event_key(seq));
+            let t = store::get_value(tx.connection(), target_view, Kind::Event, space, &k.key)?;
+            if t.as_ref() != Some(&v) {
+                tx.write_entry(&k, Some(&v))?;
+                report.applied += 1;
+            }
+        }
+        return Ok(());
+    };
+    // Source events below the collision go in place.
+    for (seq, v) in events.range(..m) {
+        let k = EntryKey::new(space, Kind::Event, event_key(*seq));
+        let t = store::get_value(tx.connection(), target_view, Kind::Event, space, &k.key)?;
+        if t.as_ref() != Some(v) {
+            tx.write_entry(&k, Some(v))?;
+            report.applied += 1;
+        }
+    }
+    // From m on: the source's log, then the target's own events that the source does not hold.
+    let conn = tx.connection();
+    let after = Some(EntryKey::new(space, Kind::Event, event_key(m - 1)));
+    let read_tail = |view: &View| -> Result<Vec<(u64, Value)>> {
+        let range = ScanRange::Prefix { kind: Kind::Event, space: space.to_string(), prefix: String::new() };
+        let mut sc = Scanner::new(view.clone(), range, 512).start_after(after.clone());
+        let mut out = Vec::new();
+        while let Some(p) = sc.next_page(conn)? {
+            for (k, _, v) in p {
+                if let (Some(v), Ok(seq)) = (v, k.key.parse::<u64>()) {
+                    out.push((seq, v));
+                }
+            }
+        }
+        Ok(out)
+    };
+    let src_tail = read_tail(src_view)?;
+    let tgt_tail = read_tail(target_view)?;
+    let src_at: HashMap<u64, &Value> = src_tail.iter().map(|(s, v)| (*s, v)).collect();
+    let mut layout: Vec<(u64, Value)> = src_tail.clone();
+    let mut next = src_tail.last().map(|(s, _)| *s).unwrap_or(m - 1) + 1;
+    for (seq, v) in &tgt_tail {
+        if src_at.get(seq) == Some(&v) {
+            continue;
+        }
+        layout.push((next, v.clone()));
+        next += 1;
+        report.events_renumbered += 1;
+    }
+    let tgt_at: HashMap<u64, &Value> = tgt_tail.iter().map(|(s, v)| (*s, v)).collect();
+    for (seq, v) in layout {
+        if tgt_at.get(&seq) != Some(&&v) {
+            tx.write_entry(&EntryKey::new(space, Kind::Event, event_key(seq)), Some(&v))?;
+            report.applied += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Every (branch, highest version) that the view of `(branch, version)` contains, through forks and
+/// recorded merges.
+fn ancestry(conn: &Connection, start: (i64, u64)) -> Result<HashMap<i64, u64>> {
+    let mut seen: HashMap<i64, u64> = HashMap::new();
+    let mut stack = vec![start];
+    let mut merges = conn.prepare_cached(
+        "SELECT source, MAX(source_version) FROM merges WHERE target=?1 AND target_version<=?2 GROUP BY source",
+    )?;
+    while let Some((b, v)) = stack.pop() {
+        if seen.get(&b).is_some_and(|&have| have >= v) {
+            continue;
+        }
+        seen.insert(b, v);
+        let row: BranchRow = store::branch_by_id(conn, b)?;
+        if let Some(p) = row.parent {
+            stack.push((p, v.min(row.fork_version)));
+        }
+        let rows = merges
+            .query_map(params![b, v as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        stack.extend(rows);
+    }
+    Ok(seen)
+}
+
+/// The best common ancestor of two points, or `None` when they share no history.
+fn merge_base(conn: &Connection, source: (i64, u64), target: (i64, u64)) -> Result<Option<(i64, u64)>> {
+    let a = ancestry(conn, source)?;
+    let t = ancestry(conn, target)?;
+    let mut cands: Vec<(i64, u64)> = Vec::new();
+    for (b, va) in &a {
+        if let Some(vt) = t.get(b) {
+            if store::branch_by_id(conn, *b)?.purged {
+                continue;
+            }
+            cands.push((*b, (*va).min(*vt)));
+        }
+    }
+    if cands.is_empty() {
+        return Ok(None);
+    }
+    if cands.len() == 1 {
+        return Ok(Some(cands[0]));
+    }
+    let ancs: Vec<HashMap<i64, u64>> = cands.iter().map(|c| ancestry(conn, *c)).collect::<Result<_>>()?;
+    let contains = |i: usize, j: usize| ancs[i].get(&cands[j].0).is_some_and(|&v| v >= cands[j].1);
+    // Keep the candidates that no other candidate strictly contains.
+    let maximal: Vec<usize> = (0..cands.len())
+        .filter(|&i| !(0..cands.len()).any(|j| j != i && contains(j, i) && !contains(i, j)))
+        .collect();
+    // Prefer a point on the source's branch (its diff to the source is cheapest), then the highest version.
+    let best = maximal
+        .iter()
+        .copied()
+        .max_by_key(|&i| (cands[i].0 == source.0, cands[i].1, std::cmp::Reverse(cands[i].0)))
+        .expect("at least one maximal candidate");
+    Ok(Some(cands[best]))
+}

@@ -1,0 +1,506 @@
+//! The SQLite schema, connection set-up, lineage views and paged reads.
+//!
+//! A branch's rows live in `entries` under its own id. A fork stores only `(parent, fork_version)`; its
+//! version numbers continue from the fork point, so along any lineage the versions only grow. A *view*
+//! (a branch at a version) is therefore a list of segments `(branch, lo, hi]`, child first, and the value
+//! of a key in the view is the row with the highest version inside the segments.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::types::{EntryKey, Kind};
+use crate::value::Value;
+
+/// The schema version this build writes and reads.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// How hard a commit tries to reach stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync on every commit (`synchronous=FULL`): a commit survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints (`synchronous=NORMAL`): a commit survives a process crash (`kill -9`) but the
+    /// last commits may be lost on power loss.
+    Normal,
+}
+
+/// Options for [`crate::Strata::open_with`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Commit durability.
+    pub durability: Durability,
+    /// How long a writer waits for another writer (another handle or process) before failing with
+    /// [`Error::Conflict`].
+    pub busy_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { durability: Durability::Full, busy_timeout: Duration::from_secs(10) }
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS branches (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL,
+    parent       INTEGER,
+    fork_version INTEGER NOT NULL DEFAULT 0,
+    head         INTEGER NOT NULL DEFAULT 0,
+    created      INTEGER NOT NULL,
+    deleted      INTEGER NOT NULL DEFAULT 0,
+    purged       INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS branches_live_name ON branches(name) WHERE deleted = 0;
+CREATE TABLE IF NOT EXISTS entries (
+    branch  INTEGER NOT NULL,
+    kind    INTEGER NOT NULL,
+    space   TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    value   BLOB,
+    tag     TEXT,
+    PRIMARY KEY (branch, kind, space, key, version)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_version ON entries(branch, version);
+CREATE TABLE IF NOT EXISTS commits (
+    branch  INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    ts      INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    entries INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (branch, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS merges (
+    target         INTEGER NOT NULL,
+    target_version INTEGER NOT NULL,
+    source         INTEGER NOT NULL,
+    source_version INTEGER NOT NULL,
+    PRIMARY KEY (target, target_version, source, source_version)
+) WITHOUT ROWID;
+"#;
+
+pub(crate) fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Opens (creating if needed) the SQLite file and brings the schema up.
+pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection> {
+    let conn = Connection::open(file)?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::InvalidOperation(format!(
+            "could not switch {} to WAL journal mode (got {mode})",
+            file.display()
+        )));
+    }
+    let sync = match opts.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA temp_store=FILE;"
+    ))?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(crate::error::map_busy)?;
+    let setup = (|| -> Result<()> {
+        conn.execute_batch(SCHEMA)?;
+        let found: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+            .optional()?;
+        match found {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
+            }
+            Some(v) => {
+                let v: i64 = v.parse().map_err(|_| Error::corrupt("database", "unreadable schema_version"))?;
+                if v > SCHEMA_VERSION {
+                    return Err(Error::SchemaTooNew { found: v, supported: SCHEMA_VERSION });
+                }
+            }
+        }
+        let has_main: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM branches)", [], |r| r.get(0))?;
+        if !has_main {
+            conn.execute(
+                "INSERT INTO branches(name, parent, fork_version, head, created) VALUES('main', NULL, 0, 0, ?1)",
+                [now_micros() as i64],
+            )?;
+        }
+        Ok(())
+    })();
+    match setup {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    Ok(conn)
+}
+
+/// A branch row.
+#[derive(Clone, Debug)]
+pub(crate) struct BranchRow {
+    pub id: i64,
+    pub name: String,
+    pub parent: Option<i64>,
+    pub fork_version: u64,
+    pub head: u64,
+    pub created: u64,
+    pub deleted: bool,
+    pub purged: bool,
+}
+
+const BRANCH_COLS: &str = "id, name, parent, fork_version, head, created, deleted, purged";
+
+fn branch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BranchRow> {
+    Ok(BranchRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        parent: r.get(2)?,
+        fork_version: r.get::<_, i64>(3)? as u64,
+        head: r.get::<_, i64>(4)? as u64,
+        created: r.get::<_, i64>(5)? as u64,
+        deleted: r.get(6)?,
+        purged: r.get(7)?,
+    })
+}
+
+pub(crate) fn branch_by_name(conn: &Connection, name: &str) -> Result<BranchRow> {
+    conn.query_row(
+        &format!("SELECT {BRANCH_COLS} FROM branches WHERE name=?1 AND deleted=0"),
+        [name],
+        branch_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| Error::BranchNotFound(name.to_string()))
+}
+
+pub(crate) fn branch_by_id(conn: &Connection, id: i64) -> Result<BranchRow> {
+    conn.query_row(&format!("SELECT {BRANCH_COLS} FROM branches WHERE id=?1"), [id], branch_from_row)
+        .optional()?
+        .ok_or_else(|| Error::corrupt("database", format!("branch id {id} is referenced but missing")))
+}
+
+pub(crate) fn live_branches(conn: &Connection) -> Result<Vec<BranchRow>> {
+    let mut st = conn.prepare(&format!("SELECT {BRANCH_COLS} FROM branches WHERE deleted=0 ORDER BY name"))?;
+    let rows = st.query_map([], branch_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// A run of one branch's rows: versions in `(lo, hi]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub branch: i64,
+    pub lo: u64,
+    pub hi: u64,
+}
+
+/// A branch at a version: its lineage segments, child first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct View {
+    pub segs: Vec<Segment>,
+}
+
+impl View {
+    pub fn empty() -> View {
+        View { segs: Vec::new() }
+    }
+
+    /// The highest version this view covers of `branch`, if any.
+    pub fn covers(&self, branch: i64) -> Option<(u64, u64)> {
+        self.segs.iter().find(|s| s.branch == branch).map(|s| (s.lo, s.hi))
+    }
+}
+
+/// The view of branch `id` at `version`.
+pub(crate) fn view_at(conn: &Connection, id: i64, version: u64) -> Result<View> {
+    let mut segs = Vec::new();
+    let mut cur = Some(id);
+    let mut v = version;
+    while let Some(b) = cur {
+        let row = branch_by_id(conn, b)?;
+        let lo = if row.parent.is_some() { row.fork_version } else { 0 };
+        if v > lo {
+            segs.push(Segment { branch: b, lo, hi: v });
+        }
+        if row.parent.is_some() {
+            v = v.min(row.fork_version);
+        }
+        cur = row.parent;
+        if segs.len() > 10_000 {
+            return Err(Error::corrupt("database", "branch lineage has a cycle"));
+        }
+    }
+    Ok(View { segs })
+}
+
+pub(crate) fn decode_value(bytes: Option<Vec<u8>>) -> Result<Option<Value>> {
+    match bytes {
+        None => Ok(None),
+        Some(b) => Value::from_msgpack(&b).map(Some).map_err(|e| Error::Decode(e.to_string())),
+    }
+}
+
+/// The newest row of a key in a view: `(version, value)`, with `None` for a delete.
+pub(crate) fn get_row(
+    conn: &Connection,
+    view: &View,
+    kind: Kind,
+    space: &str,
+    key: &str,
+) -> Result<Option<(u64, Option<Value>)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT version, value FROM entries WHERE branch=?1 AND kind=?2 AND space=?3 AND key=?4 \
+         AND version>?5 AND version<=?6 ORDER BY version DESC LIMIT 1",
+    )?;
+    for s in &view.segs {
+        let row: Option<(i64, Option<Vec<u8>>)> = st
+            .query_row(params![s.branch, kind.code(), space, key, s.lo as i64, s.hi as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((v, val)) = row {
+            return Ok(Some((v as u64, decode_value(val)?)));
+        }
+    }
+    Ok(None)
+}
+
+/// The live value of a key in a view.
+pub(crate) fn get_value(conn: &Connection, view: &View, kind: Kind, space: &str, key: &str) -> Result<Option<Value>> {
+    Ok(get_row(conn, view, kind, space, key)?.and_then(|(_, v)| v))
+}
+
+/// Every row of a key in a view, newest first: `(version, value, segment branch)`.
+pub(crate) fn key_rows(
+    conn: &Connection,
+    view: &View,
+    kind: Kind,
+    space: &str,
+    key: &str,
+) -> Result<Vec<(u64, Option<Value>, i64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT version, value FROM entries WHERE branch=?1 AND kind=?2 AND space=?3 AND key=?4 \
+         AND version>?5 AND version<=?6 ORDER BY version DESC",
+    )?;
+    let mut out = Vec::new();
+    for s in &view.segs {
+        let rows = st
+            .query_map(params![s.branch, kind.code(), space, key, s.lo as i64, s.hi as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (v, val) in rows {
+            out.push((v as u64, decode_value(val)?, s.branch));
+        }
+    }
+    Ok(out)
+}
+
+/// What a scan covers.
+#[derive(Clone, Debug)]
+pub(crate) enum ScanRange {
+    /// Keys of one space and primitive starting with a prefix.
+    Prefix { kind: Kind, space: String, prefix: String },
+    /// Every entry of the view, in (kind, space, key) order.
+    All,
+}
+
+/// A scanned row: key, version and value (`None` = deleted).
+pub(crate) type ScanRow = (EntryKey, u64, Option<Value>);
+
+/// A paged, bounded-memory scan over a view, merging its segments in key order.
+pub(crate) struct Scanner {
+    view: View,
+    range: ScanRange,
+    after: Option<EntryKey>,
+    page: usize,
+    done: bool,
+    /// Include deleted keys (value `None`) in the output.
+    pub tombstones: bool,
+}
+
+impl Scanner {
+    pub fn new(view: View, range: ScanRange, page: usize) -> Scanner {
+        Scanner { view, range, after: None, page: page.max(1), done: false, tombstones: false }
+    }
+
+    /// Starts after this key (exclusive).
+    pub fn start_after(mut self, after: Option<EntryKey>) -> Scanner {
+        self.after = after;
+        self
+    }
+
+    fn fetch_segment(&self, conn: &Connection, s: &Segment) -> Result<Vec<(EntryKey, u64, Option<Vec<u8>>)>> {
+        let lim = self.page as i64;
+        match &self.range {
+            ScanRange::Prefix { kind, space, prefix } => {
+                let after_key = match &self.after {
+                    Some(a) => a.key.clone(),
+                    None => String::new(),
+                };
+                let mut st = conn.prepare_cached(
+                    "SELECT key, MAX(version), value FROM entries WHERE branch=?1 AND kind=?2 AND space=?3 \
+                     AND key>=?4 AND key>?5 AND version>?6 AND version<=?7 GROUP BY key ORDER BY key LIMIT ?8",
+                )?;
+                let rows = st
+                    .query_map(
+                        params![s.branch, kind.code(), space, prefix, after_key, s.lo as i64, s.hi as i64, lim],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<Vec<u8>>>(2)?)),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(k, v, val)| (EntryKey::new(space.clone(), *kind, k), v as u64, val))
+                    .collect())
+            }
+            ScanRange::All => {
+                let (ak, asp, akey) = match &self.after {
+                    Some(a) => (a.kind.code() as i64, a.space.clone(), a.key.clone()),
+                    None => (-1, String::new(), String::new()),
+                };
+                let mut st = conn.prepare_cached(
+                    "SELECT kind, space, key, MAX(version), value FROM entries WHERE branch=?1 \
+                     AND (kind, space, key) > (?2, ?3, ?4) AND version>?5 AND version<=?6 \
+                     GROUP BY kind, space, key ORDER BY kind, space, key LIMIT ?7",
+                )?;
+                let rows = st
+                    .query_map(params![s.branch, ak, asp, akey, s.lo as i64, s.hi as i64, lim], |r| {
+                        Ok((
+                            r.get::<_, u8>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<Vec<u8>>>(4)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows.into_iter()
+                    .map(|(k, sp, key, v, val)| Ok((EntryKey::new(sp, Kind::from_code(k)?, key), v as u64, val)))
+                    .collect()
+            }
+        }
+    }
+
+    /// The next page of rows in key order, or `None` at the end. A page may be empty of live rows only
+    /// when every row in it was deleted; callers loop until `None`.
+    pub fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<ScanRow>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut pages = Vec::with_capacity(self.view.segs.len());
+        let mut bound: Option<EntryKey> = None;
+        for s in &self.view.segs {
+            let rows = self.fetch_segment(conn, s)?;
+            if rows.len() == self.page {
+                let last = rows.last().map(|r| r.0.clone()).expect("page is full");
+                if bound.as_ref().is_none_or(|b| &last < b) {
+                    bound = Some(last);
+                }
+            }
+            pages.push(rows);
+        }
+        // Merge: for each key the highest version wins (versions grow along the lineage).
+        let mut merged: std::collections::BTreeMap<EntryKey, (u64, Option<Vec<u8>>)> = Default::default();
+        for rows in pages {
+            for (k, v, val) in rows {
+                if let Some(b) = &bound {
+                    if &k > b {
+                        continue;
+                    }
+                }
+                match merged.get(&k) {
+                    Some((ov, _)) if *ov >= v => {}
+                    _ => {
+                        merged.insert(k, (v, val));
+                    }
+                }
+            }
+        }
+        let prefix_done = match &self.range {
+            ScanRange::Prefix { prefix, .. } => merged.keys().next_back().is_some_and(|k| !k.key.starts_with(prefix.as_str())),
+            ScanRange::All => false,
+        };
+        match bound {
+            Some(b) if !prefix_done => self.after = Some(b),
+            _ => self.done = true,
+        }
+        let mut out = Vec::with_capacity(merged.len());
+        for (k, (v, val)) in merged {
+            if let ScanRange::Prefix { prefix, .. } = &self.range {
+                if !k.key.starts_with(prefix.as_str()) {
+                    self.done = true;
+                    break;
+                }
+            }
+            if val.is_none() && !self.tombstones {
+                continue;
+            }
+            out.push((k, v, decode_value(val)?));
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Writes one entry row (a put, or a delete when `value` is `None`).
+pub(crate) fn write_row(
+    conn: &Connection,
+    branch: i64,
+    version: u64,
+    key: &EntryKey,
+    value: Option<&Value>,
+) -> Result<()> {
+    let mut st = conn.prepare_cached(
+        "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let tag = match (key.kind, value) {
+        (Kind::Event, Some(v)) => v.get("type").and_then(|t| t.as_str()).map(str::to_string),
+        _ => None,
+    };
+    st.execute(params![
+        branch,
+        key.kind.code(),
+        key.space,
+        key.key,
+        version as i64,
+        value.map(|v| v.to_msgpack()),
+        tag
+    ])?;
+    Ok(())
+}
+
+/// Records a commit row and moves the branch head.
+pub(crate) fn record_commit(
+    conn: &Connection,
+    branch: i64,
+    version: u64,
+    ts: u64,
+    kind: &str,
+    message: &str,
+) -> Result<u64> {
+    let entries: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM entries WHERE branch=?1 AND version=?2")?
+        .query_row(params![branch, version as i64], |r| r.get(0))?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO commits(branch, version, ts, kind, message, entries) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![branch, version as i64, ts as i64, kind, message, entries])?;
+    conn.prepare_cached("UPDATE branches SET head=?2 WHERE id=?1")?.execute(params![branch, version as i64])?;
+    Ok(entries as u64)
+}
