@@ -31,7 +31,9 @@ pub struct Strata {
 
 impl std::fmt::Debug for Strata {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Strata").field("dir", &self.inner.dir).finish()
+        f.debug_struct("Strata")
+            .field("dir", &self.inner.dir)
+            .finish()
     }
 }
 
@@ -46,6 +48,25 @@ pub struct Event {
     pub payload: Value,
     /// Append time, microseconds since the Unix epoch.
     pub timestamp_micros: u64,
+    /// A random identifier, unique per appended event.
+    pub id: u64,
+}
+
+/// A 63-bit identifier that tells apart events with equal type, payload and time (merges use it to
+/// recognise an event that two logs hold at different positions).
+fn unique_event_id() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    (h.finish() >> 1) as i64
 }
 
 pub(crate) fn event_key(seq: u64) -> String {
@@ -53,12 +74,19 @@ pub(crate) fn event_key(seq: u64) -> String {
 }
 
 fn event_from_value(key: &str, v: &Value) -> Result<Event> {
-    let seq = key.parse().map_err(|_| Error::Decode(format!("event key {key:?} is not a sequence number")))?;
+    let seq = key
+        .parse()
+        .map_err(|_| Error::Decode(format!("event key {key:?} is not a sequence number")))?;
     Ok(Event {
         seq,
-        event_type: v.get("type").and_then(Value::as_str).unwrap_or_default().to_string(),
+        event_type: v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         payload: v.get("payload").cloned().unwrap_or(Value::Null),
         timestamp_micros: v.get("ts").and_then(Value::as_i64).unwrap_or(0) as u64,
+        id: v.get("id").and_then(Value::as_i64).unwrap_or(0) as u64,
     })
 }
 
@@ -80,7 +108,13 @@ impl Strata {
         std::fs::create_dir_all(&dir)?;
         let conn = store::open_connection(&dir.join(DB_FILE), &opts)?;
         tracing::debug!(dir = %dir.display(), "opened database");
-        Ok(Strata { inner: Arc::new(Inner { dir, conn: Mutex::new(conn), _temp: None }) })
+        Ok(Strata {
+            inner: Arc::new(Inner {
+                dir,
+                conn: Mutex::new(conn),
+                _temp: None,
+            }),
+        })
     }
 
     /// Opens a new database in a temporary folder that is removed when the last clone is dropped.
@@ -88,7 +122,13 @@ impl Strata {
         let tmp = tempfile::Builder::new().prefix("strata-").tempdir()?;
         let dir = tmp.path().to_path_buf();
         let conn = store::open_connection(&dir.join(DB_FILE), &Options::default())?;
-        Ok(Strata { inner: Arc::new(Inner { dir, conn: Mutex::new(conn), _temp: Some(tmp) }) })
+        Ok(Strata {
+            inner: Arc::new(Inner {
+                dir,
+                conn: Mutex::new(conn),
+                _temp: Some(tmp),
+            }),
+        })
     }
 
     /// The database folder.
@@ -136,7 +176,11 @@ impl Strata {
     pub fn create_internal_branch(&self, name: &str, source: Option<Rev>) -> Result<BranchInfo> {
         validate_branch_name(name, true)?;
         if !name.starts_with('_') {
-            return Err(Error::invalid("branch name", name, "internal branch names start with '_'"));
+            return Err(Error::invalid(
+                "branch name",
+                name,
+                "internal branch names start with '_'",
+            ));
         }
         self.create_branch_inner(name, source)
     }
@@ -232,7 +276,12 @@ impl Strata {
 
     /// Operations on `branch` in the default space, each committed on its own.
     pub fn on(&self, branch: &str) -> Scope<'_> {
-        Scope { db: self, branch: branch.to_string(), space: DEFAULT_SPACE.to_string(), internal: false }
+        Scope {
+            db: self,
+            branch: branch.to_string(),
+            space: DEFAULT_SPACE.to_string(),
+            internal: false,
+        }
     }
 
     /// `on("main")`.
@@ -258,15 +307,23 @@ impl Strata {
                 break;
             }
             let rows = st
-                .query_map(params![s.branch, s.lo as i64, s.hi as i64, (limit - out.len()) as i64], |r| {
-                    Ok(CommitInfo {
-                        version: r.get::<_, i64>(0)? as u64,
-                        timestamp_micros: r.get::<_, i64>(1)? as u64,
-                        kind: r.get(2)?,
-                        message: r.get(3)?,
-                        entries: r.get::<_, i64>(4)? as u64,
-                    })
-                })?
+                .query_map(
+                    params![
+                        s.branch,
+                        s.lo as i64,
+                        s.hi as i64,
+                        (limit - out.len()) as i64
+                    ],
+                    |r| {
+                        Ok(CommitInfo {
+                            version: r.get::<_, i64>(0)? as u64,
+                            timestamp_micros: r.get::<_, i64>(1)? as u64,
+                            kind: r.get(2)?,
+                            message: r.get(3)?,
+                            entries: r.get::<_, i64>(4)? as u64,
+                        })
+                    },
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             out.extend(rows);
         }
@@ -274,16 +331,29 @@ impl Strata {
     }
 
     /// Every value a key has had on a branch, newest first (deletes included as `None`).
-    pub fn history(&self, branch: &str, space: &str, kind: Kind, key: &str) -> Result<Vec<HistoryEntry>> {
+    pub fn history(
+        &self,
+        branch: &str,
+        space: &str,
+        kind: Kind,
+        key: &str,
+    ) -> Result<Vec<HistoryEntry>> {
         let conn = self.conn();
         let row = store::branch_by_name(&conn, branch)?;
         let view = store::view_at(&conn, row.id, row.head)?;
         let rows = store::key_rows(&conn, &view, kind, space, key)?;
-        let mut ts = conn.prepare_cached("SELECT ts FROM commits WHERE branch=?1 AND version=?2")?;
+        let mut ts =
+            conn.prepare_cached("SELECT ts FROM commits WHERE branch=?1 AND version=?2")?;
         rows.into_iter()
             .map(|(version, value, seg)| {
-                let t: i64 = ts.query_row(params![seg, version as i64], |r| r.get(0)).unwrap_or(0);
-                Ok(HistoryEntry { version, value, timestamp_micros: t as u64 })
+                let t: i64 = ts
+                    .query_row(params![seg, version as i64], |r| r.get(0))
+                    .unwrap_or(0);
+                Ok(HistoryEntry {
+                    version,
+                    value,
+                    timestamp_micros: t as u64,
+                })
             })
             .collect()
     }
@@ -293,7 +363,10 @@ impl Strata {
         let conn = self.conn();
         let view = rev_view(&conn, rev)?.2;
         let key = match kind {
-            Kind::Event => event_key(key.parse().map_err(|_| Error::invalid("event sequence", key, "not a number"))?),
+            Kind::Event => event_key(
+                key.parse()
+                    .map_err(|_| Error::invalid("event sequence", key, "not a number"))?,
+            ),
             _ => key.to_string(),
         };
         store::get_value(&conn, &view, kind, space, &key)
@@ -309,7 +382,9 @@ impl Strata {
             "SELECT DISTINCT space FROM entries WHERE branch=?1 AND version>?2 AND version<=?3",
         )?;
         for s in &view.segs {
-            for sp in st.query_map(params![s.branch, s.lo as i64, s.hi as i64], |r| r.get::<_, String>(0))? {
+            for sp in st.query_map(params![s.branch, s.lo as i64, s.hi as i64], |r| {
+                r.get::<_, String>(0)
+            })? {
                 set.insert(sp?);
             }
         }
@@ -329,7 +404,11 @@ pub(crate) fn check_version(row: &BranchRow, version: Option<u64>) -> Result<u64
     match version {
         None => Ok(row.head),
         Some(v) if v <= row.head => Ok(v),
-        Some(v) => Err(Error::VersionNotFound { branch: row.name.clone(), version: v, head: row.head }),
+        Some(v) => Err(Error::VersionNotFound {
+            branch: row.name.clone(),
+            version: v,
+            head: row.head,
+        }),
     }
 }
 
@@ -341,7 +420,13 @@ pub(crate) fn branch_info(conn: &Connection, row: &BranchRow) -> Result<BranchIn
     Ok(BranchInfo {
         name: row.name.clone(),
         head: row.head,
-        parent: parent.map(|p| if p.deleted { format!("{} (deleted)", p.name) } else { p.name }),
+        parent: parent.map(|p| {
+            if p.deleted {
+                format!("{} (deleted)", p.name)
+            } else {
+                p.name
+            }
+        }),
         fork_version: row.parent.map(|_| row.fork_version),
         created_micros: row.created,
         internal: row.name.starts_with('_'),
@@ -356,8 +441,11 @@ fn purge_unreferenced(conn: &Connection, id: i64) -> Result<()> {
         if !row.deleted || row.purged {
             return Ok(());
         }
-        let children: i64 =
-            conn.query_row("SELECT COUNT(*) FROM branches WHERE parent=?1 AND purged=0", [b], |r| r.get(0))?;
+        let children: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM branches WHERE parent=?1 AND purged=0",
+            [b],
+            |r| r.get(0),
+        )?;
         if children > 0 {
             return Ok(());
         }
@@ -521,7 +609,14 @@ impl<'a> Transaction<'a> {
 
     /// Lists keys starting with `prefix`, in key order.
     pub fn kv_list(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
-        list_prefix(&self.conn, &self.view, Kind::Kv, &self.space, prefix, usize::MAX)
+        list_prefix(
+            &self.conn,
+            &self.view,
+            Kind::Kv,
+            &self.space,
+            prefix,
+            usize::MAX,
+        )
     }
 
     // ----- JSON -----
@@ -549,7 +644,14 @@ impl<'a> Transaction<'a> {
 
     /// Lists documents whose id starts with `prefix`.
     pub fn json_list(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
-        list_prefix(&self.conn, &self.view, Kind::Json, &self.space, prefix, usize::MAX)
+        list_prefix(
+            &self.conn,
+            &self.view,
+            Kind::Json,
+            &self.space,
+            prefix,
+            usize::MAX,
+        )
     }
 
     /// Reads the part of a document at a JSON Pointer path such as `/a/b/0` (`""` is the whole document).
@@ -564,7 +666,9 @@ impl<'a> Transaction<'a> {
     /// document itself if absent. An array index may be the array's length or `-` to append.
     pub fn json_set_path(&mut self, id: &str, path: &str, value: impl Into<Value>) -> Result<()> {
         let k = self.ek(Kind::Json, id)?;
-        let mut doc = self.read(&k)?.unwrap_or_else(|| Value::Object(Default::default()));
+        let mut doc = self
+            .read(&k)?
+            .unwrap_or_else(|| Value::Object(Default::default()));
         crate::jsonpath::set(&mut doc, path, value.into())?;
         self.write_entry(&k, Some(&doc))
     }
@@ -583,13 +687,18 @@ impl<'a> Transaction<'a> {
     /// Appends an event to the current space's log; returns its sequence number.
     pub fn event_append(&mut self, event_type: &str, payload: impl Into<Value>) -> Result<u64> {
         if event_type.is_empty() {
-            return Err(Error::invalid("event type", event_type, "must not be empty"));
+            return Err(Error::invalid(
+                "event type",
+                event_type,
+                "must not be empty",
+            ));
         }
         let seq = self.next_event_seq()?;
         let v = Value::object([
             ("type", Value::from(event_type)),
             ("payload", payload.into()),
             ("ts", Value::Int(store::now_micros() as i64)),
+            ("id", Value::Int(unique_event_id())),
         ]);
         let k = EntryKey::new(self.space.clone(), Kind::Event, event_key(seq));
         self.write_entry(&k, Some(&v))?;
@@ -604,7 +713,14 @@ impl<'a> Transaction<'a> {
 
     /// Reads up to `limit` events of one type, in sequence order.
     pub fn event_by_type(&self, event_type: &str, limit: usize) -> Result<Vec<Event>> {
-        event_range(&self.conn, &self.view, &self.space, 1, limit, Some(event_type))
+        event_range(
+            &self.conn,
+            &self.view,
+            &self.space,
+            1,
+            limit,
+            Some(event_type),
+        )
     }
 
     /// The number of events in the current space's log (its last sequence number).
@@ -637,7 +753,12 @@ impl<'a> Transaction<'a> {
 
     /// Compare-and-swap: sets the cell to `new` only if its current value equals `expected` (`None`
     /// meaning absent). Returns whether it swapped. Deletes the cell when `new` is `None`.
-    pub fn state_cas(&mut self, cell: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
+    pub fn state_cas(
+        &mut self,
+        cell: &str,
+        expected: Option<&Value>,
+        new: Option<Value>,
+    ) -> Result<bool> {
         let k = self.ek(Kind::State, cell)?;
         if self.read(&k)?.as_ref() != expected {
             return Ok(false);
@@ -710,7 +831,11 @@ pub(crate) fn list_prefix(
     prefix: &str,
     limit: usize,
 ) -> Result<Vec<(String, Value)>> {
-    let range = ScanRange::Prefix { kind, space: space.to_string(), prefix: prefix.to_string() };
+    let range = ScanRange::Prefix {
+        kind,
+        space: space.to_string(),
+        prefix: prefix.to_string(),
+    };
     let mut sc = Scanner::new(view.clone(), range, 512);
     let mut out = Vec::new();
     while let Some(page) = sc.next_page(conn)? {
@@ -734,7 +859,9 @@ pub(crate) fn last_event_seq(conn: &Connection, view: &View, space: &str) -> Res
     let mut max = 0u64;
     for s in &view.segs {
         let k: Option<String> = rusqlite::OptionalExtension::optional(
-            st.query_row(params![s.branch, space, s.lo as i64, s.hi as i64], |r| r.get(0)),
+            st.query_row(params![s.branch, space, s.lo as i64, s.hi as i64], |r| {
+                r.get(0)
+            }),
         )?;
         if let Some(k) = k {
             max = max.max(k.parse().unwrap_or(0));
@@ -751,8 +878,15 @@ fn event_range(
     limit: usize,
     event_type: Option<&str>,
 ) -> Result<Vec<Event>> {
-    let range = ScanRange::Prefix { kind: Kind::Event, space: space.to_string(), prefix: String::new() };
-    let after = from_seq.checked_sub(1).filter(|s| *s > 0).map(|s| EntryKey::new(space, Kind::Event, event_key(s)));
+    let range = ScanRange::Prefix {
+        kind: Kind::Event,
+        space: space.to_string(),
+        prefix: String::new(),
+    };
+    let after = from_seq
+        .checked_sub(1)
+        .filter(|s| *s > 0)
+        .map(|s| EntryKey::new(space, Kind::Event, event_key(s)));
     let mut sc = Scanner::new(view.clone(), range, 512).start_after(after);
     let mut out = Vec::new();
     while let Some(page) = sc.next_page(conn)? {
@@ -783,7 +917,10 @@ impl<'a> Scope<'a> {
     /// The same branch in another space.
     pub fn space(&self, space: &str) -> Result<Scope<'a>> {
         validate_space_name(space, self.internal)?;
-        Ok(Scope { space: space.to_string(), ..self.clone() })
+        Ok(Scope {
+            space: space.to_string(),
+            ..self.clone()
+        })
     }
 
     /// Allows internal (`_`) branches and spaces. For library use.
@@ -884,7 +1021,12 @@ impl<'a> Scope<'a> {
         self.tx(|t| t.state_init(cell, value))
     }
     /// See [`Transaction::state_cas`].
-    pub fn state_cas(&self, cell: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
+    pub fn state_cas(
+        &self,
+        cell: &str,
+        expected: Option<&Value>,
+        new: Option<Value>,
+    ) -> Result<bool> {
         self.tx(|t| t.state_cas(cell, expected, new))
     }
     /// See [`Transaction::state_delete`].

@@ -56,7 +56,10 @@ pub use db::{Event, Scope, Strata, Transaction, DB_FILE, DEFAULT_SPACE};
 pub use error::{Error, Result};
 pub use store::{Durability, Options};
 pub use types::{
-    ApplyReport, BranchDiff, BranchInfo, ChangeSet, CommitInfo, DiffEntry, EntryKey, HistoryEntry, Kind,
-    MergeConflict, MergeReport, MergeStrategy, Rev, SpaceDiff,
+    ApplyReport, BranchDiff, BranchInfo, ChangeSet, CommitInfo, DiffEntry, EntryKey, HistoryEntry,
+    Kind, MergeConflict, MergeReport, MergeStrategy, Rev, SpaceDiff,
 };
 pub use value::Value;
+
+#[doc(hidden)]
+pub use merge::force_full_scan_on_this_thread;

@@ -13,7 +13,8 @@ use crate::db::{event_key, rev_view, Strata};
 use crate::error::{Error, Result};
 use crate::store::{self, BranchRow, ScanRange, Scanner, View};
 use crate::types::{
-    BranchDiff, DiffEntry, EntryKey, Kind, MergeConflict, MergeReport, MergeStrategy, Rev, SpaceDiff,
+    BranchDiff, DiffEntry, EntryKey, Kind, MergeConflict, MergeReport, MergeStrategy, Rev,
+    SpaceDiff,
 };
 use crate::value::Value;
 
@@ -39,10 +40,26 @@ fn uncovered(a: &View, b: &View) -> Vec<(i64, u64, u64)> {
     out
 }
 
+thread_local! {
+    static FORCE_FULL_SCAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Test hook: make diff and merge on this thread always take the full ordered-scan path, so tests can
+/// check that both paths agree.
+#[doc(hidden)]
+pub fn force_full_scan_on_this_thread(on: bool) {
+    FORCE_FULL_SCAN.with(|f| f.set(on));
+}
+
 fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
+    if FORCE_FULL_SCAN.with(|f| f.get()) {
+        return Ok(Candidates::FullScan);
+    }
     let mut parts = uncovered(a, b);
     parts.extend(uncovered(b, a));
-    let mut count = conn.prepare_cached("SELECT COUNT(*) FROM entries WHERE branch=?1 AND version>?2 AND version<=?3")?;
+    let mut count = conn.prepare_cached(
+        "SELECT COUNT(*) FROM entries WHERE branch=?1 AND version>?2 AND version<=?3",
+    )?;
     let mut total = 0i64;
     for (br, lo, hi) in &parts {
         total += count.query_row(params![br, *lo as i64, *hi as i64], |r| r.get::<_, i64>(0))?;
@@ -56,7 +73,11 @@ fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
     )?;
     for (br, lo, hi) in &parts {
         let rows = st.query_map(params![br, *lo as i64, *hi as i64], |r| {
-            Ok((r.get::<_, u8>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, u8>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         for row in rows {
             let (k, sp, key) = row?;
@@ -146,12 +167,20 @@ impl Strata {
         let (_, _, vb) = rev_view(&conn, b)?;
         let mut spaces: BTreeMap<String, SpaceDiff> = BTreeMap::new();
         for_each_difference(&conn, &va, &vb, |k, x, y| {
-            let sd = spaces.entry(k.space.clone()).or_insert_with(|| SpaceDiff { space: k.space.clone(), ..Default::default() });
+            let sd = spaces.entry(k.space.clone()).or_insert_with(|| SpaceDiff {
+                space: k.space.clone(),
+                ..Default::default()
+            });
             let key = match k.kind {
                 Kind::Event => k.key.trim_start_matches('0').to_string(),
                 _ => k.key.clone(),
             };
-            let e = DiffEntry { kind: k.kind, key, a: x.clone(), b: y.clone() };
+            let e = DiffEntry {
+                kind: k.kind,
+                key,
+                a: x.clone(),
+                b: y.clone(),
+            };
             match (x, y) {
                 (None, Some(_)) => sd.added.push(e),
                 (Some(_), None) => sd.removed.push(e),
@@ -159,7 +188,9 @@ impl Strata {
             }
             Ok(())
         })?;
-        Ok(BranchDiff { spaces: spaces.into_values().collect() })
+        Ok(BranchDiff {
+            spaces: spaces.into_values().collect(),
+        })
     }
 
     /// The common ancestor a merge of `source` into `target` would use, as `branch@version`.
@@ -183,19 +214,33 @@ impl Strata {
     ///
     /// Events never conflict: when both sides appended at the same sequence numbers, the source's events
     /// keep theirs and the target's are re-appended after them, in order.
-    pub fn merge(&self, source: &Rev, target: &str, strategy: MergeStrategy) -> Result<MergeReport> {
+    pub fn merge(
+        &self,
+        source: &Rev,
+        target: &str,
+        strategy: MergeStrategy,
+    ) -> Result<MergeReport> {
         if target.starts_with('_') {
-            return Err(Error::InvalidOperation(format!("branch {target:?} is internal; only the library writes it")));
+            return Err(Error::InvalidOperation(format!(
+                "branch {target:?} is internal; only the library writes it"
+            )));
         }
         self.merge_inner(source, target, strategy)
     }
 
-    pub(crate) fn merge_inner(&self, source: &Rev, target: &str, strategy: MergeStrategy) -> Result<MergeReport> {
+    pub(crate) fn merge_inner(
+        &self,
+        source: &Rev,
+        target: &str,
+        strategy: MergeStrategy,
+    ) -> Result<MergeReport> {
         let mut tx = self.begin_internal(target)?;
         let (src, sv, src_view) = rev_view(tx.connection(), source)?;
         let tgt = tx.branch_row().clone();
         if src.id == tgt.id {
-            return Err(Error::InvalidOperation(format!("cannot merge branch {target:?} into itself")));
+            return Err(Error::InvalidOperation(format!(
+                "cannot merge branch {target:?} into itself"
+            )));
         }
         let base = merge_base(tx.connection(), (src.id, sv), (tgt.id, tgt.head))?;
         let base_view = match base {
@@ -203,7 +248,10 @@ impl Strata {
             None => View::empty(),
         };
         let base_name = match base {
-            Some((b, v)) => Some(format!("{}@{v}", store::branch_by_id(tx.connection(), b)?.name)),
+            Some((b, v)) => Some(format!(
+                "{}@{v}",
+                store::branch_by_id(tx.connection(), b)?.name
+            )),
             None => None,
         };
         let mut report = MergeReport {
@@ -214,16 +262,20 @@ impl Strata {
             events_renumbered: 0,
         };
         let mut conflicts = Vec::new();
-        // Source events new since the base, per space: seq -> value; merged after the other keys.
-        let mut new_events: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
+        // Per space, the lowest event position the source changed since the base; events are merged
+        // after the other keys.
+        let mut event_spaces: BTreeMap<String, u64> = BTreeMap::new();
         let conn = tx.connection();
         let target_view = store::view_at(conn, tgt.id, tgt.head)?;
         for_each_difference(conn, &base_view, &src_view, |k, b, s| {
-            if k.kind == Kind::Event && b.is_none() {
-                if let (Some(s), Ok(seq)) = (s.clone(), k.key.parse::<u64>()) {
-                    new_events.entry(k.space.clone()).or_default().insert(seq, s);
-                    return Ok(());
-                }
+            if k.kind == Kind::Event {
+                let seq: u64 = k
+                    .key
+                    .parse()
+                    .map_err(|_| Error::Decode(format!("event key {:?}", k.key)))?;
+                let low = event_spaces.entry(k.space.clone()).or_insert(seq);
+                *low = (*low).min(seq);
+                return Ok(());
             }
             let t = store::get_value(conn, &target_view, k.kind, &k.space, &k.key)?;
             if t == b {
@@ -258,15 +310,19 @@ impl Strata {
         if report.applied > 0 {
             tx.mark_dirty();
         }
-        for (space, events) in new_events {
-            merge_events(&mut tx, &target_view, &src_view, &space, events, &mut report)?;
+        for (space, from) in event_spaces {
+            merge_events(&mut tx, &target_view, &src_view, &space, from, &mut report)?;
         }
         if report.applied > 0 {
             tx.set_label("merge");
             tx.set_message(format!("merge {}@{sv}", src.name));
         }
         let conn = tx.connection();
-        let head_after = if report.applied > 0 { tgt.head + 1 } else { tgt.head };
+        let head_after = if report.applied > 0 {
+            tgt.head + 1
+        } else {
+            tgt.head
+        };
         conn.execute(
             "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
             params![tgt.id, head_after as i64, src.id, sv as i64],
@@ -284,7 +340,12 @@ impl Strata {
     /// Writes a strict merge's conflicts to a new branch forked from `target`: one KV entry per conflict
     /// in space `conflicts`, keyed `{space}/{kind}/{key}`, holding `{space, kind, key, ancestor, source,
     /// target}` (absent sides are left out).
-    pub fn save_conflicts(&self, target: &str, conflicts: &[MergeConflict], branch: &str) -> Result<crate::BranchInfo> {
+    pub fn save_conflicts(
+        &self,
+        target: &str,
+        conflicts: &[MergeConflict],
+        branch: &str,
+    ) -> Result<crate::BranchInfo> {
         let info = self.fork_branch(Rev::head(target), branch)?;
         let mut tx = self.begin(branch)?;
         tx.set_space("conflicts")?;
@@ -294,12 +355,19 @@ impl Strata {
                 ("kind", Value::from(c.kind.name())),
                 ("key", Value::from(c.key.as_str())),
             ];
-            for (name, v) in [("ancestor", &c.ancestor), ("source", &c.source), ("target", &c.target)] {
+            for (name, v) in [
+                ("ancestor", &c.ancestor),
+                ("source", &c.source),
+                ("target", &c.target),
+            ] {
                 if let Some(v) = v {
                     fields.push((name, v.clone()));
                 }
             }
-            tx.kv_put(&format!("{}/{}/{}", c.space, c.kind, c.key), Value::object(fields))?;
+            tx.kv_put(
+                &format!("{}/{}/{}", c.space, c.kind, c.key),
+                Value::object(fields),
+            )?;
         }
         tx.set_message(format!("conflicts of a merge into {target}"));
         tx.commit()?;
@@ -308,51 +376,31 @@ impl Strata {
     }
 }
 
-/// Merges the source's new events of one space into the target's log.
+/// Merges one space's event log. `from` is the lowest position the source changed since the base.
+/// From there on, the result is the source's events in order (less any the target already holds below
+/// `from`, found by event id), followed by the target's own events that the source does not hold,
+/// renumbered to follow them. No event is lost or duplicated, and in the usual star-shaped histories
+/// (a mirror and its branch, a fork and its parent) the source's events keep their positions, so
+/// pulling and then pushing converges.
 fn merge_events(
     tx: &mut crate::Transaction<'_>,
     target_view: &View,
     src_view: &View,
     space: &str,
-    events: BTreeMap<u64, Value>,
+    from: u64,
     report: &mut MergeReport,
 ) -> Result<()> {
-    // The lowest sequence where both sides appended different events.
-    let mut collision = None;
-    for (seq, v) in &events {
-        let t = store::get_value(tx.connection(), target_view, Kind::Event, space, &event_key(*seq))?;
-        if let Some(t) = t {
-            if &t != v {
-                collision = Some(*seq);
-                break;
-            }
-        }
-    }
-    let Some(m) = collision else {
-        for (seq, v) in events {
-            let k = EntryKey::new(space, Kind::Event, event_key(seq));
-            let t = store::get_value(tx.connection(), target_view, Kind::Event, space, &k.key)?;
-            if t.as_ref() != Some(&v) {
-                tx.write_entry(&k, Some(&v))?;
-                report.applied += 1;
-            }
-        }
-        return Ok(());
-    };
-    // Source events below the collision go in place.
-    for (seq, v) in events.range(..m) {
-        let k = EntryKey::new(space, Kind::Event, event_key(*seq));
-        let t = store::get_value(tx.connection(), target_view, Kind::Event, space, &k.key)?;
-        if t.as_ref() != Some(v) {
-            tx.write_entry(&k, Some(v))?;
-            report.applied += 1;
-        }
-    }
-    // From m on: the source's log, then the target's own events that the source does not hold.
     let conn = tx.connection();
-    let after = Some(EntryKey::new(space, Kind::Event, event_key(m - 1)));
+    let after = from
+        .checked_sub(1)
+        .filter(|s| *s > 0)
+        .map(|s| EntryKey::new(space, Kind::Event, event_key(s)));
     let read_tail = |view: &View| -> Result<Vec<(u64, Value)>> {
-        let range = ScanRange::Prefix { kind: Kind::Event, space: space.to_string(), prefix: String::new() };
+        let range = ScanRange::Prefix {
+            kind: Kind::Event,
+            space: space.to_string(),
+            prefix: String::new(),
+        };
         let mut sc = Scanner::new(view.clone(), range, 512).start_after(after.clone());
         let mut out = Vec::new();
         while let Some(p) = sc.next_page(conn)? {
@@ -366,23 +414,47 @@ fn merge_events(
     };
     let src_tail = read_tail(src_view)?;
     let tgt_tail = read_tail(target_view)?;
-    let src_at: HashMap<u64, &Value> = src_tail.iter().map(|(s, v)| (*s, v)).collect();
-    let mut layout: Vec<(u64, Value)> = src_tail.clone();
-    let mut next = src_tail.last().map(|(s, _)| *s).unwrap_or(m - 1) + 1;
-    for (seq, v) in &tgt_tail {
-        if src_at.get(seq) == Some(&v) {
-            continue;
+    // Identity: the event id, or the whole encoded value for events written without one.
+    let identity = |v: &Value| match v.get("id").and_then(Value::as_i64) {
+        Some(id) => id.to_le_bytes().to_vec(),
+        None => v.to_msgpack(),
+    };
+    let in_source: std::collections::HashSet<Vec<u8>> =
+        src_tail.iter().map(|(_, v)| identity(v)).collect();
+    let mut layout: Vec<Value> = Vec::with_capacity(src_tail.len());
+    for (_, v) in src_tail {
+        let held_below = match v.get("id").and_then(Value::as_i64) {
+            Some(id) => {
+                store::event_position(conn, target_view, space, id)?.is_some_and(|p| p < from)
+            }
+            None => false,
+        };
+        if !held_below {
+            layout.push(v);
         }
-        layout.push((next, v.clone()));
-        next += 1;
-        report.events_renumbered += 1;
     }
-    let tgt_at: HashMap<u64, &Value> = tgt_tail.iter().map(|(s, v)| (*s, v)).collect();
-    for (seq, v) in layout {
-        if tgt_at.get(&seq) != Some(&&v) {
+    for (seq, v) in &tgt_tail {
+        if !in_source.contains(&identity(v)) {
+            if from + layout.len() as u64 != *seq {
+                report.events_renumbered += 1;
+            }
+            layout.push(v.clone());
+        }
+    }
+    let tgt_at: HashMap<u64, Value> = tgt_tail.into_iter().collect();
+    let end = from + layout.len() as u64;
+    for (i, v) in layout.into_iter().enumerate() {
+        let seq = from + i as u64;
+        if tgt_at.get(&seq) != Some(&v) {
             tx.write_entry(&EntryKey::new(space, Kind::Event, event_key(seq)), Some(&v))?;
             report.applied += 1;
         }
+    }
+    let mut stale: Vec<u64> = tgt_at.keys().copied().filter(|s| *s >= end).collect();
+    stale.sort_unstable();
+    for seq in stale {
+        tx.write_entry(&EntryKey::new(space, Kind::Event, event_key(seq)), None)?;
+        report.applied += 1;
     }
     Ok(())
 }
@@ -405,7 +477,9 @@ fn ancestry(conn: &Connection, start: (i64, u64)) -> Result<HashMap<i64, u64>> {
             stack.push((p, v.min(row.fork_version)));
         }
         let rows = merges
-            .query_map(params![b, v as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?
+            .query_map(params![b, v as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         stack.extend(rows);
     }
@@ -413,7 +487,11 @@ fn ancestry(conn: &Connection, start: (i64, u64)) -> Result<HashMap<i64, u64>> {
 }
 
 /// The best common ancestor of two points, or `None` when they share no history.
-fn merge_base(conn: &Connection, source: (i64, u64), target: (i64, u64)) -> Result<Option<(i64, u64)>> {
+fn merge_base(
+    conn: &Connection,
+    source: (i64, u64),
+    target: (i64, u64),
+) -> Result<Option<(i64, u64)>> {
     let a = ancestry(conn, source)?;
     let t = ancestry(conn, target)?;
     let mut cands: Vec<(i64, u64)> = Vec::new();
@@ -431,7 +509,10 @@ fn merge_base(conn: &Connection, source: (i64, u64), target: (i64, u64)) -> Resu
     if cands.len() == 1 {
         return Ok(Some(cands[0]));
     }
-    let ancs: Vec<HashMap<i64, u64>> = cands.iter().map(|c| ancestry(conn, *c)).collect::<Result<_>>()?;
+    let ancs: Vec<HashMap<i64, u64>> = cands
+        .iter()
+        .map(|c| ancestry(conn, *c))
+        .collect::<Result<_>>()?;
     let contains = |i: usize, j: usize| ancs[i].get(&cands[j].0).is_some_and(|&v| v >= cands[j].1);
     // Keep the candidates that no other candidate strictly contains.
     let maximal: Vec<usize> = (0..cands.len())
@@ -441,7 +522,13 @@ fn merge_base(conn: &Connection, source: (i64, u64), target: (i64, u64)) -> Resu
     let best = maximal
         .iter()
         .copied()
-        .max_by_key(|&i| (cands[i].0 == source.0, cands[i].1, std::cmp::Reverse(cands[i].0)))
+        .max_by_key(|&i| {
+            (
+                cands[i].0 == source.0,
+                cands[i].1,
+                std::cmp::Reverse(cands[i].0),
+            )
+        })
         .expect("at least one maximal candidate");
     Ok(Some(cands[best]))
 }

@@ -40,7 +40,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { durability: Durability::Full, busy_timeout: Duration::from_secs(10) }
+        Options {
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -68,9 +71,11 @@ CREATE TABLE IF NOT EXISTS entries (
     version INTEGER NOT NULL,
     value   BLOB,
     tag     TEXT,
+    eid     INTEGER,
     PRIMARY KEY (branch, kind, space, key, version)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_version ON entries(branch, version);
+CREATE INDEX IF NOT EXISTS entries_by_event_id ON entries(branch, space, eid) WHERE eid IS NOT NULL;
 CREATE TABLE IF NOT EXISTS commits (
     branch  INTEGER NOT NULL,
     version INTEGER NOT NULL,
@@ -114,11 +119,16 @@ pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection>
     conn.execute_batch(&format!(
         "PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA temp_store=FILE;"
     ))?;
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(crate::error::map_busy)?;
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(crate::error::map_busy)?;
     let setup = (|| -> Result<()> {
         conn.execute_batch(SCHEMA)?;
         let found: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key='schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         match found {
             None => {
@@ -128,13 +138,19 @@ pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection>
                 )?;
             }
             Some(v) => {
-                let v: i64 = v.parse().map_err(|_| Error::corrupt("database", "unreadable schema_version"))?;
+                let v: i64 = v
+                    .parse()
+                    .map_err(|_| Error::corrupt("database", "unreadable schema_version"))?;
                 if v > SCHEMA_VERSION {
-                    return Err(Error::SchemaTooNew { found: v, supported: SCHEMA_VERSION });
+                    return Err(Error::SchemaTooNew {
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    });
                 }
             }
         }
-        let has_main: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM branches)", [], |r| r.get(0))?;
+        let has_main: bool =
+            conn.query_row("SELECT EXISTS(SELECT 1 FROM branches)", [], |r| r.get(0))?;
         if !has_main {
             conn.execute(
                 "INSERT INTO branches(name, parent, fork_version, head, created) VALUES('main', NULL, 0, 0, ?1)",
@@ -192,14 +208,27 @@ pub(crate) fn branch_by_name(conn: &Connection, name: &str) -> Result<BranchRow>
 }
 
 pub(crate) fn branch_by_id(conn: &Connection, id: i64) -> Result<BranchRow> {
-    conn.query_row(&format!("SELECT {BRANCH_COLS} FROM branches WHERE id=?1"), [id], branch_from_row)
-        .optional()?
-        .ok_or_else(|| Error::corrupt("database", format!("branch id {id} is referenced but missing")))
+    conn.query_row(
+        &format!("SELECT {BRANCH_COLS} FROM branches WHERE id=?1"),
+        [id],
+        branch_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| {
+        Error::corrupt(
+            "database",
+            format!("branch id {id} is referenced but missing"),
+        )
+    })
 }
 
 pub(crate) fn live_branches(conn: &Connection) -> Result<Vec<BranchRow>> {
-    let mut st = conn.prepare(&format!("SELECT {BRANCH_COLS} FROM branches WHERE deleted=0 ORDER BY name"))?;
-    let rows = st.query_map([], branch_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut st = conn.prepare(&format!(
+        "SELECT {BRANCH_COLS} FROM branches WHERE deleted=0 ORDER BY name"
+    ))?;
+    let rows = st
+        .query_map([], branch_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
@@ -224,7 +253,10 @@ impl View {
 
     /// The highest version this view covers of `branch`, if any.
     pub fn covers(&self, branch: i64) -> Option<(u64, u64)> {
-        self.segs.iter().find(|s| s.branch == branch).map(|s| (s.lo, s.hi))
+        self.segs
+            .iter()
+            .find(|s| s.branch == branch)
+            .map(|s| (s.lo, s.hi))
     }
 }
 
@@ -235,9 +267,17 @@ pub(crate) fn view_at(conn: &Connection, id: i64, version: u64) -> Result<View> 
     let mut v = version;
     while let Some(b) = cur {
         let row = branch_by_id(conn, b)?;
-        let lo = if row.parent.is_some() { row.fork_version } else { 0 };
+        let lo = if row.parent.is_some() {
+            row.fork_version
+        } else {
+            0
+        };
         if v > lo {
-            segs.push(Segment { branch: b, lo, hi: v });
+            segs.push(Segment {
+                branch: b,
+                lo,
+                hi: v,
+            });
         }
         if row.parent.is_some() {
             v = v.min(row.fork_version);
@@ -253,7 +293,9 @@ pub(crate) fn view_at(conn: &Connection, id: i64, version: u64) -> Result<View> 
 pub(crate) fn decode_value(bytes: Option<Vec<u8>>) -> Result<Option<Value>> {
     match bytes {
         None => Ok(None),
-        Some(b) => Value::from_msgpack(&b).map(Some).map_err(|e| Error::Decode(e.to_string())),
+        Some(b) => Value::from_msgpack(&b)
+            .map(Some)
+            .map_err(|e| Error::Decode(e.to_string())),
     }
 }
 
@@ -271,9 +313,10 @@ pub(crate) fn get_row(
     )?;
     for s in &view.segs {
         let row: Option<(i64, Option<Vec<u8>>)> = st
-            .query_row(params![s.branch, kind.code(), space, key, s.lo as i64, s.hi as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                params![s.branch, kind.code(), space, key, s.lo as i64, s.hi as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
         if let Some((v, val)) = row {
             return Ok(Some((v as u64, decode_value(val)?)));
@@ -283,7 +326,13 @@ pub(crate) fn get_row(
 }
 
 /// The live value of a key in a view.
-pub(crate) fn get_value(conn: &Connection, view: &View, kind: Kind, space: &str, key: &str) -> Result<Option<Value>> {
+pub(crate) fn get_value(
+    conn: &Connection,
+    view: &View,
+    kind: Kind,
+    space: &str,
+    key: &str,
+) -> Result<Option<Value>> {
     Ok(get_row(conn, view, kind, space, key)?.and_then(|(_, v)| v))
 }
 
@@ -302,9 +351,10 @@ pub(crate) fn key_rows(
     let mut out = Vec::new();
     for s in &view.segs {
         let rows = st
-            .query_map(params![s.branch, kind.code(), space, key, s.lo as i64, s.hi as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
-            })?
+            .query_map(
+                params![s.branch, kind.code(), space, key, s.lo as i64, s.hi as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)),
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         for (v, val) in rows {
             out.push((v as u64, decode_value(val)?, s.branch));
@@ -317,7 +367,11 @@ pub(crate) fn key_rows(
 #[derive(Clone, Debug)]
 pub(crate) enum ScanRange {
     /// Keys of one space and primitive starting with a prefix.
-    Prefix { kind: Kind, space: String, prefix: String },
+    Prefix {
+        kind: Kind,
+        space: String,
+        prefix: String,
+    },
     /// Every entry of the view, in (kind, space, key) order.
     All,
 }
@@ -338,7 +392,14 @@ pub(crate) struct Scanner {
 
 impl Scanner {
     pub fn new(view: View, range: ScanRange, page: usize) -> Scanner {
-        Scanner { view, range, after: None, page: page.max(1), done: false, tombstones: false }
+        Scanner {
+            view,
+            range,
+            after: None,
+            page: page.max(1),
+            done: false,
+            tombstones: false,
+        }
     }
 
     /// Starts after this key (exclusive).
@@ -347,10 +408,18 @@ impl Scanner {
         self
     }
 
-    fn fetch_segment(&self, conn: &Connection, s: &Segment) -> Result<Vec<(EntryKey, u64, Option<Vec<u8>>)>> {
+    fn fetch_segment(
+        &self,
+        conn: &Connection,
+        s: &Segment,
+    ) -> Result<Vec<(EntryKey, u64, Option<Vec<u8>>)>> {
         let lim = self.page as i64;
         match &self.range {
-            ScanRange::Prefix { kind, space, prefix } => {
+            ScanRange::Prefix {
+                kind,
+                space,
+                prefix,
+            } => {
                 let after_key = match &self.after {
                     Some(a) => a.key.clone(),
                     None => String::new(),
@@ -361,8 +430,23 @@ impl Scanner {
                 )?;
                 let rows = st
                     .query_map(
-                        params![s.branch, kind.code(), space, prefix, after_key, s.lo as i64, s.hi as i64, lim],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<Vec<u8>>>(2)?)),
+                        params![
+                            s.branch,
+                            kind.code(),
+                            space,
+                            prefix,
+                            after_key,
+                            s.lo as i64,
+                            s.hi as i64,
+                            lim
+                        ],
+                        |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, Option<Vec<u8>>>(2)?,
+                            ))
+                        },
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(rows
@@ -381,18 +465,23 @@ impl Scanner {
                      GROUP BY kind, space, key ORDER BY kind, space, key LIMIT ?7",
                 )?;
                 let rows = st
-                    .query_map(params![s.branch, ak, asp, akey, s.lo as i64, s.hi as i64, lim], |r| {
-                        Ok((
-                            r.get::<_, u8>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, Option<Vec<u8>>>(4)?,
-                        ))
-                    })?
+                    .query_map(
+                        params![s.branch, ak, asp, akey, s.lo as i64, s.hi as i64, lim],
+                        |r| {
+                            Ok((
+                                r.get::<_, u8>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, i64>(3)?,
+                                r.get::<_, Option<Vec<u8>>>(4)?,
+                            ))
+                        },
+                    )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 rows.into_iter()
-                    .map(|(k, sp, key, v, val)| Ok((EntryKey::new(sp, Kind::from_code(k)?, key), v as u64, val)))
+                    .map(|(k, sp, key, v, val)| {
+                        Ok((EntryKey::new(sp, Kind::from_code(k)?, key), v as u64, val))
+                    })
                     .collect()
             }
         }
@@ -417,7 +506,8 @@ impl Scanner {
             pages.push(rows);
         }
         // Merge: for each key the highest version wins (versions grow along the lineage).
-        let mut merged: std::collections::BTreeMap<EntryKey, (u64, Option<Vec<u8>>)> = Default::default();
+        let mut merged: std::collections::BTreeMap<EntryKey, (u64, Option<Vec<u8>>)> =
+            Default::default();
         for rows in pages {
             for (k, v, val) in rows {
                 if let Some(b) = &bound {
@@ -434,7 +524,10 @@ impl Scanner {
             }
         }
         let prefix_done = match &self.range {
-            ScanRange::Prefix { prefix, .. } => merged.keys().next_back().is_some_and(|k| !k.key.starts_with(prefix.as_str())),
+            ScanRange::Prefix { prefix, .. } => merged
+                .keys()
+                .next_back()
+                .is_some_and(|k| !k.key.starts_with(prefix.as_str())),
             ScanRange::All => false,
         };
         match bound {
@@ -467,11 +560,15 @@ pub(crate) fn write_row(
     value: Option<&Value>,
 ) -> Result<()> {
     let mut st = conn.prepare_cached(
-        "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag, eid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    let tag = match (key.kind, value) {
-        (Kind::Event, Some(v)) => v.get("type").and_then(|t| t.as_str()).map(str::to_string),
-        _ => None,
+    let (tag, eid) = match (key.kind, value) {
+        (Kind::Event, Some(v)) => (
+            v.get("type").and_then(|t| t.as_str()).map(str::to_string),
+            v.get("id").and_then(Value::as_i64),
+        ),
+        _ => (None, None),
     };
     st.execute(params![
         branch,
@@ -480,9 +577,46 @@ pub(crate) fn write_row(
         key.key,
         version as i64,
         value.map(|v| v.to_msgpack()),
-        tag
+        tag,
+        eid
     ])?;
     Ok(())
+}
+
+/// The lowest position at which the view's event log of `space` holds the event with this id.
+pub(crate) fn event_position(
+    conn: &Connection,
+    view: &View,
+    space: &str,
+    id: i64,
+) -> Result<Option<u64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT key FROM entries WHERE branch=?1 AND space=?2 AND eid=?3 AND version>?4 AND version<=?5",
+    )?;
+    let mut best: Option<u64> = None;
+    for s in &view.segs {
+        let keys = st
+            .query_map(
+                params![s.branch, space, id, s.lo as i64, s.hi as i64],
+                |r| r.get::<_, String>(0),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for k in keys {
+            // The row may have been overwritten since (events move when merges renumber them).
+            let live = get_value(conn, view, Kind::Event, space, &k)?;
+            if live
+                .as_ref()
+                .and_then(|v| v.get("id"))
+                .and_then(Value::as_i64)
+                == Some(id)
+            {
+                if let Ok(seq) = k.parse::<u64>() {
+                    best = Some(best.map_or(seq, |b: u64| b.min(seq)));
+                }
+            }
+        }
+    }
+    Ok(best)
 }
 
 /// Records a commit row and moves the branch head.
@@ -501,6 +635,7 @@ pub(crate) fn record_commit(
         "INSERT OR REPLACE INTO commits(branch, version, ts, kind, message, entries) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![branch, version as i64, ts as i64, kind, message, entries])?;
-    conn.prepare_cached("UPDATE branches SET head=?2 WHERE id=?1")?.execute(params![branch, version as i64])?;
+    conn.prepare_cached("UPDATE branches SET head=?2 WHERE id=?1")?
+        .execute(params![branch, version as i64])?;
     Ok(entries as u64)
 }

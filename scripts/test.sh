@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every Strata test on a fresh machine: formatting, lints, then the whole workspace's tests
+# (unit, property, CLI and cross-process crash/concurrency tests), then a quick benchmark smoke run so
+# the benchmark harness cannot rot. Needs only the Rust toolchain: SQLite is compiled in.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== benchmark smoke run (tiny sizes; figures are not meaningful here)"
+cargo run --locked -q -p strata-bench -- --quick >/dev/null
+echo "benchmark smoke run: ok"
