@@ -29,7 +29,9 @@ pub struct ChangeIter {
 
 impl std::fmt::Debug for ChangeIter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangeIter").field("until", &self.until).finish()
+        f.debug_struct("ChangeIter")
+            .field("until", &self.until)
+            .finish()
     }
 }
 
@@ -49,10 +51,21 @@ impl Strata {
             if s.hi <= version {
                 continue;
             }
-            segs.push_back(Segment { branch: s.branch, lo: s.lo.max(version), hi: s.hi });
+            segs.push_back(Segment {
+                branch: s.branch,
+                lo: s.lo.max(version),
+                hi: s.hi,
+            });
         }
         drop(conn);
-        Ok(ChangeIter { db: self.clone(), segs, after: None, ready: VecDeque::new(), ts_cache: None, until })
+        Ok(ChangeIter {
+            db: self.clone(),
+            segs,
+            after: None,
+            ready: VecDeque::new(),
+            ts_cache: None,
+            until,
+        })
     }
 
     /// Replays change sets onto `branch` in one transaction: all or nothing. Incoming versions are kept:
@@ -94,7 +107,11 @@ pub(crate) fn apply_in_txn(
 ) -> Result<ApplyReport> {
     let start_head = row.head;
     let mut cur: Option<(u64, u64)> = None; // (version, timestamp)
-    let mut report = ApplyReport { versions: 0, entries: 0, head: start_head };
+    let mut report = ApplyReport {
+        versions: 0,
+        entries: 0,
+        head: start_head,
+    };
     for cs in changes {
         let cs = cs?;
         match cur {
@@ -140,7 +157,11 @@ fn check_entry_key(k: &EntryKey) -> Result<()> {
     validate_space_name(&k.space, true)?;
     validate_key(&k.key)?;
     if k.kind == Kind::Event && (k.key.len() != 20 || !k.key.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(Error::invalid("event key", &k.key, "must be 20 decimal digits"));
+        return Err(Error::invalid(
+            "event key",
+            &k.key,
+            "must be 20 decimal digits",
+        ));
     }
     Ok(())
 }
@@ -148,7 +169,9 @@ fn check_entry_key(k: &EntryKey) -> Result<()> {
 impl ChangeIter {
     fn fill(&mut self) -> Result<()> {
         while self.ready.is_empty() {
-            let Some(seg) = self.segs.front().copied() else { return Ok(()) };
+            let Some(seg) = self.segs.front().copied() else {
+                return Ok(());
+            };
             let db = self.db.clone();
             let conn = db.conn();
             let (av, ak, asp, akey) = match &self.after {
@@ -161,7 +184,16 @@ impl ChangeIter {
             )?;
             let rows = st
                 .query_map(
-                    params![seg.branch, seg.lo as i64, seg.hi as i64, av, ak, asp, akey, CHANGE_PAGE as i64],
+                    params![
+                        seg.branch,
+                        seg.lo as i64,
+                        seg.hi as i64,
+                        av,
+                        ak,
+                        asp,
+                        akey,
+                        CHANGE_PAGE as i64
+                    ],
                     |r| {
                         Ok((
                             r.get::<_, i64>(0)? as u64,
@@ -186,7 +218,12 @@ impl ChangeIter {
                 let need_new = self.ready.back().is_none_or(|c| c.version != version);
                 if need_new {
                     let ts = self.timestamp(&conn, seg.branch, version)?;
-                    self.ready.push_back(ChangeSet { version, timestamp_micros: ts, puts: vec![], deletes: vec![] });
+                    self.ready.push_back(ChangeSet {
+                        version,
+                        timestamp_micros: ts,
+                        puts: vec![],
+                        deletes: vec![],
+                    });
                 }
                 let cs = self.ready.back_mut().expect("just pushed");
                 match store::decode_value(value)? {
@@ -204,10 +241,10 @@ impl ChangeIter {
                 return Ok(ts);
             }
         }
-        let ts: i64 = rusqlite::OptionalExtension::optional(conn.prepare_cached(
-            "SELECT ts FROM commits WHERE branch=?1 AND version=?2",
+        let ts: i64 = rusqlite::OptionalExtension::optional(
+            conn.prepare_cached("SELECT ts FROM commits WHERE branch=?1 AND version=?2")?
+                .query_row(params![branch, version as i64], |r| r.get(0)),
         )?
-        .query_row(params![branch, version as i64], |r| r.get(0)))?
         .unwrap_or(0);
         self.ts_cache = Some((branch, version, ts as u64));
         Ok(ts as u64)

@@ -70,11 +70,18 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn invalid(what: &'static str, name: &str, reason: impl Into<String>) -> Error {
-        Error::InvalidName { what, name: name.to_string(), reason: reason.into() }
+        Error::InvalidName {
+            what,
+            name: name.to_string(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Error {
-        Error::Corrupt { what: what.into(), detail: detail.into() }
+        Error::Corrupt {
+            what: what.into(),
+            detail: detail.into(),
+        }
     }
 
     /// Whether retrying the same operation later may succeed (a busy database or a lost race).

@@ -8,9 +8,16 @@ fn tokens(path: &str) -> Result<Vec<String>> {
         return Ok(Vec::new());
     }
     if !path.starts_with('/') {
-        return Err(Error::invalid("JSON path", path, "must be empty or start with '/'"));
+        return Err(Error::invalid(
+            "JSON path",
+            path,
+            "must be empty or start with '/'",
+        ));
     }
-    Ok(path[1..].split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect())
+    Ok(path[1..]
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
 fn index(path: &str, tok: &str, len: usize, allow_end: bool) -> Result<usize> {
@@ -20,9 +27,17 @@ fn index(path: &str, tok: &str, len: usize, allow_end: bool) -> Result<usize> {
     let i: usize = tok
         .parse()
         .map_err(|_| Error::invalid("JSON path", path, format!("{tok:?} is not an array index")))?;
-    let max = if allow_end { len } else { len.saturating_sub(1) };
+    let max = if allow_end {
+        len
+    } else {
+        len.saturating_sub(1)
+    };
     if i > max || (!allow_end && len == 0) {
-        return Err(Error::invalid("JSON path", path, format!("index {i} is out of bounds (length {len})")));
+        return Err(Error::invalid(
+            "JSON path",
+            path,
+            format!("index {i} is out of bounds (length {len})"),
+        ));
     }
     Ok(i)
 }
@@ -61,7 +76,9 @@ pub fn set(doc: &mut Value, path: &str, value: Value) -> Result<()> {
     let mut cur = doc;
     for tok in init {
         cur = match cur {
-            Value::Object(m) => m.entry(tok.clone()).or_insert_with(|| Value::Object(Default::default())),
+            Value::Object(m) => m
+                .entry(tok.clone())
+                .or_insert_with(|| Value::Object(Default::default())),
             Value::Array(a) => {
                 let i = index(path, tok, a.len(), false)?;
                 &mut a[i]

@@ -12,10 +12,18 @@ fn check_common(what: &'static str, name: &str, max: usize) -> Result<()> {
         return Err(Error::invalid(what, name, "must not be empty"));
     }
     if name.len() > max {
-        return Err(Error::invalid(what, name, format!("is {} bytes; the limit is {max}", name.len())));
+        return Err(Error::invalid(
+            what,
+            name,
+            format!("is {} bytes; the limit is {max}", name.len()),
+        ));
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
-        return Err(Error::invalid(what, name, format!("contains the control character {c:?}")));
+        return Err(Error::invalid(
+            what,
+            name,
+            format!("contains the control character {c:?}"),
+        ));
     }
     Ok(())
 }
@@ -26,7 +34,11 @@ pub fn validate_branch_name(name: &str, allow_reserved: bool) -> Result<()> {
     const WHAT: &str = "branch name";
     check_common(WHAT, name, MAX_NAME_BYTES)?;
     if name.trim() != name {
-        return Err(Error::invalid(WHAT, name, "must not start or end with whitespace"));
+        return Err(Error::invalid(
+            WHAT,
+            name,
+            "must not start or end with whitespace",
+        ));
     }
     if name == "." || name == ".." {
         return Err(Error::invalid(WHAT, name, "is not a usable name"));
@@ -55,10 +67,18 @@ pub fn validate_space_name(name: &str, allow_reserved: bool) -> Result<()> {
     const WHAT: &str = "space name";
     check_common(WHAT, name, MAX_NAME_BYTES)?;
     if name.trim() != name {
-        return Err(Error::invalid(WHAT, name, "must not start or end with whitespace"));
+        return Err(Error::invalid(
+            WHAT,
+            name,
+            "must not start or end with whitespace",
+        ));
     }
     if name.starts_with('_') && !allow_reserved {
-        return Err(Error::invalid(WHAT, name, "spaces starting with '_' are reserved for internal use"));
+        return Err(Error::invalid(
+            WHAT,
+            name,
+            "spaces starting with '_' are reserved for internal use",
+        ));
     }
     Ok(())
 }
@@ -69,7 +89,11 @@ pub fn validate_key(key: &str) -> Result<()> {
         return Err(Error::invalid("key", key, "must not be empty"));
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(Error::invalid("key", key, format!("is {} bytes; the limit is {MAX_KEY_BYTES}", key.len())));
+        return Err(Error::invalid(
+            "key",
+            key,
+            format!("is {} bytes; the limit is {MAX_KEY_BYTES}", key.len()),
+        ));
     }
     if key.contains('\0') {
         return Err(Error::invalid("key", key, "contains a NUL byte"));

@@ -35,7 +35,10 @@ impl Kind {
             1 => Ok(Kind::Json),
             2 => Ok(Kind::Event),
             3 => Ok(Kind::State),
-            other => Err(Error::corrupt("entry", format!("unknown primitive code {other}"))),
+            other => Err(Error::corrupt(
+                "entry",
+                format!("unknown primitive code {other}"),
+            )),
         }
     }
 
@@ -64,7 +67,11 @@ impl std::str::FromStr for Kind {
             "json" => Ok(Kind::Json),
             "event" => Ok(Kind::Event),
             "state" => Ok(Kind::State),
-            _ => Err(Error::invalid("primitive", s, "expected kv, json, event or state")),
+            _ => Err(Error::invalid(
+                "primitive",
+                s,
+                "expected kv, json, event or state",
+            )),
         }
     }
 }
@@ -99,7 +106,11 @@ pub struct EntryKey {
 impl EntryKey {
     /// Builds a key.
     pub fn new(space: impl Into<String>, kind: Kind, key: impl Into<String>) -> EntryKey {
-        EntryKey { space: space.into(), kind, key: key.into() }
+        EntryKey {
+            space: space.into(),
+            kind,
+            key: key.into(),
+        }
     }
 }
 
@@ -203,12 +214,18 @@ pub struct Rev {
 impl Rev {
     /// The head of a branch.
     pub fn head(branch: impl Into<String>) -> Rev {
-        Rev { branch: branch.into(), version: None }
+        Rev {
+            branch: branch.into(),
+            version: None,
+        }
     }
 
     /// A branch at a version.
     pub fn at(branch: impl Into<String>, version: u64) -> Rev {
-        Rev { branch: branch.into(), version: Some(version) }
+        Rev {
+            branch: branch.into(),
+            version: Some(version),
+        }
     }
 
     /// Parses `branch` or `branch@version`.

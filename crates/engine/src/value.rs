@@ -84,7 +84,9 @@ impl Value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::String(s) => J::String(s.clone()),
             Value::Bytes(b) => {
                 let mut m = serde_json::Map::new();
@@ -95,7 +97,9 @@ impl Value {
                 J::Object(m)
             }
             Value::Array(a) => J::Array(a.iter().map(Value::to_json).collect()),
-            Value::Object(o) => J::Object(o.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::Object(o) => {
+                J::Object(o.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 
@@ -120,7 +124,11 @@ impl Value {
                         }
                     }
                 }
-                Value::Object(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect())
+                Value::Object(
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                        .collect(),
+                )
             }
         }
     }
@@ -286,7 +294,11 @@ mod tests {
 
     #[test]
     fn json_roundtrip_renders_bytes_as_base64() {
-        let v = Value::Array(vec![Value::Bytes(b"hi".to_vec()), Value::Int(3), Value::Float(0.25)]);
+        let v = Value::Array(vec![
+            Value::Bytes(b"hi".to_vec()),
+            Value::Int(3),
+            Value::Float(0.25),
+        ]);
         let j = v.to_json();
         assert_eq!(j.to_string(), r#"[{"$bytes":"aGk="},3,0.25]"#);
         assert_eq!(Value::from_json(&j), v);
