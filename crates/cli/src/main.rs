@@ -1,1 +1,34 @@
-fn main(){}
+//! `strata`: the command-line tool for Strata databases.
+//!
+//! The binary stays thin: [`args`] declares the command line with clap, [`commands`] calls the engine,
+//! [`render`] turns results into text or one JSON document, and [`failure`] maps errors to exit codes.
+//! [`demo`] is a guided tour.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+mod args;
+mod commands;
+mod demo;
+mod failure;
+mod render;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

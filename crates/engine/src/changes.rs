@@ -44,7 +44,7 @@ impl Strata {
 
     /// The change sets of `rev` (a branch or `branch@version`) after `version`.
     pub fn changes_between(&self, rev: &Rev, version: u64) -> Result<ChangeIter> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let (_, until, view) = crate::db::rev_view(&conn, rev)?;
         let mut segs: VecDeque<Segment> = VecDeque::new();
         for s in view.segs.iter().rev() {
@@ -173,7 +173,7 @@ impl ChangeIter {
                 return Ok(());
             };
             let db = self.db.clone();
-            let conn = db.conn();
+            let conn = db.conn()?;
             let (av, ak, asp, akey) = match &self.after {
                 Some((v, k, s, key)) => (*v as i64, *k as i64, s.clone(), key.clone()),
                 None => (seg.lo as i64, 255, String::new(), String::new()),

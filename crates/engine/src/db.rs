@@ -1,7 +1,7 @@
 //! The [`Strata`] handle, [`Transaction`]s and the four primitives.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection};
 
@@ -18,8 +18,43 @@ pub const DB_FILE: &str = "strata.db";
 
 pub(crate) struct Inner {
     pub dir: PathBuf,
-    pub conn: Mutex<Connection>,
+    file: PathBuf,
+    opts: Options,
+    /// Idle connections. Each operation or transaction takes its own, so a transaction in progress
+    /// never blocks reads on the same handle, and waiting writers are governed by SQLite's busy timeout.
+    pool: Mutex<Vec<Connection>>,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// Most idle connections a handle keeps.
+const POOL_MAX_IDLE: usize = 8;
+
+/// A connection borrowed from a handle's pool; returned on drop.
+pub(crate) struct PooledConn<'a> {
+    conn: Option<Connection>,
+    inner: &'a Inner,
+}
+
+impl std::ops::Deref for PooledConn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConn<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if !c.is_autocommit() {
+                // A transaction was left open (e.g. a panic mid-write): never hand it out again.
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOL_MAX_IDLE && c.is_autocommit() {
+                pool.push(c);
+            }
+        }
+    }
 }
 
 /// An open database. Cheap to clone; clones share one connection. Open the same folder again (in this
@@ -106,27 +141,27 @@ impl Strata {
             )));
         }
         std::fs::create_dir_all(&dir)?;
-        let conn = store::open_connection(&dir.join(DB_FILE), &opts)?;
-        tracing::debug!(dir = %dir.display(), "opened database");
-        Ok(Strata {
-            inner: Arc::new(Inner {
-                dir,
-                conn: Mutex::new(conn),
-                _temp: None,
-            }),
-        })
+        Strata::from_dir(dir, opts, None)
     }
 
     /// Opens a new database in a temporary folder that is removed when the last clone is dropped.
     pub fn open_temp() -> Result<Strata> {
         let tmp = tempfile::Builder::new().prefix("strata-").tempdir()?;
-        let dir = tmp.path().to_path_buf();
-        let conn = store::open_connection(&dir.join(DB_FILE), &Options::default())?;
+        Strata::from_dir(tmp.path().to_path_buf(), Options::default(), Some(tmp))
+    }
+
+    fn from_dir(dir: PathBuf, opts: Options, temp: Option<tempfile::TempDir>) -> Result<Strata> {
+        let file = dir.join(DB_FILE);
+        let conn = store::open_connection(&file, &opts)?;
+        tracing::debug!(dir = %dir.display(), "opened database");
+        let pool = Mutex::new(vec![conn]);
         Ok(Strata {
             inner: Arc::new(Inner {
                 dir,
-                conn: Mutex::new(conn),
-                _temp: Some(tmp),
+                file,
+                opts,
+                pool,
+                _temp: temp,
             }),
         })
     }
@@ -136,13 +171,27 @@ impl Strata {
         &self.inner.dir
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// Borrows a connection from the pool, opening a new one when none is idle.
+    pub(crate) fn conn(&self) -> Result<PooledConn<'_>> {
+        let idle = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => store::connect(&self.inner.file, &self.inner.opts)?,
+        };
+        Ok(PooledConn {
+            conn: Some(conn),
+            inner: &self.inner,
+        })
     }
 
     /// Runs `f` inside a SQLite write transaction (`BEGIN IMMEDIATE`), committing on success.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         conn.execute_batch("BEGIN IMMEDIATE").map_err(map_busy)?;
         match f(&conn) {
             Ok(v) => {
@@ -223,7 +272,7 @@ impl Strata {
 
     /// Lists branches by name; internal ones (`_…`) only when `include_internal` is set.
     pub fn list_branches(&self, include_internal: bool) -> Result<Vec<BranchInfo>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         store::live_branches(&conn)?
             .iter()
             .filter(|b| include_internal || !b.name.starts_with('_'))
@@ -233,14 +282,14 @@ impl Strata {
 
     /// One branch's metadata.
     pub fn branch_info(&self, name: &str) -> Result<BranchInfo> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let row = store::branch_by_name(&conn, name)?;
         branch_info(&conn, &row)
     }
 
     /// Whether a live branch has this name.
     pub fn branch_exists(&self, name: &str) -> Result<bool> {
-        match store::branch_by_name(&self.conn(), name) {
+        match store::branch_by_name(&*self.conn()?, name) {
             Ok(_) => Ok(true),
             Err(Error::BranchNotFound(_)) => Ok(false),
             Err(e) => Err(e),
@@ -294,7 +343,7 @@ impl Strata {
     /// The versions of a branch, newest first, including those inherited from the branch it was forked
     /// from. At most `limit` entries.
     pub fn log(&self, branch: &str, limit: usize) -> Result<Vec<CommitInfo>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let row = store::branch_by_name(&conn, branch)?;
         let view = store::view_at(&conn, row.id, row.head)?;
         let mut out = Vec::new();
@@ -338,7 +387,7 @@ impl Strata {
         kind: Kind,
         key: &str,
     ) -> Result<Vec<HistoryEntry>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let row = store::branch_by_name(&conn, branch)?;
         let view = store::view_at(&conn, row.id, row.head)?;
         let rows = store::key_rows(&conn, &view, kind, space, key)?;
@@ -360,7 +409,7 @@ impl Strata {
 
     /// The value of an entry at a revision (`branch` or `branch@version`).
     pub fn get_at(&self, rev: &Rev, space: &str, kind: Kind, key: &str) -> Result<Option<Value>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let view = rev_view(&conn, rev)?.2;
         let key = match kind {
             Kind::Event => event_key(
@@ -374,7 +423,7 @@ impl Strata {
 
     /// The spaces that have ever held an entry on a branch.
     pub fn list_spaces(&self, branch: &str) -> Result<Vec<String>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let row = store::branch_by_name(&conn, branch)?;
         let view = store::view_at(&conn, row.id, row.head)?;
         let mut set = std::collections::BTreeSet::new();
@@ -460,7 +509,7 @@ fn purge_unreferenced(conn: &Connection, id: i64) -> Result<()> {
 
 /// A write transaction on one branch. All its writes form one new version at `commit`.
 pub struct Transaction<'a> {
-    conn: MutexGuard<'a, Connection>,
+    conn: PooledConn<'a>,
     branch: BranchRow,
     version: u64,
     view: View,
@@ -489,7 +538,7 @@ impl<'a> Transaction<'a> {
                 "branch {branch:?} is internal; only the library writes it"
             )));
         }
-        let conn = db.conn();
+        let conn = db.conn()?;
         conn.execute_batch("BEGIN IMMEDIATE").map_err(map_busy)?;
         let row = match store::branch_by_name(&conn, branch) {
             Ok(r) => r,
@@ -938,7 +987,7 @@ impl<'a> Scope<'a> {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection, &View) -> Result<T>) -> Result<T> {
-        let conn = self.db.conn();
+        let conn = self.db.conn()?;
         let row = store::branch_by_name(&conn, &self.branch)?;
         let view = store::view_at(&conn, row.id, row.head)?;
         f(&conn, &view)

@@ -162,7 +162,7 @@ impl Strata {
     /// The structured difference from `a` to `b` (each a branch or `branch@version`): per space, what `b`
     /// added, removed and modified relative to `a`, with decoded values.
     pub fn diff(&self, a: &Rev, b: &Rev) -> Result<BranchDiff> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let (_, _, va) = rev_view(&conn, a)?;
         let (_, _, vb) = rev_view(&conn, b)?;
         let mut spaces: BTreeMap<String, SpaceDiff> = BTreeMap::new();
@@ -195,7 +195,7 @@ impl Strata {
 
     /// The common ancestor a merge of `source` into `target` would use, as `branch@version`.
     pub fn merge_base(&self, source: &Rev, target: &Rev) -> Result<Option<Rev>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let (s, sv, _) = rev_view(&conn, source)?;
         let (t, tv, _) = rev_view(&conn, target)?;
         match merge_base(&conn, (s.id, sv), (t.id, tv))? {

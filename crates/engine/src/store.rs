@@ -101,17 +101,10 @@ pub(crate) fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// Opens (creating if needed) the SQLite file and brings the schema up.
-pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection> {
+/// Opens one connection to the SQLite file with Strata's per-connection settings.
+pub(crate) fn connect(file: &Path, opts: &Options) -> Result<Connection> {
     let conn = Connection::open(file)?;
     conn.busy_timeout(opts.busy_timeout)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::InvalidOperation(format!(
-            "could not switch {} to WAL journal mode (got {mode})",
-            file.display()
-        )));
-    }
     let sync = match opts.durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
@@ -119,6 +112,25 @@ pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection>
     conn.execute_batch(&format!(
         "PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA temp_store=FILE;"
     ))?;
+    Ok(conn)
+}
+
+/// Opens (creating if needed) the SQLite file and brings the schema up. Only a new or older database
+/// takes the write lock; opening an existing one is a read.
+pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection> {
+    let conn = connect(file, opts)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(crate::error::map_busy)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::InvalidOperation(format!(
+            "could not switch {} to WAL journal mode (got {mode})",
+            file.display()
+        )));
+    }
+    if schema_ready(&conn)? {
+        return Ok(conn);
+    }
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(crate::error::map_busy)?;
     let setup = (|| -> Result<()> {
@@ -167,6 +179,35 @@ pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection>
         }
     }
     Ok(conn)
+}
+
+/// Whether the schema exists at a version this build reads (a read; no write lock needed).
+fn schema_ready(conn: &Connection) -> Result<bool> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(false);
+    }
+    let found: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key='schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match found.map(|v| v.parse::<i64>()) {
+        Some(Ok(v)) if v > SCHEMA_VERSION => Err(Error::SchemaTooNew {
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        Some(Ok(v)) if v == SCHEMA_VERSION => {
+            Ok(conn.query_row("SELECT EXISTS(SELECT 1 FROM branches)", [], |r| r.get(0))?)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// A branch row.
@@ -379,6 +420,9 @@ pub(crate) enum ScanRange {
 /// A scanned row: key, version and value (`None` = deleted).
 pub(crate) type ScanRow = (EntryKey, u64, Option<Value>);
 
+/// A row as read, before its value is decoded.
+type RawRow = (EntryKey, u64, Option<Vec<u8>>);
+
 /// A paged, bounded-memory scan over a view, merging its segments in key order.
 pub(crate) struct Scanner {
     view: View,
@@ -408,11 +452,7 @@ impl Scanner {
         self
     }
 
-    fn fetch_segment(
-        &self,
-        conn: &Connection,
-        s: &Segment,
-    ) -> Result<Vec<(EntryKey, u64, Option<Vec<u8>>)>> {
+    fn fetch_segment(&self, conn: &Connection, s: &Segment) -> Result<Vec<RawRow>> {
         let lim = self.page as i64;
         match &self.range {
             ScanRange::Prefix {

@@ -124,3 +124,156 @@ fn strict_conflicts_and_events() {
         .collect();
     assert_eq!(ev, vec![Value::Int(0), "A".into(), "B".into()]);
 }
+
+#[test]
+fn an_open_transaction_does_not_block_reads_or_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Strata::open(dir.path()).unwrap();
+    db.main().kv_put("x", 1).unwrap();
+    let mut tx = db.begin("main").unwrap();
+    tx.kv_put("x", 2).unwrap();
+    // Same handle, same thread: reads see the committed state, not the open transaction.
+    assert_eq!(db.main().kv_get("x").unwrap(), Some(Value::Int(1)));
+    // Opening the folder again is a read and does not wait for the writer.
+    let opts = Options {
+        busy_timeout: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let other = Strata::open_with(dir.path(), opts).unwrap();
+    assert_eq!(other.main().kv_get("x").unwrap(), Some(Value::Int(1)));
+    // A second writer waits for the busy timeout and gets a clear, retryable conflict.
+    let err = other.main().kv_put("y", 1).unwrap_err();
+    assert!(
+        err.is_retryable() && err.to_string().contains("lock"),
+        "{err}"
+    );
+    tx.commit().unwrap();
+    assert_eq!(other.main().kv_get("x").unwrap(), Some(Value::Int(2)));
+    other.main().kv_put("y", 1).unwrap();
+}
+
+#[test]
+fn apply_changes_is_all_or_nothing() {
+    let src = Strata::open_temp().unwrap();
+    for i in 0..5 {
+        src.main().kv_put(&format!("k{i}"), i).unwrap();
+    }
+    let dst = Strata::open_temp().unwrap();
+    let mut n = 0;
+    let failing = src.changes_since("main", 0).unwrap().map(move |c| {
+        n += 1;
+        if n == 4 {
+            Err(Error::Corrupt {
+                what: "test stream".into(),
+                detail: "cut".into(),
+            })
+        } else {
+            c
+        }
+    });
+    assert!(dst.apply_changes("main", failing).is_err());
+    assert_eq!(dst.branch_info("main").unwrap().head, 0);
+    assert!(dst.main().kv_list("").unwrap().is_empty());
+}
+
+#[test]
+fn fork_copies_no_rows_and_delete_keeps_what_forks_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Strata::open(dir.path()).unwrap();
+    let mut tx = db.begin("main").unwrap();
+    for i in 0..1000 {
+        tx.kv_put(&format!("k{i:04}"), i).unwrap();
+    }
+    tx.commit().unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let rows = |c: &rusqlite::Connection| {
+        c.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    assert_eq!(rows(&raw), 1000);
+    db.fork_branch("main", "a").unwrap();
+    db.fork_branch("a", "b").unwrap();
+    assert_eq!(rows(&raw), 1000, "fork copied rows");
+    db.on("a").kv_put("only-a", 1).unwrap();
+    db.on("b").kv_put("only-b", 1).unwrap();
+    // Deleting main and a keeps their rows while b reads them.
+    db.delete_branch("main").unwrap();
+    db.delete_branch("a").unwrap();
+    assert!(matches!(db.branch_info("a"), Err(Error::BranchNotFound(_))));
+    assert_eq!(db.on("b").kv_list("").unwrap().len(), 1001);
+    assert_eq!(db.on("b").kv_get("only-a").unwrap(), None);
+    assert_eq!(rows(&raw), 1002);
+    // Deleting the last fork purges the whole chain.
+    db.delete_branch("b").unwrap();
+    assert_eq!(rows(&raw), 0);
+    // A name can be reused after delete.
+    db.create_branch("a").unwrap();
+    assert_eq!(db.branch_info("a").unwrap().head, 0);
+}
+
+#[test]
+fn bad_names_and_unknown_branches_are_clear_errors() {
+    let db = Strata::open_temp().unwrap();
+    let e = db
+        .create_branch("_origin:hub:main")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reserved"), "{e}");
+    let e = db.on("nope").kv_put("k", 1).unwrap_err().to_string();
+    assert_eq!(e, "branch \"nope\" not found");
+    let e = db
+        .fork_branch(Rev::at("main", 9), "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has no version 9"), "{e}");
+    assert!(db.begin("_internal").is_err());
+    assert!(db.main().space("_sync").is_err());
+    db.create_branch("x").unwrap();
+    assert!(matches!(db.create_branch("x"), Err(Error::BranchExists(_))));
+}
+
+#[test]
+fn json_state_and_events() {
+    let db = Strata::open_temp().unwrap();
+    let m = db.main();
+    m.json_set_path("doc", "/a/b", json!([1])).unwrap();
+    m.json_set_path("doc", "/a/b/-", 2).unwrap();
+    assert_eq!(
+        m.json_get("doc").unwrap().unwrap().to_json(),
+        json!({"a": {"b": [1, 2]}})
+    );
+    assert!(m.json_set_path("doc", "/a/b/0/x", 1).is_err());
+    assert!(m.state_init("c", 1).unwrap());
+    assert!(!m.state_init("c", 2).unwrap());
+    assert!(!m
+        .state_cas("c", Some(&Value::Int(5)), Some(Value::Int(6)))
+        .unwrap());
+    assert!(m
+        .state_cas("c", Some(&Value::Int(1)), Some(Value::Int(6)))
+        .unwrap());
+    assert_eq!(m.state_get("c").unwrap(), Some(Value::Int(6)));
+    assert!(m.state_cas("fresh", None, Some(Value::Int(1))).unwrap());
+    let notes = m.space("notes").unwrap();
+    notes.event_append("a", 1).unwrap();
+    notes.event_append("b", 2).unwrap();
+    notes.event_append("a", 3).unwrap();
+    assert_eq!(m.event_len().unwrap(), 0, "spaces have separate logs");
+    let by_type: Vec<_> = notes
+        .event_by_type("a", 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(by_type, vec![1, 3]);
+    assert_eq!(notes.event_range(2, 1).unwrap()[0].payload, Value::Int(2));
+    // The same event twice stays twice: ids tell them apart.
+    let mut tx = db.begin("main").unwrap();
+    tx.event_append("tick", Value::Null).unwrap();
+    tx.event_append("tick", Value::Null).unwrap();
+    tx.commit().unwrap();
+    db.fork_branch("main", "f").unwrap();
+    db.on("f").event_append("tick", Value::Null).unwrap();
+    db.merge(&Rev::head("f"), "main", MergeStrategy::Strict)
+        .unwrap();
+    assert_eq!(m.event_len().unwrap(), 3);
+}

@@ -1,0 +1,451 @@
+//! The command line, declared with clap's derive API. Doc comments become the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use strata_engine::{Kind, MergeStrategy, Value, DEFAULT_SPACE};
+
+const LONG_ABOUT: &str = "\
+Strata: an embedded branched database on SQLite.
+
+A database is a folder. Each branch holds spaces; each space holds key-value pairs, JSON documents,
+an append-only event log and state cells. Every write commits a new branch version (1, 2, 3, ...).
+Branches fork copy-on-write, diff, and merge three-way; bundles move a branch between databases.
+
+Data commands (kv, json, event, state, log, history) act on --branch (default main) and --space
+(default \"default\"). Branch and bundle commands name their branches as arguments.";
+
+const AFTER_HELP: &str = "\
+Values:
+  VALUE arguments are parsed as JSON (42, 1.5, true, null, \"text\", [1,2], {\"a\":1}); an argument that
+  is not valid JSON is stored as a plain string. --string stores the argument as a string, as written.
+  Values are printed as JSON; bytes appear as {\"$bytes\": \"<base64>\"}.
+
+Revisions:
+  A revision is BRANCH (its head) or BRANCH@VERSION (a past version), e.g. main@4.
+
+Output:
+  Human-readable text by default. With --json, one JSON document on stdout.
+  Errors go to stderr as `error: <message>`.
+
+Exit codes:
+  0  success
+  1  error not listed below
+  2  usage: bad arguments, or an invalid branch name, space name, key or JSON path
+  3  not found: branch, version, bundle file, or the key, document, path, cell or event that a
+     get, del or history needs (nothing is printed on stdout)
+  4  strict merge conflicts: nothing was merged; the conflict list is printed on stdout
+  5  write conflict: the database is busy (another writer holds the lock) or a state cas did not match
+  6  corrupt data: a damaged or unsupported bundle, or a stored value that cannot be decoded
+
+Environment:
+  STRATA_DB  the database folder (as --db)
+  RUST_LOG   diagnostics on stderr (default: warn), e.g. RUST_LOG=strata_engine=debug";
+
+/// The `strata` command line.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about = "Strata: an embedded branched database on SQLite",
+    long_about = LONG_ABOUT, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Database folder (created if missing)
+    #[arg(
+        long,
+        env = "STRATA_DB",
+        default_value = ".strata",
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
+    pub db: PathBuf,
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+    /// Branch that data commands read and write
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "main",
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
+    pub branch: String,
+    /// Space within the branch that data commands use
+    #[arg(short, long, global = true, default_value = DEFAULT_SPACE, value_name = "NAME", help_heading = "Global options")]
+    pub space: String,
+    /// How long a write waits for another writer before failing with exit code 5
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 10_000,
+        value_name = "MS",
+        help_heading = "Global options"
+    )]
+    pub busy_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Key-value pairs: put, get, delete, list
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// JSON documents, whole or at a JSON Pointer path
+    #[command(subcommand)]
+    Json(JsonCmd),
+    /// The space's append-only event log
+    #[command(subcommand)]
+    Event(EventCmd),
+    /// State cells with init and compare-and-swap
+    #[command(subcommand)]
+    State(StateCmd),
+    /// Create, fork, list, delete, diff and merge branches
+    #[command(subcommand)]
+    Branch(BranchCmd),
+    /// Export, import and verify .branchbundle.tar.zst files
+    #[command(subcommand)]
+    Bundle(BundleCmd),
+    /// Show the versions of --branch, newest first
+    Log {
+        /// Show at most N versions
+        #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+    },
+    /// Show every value an entry has had on --branch, newest first (exit 3 if it never existed)
+    History {
+        /// The key, document id, cell name, or event sequence number
+        key: String,
+        /// Which primitive the key belongs to
+        #[arg(long, value_enum, default_value_t = KindArg::Kv)]
+        kind: KindArg,
+    },
+    /// Run a guided tour: write, fork, diff, merge, conflict, bundle round trip
+    Demo {
+        /// Keep the demo databases and bundle in DIR (default: a temporary folder, removed afterwards)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// How VALUE arguments are read.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ValueOpts {
+    /// Store VALUE as a string as written, without parsing it as JSON
+    #[arg(long)]
+    pub string: bool,
+}
+
+impl ValueOpts {
+    /// Parses a VALUE argument: JSON if it parses (and --string is not set), else a string.
+    pub fn parse(self, arg: &str) -> Value {
+        if self.string {
+            return Value::String(arg.to_string());
+        }
+        match serde_json::from_str::<serde_json::Value>(arg) {
+            Ok(j) => Value::from_json(&j),
+            Err(_) => Value::String(arg.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCmd {
+    /// Set KEY to VALUE
+    Put {
+        /// The key
+        key: String,
+        /// The value (JSON, or a plain string)
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        #[command(flatten)]
+        opts: ValueOpts,
+    },
+    /// Print KEY's value as JSON (exit 3 if missing)
+    Get {
+        /// The key
+        key: String,
+    },
+    /// Delete KEY (exit 3 if missing)
+    #[command(visible_alias = "delete")]
+    Del {
+        /// The key
+        key: String,
+    },
+    /// List keys and values, in key order
+    List {
+        /// Only keys starting with PREFIX
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JsonCmd {
+    /// Store a whole document
+    Put {
+        /// The document id
+        id: String,
+        /// The document (JSON, or a plain string)
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        #[command(flatten)]
+        opts: ValueOpts,
+    },
+    /// Print a document, or the part at --path (exit 3 if missing)
+    Get {
+        /// The document id
+        id: String,
+        /// JSON Pointer into the document, e.g. /a/b/0
+        #[arg(long, value_name = "POINTER")]
+        path: Option<String>,
+    },
+    /// Set the part of a document at PATH, creating the document and missing objects
+    Set {
+        /// The document id
+        id: String,
+        /// JSON Pointer, e.g. /a/b/0; an array index may be the length or `-` to append
+        path: String,
+        /// The value (JSON, or a plain string)
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        #[command(flatten)]
+        opts: ValueOpts,
+    },
+    /// Delete a document (exit 3 if missing)
+    #[command(visible_alias = "delete")]
+    Del {
+        /// The document id
+        id: String,
+    },
+    /// List documents, in id order
+    List {
+        /// Only ids starting with PREFIX
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCmd {
+    /// Append an event and print its sequence number
+    Append {
+        /// The event type, e.g. task_completed
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+        /// The payload (JSON, or a plain string)
+        #[arg(allow_hyphen_values = true)]
+        payload: String,
+        #[command(flatten)]
+        opts: ValueOpts,
+    },
+    /// Print events in sequence order
+    Read {
+        /// Start at sequence number SEQ
+        #[arg(long, default_value_t = 1, value_name = "SEQ")]
+        from: u64,
+        /// Print at most N events
+        #[arg(short = 'n', long, value_name = "N")]
+        limit: Option<usize>,
+        /// Only events of type T
+        #[arg(long = "type", value_name = "T")]
+        event_type: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCmd {
+    /// Set CELL to VALUE
+    Set {
+        /// The cell name
+        cell: String,
+        /// The value (JSON, or a plain string)
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        #[command(flatten)]
+        opts: ValueOpts,
+    },
+    /// Print CELL's value as JSON (exit 3 if missing)
+    Get {
+        /// The cell name
+        cell: String,
+    },
+    /// Set CELL to VALUE only if it is absent (exit 0 either way; reports whether it was set)
+    Init {
+        /// The cell name
+        cell: String,
+        /// The value (JSON, or a plain string)
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        #[command(flatten)]
+        opts: ValueOpts,
+    },
+    /// Compare-and-swap: set CELL to NEW only if it holds --expected (or is --absent); exit 5 if not
+    #[command(group(ArgGroup::new("expect").required(true).args(["expected", "absent"])))]
+    Cas {
+        /// The cell name
+        cell: String,
+        /// The value CELL must hold now (JSON, or a plain string)
+        #[arg(long, allow_hyphen_values = true, value_name = "VALUE")]
+        expected: Option<String>,
+        /// CELL must not exist now
+        #[arg(long)]
+        absent: bool,
+        /// The new value (JSON, or a plain string)
+        #[arg(
+            allow_hyphen_values = true,
+            required_unless_present = "delete",
+            value_name = "NEW"
+        )]
+        new: Option<String>,
+        /// Delete CELL instead of setting it
+        #[arg(long, conflicts_with = "new")]
+        delete: bool,
+        #[command(flatten)]
+        opts: ValueOpts,
+    },
+    /// Delete CELL (exit 3 if missing)
+    #[command(visible_alias = "delete")]
+    Del {
+        /// The cell name
+        cell: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BranchCmd {
+    /// Create an empty branch
+    Create {
+        /// The new branch's name (names starting with `_` are reserved)
+        name: String,
+    },
+    /// Fork a new branch from SOURCE[@VERSION] (copy-on-write, instant)
+    Fork {
+        /// The branch (or branch@version) to fork from
+        #[arg(value_name = "SOURCE[@VERSION]")]
+        source: String,
+        /// The new branch's name
+        name: String,
+    },
+    /// List branches with their head version and parent
+    List {
+        /// Include internal branches (names starting with `_`)
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete a branch
+    #[command(visible_alias = "del")]
+    Delete {
+        /// The branch to delete
+        name: String,
+    },
+    /// Show what B added, removed and modified relative to A, per space
+    Diff {
+        /// One side: a branch or branch@version
+        #[arg(value_name = "A[@VERSION]")]
+        a: String,
+        /// The other side: a branch or branch@version
+        #[arg(value_name = "B[@VERSION]")]
+        b: String,
+    },
+    /// Three-way merge SOURCE into TARGET as one new TARGET version (exit 4 on strict conflicts)
+    Merge {
+        /// The branch (or branch@version) to merge from
+        #[arg(value_name = "SOURCE[@VERSION]")]
+        source: String,
+        /// The branch to merge into
+        target: String,
+        /// On keys changed on both sides: lww takes SOURCE's value; strict fails and writes nothing
+        #[arg(long, value_enum, default_value_t = StrategyArg::Lww)]
+        strategy: StrategyArg,
+        /// With --strategy strict: save the conflicts to this new branch (forked from TARGET, space
+        /// `conflicts`, one KV entry per conflict)
+        #[arg(long, value_name = "NAME")]
+        conflict_branch: Option<String>,
+    },
+    /// Show one branch's metadata and spaces
+    Info {
+        /// The branch (default: --branch)
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCmd {
+    /// Export a branch's versions to a bundle file
+    Export {
+        /// The branch to export
+        branch: String,
+        /// The bundle file to write, e.g. main.branchbundle.tar.zst
+        file: PathBuf,
+        /// Include only versions after V (default 0)
+        #[arg(long, value_name = "V")]
+        from: Option<u64>,
+        /// Include versions up to V (default: the head)
+        #[arg(long, value_name = "V")]
+        to: Option<u64>,
+    },
+    /// Import a bundle, creating the branch or extending it from its head
+    Import {
+        /// The bundle file
+        file: PathBuf,
+        /// Import into this branch (default: the bundle's branch name)
+        #[arg(long, value_name = "BRANCH")]
+        into: Option<String>,
+    },
+    /// Check every checksum of a bundle without opening a database (exit 6 if corrupt)
+    Verify {
+        /// The bundle file
+        file: PathBuf,
+    },
+}
+
+/// A primitive, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Key-value pairs
+    Kv,
+    /// JSON documents
+    Json,
+    /// State cells
+    State,
+    /// Events (the key is the sequence number)
+    Event,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::Kv => Kind::Kv,
+            KindArg::Json => Kind::Json,
+            KindArg::State => Kind::State,
+            KindArg::Event => Kind::Event,
+        }
+    }
+}
+
+/// A merge strategy, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// Last writer wins: the source's value wins on conflicting keys
+    #[value(alias = "last-writer-wins")]
+    Lww,
+    /// Any conflicting key fails the merge with the conflict list; nothing is written
+    Strict,
+}
+
+impl From<StrategyArg> for MergeStrategy {
+    fn from(s: StrategyArg) -> MergeStrategy {
+        match s {
+            StrategyArg::Lww => MergeStrategy::LastWriterWins,
+            StrategyArg::Strict => MergeStrategy::Strict,
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! `strata demo`: a guided tour of the engine on the agent-memory example of seed 004.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_json::{json, Value as J};
+use strata_engine::bundle::verify_bundle;
+use strata_engine::{
+    BranchDiff, DiffEntry, EntryKey, Error, Kind, MergeStrategy, Rev, SpaceDiff, Strata, Value,
+};
+
+use crate::failure::{Failure, EXIT_ERROR};
+use crate::render::{self, display_key, print_line, Out, Rendered, Snapshot};
+
+/// Prints each step as it completes (text), or collects them into one document (`--json`).
+struct Tour {
+    out: Out,
+    steps: Vec<J>,
+}
+
+impl Tour {
+    fn step(&mut self, title: &str, res: Rendered) {
+        let n = self.steps.len() + 1;
+        if !self.out.json {
+            print_line(&format!("\n== {n}. {title} ==\n{}", res.text.trim_end()));
+        }
+        self.steps
+            .push(json!({"step": n, "title": title, "result": res.doc}));
+    }
+}
+
+fn join(parts: Vec<Rendered>, keys: &[&str]) -> Rendered {
+    let mut doc = serde_json::Map::new();
+    let mut text = Vec::new();
+    for (k, p) in keys.iter().zip(parts) {
+        doc.insert(k.to_string(), p.doc);
+        if !p.text.is_empty() {
+            text.push(p.text);
+        }
+    }
+    Rendered {
+        doc: J::Object(doc),
+        text: text.join("\n\n"),
+    }
+}
+
+fn note(text: impl Into<String>) -> Rendered {
+    let text = text.into();
+    Rendered {
+        doc: J::String(text.clone()),
+        text,
+    }
+}
+
+/// Every live entry of a branch, read through the listing calls (kv, json, events per space) and, since
+/// state cells have no listing call, the cell names found in the change log.
+pub fn snapshot(db: &Strata, branch: &str) -> Result<Snapshot, Failure> {
+    let mut snap = Snapshot::new();
+    let mut cells = BTreeSet::new();
+    for cs in db.changes_since(branch, 0)? {
+        let cs = cs?;
+        for k in cs.puts.iter().map(|(k, _)| k).chain(&cs.deletes) {
+            if k.kind == Kind::State {
+                cells.insert((k.space.clone(), k.key.clone()));
+            }
+        }
+    }
+    for space in db.list_spaces(branch)? {
+        if space.starts_with('_') {
+            continue;
+        }
+        let sc = db.on(branch).space(&space)?;
+        for (k, v) in sc.kv_list("")? {
+            snap.insert(EntryKey::new(&space, Kind::Kv, k), v);
+        }
+        for (k, v) in sc.json_list("")? {
+            snap.insert(EntryKey::new(&space, Kind::Json, k), v);
+        }
+        for e in sc.event_range(1, usize::MAX)? {
+            let v = Value::object([
+                ("type", Value::from(e.event_type)),
+                ("payload", e.payload),
+                ("ts", Value::Int(e.timestamp_micros as i64)),
+                ("id", Value::Int(e.id as i64)),
+            ]);
+            snap.insert(
+                EntryKey::new(&space, Kind::Event, format!("{:020}", e.seq)),
+                v,
+            );
+        }
+    }
+    for (space, cell) in cells {
+        if let Some(v) = db.on(branch).space(&space)?.state_get(&cell)? {
+            snap.insert(EntryKey::new(space, Kind::State, cell), v);
+        }
+    }
+    Ok(snap)
+}
+
+/// The differences between two snapshots, in the engine's diff shape.
+fn compare(a: &Snapshot, b: &Snapshot) -> BranchDiff {
+    let mut spaces: BTreeMap<String, SpaceDiff> = BTreeMap::new();
+    let keys: BTreeSet<&EntryKey> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let (x, y) = (a.get(k), b.get(k));
+        if x == y {
+            continue;
+        }
+        let sd = spaces.entry(k.space.clone()).or_insert_with(|| SpaceDiff {
+            space: k.space.clone(),
+            ..Default::default()
+        });
+        let e = DiffEntry {
+            kind: k.kind,
+            key: display_key(k),
+            a: x.cloned(),
+            b: y.cloned(),
+        };
+        match (x, y) {
+            (None, _) => sd.added.push(e),
+            (_, None) => sd.removed.push(e),
+            _ => sd.modified.push(e),
+        }
+    }
+    BranchDiff {
+        spaces: spaces.into_values().collect(),
+    }
+}
+
+fn task(result: &str) -> Value {
+    json!({"status": "done", "result": result}).into()
+}
+
+/// Runs the tour in `dir` (or a temporary folder).
+pub fn run(dir: Option<PathBuf>, out: Out) -> Result<(), Failure> {
+    let mut temp = None;
+    let root = match dir {
+        Some(d) => {
+            if d.join("original").exists() || d.join("replica").exists() {
+                return Err(Failure::new(
+                    EXIT_ERROR,
+                    format!(
+                        "{} already holds a demo; choose a new or empty folder",
+                        d.display()
+                    ),
+                ));
+            }
+            std::fs::create_dir_all(&d)?;
+            d
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("strata-demo-").tempdir()?;
+            let p = t.path().to_path_buf();
+            temp = Some(t);
+            p
+        }
+    };
+    let kept = temp.is_none();
+    let mut tour = Tour {
+        out,
+        steps: Vec::new(),
+    };
+    if !out.json {
+        let how = if kept {
+            "kept"
+        } else {
+            "temporary; pass --dir DIR to keep it"
+        };
+        print_line(&format!("Strata demo in {} ({how})", root.display()));
+    }
+
+    // 1. Open.
+    let db_path = root.join("original");
+    let db = Strata::open(&db_path)?;
+    tour.step(
+        "Open a database",
+        Rendered {
+            doc: json!({"path": db_path.display().to_string()}),
+            text: format!(
+                "opened {} (a folder; branch main is created empty)",
+                db_path.display()
+            ),
+        },
+    );
+
+    // 2. Agent memory on main, one version per write.
+    let main = db.main();
+    main.kv_put("config", json!({"model": "gpt-4", "temperature": 0.7}))?;
+    main.json_put(
+        "notes/research.md",
+        json!({"title": "Research", "body": "# Research\n\n## Findings\n...", "tags": ["agents"]}),
+    )?;
+    main.kv_put("task:1", task("..."))?;
+    main.kv_put("task:2", task("..."))?;
+    main.event_append("task_completed", json!({"task": 1}))?;
+    main.event_append("task_completed", json!({"task": 2}))?;
+    main.state_set("phase", "research")?;
+    tour.step(
+        "Write agent memory to main: kv, a JSON document, events, a state cell",
+        join(
+            vec![
+                render::snapshot(&snapshot(&db, "main")?),
+                render::commits("main", &db.log("main", 20)?),
+            ],
+            &["contents", "log"],
+        ),
+    );
+
+    // 3. Fork.
+    let info = db.fork_branch("main", "experiment")?;
+    tour.step(
+        "Fork main into experiment (copy-on-write: no entry is copied)",
+        join(
+            vec![
+                render::branch_created(&info),
+                render::branches(&db.list_branches(false)?),
+            ],
+            &["fork", "branches"],
+        ),
+    );
+
+    // 4. Work on the fork in one transaction, and on main meanwhile.
+    let ((), v) = db.transaction("experiment", |tx| {
+        tx.kv_put("task:3", task("new approach"))?;
+        tx.kv_put("config", json!({"model": "gpt-4", "temperature": 0.9}))?;
+        tx.kv_delete("task:2")?;
+        tx.json_set_path("notes/research.md", "/tags/-", "experiment")?;
+        tx.event_append("task_completed", json!({"task": 3}))?;
+        tx.state_cas(
+            "phase",
+            Some(&Value::from("research")),
+            Some(Value::from("experiment")),
+        )?;
+        Ok(())
+    })?;
+    main.kv_put("task:4", task("done on main meanwhile"))?;
+    let ops = [
+        "experiment: kv put task:3, kv put config (temperature 0.9), kv del task:2,",
+        "            json set notes/research.md /tags/- \"experiment\", event append task_completed,",
+        "            state cas phase \"research\" -> \"experiment\"",
+    ];
+    tour.step(
+        "Write to experiment in one transaction (and to main meanwhile)",
+        Rendered {
+            doc: json!({"experiment_version": v, "main_version": db.branch_info("main")?.head}),
+            text: format!(
+                "{}\n  => one version: experiment@{}\nmain: kv put task:4 => main@{}",
+                ops.join("\n"),
+                v.unwrap_or(0),
+                db.branch_info("main")?.head
+            ),
+        },
+    );
+
+    // 5. Diff.
+    let d = db.diff(&Rev::head("main"), &Rev::head("experiment"))?;
+    tour.step(
+        "Diff main..experiment",
+        render::diff("main", "experiment", &d),
+    );
+
+    // 6. LWW merge.
+    let src = Rev::head("experiment");
+    let report = db.merge(&src, "main", MergeStrategy::LastWriterWins)?;
+    tour.step(
+        "Merge experiment into main (last writer wins)",
+        join(
+            vec![
+                render::merged(&src, "main", &report),
+                render::snapshot(&snapshot(&db, "main")?),
+                render::commits("main", &db.log("main", 20)?),
+            ],
+            &["merge", "contents", "log"],
+        ),
+    );
+
+    // 7. Strict merge with a conflict, saved to a branch.
+    db.fork_branch("main", "agent-a")?;
+    db.fork_branch("main", "agent-b")?;
+    db.on("agent-a").kv_put("task:1", task("approach A"))?;
+    db.on("agent-b").kv_put("task:1", task("approach B"))?;
+    let a = Rev::head("agent-a");
+    let first = db.merge(&a, "main", MergeStrategy::Strict)?;
+    let conflicts = match db.merge(&Rev::head("agent-b"), "main", MergeStrategy::Strict) {
+        Err(Error::MergeConflicts(list)) => list,
+        Err(e) => return Err(e.into()),
+        Ok(_) => {
+            return Err(Failure::new(
+                EXIT_ERROR,
+                "the demo's strict merge unexpectedly had no conflict",
+            ))
+        }
+    };
+    let saved = db.save_conflicts("main", &conflicts, "conflicts/agent-b")?;
+    let saved_list = db.on(&saved.name).space("conflicts")?.kv_list("")?;
+    tour.step(
+        "Strict merge: agent-a and agent-b both changed task:1",
+        join(
+            vec![
+                note("agent-a: kv put task:1 {\"result\":\"approach A\"}; agent-b: kv put task:1 {\"result\":\"approach B\"}"),
+                render::merged(&a, "main", &first),
+                render::conflicts("agent-b", "main", &conflicts, Some(&saved)),
+                render::entries(&saved_list),
+            ],
+            &["setup", "merge_agent_a", "merge_agent_b", "conflict_branch_entries"],
+        ),
+    );
+
+    // 8-9. Bundle export and verify.
+    let file = root.join("main.branchbundle.tar.zst");
+    let m = db.export_bundle("main", None, &file)?;
+    tour.step("Export main to a bundle", render::exported(&file, &m));
+    let m = verify_bundle(&file)?;
+    tour.step("Verify the bundle", render::verified(&file, &m));
+
+    // 10. Import into a second database.
+    let replica_path = root.join("replica");
+    let replica = Strata::open(&replica_path)?;
+    let rep = replica.import_bundle(&file, None)?;
+    tour.step(
+        "Import the bundle into a second, fresh database",
+        join(
+            vec![
+                note(format!("opened {}", replica_path.display())),
+                render::imported(&file, &rep),
+                render::commits(&rep.branch, &replica.log(&rep.branch, 20)?),
+            ],
+            &["database", "import", "log"],
+        ),
+    );
+
+    // 11. Compare.
+    let (orig, copy) = (snapshot(&db, "main")?, snapshot(&replica, &rep.branch)?);
+    let d = compare(&orig, &copy);
+    let mut res = render::diff("original:main", &format!("replica:{}", rep.branch), &d);
+    res.doc["entries_compared"] = orig.len().into();
+    res.text.push_str(&format!(
+        " ({} entries compared: kv, json, events and state in every space)",
+        orig.len()
+    ));
+    tour.step("Compare the original and imported main", res);
+    if !d.is_empty() {
+        return Err(Failure::new(
+            EXIT_ERROR,
+            "the imported branch differs from the original",
+        ));
+    }
+
+    if out.json {
+        out.emit(Rendered {
+            doc: json!({"dir": root.display().to_string(), "kept": kept, "steps": tour.steps}),
+            text: String::new(),
+        });
+    } else {
+        print_line("\ndone.");
+    }
+    Ok(())
+}

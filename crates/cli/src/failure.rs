@@ -1,0 +1,61 @@
+//! Failures and the exit codes they map to (the table is in the top-level `--help`).
+
+use strata_engine::Error;
+
+/// Anything not listed below.
+pub const EXIT_ERROR: u8 = 1;
+/// Bad arguments, or an invalid name, key or path (clap also uses 2).
+pub const EXIT_USAGE: u8 = 2;
+/// A branch, version, file or entry that the command needs does not exist.
+pub const EXIT_NOT_FOUND: u8 = 3;
+/// A strict merge found conflicting keys.
+pub const EXIT_MERGE_CONFLICT: u8 = 4;
+/// The database is busy, or a compare-and-swap did not match.
+pub const EXIT_WRITE_CONFLICT: u8 = 5;
+/// A damaged bundle or undecodable stored value.
+pub const EXIT_CORRUPT: u8 = 6;
+
+/// A failed command: the message printed as `error: <message>` and the process exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Failure {
+        Failure::new(EXIT_NOT_FOUND, message)
+    }
+}
+
+/// The exit code for an engine error.
+pub fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::InvalidName { .. } => EXIT_USAGE,
+        Error::BranchNotFound(_) | Error::VersionNotFound { .. } => EXIT_NOT_FOUND,
+        Error::MergeConflicts(_) => EXIT_MERGE_CONFLICT,
+        Error::Corrupt { .. } | Error::Decode(_) => EXIT_CORRUPT,
+        Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+        e if e.is_retryable() => EXIT_WRITE_CONFLICT,
+        _ => EXIT_ERROR,
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::new(exit_code(&e), e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::from(Error::Io(e))
+    }
+}

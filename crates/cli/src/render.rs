@@ -1,0 +1,569 @@
+//! Rendering of results: each has a JSON document (printed with `--json`) and a human text.
+//!
+//! Values are shown as JSON through [`Value::to_json`]; kinds by name (`kv`, `json`, `event`, `state`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{json, Value as J};
+use strata_engine::bundle::{BundleManifest, ImportReport};
+use strata_engine::{
+    BranchDiff, BranchInfo, CommitInfo, DiffEntry, EntryKey, Event, HistoryEntry, Kind,
+    MergeConflict, MergeReport, Rev, Value,
+};
+
+/// A result in both forms.
+#[derive(Debug)]
+pub struct Rendered {
+    pub doc: J,
+    pub text: String,
+}
+
+fn r(doc: J, text: impl Into<String>) -> Rendered {
+    Rendered {
+        doc,
+        text: text.into(),
+    }
+}
+
+/// Where results go: JSON documents or text, on stdout.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    /// Prints a result in the selected form. Empty texts print nothing.
+    pub fn emit(&self, res: Rendered) {
+        if self.json {
+            print_line(&res.doc.to_string());
+        } else if !res.text.is_empty() {
+            print_line(res.text.trim_end_matches('\n'));
+        }
+    }
+}
+
+/// Writes one line to stdout, ignoring a closed pipe.
+pub fn print_line(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{s}");
+}
+
+// ----- values ---------------------------------------------------------------------------------------
+
+/// A value on one line.
+pub fn compact(v: &Value) -> String {
+    v.to_json().to_string()
+}
+
+fn opt_json(v: Option<&Value>) -> J {
+    v.map(Value::to_json).unwrap_or(J::Null)
+}
+
+/// A stored value of `kind` on one line; events show as `type payload`.
+pub fn show(kind: Kind, v: &Value) -> String {
+    if kind == Kind::Event {
+        if let (Some(t), Some(p)) = (v.get("type").and_then(Value::as_str), v.get("payload")) {
+            return format!("{t} {}", compact(p));
+        }
+    }
+    compact(v)
+}
+
+/// One value, pretty-printed as text.
+pub fn value(v: &Value) -> Rendered {
+    let j = v.to_json();
+    let text = serde_json::to_string_pretty(&j).unwrap_or_else(|_| j.to_string());
+    r(j, text)
+}
+
+/// Formats microseconds since the Unix epoch as an RFC 3339 UTC time, e.g. `2025-06-03T12:00:00Z`.
+pub fn time(micros: u64) -> String {
+    let secs = (micros / 1_000_000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        let mut s = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i == last {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = vec![line(headers.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|row| line(row.iter().map(String::as_str).collect())),
+    );
+    out.join("\n")
+}
+
+// ----- writes ---------------------------------------------------------------------------------------
+
+/// Where a write went: branch and space.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub branch: &'a str,
+    pub space: &'a str,
+}
+
+/// `version N`, or `unchanged` when nothing was committed.
+pub fn version_text(version: Option<u64>) -> String {
+    version.map_or("unchanged".to_string(), |v| format!("version {v}"))
+}
+
+/// A committed single-entry write (`op` is put, set, delete, …).
+pub fn written(op: &str, kind: Kind, at: Target<'_>, key: &str, version: Option<u64>) -> Rendered {
+    let doc = json!({
+        "op": op, "kind": kind.name(), "branch": at.branch, "space": at.space, "key": key, "version": version,
+    });
+    let v = version.map_or("unchanged".to_string(), |v| format!("version {v}"));
+    r(
+        doc,
+        format!("{op} {kind} {key:?} on {}/{}: {v}", at.branch, at.space),
+    )
+}
+
+// ----- listings -------------------------------------------------------------------------------------
+
+/// Key-value pairs or documents.
+pub fn entries(list: &[(String, Value)]) -> Rendered {
+    let doc = J::Array(
+        list.iter()
+            .map(|(k, v)| json!({"key": k, "value": v.to_json()}))
+            .collect(),
+    );
+    let text = list
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", compact(v)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    r(doc, text)
+}
+
+fn event_doc(e: &Event) -> J {
+    json!({
+        "seq": e.seq, "type": e.event_type, "payload": e.payload.to_json(), "timestamp_micros": e.timestamp_micros, "id": e.id,
+    })
+}
+
+/// Events.
+pub fn events(list: &[Event]) -> Rendered {
+    let doc = J::Array(list.iter().map(event_doc).collect());
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|e| {
+            vec![
+                format!("#{}", e.seq),
+                time(e.timestamp_micros),
+                e.event_type.clone(),
+                compact(&e.payload),
+            ]
+        })
+        .collect();
+    let text = if rows.is_empty() {
+        String::new()
+    } else {
+        table(&["SEQ", "TIME", "TYPE", "PAYLOAD"], &rows)
+    };
+    r(doc, text)
+}
+
+fn parent(b: &BranchInfo) -> String {
+    match (&b.parent, b.fork_version) {
+        (Some(p), Some(v)) => format!("{p}@{v}"),
+        (Some(p), None) => p.clone(),
+        _ => "-".into(),
+    }
+}
+
+fn branch_doc(b: &BranchInfo) -> J {
+    serde_json::to_value(b).unwrap_or(J::Null)
+}
+
+/// Branches as a table.
+pub fn branches(list: &[BranchInfo]) -> Rendered {
+    let doc = J::Array(list.iter().map(branch_doc).collect());
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|b| {
+            vec![
+                b.name.clone(),
+                b.head.to_string(),
+                parent(b),
+                time(b.created_micros),
+            ]
+        })
+        .collect();
+    r(doc, table(&["NAME", "HEAD", "PARENT", "CREATED"], &rows))
+}
+
+/// One branch's metadata and spaces.
+pub fn branch_info(b: &BranchInfo, spaces: &[String]) -> Rendered {
+    let mut doc = branch_doc(b);
+    doc["spaces"] = json!(spaces);
+    let text = format!(
+        "branch:   {}\nhead:     {}\nparent:   {}\ncreated:  {}\nspaces:   {}",
+        b.name,
+        b.head,
+        parent(b),
+        time(b.created_micros),
+        if spaces.is_empty() {
+            "-".to_string()
+        } else {
+            spaces.join(", ")
+        }
+    );
+    r(doc, text)
+}
+
+/// A branch was created or forked.
+pub fn branch_created(b: &BranchInfo) -> Rendered {
+    let text = match &b.parent {
+        Some(_) => format!(
+            "forked branch {} from {} (head {})",
+            b.name,
+            parent(b),
+            b.head
+        ),
+        None => format!("created branch {}", b.name),
+    };
+    r(branch_doc(b), text)
+}
+
+/// A branch's versions.
+pub fn commits(branch: &str, list: &[CommitInfo]) -> Rendered {
+    let doc = json!({"branch": branch, "versions": list});
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            vec![
+                c.version.to_string(),
+                time(c.timestamp_micros),
+                c.kind.clone(),
+                c.entries.to_string(),
+                c.message.clone(),
+            ]
+        })
+        .collect();
+    let text = if rows.is_empty() {
+        format!("branch {branch} has no versions")
+    } else {
+        table(&["VERSION", "TIME", "KIND", "ENTRIES", "MESSAGE"], &rows)
+    };
+    r(doc, text)
+}
+
+/// The past values of one entry.
+pub fn history(kind: Kind, key: &str, list: &[HistoryEntry]) -> Rendered {
+    let doc = json!({
+        "kind": kind.name(),
+        "key": key,
+        "history": list.iter().map(|h| json!({
+            "version": h.version, "timestamp_micros": h.timestamp_micros, "value": opt_json(h.value.as_ref()),
+        })).collect::<Vec<_>>(),
+    });
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|h| {
+            let v = h
+                .value
+                .as_ref()
+                .map_or("(deleted)".to_string(), |v| show(kind, v));
+            vec![h.version.to_string(), time(h.timestamp_micros), v]
+        })
+        .collect();
+    r(doc, table(&["VERSION", "TIME", "VALUE"], &rows))
+}
+
+// ----- diff and merge -------------------------------------------------------------------------------
+
+fn diff_entry_doc(e: &DiffEntry) -> J {
+    json!({"kind": e.kind.name(), "key": e.key, "a": opt_json(e.a.as_ref()), "b": opt_json(e.b.as_ref())})
+}
+
+/// A structured diff: `+ key = value`, `- key`, `~ key: old -> new`, grouped per space.
+pub fn diff(a: &str, b: &str, d: &BranchDiff) -> Rendered {
+    let (added, removed, modified) = d.counts();
+    let doc = json!({
+        "a": a,
+        "b": b,
+        "empty": d.is_empty(),
+        "counts": {"added": added, "removed": removed, "modified": modified},
+        "spaces": d.spaces.iter().map(|s| json!({
+            "space": s.space,
+            "added": s.added.iter().map(diff_entry_doc).collect::<Vec<_>>(),
+            "removed": s.removed.iter().map(diff_entry_doc).collect::<Vec<_>>(),
+            "modified": s.modified.iter().map(diff_entry_doc).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    let mut lines = Vec::new();
+    if d.is_empty() {
+        lines.push(format!("{a}..{b}: no differences"));
+    } else {
+        lines.push(format!(
+            "{a}..{b}: {added} added, {removed} removed, {modified} modified"
+        ));
+    }
+    for s in &d.spaces {
+        lines.push(format!("space {}", s.space));
+        let mut all: Vec<(&DiffEntry, char)> = Vec::new();
+        all.extend(s.added.iter().map(|e| (e, '+')));
+        all.extend(s.removed.iter().map(|e| (e, '-')));
+        all.extend(s.modified.iter().map(|e| (e, '~')));
+        all.sort_by(|x, y| (x.0.kind, &x.0.key).cmp(&(y.0.kind, &y.0.key)));
+        for (e, sign) in all {
+            let show_opt = |v: &Option<Value>| {
+                v.as_ref()
+                    .map_or("(absent)".to_string(), |v| show(e.kind, v))
+            };
+            let line = match sign {
+                '+' => format!("  + {:<5} {} = {}", e.kind.name(), e.key, show_opt(&e.b)),
+                '-' => format!("  - {:<5} {}", e.kind.name(), e.key),
+                _ => format!(
+                    "  ~ {:<5} {}: {} -> {}",
+                    e.kind.name(),
+                    e.key,
+                    show_opt(&e.a),
+                    show_opt(&e.b)
+                ),
+            };
+            lines.push(line);
+        }
+    }
+    r(doc, lines.join("\n"))
+}
+
+fn conflict_doc(c: &MergeConflict) -> J {
+    json!({
+        "space": c.space, "kind": c.kind.name(), "key": c.key,
+        "ancestor": opt_json(c.ancestor.as_ref()),
+        "source": opt_json(c.source.as_ref()),
+        "target": opt_json(c.target.as_ref()),
+    })
+}
+
+/// A strict merge's conflicts, optionally saved to a branch.
+pub fn conflicts(
+    source: &str,
+    target: &str,
+    list: &[MergeConflict],
+    saved: Option<&BranchInfo>,
+) -> Rendered {
+    let doc = json!({
+        "merged": false,
+        "source": source,
+        "target": target,
+        "conflicts": list.iter().map(conflict_doc).collect::<Vec<_>>(),
+        "conflict_branch": saved.map(|b| b.name.clone()),
+    });
+    let mut lines = vec![format!(
+        "merge {source} into {target}: {} conflict(s), nothing written",
+        list.len()
+    )];
+    for c in list {
+        let s = |v: &Option<Value>| {
+            v.as_ref()
+                .map_or("(absent)".to_string(), |v| show(c.kind, v))
+        };
+        lines.push(format!("CONFLICT {}/{} {}", c.space, c.kind, c.key));
+        lines.push(format!("  ancestor: {}", s(&c.ancestor)));
+        lines.push(format!("  source:   {}", s(&c.source)));
+        lines.push(format!("  target:   {}", s(&c.target)));
+    }
+    if let Some(b) = saved {
+        lines.push(format!(
+            "conflicts saved to branch {} (space \"conflicts\")",
+            b.name
+        ));
+    }
+    r(doc, lines.join("\n"))
+}
+
+/// A successful merge.
+pub fn merged(source: &Rev, target: &str, m: &MergeReport) -> Rendered {
+    let doc = json!({
+        "merged": true,
+        "source": source.to_string(),
+        "target": target,
+        "version": m.version,
+        "base": m.base,
+        "applied": m.applied,
+        "conflicts_resolved": m.conflicts_resolved,
+        "events_renumbered": m.events_renumbered,
+    });
+    let base = m.base.as_deref().unwrap_or("none");
+    let text = match m.version {
+        None => format!("merge {source} into {target}: already up to date (base {base})"),
+        Some(v) => {
+            let mut s = format!(
+                "merged {source} into {target}: version {v}, {} entr{} applied (base {base})",
+                m.applied,
+                if m.applied == 1 { "y" } else { "ies" }
+            );
+            if m.conflicts_resolved > 0 {
+                s.push_str(&format!(
+                    ", {} conflict(s) resolved in favour of {source}",
+                    m.conflicts_resolved
+                ));
+            }
+            if m.events_renumbered > 0 {
+                s.push_str(&format!(
+                    ", {} event(s) of {target} renumbered",
+                    m.events_renumbered
+                ));
+            }
+            s
+        }
+    };
+    r(doc, text)
+}
+
+// ----- bundles --------------------------------------------------------------------------------------
+
+fn manifest_doc(file: &Path, m: &BundleManifest) -> J {
+    let mut doc = serde_json::to_value(m).unwrap_or(J::Null);
+    doc["file"] = json!(file.display().to_string());
+    doc
+}
+
+/// A bundle was exported.
+pub fn exported(file: &Path, m: &BundleManifest) -> Rendered {
+    let text = format!(
+        "exported {} versions {}..{} ({} versions, {} entries) to {}\nsha256 {}",
+        m.branch,
+        m.from_version + 1,
+        m.to_version,
+        m.version_count,
+        m.entry_count,
+        file.display(),
+        m.branchlog_sha256
+    );
+    r(manifest_doc(file, m), text)
+}
+
+/// A bundle was verified.
+pub fn verified(file: &Path, m: &BundleManifest) -> Rendered {
+    let mut doc = manifest_doc(file, m);
+    doc["ok"] = json!(true);
+    let text = format!(
+        "ok: {} holds branch {} versions {}..{} ({} versions, {} entries, {} records), format {}, sha256 {}",
+        file.display(),
+        m.branch,
+        m.from_version + 1,
+        m.to_version,
+        m.version_count,
+        m.entry_count,
+        m.record_count,
+        m.format_version,
+        m.branchlog_sha256
+    );
+    r(doc, text)
+}
+
+/// A bundle was imported.
+pub fn imported(file: &Path, rep: &ImportReport) -> Rendered {
+    let mut doc = serde_json::to_value(rep).unwrap_or(J::Null);
+    doc["file"] = json!(file.display().to_string());
+    let text = format!(
+        "imported {} into {} branch {}: {} versions, {} entries, head {}",
+        file.display(),
+        if rep.created { "new" } else { "existing" },
+        rep.branch,
+        rep.versions,
+        rep.entries,
+        rep.head
+    );
+    r(doc, text)
+}
+
+// ----- whole-branch contents ------------------------------------------------------------------------
+
+/// Every live entry of a branch, by full key (events keyed by their sequence number).
+pub type Snapshot = BTreeMap<EntryKey, Value>;
+
+/// A branch's contents, grouped per space.
+pub fn snapshot(snap: &Snapshot) -> Rendered {
+    let doc = J::Array(
+        snap.iter()
+            .map(|(k, v)| json!({"space": k.space, "kind": k.kind.name(), "key": display_key(k), "value": v.to_json()}))
+            .collect(),
+    );
+    let mut lines = Vec::new();
+    let mut space = None;
+    for (k, v) in snap {
+        if space != Some(&k.space) {
+            lines.push(format!("space {}", k.space));
+            space = Some(&k.space);
+        }
+        lines.push(format!(
+            "  {:<5} {} = {}",
+            k.kind.name(),
+            display_key(k),
+            show(k.kind, v)
+        ));
+    }
+    if lines.is_empty() {
+        lines.push("(empty)".into());
+    }
+    r(doc, lines.join("\n"))
+}
+
+/// An entry's key as users write it: events by their plain sequence number.
+pub fn display_key(k: &EntryKey) -> String {
+    match k.kind {
+        Kind::Event => {
+            let t = k.key.trim_start_matches('0');
+            if t.is_empty() { "0" } else { t }.to_string()
+        }
+        _ => k.key.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time(951_782_400_000_000), "2000-02-29T00:00:00Z");
+        assert_eq!(time(1_717_416_245_000_000), "2024-06-03T12:04:05Z");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    BB\nxyz  1");
+    }
+}
