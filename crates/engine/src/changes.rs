@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use rusqlite::{params, Connection};
 
 use crate::db::Strata;
-use crate::error::{map_busy, Error, Result};
+use crate::error::{Error, Result};
 use crate::names::{validate_key, validate_space_name};
 use crate::store::{self, BranchRow, Segment};
 use crate::types::{ApplyReport, ChangeSet, EntryKey, Kind, Rev};
@@ -20,9 +20,13 @@ pub const CHANGE_PAGE: usize = 2048;
 pub struct ChangeIter {
     db: Strata,
     segs: VecDeque<Segment>,
-    after: Option<(u64, u8, String, String)>,
+    /// Commits of the current segment still to read, in version order.
+    commits: VecDeque<store::CommitRange>,
+    /// The last commit version listed from the current segment.
+    listed_to: u64,
+    /// The last rowid read inside the current commit.
+    after_row: i64,
     ready: VecDeque<ChangeSet>,
-    ts_cache: Option<(i64, u64, u64)>,
     /// The head version the iterator stops at.
     pub until: u64,
 }
@@ -60,10 +64,11 @@ impl Strata {
         drop(conn);
         Ok(ChangeIter {
             db: self.clone(),
+            listed_to: segs.front().map(|s| s.lo).unwrap_or(0),
             segs,
-            after: None,
+            commits: VecDeque::new(),
+            after_row: i64::MIN,
             ready: VecDeque::new(),
-            ts_cache: None,
             until,
         })
     }
@@ -106,7 +111,7 @@ pub(crate) fn apply_in_txn(
     label: &str,
 ) -> Result<ApplyReport> {
     let start_head = row.head;
-    let mut cur: Option<(u64, u64)> = None; // (version, timestamp)
+    let mut cur: Option<(u64, u64, i64)> = None; // (version, timestamp, first rowid)
     let mut report = ApplyReport {
         versions: 0,
         entries: 0,
@@ -115,8 +120,8 @@ pub(crate) fn apply_in_txn(
     for cs in changes {
         let cs = cs?;
         match cur {
-            Some((v, _)) if v == cs.version => {}
-            Some((v, _)) if cs.version < v => {
+            Some((v, _, _)) if v == cs.version => {}
+            Some((v, _, _)) if cs.version < v => {
                 return Err(Error::corrupt(
                     "change stream",
                     format!("version {} comes after version {v}", cs.version),
@@ -124,15 +129,15 @@ pub(crate) fn apply_in_txn(
             }
             _ => {
                 if cs.version <= start_head {
-                    return Err(Error::Conflict(format!(
+                    return Err(Error::InvalidOperation(format!(
                         "change set version {} does not follow branch {:?} head {start_head}",
                         cs.version, row.name
                     )));
                 }
-                if let Some((v, ts)) = cur.take() {
-                    store::record_commit(conn, row.id, v, ts, label, "")?;
+                if let Some((v, ts, first)) = cur.take() {
+                    store::record_commit(conn, row.id, v, ts, label, "", first)?;
                 }
-                cur = Some((cs.version, cs.timestamp_micros));
+                cur = Some((cs.version, cs.timestamp_micros, store::max_rowid(conn)? + 1));
                 report.versions += 1;
             }
         }
@@ -146,8 +151,8 @@ pub(crate) fn apply_in_txn(
         }
         report.entries += cs.len() as u64;
     }
-    if let Some((v, ts)) = cur {
-        store::record_commit(conn, row.id, v, ts, label, "")?;
+    if let Some((v, ts, first)) = cur {
+        store::record_commit(conn, row.id, v, ts, label, "", first)?;
         report.head = v;
     }
     Ok(report)
@@ -167,6 +172,8 @@ fn check_entry_key(k: &EntryKey) -> Result<()> {
 }
 
 impl ChangeIter {
+    /// Reads the next page: one commit's rows after the last one read. Each page costs an index
+    /// seek plus the rows read, so iterating costs what the changes cost, whatever the branch size.
     fn fill(&mut self) -> Result<()> {
         while self.ready.is_empty() {
             let Some(seg) = self.segs.front().copied() else {
@@ -174,80 +181,45 @@ impl ChangeIter {
             };
             let db = self.db.clone();
             let conn = db.conn()?;
-            let (av, ak, asp, akey) = match &self.after {
-                Some((v, k, s, key)) => (*v as i64, *k as i64, s.clone(), key.clone()),
-                None => (seg.lo as i64, 255, String::new(), String::new()),
-            };
-            let mut st = conn.prepare_cached(
-                "SELECT version, kind, space, key, value FROM entries WHERE branch=?1 AND version>?2 AND version<=?3 \
-                 AND (version, kind, space, key) > (?4, ?5, ?6, ?7) ORDER BY version, kind, space, key LIMIT ?8",
-            )?;
-            let rows = st
-                .query_map(
-                    params![
-                        seg.branch,
-                        seg.lo as i64,
-                        seg.hi as i64,
-                        av,
-                        ak,
-                        asp,
-                        akey,
-                        CHANGE_PAGE as i64
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)? as u64,
-                            r.get::<_, u8>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, Option<Vec<u8>>>(4)?,
-                        ))
-                    },
-                )
-                .map_err(map_busy)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if self.commits.is_empty() {
+                let page = store::commits_in(&conn, seg.branch, self.listed_to, seg.hi, 256)?;
+                match page.last() {
+                    None => {
+                        self.segs.pop_front();
+                        self.listed_to = self.segs.front().map(|s| s.lo).unwrap_or(0);
+                        continue;
+                    }
+                    Some(last) => self.listed_to = last.version,
+                }
+                self.commits.extend(page);
+                self.after_row = i64::MIN;
+            }
+            let c = *self.commits.front().expect("not empty");
+            let rows = store::commit_rows(&conn, seg.branch, &c, self.after_row, CHANGE_PAGE)?;
             if rows.len() < CHANGE_PAGE {
-                self.segs.pop_front();
-                self.after = None;
+                self.commits.pop_front();
+                self.after_row = i64::MIN;
             } else {
-                let l = rows.last().expect("full page");
-                self.after = Some((l.0, l.1, l.2.clone(), l.3.clone()));
+                self.after_row = rows.last().expect("full page").0;
             }
-            for (version, kind, space, key, value) in rows {
-                let ek = EntryKey::new(space, Kind::from_code(kind)?, key);
-                let need_new = self.ready.back().is_none_or(|c| c.version != version);
-                if need_new {
-                    let ts = self.timestamp(&conn, seg.branch, version)?;
-                    self.ready.push_back(ChangeSet {
-                        version,
-                        timestamp_micros: ts,
-                        puts: vec![],
-                        deletes: vec![],
-                    });
-                }
-                let cs = self.ready.back_mut().expect("just pushed");
+            if rows.is_empty() {
+                continue;
+            }
+            let mut cs = ChangeSet {
+                version: c.version,
+                timestamp_micros: c.ts,
+                puts: vec![],
+                deletes: vec![],
+            };
+            for (_, k, value) in rows {
                 match store::decode_value(value)? {
-                    Some(v) => cs.puts.push((ek, v)),
-                    None => cs.deletes.push(ek),
+                    Some(v) => cs.puts.push((k, v)),
+                    None => cs.deletes.push(k),
                 }
             }
+            self.ready.push_back(cs);
         }
         Ok(())
-    }
-
-    fn timestamp(&mut self, conn: &Connection, branch: i64, version: u64) -> Result<u64> {
-        if let Some((b, v, ts)) = self.ts_cache {
-            if b == branch && v == version {
-                return Ok(ts);
-            }
-        }
-        let ts: i64 = rusqlite::OptionalExtension::optional(
-            conn.prepare_cached("SELECT ts FROM commits WHERE branch=?1 AND version=?2")?
-                .query_row(params![branch, version as i64], |r| r.get(0)),
-        )?
-        .unwrap_or(0);
-        self.ts_cache = Some((branch, version, ts as u64));
-        Ok(ts as u64)
     }
 }
 

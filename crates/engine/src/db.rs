@@ -519,6 +519,8 @@ pub struct Transaction<'a> {
     internal: bool,
     label: (&'static str, String),
     next_seq: std::collections::HashMap<String, u64>,
+    /// Rows this transaction writes get rowids from here on.
+    first_row: i64,
 }
 
 impl std::fmt::Debug for Transaction<'_> {
@@ -548,7 +550,9 @@ impl<'a> Transaction<'a> {
             }
         };
         let version = row.head + 1;
-        let view = match store::view_at(&conn, row.id, version) {
+        let (view, first_row) = match store::view_at(&conn, row.id, version)
+            .and_then(|v| Ok((v, store::max_rowid(&conn)? + 1)))
+        {
             Ok(v) => v,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -566,6 +570,7 @@ impl<'a> Transaction<'a> {
             internal,
             label: ("commit", String::new()),
             next_seq: Default::default(),
+            first_row,
         })
     }
 
@@ -637,8 +642,29 @@ impl<'a> Transaction<'a> {
 
     /// Puts a key.
     pub fn kv_put(&mut self, key: &str, value: impl Into<Value>) -> Result<()> {
-        let k = self.ek(Kind::Kv, key)?;
-        self.write_entry(&k, Some(&value.into()))
+        self.put_fast(Kind::Kv, key, &value.into())
+    }
+
+    /// Puts a key from a borrowed value: the same as `kv_put` without taking ownership, for loops that
+    /// write one value many times.
+    pub fn kv_put_ref(&mut self, key: &str, value: &Value) -> Result<()> {
+        self.put_fast(Kind::Kv, key, value)
+    }
+
+    /// The put hot path: validates and writes from borrowed parts, with no key allocation.
+    fn put_fast(&mut self, kind: Kind, key: &str, value: &Value) -> Result<()> {
+        validate_key(key)?;
+        store::write_raw(
+            &self.conn,
+            self.branch.id,
+            self.version,
+            kind,
+            &self.space,
+            key,
+            Some(value),
+        )?;
+        self.dirty = true;
+        Ok(())
     }
 
     /// Gets a key.
@@ -672,8 +698,7 @@ impl<'a> Transaction<'a> {
 
     /// Stores a whole document.
     pub fn json_put(&mut self, id: &str, doc: impl Into<Value>) -> Result<()> {
-        let k = self.ek(Kind::Json, id)?;
-        self.write_entry(&k, Some(&doc.into()))
+        self.put_fast(Kind::Json, id, &doc.into())
     }
 
     /// Reads a whole document.
@@ -781,8 +806,7 @@ impl<'a> Transaction<'a> {
 
     /// Sets a cell.
     pub fn state_set(&mut self, cell: &str, value: impl Into<Value>) -> Result<()> {
-        let k = self.ek(Kind::State, cell)?;
-        self.write_entry(&k, Some(&value.into()))
+        self.put_fast(Kind::State, cell, &value.into())
     }
 
     /// Reads a cell.
@@ -842,6 +866,7 @@ impl<'a> Transaction<'a> {
             store::now_micros(),
             self.label.0,
             &self.label.1,
+            self.first_row,
         )
         .and_then(|_| self.conn.execute_batch("COMMIT").map_err(map_busy));
         match r {
@@ -988,9 +1013,13 @@ impl<'a> Scope<'a> {
 
     fn read<T>(&self, f: impl FnOnce(&Connection, &View) -> Result<T>) -> Result<T> {
         let conn = self.db.conn()?;
-        let row = store::branch_by_name(&conn, &self.branch)?;
-        let view = store::view_at(&conn, row.id, row.head)?;
-        f(&conn, &view)
+        // One read transaction: one snapshot and one shared-lock acquisition for all statements.
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let out = store::branch_by_name(&conn, &self.branch)
+            .and_then(|row| store::view_at(&conn, row.id, row.head))
+            .and_then(|view| f(&conn, &view));
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        out
     }
 
     fn get(&self, kind: Kind, key: &str) -> Result<Option<Value>> {

@@ -19,7 +19,7 @@ use crate::types::{
 use crate::value::Value;
 
 /// Above this many candidate rows, diff and merge switch from point look-ups to a full ordered scan.
-const MAX_CANDIDATE_ROWS: i64 = 200_000;
+const MAX_CANDIDATE_ROWS: u64 = 200_000;
 
 /// Keys that may differ between two views.
 enum Candidates {
@@ -57,31 +57,35 @@ fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
     }
     let mut parts = uncovered(a, b);
     parts.extend(uncovered(b, a));
-    let mut count = conn.prepare_cached(
-        "SELECT COUNT(*) FROM entries WHERE branch=?1 AND version>?2 AND version<=?3",
-    )?;
-    let mut total = 0i64;
+    let mut total = 0u64;
+    let mut commits = Vec::new();
     for (br, lo, hi) in &parts {
-        total += count.query_row(params![br, *lo as i64, *hi as i64], |r| r.get::<_, i64>(0))?;
-        if total > MAX_CANDIDATE_ROWS {
-            return Ok(Candidates::FullScan);
+        let mut from = *lo;
+        loop {
+            let page = store::commits_in(conn, *br, from, *hi, 1024)?;
+            let Some(last) = page.last() else { break };
+            from = last.version;
+            for c in page {
+                total += c.entries;
+                if total > MAX_CANDIDATE_ROWS {
+                    return Ok(Candidates::FullScan);
+                }
+                commits.push((*br, c));
+            }
         }
     }
     let mut keys = BTreeSet::new();
-    let mut st = conn.prepare_cached(
-        "SELECT kind, space, key FROM entries WHERE branch=?1 AND version>?2 AND version<=?3",
-    )?;
-    for (br, lo, hi) in &parts {
-        let rows = st.query_map(params![br, *lo as i64, *hi as i64], |r| {
-            Ok((
-                r.get::<_, u8>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (k, sp, key) = row?;
-            keys.insert(EntryKey::new(sp, Kind::from_code(k)?, key));
+    for (br, c) in commits {
+        let mut after = i64::MIN;
+        loop {
+            let rows = store::commit_rows(conn, br, &c, after, 4096)?;
+            let Some(last) = rows.last() else { break };
+            after = last.0;
+            let n = rows.len();
+            keys.extend(rows.into_iter().map(|(_, k, _)| k));
+            if n < 4096 {
+                break;
+            }
         }
     }
     Ok(Candidates::Keys(keys.into_iter().collect()))

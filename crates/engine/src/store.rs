@@ -71,18 +71,19 @@ CREATE TABLE IF NOT EXISTS entries (
     version INTEGER NOT NULL,
     value   BLOB,
     tag     TEXT,
-    eid     INTEGER,
-    PRIMARY KEY (branch, kind, space, key, version)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_by_version ON entries(branch, version);
+    eid     INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_key ON entries(branch, kind, space, key, version);
 CREATE INDEX IF NOT EXISTS entries_by_event_id ON entries(branch, space, eid) WHERE eid IS NOT NULL;
 CREATE TABLE IF NOT EXISTS commits (
-    branch  INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    ts      INTEGER NOT NULL,
-    kind    TEXT NOT NULL,
-    message TEXT NOT NULL DEFAULT '',
-    entries INTEGER NOT NULL DEFAULT 0,
+    branch    INTEGER NOT NULL,
+    version   INTEGER NOT NULL,
+    ts        INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    message   TEXT NOT NULL DEFAULT '',
+    entries   INTEGER NOT NULL DEFAULT 0,
+    first_row INTEGER NOT NULL,
+    last_row  INTEGER NOT NULL,
     PRIMARY KEY (branch, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS merges (
@@ -239,21 +240,20 @@ fn branch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BranchRow> {
 }
 
 pub(crate) fn branch_by_name(conn: &Connection, name: &str) -> Result<BranchRow> {
-    conn.query_row(
-        &format!("SELECT {BRANCH_COLS} FROM branches WHERE name=?1 AND deleted=0"),
-        [name],
-        branch_from_row,
-    )
+    conn.prepare_cached(
+        "SELECT id, name, parent, fork_version, head, created, deleted, purged FROM branches \
+         WHERE name=?1 AND deleted=0",
+    )?
+    .query_row([name], branch_from_row)
     .optional()?
     .ok_or_else(|| Error::BranchNotFound(name.to_string()))
 }
 
 pub(crate) fn branch_by_id(conn: &Connection, id: i64) -> Result<BranchRow> {
-    conn.query_row(
-        &format!("SELECT {BRANCH_COLS} FROM branches WHERE id=?1"),
-        [id],
-        branch_from_row,
-    )
+    conn.prepare_cached(
+        "SELECT id, name, parent, fork_version, head, created, deleted, purged FROM branches WHERE id=?1",
+    )?
+    .query_row([id], branch_from_row)
     .optional()?
     .ok_or_else(|| {
         Error::corrupt(
@@ -599,28 +599,75 @@ pub(crate) fn write_row(
     key: &EntryKey,
     value: Option<&Value>,
 ) -> Result<()> {
-    let mut st = conn.prepare_cached(
-        "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag, eid) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    let (tag, eid) = match (key.kind, value) {
+    write_raw(conn, branch, version, key.kind, &key.space, &key.key, value)
+}
+
+thread_local! {
+    /// A reused buffer for encoding values, so a put allocates nothing for its value bytes.
+    static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes one entry row from borrowed parts (the hot path of every put).
+pub(crate) fn write_raw(
+    conn: &Connection,
+    branch: i64,
+    version: u64,
+    kind: Kind,
+    space: &str,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<()> {
+    let (tag, eid) = match (kind, value) {
         (Kind::Event, Some(v)) => (
-            v.get("type").and_then(|t| t.as_str()).map(str::to_string),
+            v.get("type").and_then(|t| t.as_str()),
             v.get("id").and_then(Value::as_i64),
         ),
         _ => (None, None),
     };
-    st.execute(params![
-        branch,
-        key.kind.code(),
-        key.space,
-        key.key,
-        version as i64,
-        value.map(|v| v.to_msgpack()),
-        tag,
-        eid
-    ])?;
-    Ok(())
+    // Only events carry a type tag and an id; other puts bind six parameters, not eight.
+    let mut st = if kind == Kind::Event {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag, eid) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+    } else {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+    };
+    ENCODE_BUF.with(|buf| -> Result<()> {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        let bytes = match value {
+            Some(v) => {
+                rmp_serde::encode::write(&mut *buf, v).map_err(|e| Error::Decode(e.to_string()))?;
+                Some(&buf[..])
+            }
+            None => None,
+        };
+        if kind == Kind::Event {
+            st.execute(params![
+                branch,
+                kind.code(),
+                space,
+                key,
+                version as i64,
+                bytes,
+                tag,
+                eid
+            ])?;
+        } else {
+            st.execute(params![
+                branch,
+                kind.code(),
+                space,
+                key,
+                version as i64,
+                bytes
+            ])?;
+        }
+        Ok(())
+    })
 }
 
 /// The lowest position at which the view's event log of `space` holds the event with this id.
@@ -667,15 +714,108 @@ pub(crate) fn record_commit(
     ts: u64,
     kind: &str,
     message: &str,
+    first_row: i64,
 ) -> Result<u64> {
+    // The commit's rows were inserted by one writer inside one transaction: their rowids are the
+    // contiguous range after `first_row - 1` (a replaced row leaves a hole, never a foreign row).
+    let last_row = max_rowid(conn)?.max(first_row - 1);
     let entries: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM entries WHERE branch=?1 AND version=?2")?
-        .query_row(params![branch, version as i64], |r| r.get(0))?;
+        .prepare_cached("SELECT COUNT(*) FROM entries WHERE rowid BETWEEN ?1 AND ?2")?
+        .query_row(params![first_row, last_row], |r| r.get(0))?;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO commits(branch, version, ts, kind, message, entries) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR REPLACE INTO commits(branch, version, ts, kind, message, entries, first_row, last_row) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![branch, version as i64, ts as i64, kind, message, entries])?;
+    .execute(params![branch, version as i64, ts as i64, kind, message, entries, first_row, last_row])?;
     conn.prepare_cached("UPDATE branches SET head=?2 WHERE id=?1")?
         .execute(params![branch, version as i64])?;
     Ok(entries as u64)
+}
+
+/// The highest rowid in `entries` (0 when empty). Rows written next get higher ones.
+pub(crate) fn max_rowid(conn: &Connection) -> Result<i64> {
+    // The bare `MAX(rowid)` form is what SQLite answers from the end of the b-tree in O(log n);
+    // wrapping it (COALESCE, arithmetic) turns it into a full scan.
+    let max: Option<i64> = conn
+        .prepare_cached("SELECT MAX(rowid) FROM entries")?
+        .query_row([], |r| r.get(0))?;
+    Ok(max.unwrap_or(0))
+}
+
+/// The commits of `branch` with versions in `(lo, hi]`, in version order, starting after version
+/// `after`: `(version, ts, first_row, last_row, entries)`.
+pub(crate) fn commits_in(
+    conn: &Connection,
+    branch: i64,
+    lo: u64,
+    hi: u64,
+    limit: usize,
+) -> Result<Vec<CommitRange>> {
+    let mut st = conn.prepare_cached(
+        "SELECT version, ts, first_row, last_row, entries FROM commits \
+         WHERE branch=?1 AND version>?2 AND version<=?3 ORDER BY version LIMIT ?4",
+    )?;
+    let rows = st
+        .query_map(params![branch, lo as i64, hi as i64, limit as i64], |r| {
+            Ok(CommitRange {
+                version: r.get::<_, i64>(0)? as u64,
+                ts: r.get::<_, i64>(1)? as u64,
+                first_row: r.get(2)?,
+                last_row: r.get(3)?,
+                entries: r.get::<_, i64>(4)? as u64,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Where one commit's rows are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CommitRange {
+    pub version: u64,
+    pub ts: u64,
+    pub first_row: i64,
+    pub last_row: i64,
+    pub entries: u64,
+}
+
+/// A row with its rowid, before its value is decoded.
+pub(crate) type RowidRow = (i64, EntryKey, Option<Vec<u8>>);
+
+/// A page of one commit's rows after rowid `after`: `(rowid, key, value bytes)`.
+pub(crate) fn commit_rows(
+    conn: &Connection,
+    branch: i64,
+    c: &CommitRange,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<RowidRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT rowid, kind, space, key, value FROM entries \
+         WHERE rowid BETWEEN ?1 AND ?2 AND rowid > ?3 AND branch=?4 AND version=?5 ORDER BY rowid LIMIT ?6",
+    )?;
+    let rows = st
+        .query_map(
+            params![
+                c.first_row,
+                c.last_row,
+                after,
+                branch,
+                c.version as i64,
+                limit as i64
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, u8>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(id, k, sp, key, v)| Ok((id, EntryKey::new(sp, Kind::from_code(k)?, key), v)))
+        .collect()
 }
