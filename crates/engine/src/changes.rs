@@ -87,19 +87,100 @@ impl Strata {
         })
     }
 
-    /// Records that `target` (at its head) already contains `source` (at its version), as if merged.
-    /// Later merges use this as their common ancestor. For the sync library, after it has made a mirror
-    /// and a branch equal.
-    pub fn record_merge(&self, source: &Rev, target: &str) -> Result<()> {
+    /// Records that `target` (a branch, or `branch@version`) already contains `source` (at its
+    /// version), as if merged. Later merges use this as their common ancestor; recorded both ways, it
+    /// says the two points hold equal contents, which lets diffs between the two branches read only
+    /// what changed since. For the sync library, after it has made a mirror and a branch equal.
+    pub fn record_merge(&self, source: &Rev, target: &Rev) -> Result<()> {
         self.write(|conn| {
             let (src, sv, _) = crate::db::rev_view(conn, source)?;
-            let tgt = store::branch_by_name(conn, target)?;
+            let (tgt, tv, _) = crate::db::rev_view(conn, target)?;
             conn.execute(
                 "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
-                params![tgt.id, tgt.head as i64, src.id, sv as i64],
+                params![tgt.id, tv as i64, src.id, sv as i64],
             )?;
             Ok(())
         })
+    }
+
+    /// The whole contents of `rev` as change sets at its version (puts only, at most
+    /// [`CHANGE_PAGE`] entries each), in key order, streamed: a snapshot of the state rather than its
+    /// history.
+    pub fn snapshot(&self, rev: &Rev) -> Result<SnapshotIter> {
+        let conn = self.conn()?;
+        let (_, version, view) = crate::db::rev_view(&conn, rev)?;
+        let ts = match view.segs.first() {
+            Some(s) => rusqlite::OptionalExtension::optional(
+                conn.prepare_cached("SELECT ts FROM commits WHERE branch=?1 AND version=?2")?
+                    .query_row(params![s.branch, version as i64], |r| r.get::<_, i64>(0)),
+            )?
+            .unwrap_or(0) as u64,
+            None => 0,
+        };
+        drop(conn);
+        Ok(SnapshotIter {
+            db: self.clone(),
+            scanner: store::Scanner::new(view, store::ScanRange::All, CHANGE_PAGE),
+            version,
+            ts,
+            done: false,
+        })
+    }
+}
+
+/// A streaming iterator over a revision's contents, as puts at one version. See [`Strata::snapshot`].
+pub struct SnapshotIter {
+    db: Strata,
+    scanner: store::Scanner,
+    version: u64,
+    ts: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for SnapshotIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotIter")
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl SnapshotIter {
+    /// The version the snapshot is taken at.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl Iterator for SnapshotIter {
+    type Item = Result<ChangeSet>;
+    fn next(&mut self) -> Option<Result<ChangeSet>> {
+        while !self.done {
+            let page = match self.db.conn().and_then(|c| self.scanner.next_page(&c)) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            let puts: Vec<_> = page
+                .into_iter()
+                .filter_map(|(k, _, v)| v.map(|v| (k, v)))
+                .collect();
+            if !puts.is_empty() {
+                return Some(Ok(ChangeSet {
+                    version: self.version,
+                    timestamp_micros: self.ts,
+                    puts,
+                    deletes: vec![],
+                }));
+            }
+        }
+        None
     }
 }
 

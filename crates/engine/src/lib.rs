@@ -51,7 +51,7 @@ mod store;
 mod types;
 mod value;
 
-pub use changes::{ChangeIter, CHANGE_PAGE};
+pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE};
 pub use db::{Event, Scope, Strata, Transaction, DB_FILE, DEFAULT_SPACE};
 pub use error::{Error, Result};
 pub use store::{Durability, Options};

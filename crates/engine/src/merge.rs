@@ -57,6 +57,13 @@ fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
     }
     let mut parts = uncovered(a, b);
     parts.extend(uncovered(b, a));
+    // Two points recorded as equal (merges both ways) anchor a cheaper candidate set when the
+    // lineages alone share little.
+    if let Some(anchored) = anchor_parts(conn, a, b)? {
+        if rows_in(conn, &anchored)? < rows_in(conn, &parts)? {
+            parts = anchored;
+        }
+    }
     let mut total = 0u64;
     let mut commits = Vec::new();
     for (br, lo, hi) in &parts {
@@ -89,6 +96,63 @@ fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
         }
     }
     Ok(Candidates::Keys(keys.into_iter().collect()))
+}
+
+/// The number of rows in the given `(branch, lo, hi]` ranges, from the commit records, stopping early
+/// past the candidate limit.
+fn rows_in(conn: &Connection, parts: &[(i64, u64, u64)]) -> Result<u64> {
+    let mut st = conn.prepare_cached(
+        "SELECT COALESCE(SUM(entries), 0) FROM commits WHERE branch=?1 AND version>?2 AND version<=?3",
+    )?;
+    let mut total = 0u64;
+    for (br, lo, hi) in parts {
+        total += st.query_row(params![br, *lo as i64, *hi as i64], |r| r.get::<_, i64>(0))? as u64;
+        if total > MAX_CANDIDATE_ROWS {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// If some point `X@x` of `a`'s lineage and `Y@y` of `b`'s were recorded as equal (merge records both
+/// ways), the keys that can differ between `a` and `b` are those changed between `a` and `X@x` plus
+/// those changed between `b` and `Y@y`. Returns those row ranges for the most recent such pair.
+fn anchor_parts(conn: &Connection, a: &View, b: &View) -> Result<Option<Vec<(i64, u64, u64)>>> {
+    let mut st = conn.prepare_cached(
+        "SELECT m1.target_version, m1.source_version FROM merges m1 JOIN merges m2 \
+         ON m2.target=m1.source AND m2.target_version=m1.source_version \
+         AND m2.source=m1.target AND m2.source_version=m1.target_version \
+         WHERE m1.target=?1 AND m1.source=?2 AND m1.target_version<=?3 AND m1.source_version<=?4 \
+         ORDER BY m1.target_version DESC, m1.source_version DESC LIMIT 1",
+    )?;
+    let mut best: Option<(u64, (i64, u64), (i64, u64))> = None;
+    for sa in &a.segs {
+        for sb in &b.segs {
+            if sa.branch == sb.branch {
+                continue;
+            }
+            let hit: Option<(i64, i64)> = rusqlite::OptionalExtension::optional(st.query_row(
+                params![sa.branch, sb.branch, sa.hi as i64, sb.hi as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            ))?;
+            if let Some((x, y)) = hit {
+                let score = x as u64 + y as u64;
+                if best.is_none_or(|(s, _, _)| score > s) {
+                    best = Some((score, (sa.branch, x as u64), (sb.branch, y as u64)));
+                }
+            }
+        }
+    }
+    let Some((_, (xb, xv), (yb, yv))) = best else {
+        return Ok(None);
+    };
+    let ex = store::view_at(conn, xb, xv)?;
+    let ey = store::view_at(conn, yb, yv)?;
+    let mut parts = uncovered(a, &ex);
+    parts.extend(uncovered(&ex, a));
+    parts.extend(uncovered(b, &ey));
+    parts.extend(uncovered(&ey, b));
+    Ok(Some(parts))
 }
 
 /// Calls `f(key, a_value, b_value)` for every key whose live value differs between the views, in key
@@ -194,6 +258,38 @@ impl Strata {
         })?;
         Ok(BranchDiff {
             spaces: spaces.into_values().collect(),
+        })
+    }
+
+    /// Calls `f(key, a_value, b_value)` for every entry whose value differs between `a` and `b`, in key
+    /// order, streaming with bounded memory. The cost follows what changed between the two when they
+    /// share lineage or a recorded equal point.
+    pub fn diff_each(
+        &self,
+        a: &Rev,
+        b: &Rev,
+        f: impl FnMut(&EntryKey, Option<Value>, Option<Value>) -> Result<()>,
+    ) -> Result<()> {
+        let conn = self.conn()?;
+        let (_, _, va) = rev_view(&conn, a)?;
+        let (_, _, vb) = rev_view(&conn, b)?;
+        for_each_difference(&conn, &va, &vb, f)
+    }
+
+    /// Whether `outer` contains `inner`: every change up to `inner` is part of `outer`'s history
+    /// (through forks and recorded merges), as `git merge-base --is-ancestor` asks.
+    pub fn contains(&self, outer: &Rev, inner: &Rev) -> Result<bool> {
+        let conn = self.conn()?;
+        let (o, ov, _) = rev_view(&conn, outer)?;
+        let (i, iv, iview) = rev_view(&conn, inner)?;
+        let anc = ancestry(&conn, (o.id, ov))?;
+        if anc.get(&i.id).is_some_and(|&v| v >= iv) {
+            return Ok(true);
+        }
+        // `inner` may read only its parent's rows (a fork with no commits of its own yet).
+        Ok(match iview.segs.first() {
+            None => true,
+            Some(top) => top.branch != i.id && anc.get(&top.branch).is_some_and(|&v| v >= top.hi),
         })
     }
 

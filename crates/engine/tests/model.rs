@@ -26,6 +26,11 @@ enum Op {
         puts: Vec<(u8, i64)>,
         dels: Vec<u8>,
     },
+    /// Make `dst` equal to `src` by plain writes, then record the two heads as equal (as sync does).
+    Equalize {
+        src: usize,
+        dst: usize,
+    },
     Fork {
         src: usize,
     },
@@ -53,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize).prop_map(|src| Op::Fork { src }),
         3 => (0..4usize, 0..4usize, any::<bool>()).prop_map(|(src, dst, strict)| Op::Merge { src, dst, strict }),
         1 => (0..4usize, 0..6u8).prop_map(|(branch, back)| Op::CheckAt { branch, back }),
+        1 => (0..4usize, 0..4usize).prop_map(|(src, dst)| Op::Equalize { src, dst }),
     ]
 }
 
@@ -292,6 +298,26 @@ fn run(ops: Vec<Op>, full_scan: bool) {
                     }
                     Err(e) => panic!("merge failed: {e}"),
                 }
+            }
+            Op::Equalize { src, dst } => {
+                let s = names[src % names.len()].clone();
+                let t = names[dst % names.len()].clone();
+                if s == t {
+                    continue;
+                }
+                let want = model.head(&s).clone();
+                let have = model.head(&t).clone();
+                let mut tx = db.begin(&t).unwrap();
+                for (k, (_, v)) in model_diff(&have, &want) {
+                    write_key(&mut tx, &k, v.as_ref());
+                }
+                if tx.commit().unwrap().is_some() {
+                    model.commit(&t, want);
+                }
+                db.record_merge(&Rev::head(&s), &Rev::head(&t)).unwrap();
+                db.record_merge(&Rev::head(&t), &Rev::head(&s)).unwrap();
+                assert!(db.diff(&Rev::head(&s), &Rev::head(&t)).unwrap().is_empty());
+                assert!(db.contains(&Rev::head(&s), &Rev::head(&t)).unwrap());
             }
             Op::CheckAt { branch, back } => {
                 let b = names[branch % names.len()].clone();
