@@ -125,7 +125,9 @@ fn anchor_parts(conn: &Connection, a: &View, b: &View) -> Result<Option<Vec<(i64
          WHERE m1.target=?1 AND m1.source=?2 AND m1.target_version<=?3 AND m1.source_version<=?4 \
          ORDER BY m1.target_version DESC, m1.source_version DESC LIMIT 1",
     )?;
-    let mut best: Option<(u64, (i64, u64), (i64, u64))> = None;
+    // (score, point on a's side, point on b's side)
+    type Pair = (u64, (i64, u64), (i64, u64));
+    let mut best: Option<Pair> = None;
     for sa in &a.segs {
         for sb in &b.segs {
             if sa.branch == sb.branch {
