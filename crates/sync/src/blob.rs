@@ -1,0 +1,315 @@
+//! Branchlog blobs: the bytes of deltas and snapshots, identical on every backend.
+//!
+//! A blob is one zstd frame (with its content checksum) holding:
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 8 | magic `STRATABL` |
+//! | 4 | header length `H`, u32 little-endian |
+//! | H | header JSON: `{"format":1,"kind":"delta"\|"snapshot","branch","from_version","to_version","entry_count","record_count"}` |
+//! | … | records `[u32 len][msgpack ChangeSet][u32 crc32]` (the engine's codec) |
+//!
+//! Its SHA-256 and size are recorded in the cursor, so a download is checked before it is decoded, and
+//! every record is checked again (CRC, versions within the header's range, counts) before anything is
+//! applied. Writers spool to temporary files; nothing is held in memory whole.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use strata_engine::codec::{RecordReader, RecordWriter};
+use strata_engine::ChangeSet;
+
+use crate::error::{Result, SyncError};
+
+/// The magic bytes at the start of every decompressed blob.
+pub const MAGIC: &[u8; 8] = b"STRATABL";
+/// The blob format version this build writes and reads.
+pub const BLOB_FORMAT: u32 = 1;
+const MAX_HEADER: u32 = 64 * 1024;
+
+/// The blob header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobHeader {
+    /// Always [`BLOB_FORMAT`].
+    pub format: u32,
+    /// `delta` or `snapshot`.
+    pub kind: String,
+    /// The branch it belongs to.
+    pub branch: String,
+    /// Versions after this one are included.
+    pub from_version: u64,
+    /// The last version included.
+    pub to_version: u64,
+    /// Puts plus deletes.
+    pub entry_count: u64,
+    /// Records.
+    pub record_count: u64,
+}
+
+/// A blob written to a local temporary file, ready to upload.
+#[derive(Debug)]
+pub struct SpooledBlob {
+    /// The compressed blob bytes.
+    pub file: tempfile::NamedTempFile,
+    /// Its header.
+    pub header: BlobHeader,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
+/// Builds a blob from change sets: records go to a spool file first (the header needs the counts), then
+/// the compressed blob is written.
+#[derive(Debug)]
+pub struct BlobBuilder {
+    records: RecordWriter<BufWriter<tempfile::NamedTempFile>>,
+    header: BlobHeader,
+}
+
+impl BlobBuilder {
+    /// Starts a blob of `kind` for `branch` covering versions `(from, to]`.
+    pub fn new(kind: &str, branch: &str, from: u64, to: u64) -> Result<BlobBuilder> {
+        let spool = tempfile::NamedTempFile::new()?;
+        Ok(BlobBuilder {
+            records: RecordWriter::new(BufWriter::new(spool)),
+            header: BlobHeader {
+                format: BLOB_FORMAT,
+                kind: kind.to_string(),
+                branch: branch.to_string(),
+                from_version: from,
+                to_version: to,
+                entry_count: 0,
+                record_count: 0,
+            },
+        })
+    }
+
+    /// Adds a change set.
+    pub fn push(&mut self, cs: &ChangeSet) -> Result<()> {
+        if cs.version <= self.header.from_version || cs.version > self.header.to_version {
+            return Err(SyncError::Config(format!(
+                "change set version {} is outside the blob's range ({}, {}]",
+                cs.version, self.header.from_version, self.header.to_version
+            )));
+        }
+        self.header.entry_count += cs.len() as u64;
+        self.records.write(cs)?;
+        Ok(())
+    }
+
+    /// Entries so far.
+    pub fn entries(&self) -> u64 {
+        self.header.entry_count
+    }
+
+    /// Compresses into the final blob file.
+    pub fn finish(mut self) -> Result<SpooledBlob> {
+        self.records.flush()?;
+        self.header.record_count = self.records.records();
+        let spool = self
+            .records
+            .into_inner()
+            .into_inner()
+            .map_err(|e| e.into_error())?;
+        let mut spool_file = spool.reopen()?;
+        spool_file.seek(SeekFrom::Start(0))?;
+        let out = tempfile::NamedTempFile::new()?;
+        let hashing = HashingWriter {
+            inner: BufWriter::new(out.reopen()?),
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        let mut enc = zstd::Encoder::new(hashing, 3)?;
+        enc.include_checksum(true)?;
+        let header = serde_json::to_vec(&self.header).expect("header serializes");
+        enc.write_all(MAGIC)?;
+        enc.write_all(&(header.len() as u32).to_le_bytes())?;
+        enc.write_all(&header)?;
+        std::io::copy(&mut BufReader::new(spool_file), &mut enc)?;
+        let mut hashing = enc.finish()?;
+        hashing.inner.flush()?;
+        hashing.inner.get_ref().sync_all()?;
+        Ok(SpooledBlob {
+            file: out,
+            header: self.header,
+            bytes: hashing.bytes,
+            sha256: hex::encode(hashing.hash.finalize()),
+        })
+    }
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// SHA-256 and length of a local file.
+pub fn hash_file(file: &File) -> Result<(String, u64)> {
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(0))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Reads a blob from a local file: checks the magic and header, then yields its change sets, checking
+/// each record's CRC and version, and at the end the counts.
+pub struct BlobReader {
+    name: String,
+    records: RecordReader<zstd::Decoder<'static, BufReader<File>>>,
+    header: BlobHeader,
+    entries: u64,
+    last_version: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("name", &self.name)
+            .field("header", &self.header)
+            .finish()
+    }
+}
+
+impl BlobReader {
+    /// Opens a blob file; `name` is used in error messages (the remote path).
+    pub fn open(file: &File, name: &str) -> Result<BlobReader> {
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(0))?;
+        let bad = |d: String| SyncError::corrupt(format!("blob {name}"), d);
+        let mut dec = zstd::Decoder::new(f).map_err(|e| bad(format!("not a zstd stream: {e}")))?;
+        let mut magic = [0u8; 8];
+        dec.read_exact(&mut magic)
+            .map_err(|e| bad(format!("truncated before the header: {e}")))?;
+        if &magic != MAGIC {
+            return Err(bad("wrong magic bytes: not a Strata blob".into()));
+        }
+        let mut len = [0u8; 4];
+        dec.read_exact(&mut len)
+            .map_err(|e| bad(format!("truncated header: {e}")))?;
+        let len = u32::from_le_bytes(len);
+        if len > MAX_HEADER {
+            return Err(bad(format!("header length {len} is too large")));
+        }
+        let mut hb = vec![0u8; len as usize];
+        dec.read_exact(&mut hb)
+            .map_err(|e| bad(format!("truncated header: {e}")))?;
+        let header: BlobHeader =
+            serde_json::from_slice(&hb).map_err(|e| bad(format!("unreadable header: {e}")))?;
+        if header.format != BLOB_FORMAT {
+            return Err(bad(format!(
+                "unsupported blob format {} (this build reads {BLOB_FORMAT})",
+                header.format
+            )));
+        }
+        Ok(BlobReader {
+            name: name.to_string(),
+            records: RecordReader::new(dec).with_label(format!("blob {name}")),
+            last_version: header.from_version,
+            header,
+            entries: 0,
+            done: false,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &BlobHeader {
+        &self.header
+    }
+
+    fn check_end(&self) -> Result<()> {
+        if self.records.records() != self.header.record_count
+            || self.entries != self.header.entry_count
+        {
+            return Err(SyncError::corrupt(
+                format!("blob {}", self.name),
+                format!(
+                    "header says {} records and {} entries, but the blob holds {} and {}",
+                    self.header.record_count,
+                    self.header.entry_count,
+                    self.records.records(),
+                    self.entries
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads every record to the end, checking everything; returns the header.
+    pub fn verify(mut self) -> Result<BlobHeader> {
+        for cs in self.by_ref() {
+            cs?;
+        }
+        Ok(self.header)
+    }
+}
+
+impl Iterator for BlobReader {
+    type Item = Result<ChangeSet, strata_engine::Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let corrupt = |name: &str, d: String| strata_engine::Error::Corrupt {
+            what: format!("blob {name}"),
+            detail: d,
+        };
+        match self.records.next() {
+            None => {
+                self.done = true;
+                match self.check_end() {
+                    Ok(()) => None,
+                    Err(e) => Some(Err(corrupt(&self.name, e.to_string()))),
+                }
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Some(Ok(cs)) => {
+                if cs.version < self.last_version
+                    || cs.version <= self.header.from_version
+                    || cs.version > self.header.to_version
+                {
+                    self.done = true;
+                    return Some(Err(corrupt(
+                        &self.name,
+                        format!(
+                            "record version {} is outside ({}, {}] or out of order",
+                            cs.version, self.header.from_version, self.header.to_version
+                        ),
+                    )));
+                }
+                self.last_version = cs.version;
+                self.entries += cs.len() as u64;
+                Some(Ok(cs))
+            }
+        }
+    }
+}

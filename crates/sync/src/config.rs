@@ -1,0 +1,172 @@
+//! Remote configuration and per-branch sync state, kept in the internal branch `_strata`, space
+//! `_sync`. Internal branches and `_`-spaces are never pushed, so neither are tokens.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use strata_engine::{Strata, Value};
+
+use crate::error::{Result, SyncError};
+
+/// The internal branch holding sync metadata.
+pub const META_BRANCH: &str = "_strata";
+/// The space inside it.
+pub const SYNC_SPACE: &str = "_sync";
+
+/// A configured remote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteConfig {
+    /// The remote's name, e.g. `origin`.
+    pub name: String,
+    /// Where it is: a folder path, `file:///path`, or `memory://name`.
+    pub url: String,
+    /// Backend options. Values of keys that look secret (token, secret, password, key) are never
+    /// printed; prefer naming an environment variable (e.g. `token_env`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl RemoteConfig {
+    /// The options with secret-looking values replaced by `***`, for display.
+    pub fn redacted_options(&self) -> BTreeMap<String, String> {
+        self.options
+            .iter()
+            .map(|(k, v)| {
+                let lk = k.to_ascii_lowercase();
+                let secret = ["token", "secret", "password", "key"]
+                    .iter()
+                    .any(|s| lk.contains(s))
+                    && !lk.ends_with("_env");
+                (
+                    k.clone(),
+                    if secret { "***".to_string() } else { v.clone() },
+                )
+            })
+            .collect()
+    }
+}
+
+/// What this database last did with one branch of one remote.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// The remote version last merged into (or pushed from) the branch.
+    pub merged_remote_version: u64,
+    /// The branch version at that moment.
+    pub branch_version: u64,
+    /// When, microseconds since the Unix epoch.
+    pub last_synced_micros: u64,
+}
+
+fn meta(db: &Strata) -> Result<strata_engine::Scope<'_>> {
+    if !db.branch_exists(META_BRANCH)? {
+        match db.create_internal_branch(META_BRANCH, None) {
+            Ok(_) | Err(strata_engine::Error::BranchExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(db.on(META_BRANCH).internal().space(SYNC_SPACE)?)
+}
+
+/// Checks a remote name: 1–64 of `A-Z a-z 0-9 . _ -`, not starting with `-` or `.`.
+pub fn validate_remote_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['-', '.'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SyncError::Config(format!(
+            "invalid remote name {name:?}: use 1-64 letters, digits, '.', '_' or '-', not starting with '-' or '.'"
+        )))
+    }
+}
+
+/// Adds a remote; fails if the name is taken.
+pub fn add_remote(db: &Strata, cfg: &RemoteConfig) -> Result<()> {
+    validate_remote_name(&cfg.name)?;
+    crate::open::check_url(&cfg.url)?;
+    let m = meta(db)?;
+    let key = format!("remote/{}", cfg.name);
+    if m.kv_get(&key)?.is_some() {
+        return Err(SyncError::Config(format!(
+            "remote {:?} already exists",
+            cfg.name
+        )));
+    }
+    m.kv_put(&key, to_value(cfg))?;
+    Ok(())
+}
+
+/// Removes a remote and its sync state (its mirrors are deleted by the caller).
+pub fn remove_remote(db: &Strata, name: &str) -> Result<RemoteConfig> {
+    let cfg = get_remote(db, name)?;
+    let m = meta(db)?;
+    m.kv_delete(&format!("remote/{name}"))?;
+    for (k, _) in m.kv_list(&format!("state/{name}/"))? {
+        m.kv_delete(&k)?;
+    }
+    Ok(cfg)
+}
+
+/// One remote's configuration.
+pub fn get_remote(db: &Strata, name: &str) -> Result<RemoteConfig> {
+    validate_remote_name(name)?;
+    match meta(db)?.kv_get(&format!("remote/{name}"))? {
+        Some(v) => from_value(&v),
+        None => Err(SyncError::NotFound(format!(
+            "no remote named {name:?} (see `strata remote add`)"
+        ))),
+    }
+}
+
+/// Every configured remote, by name.
+pub fn list_remotes(db: &Strata) -> Result<Vec<RemoteConfig>> {
+    meta(db)?
+        .kv_list("remote/")?
+        .iter()
+        .map(|(_, v)| from_value(v))
+        .collect()
+}
+
+/// The sync state of one branch of one remote (default if never synced).
+pub fn get_state(db: &Strata, remote: &str, branch: &str) -> Result<SyncState> {
+    match meta(db)?.kv_get(&format!("state/{remote}/{branch}"))? {
+        Some(v) => from_value(&v),
+        None => Ok(SyncState::default()),
+    }
+}
+
+/// Records the sync state of one branch of one remote.
+pub fn set_state(db: &Strata, remote: &str, branch: &str, state: &SyncState) -> Result<()> {
+    meta(db)?.kv_put(&format!("state/{remote}/{branch}"), to_value(state))?;
+    Ok(())
+}
+
+/// This database's random identity, created on first use; written into the blobs it uploads.
+pub fn db_id(db: &Strata) -> Result<String> {
+    let m = meta(db)?;
+    if let Some(Value::String(s)) = m.kv_get("db_id")? {
+        return Ok(s);
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    m.state_init("db_id_cell", id.as_str())?;
+    // Two processes may race here; the state cell's init decides the winner.
+    let won = match m.state_get("db_id_cell")? {
+        Some(Value::String(s)) => s,
+        _ => id,
+    };
+    m.kv_put("db_id", won.as_str())?;
+    Ok(won)
+}
+
+fn to_value<T: Serialize>(t: &T) -> Value {
+    Value::from_json(&serde_json::to_value(t).expect("config serializes"))
+}
+
+fn from_value<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T> {
+    serde_json::from_value(v.to_json())
+        .map_err(|e| SyncError::Config(format!("stored sync config is unreadable: {e}")))
+}

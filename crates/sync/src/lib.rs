@@ -1,0 +1,194 @@
+//! # strata-sync
+//!
+//! Git-style sync of Strata branches through any [`strata_remote::Remote`]: push, pull, fetch, clone,
+//! status, garbage collection and compaction, written once over `&dyn Remote`.
+//!
+//! ```no_run
+//! # async fn demo() -> strata_sync::Result<()> {
+//! use strata_engine::Strata;
+//! use strata_sync::SyncExt;
+//! let db = Strata::open("/agent-a/data")?;
+//! db.remote_add("origin", "/shared/strata-remote")?;
+//! db.main().kv_put("task:1", "done")?;
+//! db.push("origin", "main").await?;
+//! let (b, _) = strata_sync::clone("/shared/strata-remote", "/agent-b/data").await?;
+//! b.pull("origin", "main").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//! - `ops`: the algorithm (push, pull, fetch, status, gc, compact).
+//! - `blob`: the delta/snapshot blob format; `layout`: remote paths and the cursor document.
+//! - `config`: remotes and sync state in the internal `_strata` branch (space `_sync`).
+//! - `open`: URL → backend. `progress`: transfer progress hooks.
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod blob;
+pub mod config;
+mod error;
+pub mod layout;
+mod open;
+mod ops;
+mod progress;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use strata_engine::Strata;
+
+pub use config::{RemoteConfig, SyncState};
+pub use error::{Result, SyncError};
+pub use open::{check_url, open_url};
+pub use ops::{
+    compact, fetch, gc, list_remote_branches, mirror_name, pull, push, status, FetchReport,
+    GcReport, PullOptions, PullReport, PushOptions, PushReport, RemoteBranch, SyncStatus,
+};
+pub use progress::{Progress, ProgressSink};
+
+/// Sync methods on a database handle.
+#[async_trait]
+pub trait SyncExt {
+    /// Adds a remote by name and URL (a folder path, `file:///path`, or `memory://name`).
+    fn remote_add(&self, name: &str, url: &str) -> Result<()>;
+    /// Adds a remote with backend options.
+    fn remote_add_with(&self, cfg: RemoteConfig) -> Result<()>;
+    /// Configured remotes.
+    fn remote_list(&self) -> Result<Vec<RemoteConfig>>;
+    /// Removes a remote, its sync state and its mirror branches.
+    fn remote_remove(&self, name: &str) -> Result<RemoteConfig>;
+    /// Pushes a branch.
+    async fn push(&self, remote: &str, branch: &str) -> Result<PushReport>;
+    /// Pushes with options.
+    async fn push_with(&self, remote: &str, branch: &str, opts: &PushOptions)
+        -> Result<PushReport>;
+    /// Pulls a branch (last writer wins).
+    async fn pull(&self, remote: &str, branch: &str) -> Result<PullReport>;
+    /// Pulls with options (e.g. `Strict`).
+    async fn pull_with(&self, remote: &str, branch: &str, opts: &PullOptions)
+        -> Result<PullReport>;
+    /// Fetches a branch into its mirror without merging.
+    async fn fetch(&self, remote: &str, branch: &str) -> Result<FetchReport>;
+    /// Ahead/behind against a remote.
+    async fn sync_status(&self, remote: &str, branch: &str) -> Result<SyncStatus>;
+}
+
+#[async_trait]
+impl SyncExt for Strata {
+    fn remote_add(&self, name: &str, url: &str) -> Result<()> {
+        config::add_remote(
+            self,
+            &RemoteConfig {
+                name: name.into(),
+                url: url.into(),
+                options: Default::default(),
+            },
+        )
+    }
+    fn remote_add_with(&self, cfg: RemoteConfig) -> Result<()> {
+        config::add_remote(self, &cfg)
+    }
+    fn remote_list(&self) -> Result<Vec<RemoteConfig>> {
+        config::list_remotes(self)
+    }
+    fn remote_remove(&self, name: &str) -> Result<RemoteConfig> {
+        let cfg = config::remove_remote(self, name)?;
+        let prefix = format!("_origin:{name}:");
+        for b in self.list_branches(true)? {
+            if b.name.starts_with(&prefix) {
+                self.delete_branch(&b.name)?;
+            }
+        }
+        Ok(cfg)
+    }
+    async fn push(&self, remote: &str, branch: &str) -> Result<PushReport> {
+        ops::push(self, remote, branch, &PushOptions::default()).await
+    }
+    async fn push_with(
+        &self,
+        remote: &str,
+        branch: &str,
+        opts: &PushOptions,
+    ) -> Result<PushReport> {
+        ops::push(self, remote, branch, opts).await
+    }
+    async fn pull(&self, remote: &str, branch: &str) -> Result<PullReport> {
+        ops::pull(self, remote, branch, &PullOptions::default()).await
+    }
+    async fn pull_with(
+        &self,
+        remote: &str,
+        branch: &str,
+        opts: &PullOptions,
+    ) -> Result<PullReport> {
+        ops::pull(self, remote, branch, opts).await
+    }
+    async fn fetch(&self, remote: &str, branch: &str) -> Result<FetchReport> {
+        ops::fetch(self, remote, branch, &Progress::none()).await
+    }
+    async fn sync_status(&self, remote: &str, branch: &str) -> Result<SyncStatus> {
+        ops::status(self, remote, branch).await
+    }
+}
+
+/// What a clone did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CloneReport {
+    /// The branches cloned, with what was fetched for each.
+    pub branches: Vec<FetchReport>,
+}
+
+/// Creates a new database at `path` from the remote at `url` (named `origin`), with every branch the
+/// remote holds. Each branch loads from its snapshot plus the short tail of deltas after it, and the
+/// local branch is a copy-on-write fork of its mirror, so nothing is stored twice. On failure the new
+/// folder is removed.
+pub async fn clone(url: &str, path: impl AsRef<Path>) -> Result<(Strata, CloneReport)> {
+    clone_with(url, path, &Progress::none()).await
+}
+
+/// [`clone`] with progress reporting.
+pub async fn clone_with(
+    url: &str,
+    path: impl AsRef<Path>,
+    progress: &Progress,
+) -> Result<(Strata, CloneReport)> {
+    let path = path.as_ref();
+    if path.exists() && std::fs::read_dir(path)?.next().is_some() {
+        return Err(SyncError::Config(format!(
+            "{} exists and is not empty",
+            path.display()
+        )));
+    }
+    let remote = open_url(url)?;
+    let branches = list_remote_branches(&*remote).await?;
+    if branches.is_empty() {
+        let marker = strata_remote::RemotePath::parse(layout::MARKER).expect("valid");
+        use strata_remote::RemoteExt;
+        return Err(if remote.blob_exists(&marker).await? {
+            SyncError::NotFound(format!("remote {remote} has no branches to clone"))
+        } else {
+            SyncError::NotAStrataRemote(remote.to_string())
+        });
+    }
+    let created = !path.exists();
+    let result = async {
+        let db = Strata::open(path)?;
+        db.remote_add("origin", url)?;
+        let mut report = CloneReport { branches: vec![] };
+        let opts = PullOptions {
+            progress: progress.clone(),
+            ..Default::default()
+        };
+        for b in &branches {
+            let r = ops::pull_with(&db, &*remote, "origin", &b.name, &opts).await?;
+            report.branches.push(r.fetch);
+        }
+        Ok((db, report))
+    }
+    .await;
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    result
+}
