@@ -78,6 +78,10 @@ pub struct BlobRef {
     pub sha256: String,
     /// The database that wrote it (lets a re-run push recognise its own upload).
     pub origin: String,
+    /// The version of the pushing database's branch that this blob brings the remote to (a re-run
+    /// push uses it to record which local version the remote now equals).
+    #[serde(default)]
+    pub source_version: u64,
 }
 
 /// A branch's cursor: the remote version and the exact blobs that make it up, so a pull never lists.

@@ -45,6 +45,7 @@ pub use ops::{
     compact, fetch, gc, list_remote_branches, mirror_name, pull, push, status, FetchReport,
     GcReport, PullOptions, PullReport, PushOptions, PushReport, RemoteBranch, SyncStatus,
 };
+pub use ops::{fetch_with as fetch_from, pull_with as pull_from, push_with as push_to};
 pub use progress::{Progress, ProgressSink};
 
 /// Sync methods on a database handle.

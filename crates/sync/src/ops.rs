@@ -208,6 +208,7 @@ fn file_stream(file: std::fs::File, progress: Progress) -> ByteStream {
     ))
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(blob = %path, bytes = blob.bytes))]
 async fn upload(
     remote: &dyn Remote,
     path: &RemotePath,
@@ -224,6 +225,7 @@ async fn upload(
 }
 
 /// Downloads a blob to a temporary file, checking its size and SHA-256 against the cursor's record.
+#[tracing::instrument(level = "debug", skip_all, fields(blob = %r.path, bytes = r.bytes))]
 async fn download(
     remote: &dyn Remote,
     r: &BlobRef,
@@ -288,7 +290,7 @@ fn verify_blob(file: &tempfile::NamedTempFile, r: &BlobRef, branch: &str) -> Res
     Ok(())
 }
 
-fn blob_ref(path: &RemotePath, blob: &SpooledBlob, origin: &str) -> BlobRef {
+fn blob_ref(path: &RemotePath, blob: &SpooledBlob, origin: &str, source_version: u64) -> BlobRef {
     BlobRef {
         path: path.to_string(),
         from: blob.header.from_version,
@@ -297,6 +299,7 @@ fn blob_ref(path: &RemotePath, blob: &SpooledBlob, origin: &str) -> BlobRef {
         bytes: blob.bytes,
         sha256: blob.sha256.clone(),
         origin: origin.to_string(),
+        source_version,
     }
 }
 
@@ -384,6 +387,7 @@ fn build_snapshot(db: &Strata, rev: &Rev, branch: &str, version: u64) -> Result<
 // ----- fetch --------------------------------------------------------------------------------------
 
 /// Brings the mirror of `branch` up to the remote cursor `doc`. Returns what was fetched.
+#[tracing::instrument(level = "info", skip_all, fields(remote = remote_name, branch, version = doc.version))]
 async fn fetch_into_mirror(
     db: &Strata,
     remote: &dyn Remote,
@@ -417,9 +421,14 @@ async fn fetch_into_mirror(
         (doc.snapshot.is_some(), doc.deltas.iter().collect())
     } else if m >= snap_to && doc.deltas.iter().any(|d| d.from == m) || m == snap_to {
         (false, doc.deltas.iter().filter(|d| d.from >= m).collect())
-    } else {
+    } else if snap_to > m {
         // Compacted past what we hold: rebuild from the snapshot.
         (true, doc.deltas.iter().collect())
+    } else {
+        return Err(SyncError::Diverged(format!(
+            "remote branch {branch:?} has no blobs continuing from version {m}, which this database holds \
+             (the remote was reset or replaced)"
+        )));
     };
     let mut files = Vec::new();
     let mut refs: Vec<&BlobRef> = Vec::new();
@@ -522,7 +531,9 @@ pub async fn fetch(
     fetch_with(db, &*remote, remote_name, branch, progress).await
 }
 
-async fn fetch_with(
+/// [`fetch`] over a given remote rather than the configured one (`remote_name` still names the mirror).
+/// Re-exported as `fetch_from`; lets tests run a fetch over a `FaultyRemote`.
+pub async fn fetch_with(
     db: &Strata,
     remote: &dyn Remote,
     remote_name: &str,
@@ -555,7 +566,10 @@ pub async fn pull(
     pull_with(db, &*remote, remote_name, branch, opts).await
 }
 
-pub(crate) async fn pull_with(
+/// [`pull`] over a given remote rather than the configured one (`remote_name` still names the mirror
+/// and the sync state). Re-exported as `pull_from`; lets tests run a pull over a `FaultyRemote`.
+#[tracing::instrument(level = "info", skip_all, fields(remote = remote_name, branch))]
+pub async fn pull_with(
     db: &Strata,
     remote: &dyn Remote,
     remote_name: &str,
@@ -649,7 +663,10 @@ pub async fn push(
     push_with(db, &*remote, remote_name, branch, opts).await
 }
 
-pub(crate) async fn push_with(
+/// [`push`] over a given remote rather than the configured one (`remote_name` still names the mirror
+/// and the sync state). Re-exported as `push_to`; lets tests run a push over a `FaultyRemote`.
+#[tracing::instrument(level = "info", skip_all, fields(remote = remote_name, branch))]
+pub async fn push_with(
     db: &Strata,
     remote: &dyn Remote,
     remote_name: &str,
@@ -663,7 +680,7 @@ pub(crate) async fn push_with(
     let mut m_head = mirror_head(db, &mirror)?;
     let cur = read_cursor(remote, branch).await?;
     let r = cur.as_ref().map(|c| c.0.version).unwrap_or(0);
-    let m = m_head.unwrap_or(0);
+    let mut m = m_head.unwrap_or(0);
     if let Some((doc, _)) = &cur {
         if r > m {
             // Accept only if every newer blob is this database's own upload (a push that died after
@@ -681,6 +698,19 @@ pub(crate) async fn push_with(
             }
             fetch_into_mirror(db, remote, remote_name, branch, doc, &opts.progress).await?;
             m_head = mirror_head(db, &mirror)?;
+            m = r;
+            // The newest blob brought the remote to this branch's state at the version it records:
+            // the mirror now equals that point.
+            let newest = doc
+                .deltas
+                .last()
+                .or(doc.snapshot.as_ref())
+                .map(|b| b.source_version)
+                .unwrap_or(0);
+            if newest > 0 && newest <= info.head {
+                db.record_merge(&Rev::at(&mirror, r), &Rev::at(branch, newest))?;
+                db.record_merge(&Rev::at(branch, newest), &Rev::at(&mirror, r))?;
+            }
         }
     }
     if r < m {
@@ -720,6 +750,9 @@ pub(crate) async fn push_with(
         })?;
         let entries = ch.builder.entries() + ch.cur.len() as u64;
         if entries == 0 {
+            // Nothing differs: note the equal point so the next diff starts here.
+            db.record_merge(&Rev::at(&mirror, m), &main_rev)?;
+            db.record_merge(&main_rev, &Rev::at(&mirror, m))?;
             return Ok(PushReport {
                 branch: branch.to_string(),
                 remote_version: r,
@@ -773,7 +806,7 @@ pub(crate) async fn push_with(
         report.entries = b.header.entry_count;
         report.bytes += b.bytes;
         report.blob = Some(path.to_string());
-        let rf = blob_ref(&path, b, &origin);
+        let rf = blob_ref(&path, b, &origin, h);
         if kind == "snapshot" {
             doc.snapshot = Some(rf);
             doc.deltas.clear();
@@ -794,7 +827,7 @@ pub(crate) async fn push_with(
         upload(remote, &path, &snap, &opts.progress).await?;
         report.bytes += snap.bytes;
         report.snapshot = Some(path.to_string());
-        doc.snapshot = Some(blob_ref(&path, &snap, &origin));
+        doc.snapshot = Some(blob_ref(&path, &snap, &origin, h));
         doc.deltas.clear();
     }
     let token = cur.as_ref().map(|c| &c.1);
@@ -843,6 +876,7 @@ pub(crate) async fn push_with(
 // ----- status, listing, gc, compaction ------------------------------------------------------------
 
 /// Where a branch stands against a remote (reads the remote cursor).
+#[tracing::instrument(level = "debug", skip_all, fields(remote = remote_name, branch))]
 pub async fn status(db: &Strata, remote_name: &str, branch: &str) -> Result<SyncStatus> {
     let cfg = config::get_remote(db, remote_name)?;
     let remote = crate::open::open_remote(&cfg)?;
@@ -919,6 +953,7 @@ pub async fn list_remote_branches(remote: &dyn Remote) -> Result<Vec<RemoteBranc
 
 /// Deletes blobs that no cursor references and that are older than `grace`. Safe while others push:
 /// a push uploads its blob before it moves the cursor, and a young blob is never deleted.
+#[tracing::instrument(level = "info", skip_all, fields(remote = %remote))]
 pub async fn gc(remote: &dyn Remote, grace: std::time::Duration) -> Result<GcReport> {
     let mut referenced = std::collections::HashSet::new();
     for name in remote.list_cursors("branches").await? {
@@ -954,6 +989,7 @@ pub async fn gc(remote: &dyn Remote, grace: std::time::Duration) -> Result<GcRep
 
 /// Writes a snapshot of a branch's current remote state and points the cursor at it alone, so
 /// clones and far-behind pulls replay nothing. Fetches first.
+#[tracing::instrument(level = "info", skip_all, fields(remote = remote_name, branch))]
 pub async fn compact(
     db: &Strata,
     remote_name: &str,
@@ -970,7 +1006,7 @@ pub async fn compact(
     let path = layout::snapshot_path(branch, doc.version.max(1));
     upload(&*remote, &path, &snap, progress).await?;
     let mut new = doc.clone();
-    new.snapshot = Some(blob_ref(&path, &snap, &origin));
+    new.snapshot = Some(blob_ref(&path, &snap, &origin, 0));
     new.deltas.clear();
     new.version = snap.header.to_version.max(doc.version);
     new.updated_micros = now_micros();
