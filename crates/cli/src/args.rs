@@ -13,7 +13,10 @@ an append-only event log and state cells. Every write commits a new branch versi
 Branches fork copy-on-write, diff, and merge three-way; bundles move a branch between databases.
 
 Data commands (kv, json, event, state, log, history) act on --branch (default main) and --space
-(default \"default\"). Branch and bundle commands name their branches as arguments.";
+(default \"default\"). Branch and bundle commands name their branches as arguments.
+
+Sync commands (remote, push, pull, fetch, status, clone) move branches through a remote: a folder,
+file:///path, or memory://name. Push and pull default to remote `origin` and to --branch.";
 
 const AFTER_HELP: &str = "\
 Values:
@@ -31,12 +34,17 @@ Output:
 Exit codes:
   0  success
   1  error not listed below
-  2  usage: bad arguments, or an invalid branch name, space name, key or JSON path
-  3  not found: branch, version, bundle file, or the key, document, path, cell or event that a
-     get, del or history needs (nothing is printed on stdout)
-  4  strict merge conflicts: nothing was merged; the conflict list is printed on stdout
+  2  usage: bad arguments, an invalid branch name, space name, key or JSON path, or a bad remote
+     name or URL (e.g. an unsupported scheme)
+  3  not found: branch, version, bundle file, remote, remote branch, a location that is not a
+     Strata remote, or the key, document, path, cell or event that a get, del or history needs
+     (nothing is printed on stdout)
+  4  strict merge conflicts: nothing was merged; the conflict list is printed on stdout (also for
+     pull --strategy strict)
   5  write conflict: the database is busy (another writer holds the lock) or a state cas did not match
-  6  corrupt data: a damaged or unsupported bundle, or a stored value that cannot be decoded
+  6  corrupt data: a damaged or unsupported bundle, a stored value that cannot be decoded, or a
+     damaged blob or cursor on a remote
+  7  rejected: remote has changes; pull first (a push found work on the remote it has not merged)
 
 Environment:
   STRATA_DB  the database folder (as --db)
@@ -69,7 +77,7 @@ pub struct Global {
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
-    /// Branch that data commands read and write
+    /// Branch that data commands read and write, and that sync commands default to
     #[arg(
         short,
         long,
@@ -127,11 +135,118 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = KindArg::Kv)]
         kind: KindArg,
     },
-    /// Run a guided tour: write, fork, diff, merge, conflict, bundle round trip
+    /// Manage remotes: add, list, remove; list a remote's branches; gc and compact it
+    #[command(subcommand)]
+    Remote(RemoteCmd),
+    /// Upload a branch's new versions to a remote (exit 7 if the remote has changes: pull first)
+    Push {
+        #[command(flatten)]
+        target: SyncTarget,
+        /// Push every local branch (except internal ones), continuing past failures
+        #[arg(long, conflicts_with = "branch_name")]
+        all: bool,
+    },
+    /// Fetch a branch from a remote and merge it into the local branch (exit 4 on strict conflicts)
+    Pull {
+        #[command(flatten)]
+        target: SyncTarget,
+        /// Pull every branch the remote has, continuing past failures
+        #[arg(long, conflicts_with = "branch_name")]
+        all: bool,
+        /// On keys changed on both sides: lww takes the remote's value; strict fails, leaves the
+        /// branch unchanged and prints the conflicts
+        #[arg(long, value_enum, default_value_t = StrategyArg::Lww)]
+        strategy: StrategyArg,
+        /// With --strategy strict: save the conflicts to this new branch (forked from the local
+        /// branch, space `conflicts`); with --all, to NAME/BRANCH per branch
+        #[arg(long, value_name = "NAME")]
+        conflict_branch: Option<String>,
+    },
+    /// Download a branch's new remote versions into its origin mirror, without merging
+    Fetch {
+        #[command(flatten)]
+        target: SyncTarget,
+        /// Fetch every branch the remote has, continuing past failures
+        #[arg(long, conflicts_with = "branch_name")]
+        all: bool,
+    },
+    /// Show how far a branch is ahead of and behind a remote, and when it last synced
+    Status {
+        #[command(flatten)]
+        target: SyncTarget,
+        /// Show every local branch (except internal ones)
+        #[arg(long, conflicts_with = "branch_name")]
+        all: bool,
+    },
+    /// Create a new database at DIR from the remote at URL (as remote `origin`), with every branch
+    Clone {
+        /// The remote: a folder path, file:///path or memory://name
+        url: String,
+        /// The new database folder (must not exist, or be empty); --db is not used
+        dir: PathBuf,
+    },
+    /// Run a guided tour: write, fork, diff, merge, conflict, bundles, then two agents syncing
     Demo {
         /// Keep the demo databases and bundle in DIR (default: a temporary folder, removed afterwards)
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+/// Which remote and branch a sync command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct SyncTarget {
+    /// The remote's name
+    #[arg(default_value = "origin", value_name = "REMOTE")]
+    pub remote: String,
+    /// The branch (default: --branch, which defaults to main)
+    #[arg(value_name = "BRANCH")]
+    pub branch_name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCmd {
+    /// Add a remote: NAME and URL (a folder path, file:///path, or memory://name)
+    Add {
+        /// The remote's name, e.g. origin (letters, digits, '.', '_', '-')
+        name: String,
+        /// Where it is; a plain folder path is stored as an absolute path
+        url: String,
+        /// A backend option KEY=VALUE (repeatable). Values of secret-looking keys (token, secret,
+        /// password, key) are never printed; prefer naming an environment variable, e.g.
+        /// token_env=MY_TOKEN
+        #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
+    /// List remotes with their URLs and options (secret values shown as ***)
+    #[command(visible_alias = "ls")]
+    List,
+    /// Remove a remote, its sync state and its origin mirror branches (the remote is untouched)
+    #[command(visible_aliases = ["rm", "delete"])]
+    Remove {
+        /// The remote's name
+        name: String,
+    },
+    /// List the branches a remote holds: name, version, last update, blob count
+    Branches {
+        /// The remote's name
+        name: String,
+    },
+    /// Delete blobs on a remote that no branch references and that are older than --grace
+    Gc {
+        /// The remote's name
+        name: String,
+        /// Keep unreferenced blobs younger than this many seconds (a push in progress may need them)
+        #[arg(long, default_value_t = 3600, value_name = "SECS")]
+        grace: u64,
+    },
+    /// Write a snapshot of a branch on a remote so that clones and pulls replay no deltas
+    Compact {
+        /// The remote's name
+        name: String,
+        /// The branch (default: --branch, which defaults to main)
+        #[arg(value_name = "BRANCH")]
+        branch_name: Option<String>,
     },
 }
 

@@ -6,15 +6,17 @@ use std::time::Duration;
 use strata_engine::bundle::verify_bundle;
 use strata_engine::names::validate_branch_name;
 use strata_engine::{Error, Kind, Options, Rev, Scope, Strata, Transaction, Value};
+use tokio::runtime::Runtime;
 
 use crate::args::{
     BranchCmd, BundleCmd, Cli, Command, EventCmd, Global, JsonCmd, KvCmd, StateCmd, StrategyArg,
 };
 use crate::failure::{Failure, EXIT_MERGE_CONFLICT, EXIT_USAGE, EXIT_WRITE_CONFLICT};
 use crate::render::{self, Out, Target};
+use crate::sync;
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs the parsed command line; sync commands run on `rt`.
+pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
     let out = Out {
         json: cli.global.json,
     };
@@ -52,11 +54,22 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             out.emit(render::history(kind, &key, &list));
             Ok(())
         }
-        Command::Demo { dir } => crate::demo::run(dir, out),
+        Command::Remote(c) => sync::remote(g, out, rt, c),
+        Command::Push { target, all } => sync::push(g, out, rt, target, all),
+        Command::Pull {
+            target,
+            all,
+            strategy,
+            conflict_branch,
+        } => sync::pull(g, out, rt, target, all, strategy, conflict_branch),
+        Command::Fetch { target, all } => sync::fetch(g, out, rt, target, all),
+        Command::Status { target, all } => sync::status(g, out, rt, target, all),
+        Command::Clone { url, dir } => sync::clone(out, rt, &url, &dir),
+        Command::Demo { dir } => crate::demo::run(dir, out, rt),
     }
 }
 
-fn open(g: &Global) -> Result<Strata, Failure> {
+pub(crate) fn open(g: &Global) -> Result<Strata, Failure> {
     tracing::debug!(db = %g.db.display(), "opening database");
     let opts = Options {
         busy_timeout: Duration::from_millis(g.busy_timeout),

@@ -1,4 +1,5 @@
-//! `strata demo`: a guided tour of the engine on the agent-memory example of seed 004.
+//! `strata demo`: a guided tour of the engine on the agent-memory example of seed 004, then seed 004's
+//! end-to-end sync walkthrough: two agents' databases syncing through a folder remote.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -8,6 +9,9 @@ use strata_engine::bundle::verify_bundle;
 use strata_engine::{
     BranchDiff, DiffEntry, EntryKey, Error, Kind, MergeStrategy, Rev, SpaceDiff, Strata, Value,
 };
+
+use strata_sync::{PullOptions, SyncError, SyncExt};
+use tokio::runtime::Runtime;
 
 use crate::failure::{Failure, EXIT_ERROR};
 use crate::render::{self, display_key, print_line, Out, Rendered, Snapshot};
@@ -131,12 +135,17 @@ fn task(result: &str) -> Value {
     json!({"status": "done", "result": result}).into()
 }
 
+/// The folders a demo creates; a folder holding any of them already holds a demo.
+const DEMO_FOLDERS: [&str; 6] = [
+    "original", "replica", "agent-a", "agent-b", "agent-c", "remote",
+];
+
 /// Runs the tour in `dir` (or a temporary folder).
-pub fn run(dir: Option<PathBuf>, out: Out) -> Result<(), Failure> {
+pub fn run(dir: Option<PathBuf>, out: Out, rt: &Runtime) -> Result<(), Failure> {
     let mut temp = None;
     let root = match dir {
         Some(d) => {
-            if d.join("original").exists() || d.join("replica").exists() {
+            if DEMO_FOLDERS.iter().any(|f| d.join(f).exists()) {
                 return Err(Failure::new(
                     EXIT_ERROR,
                     format!(
@@ -346,6 +355,8 @@ pub fn run(dir: Option<PathBuf>, out: Out) -> Result<(), Failure> {
         ));
     }
 
+    sync_tour(&root, &mut tour, rt)?;
+
     if out.json {
         out.emit(Rendered {
             doc: json!({"dir": root.display().to_string(), "kept": kept, "steps": tour.steps}),
@@ -353,6 +364,288 @@ pub fn run(dir: Option<PathBuf>, out: Out) -> Result<(), Failure> {
         });
     } else {
         print_line("\ndone.");
+    }
+    Ok(())
+}
+
+/// The keys a push of `branch` to `remote` will upload: the difference between the branch and its
+/// origin mirror (everything, before the first push). Deletions show as `-key`.
+fn unpushed_keys(db: &Strata, remote: &str, branch: &str) -> Result<Vec<String>, Failure> {
+    let mirror = strata_sync::mirror_name(remote, branch);
+    let mut keys = Vec::new();
+    if db.branch_exists(&mirror)? {
+        let d = db.diff(&Rev::head(&mirror), &Rev::head(branch))?;
+        for s in d.spaces.iter().filter(|s| !s.space.starts_with('_')) {
+            keys.extend(s.added.iter().chain(&s.modified).map(|e| e.key.clone()));
+            keys.extend(s.removed.iter().map(|e| format!("-{}", e.key)));
+        }
+    } else {
+        keys.extend(snapshot(db, branch)?.keys().map(display_key));
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// Pushes and shows which keys went up.
+fn push_showing_keys(
+    rt: &Runtime,
+    db: &Strata,
+    who: &str,
+    remote: &str,
+) -> Result<Rendered, Failure> {
+    let keys = unpushed_keys(db, remote, "main")?;
+    let report = rt.block_on(db.push(remote, "main"))?;
+    if report.entries != keys.len() as u64 {
+        return Err(Failure::new(
+            EXIT_ERROR,
+            format!(
+                "the push uploaded {} entries, but main differed from its mirror in {}",
+                report.entries,
+                keys.len()
+            ),
+        ));
+    }
+    let mut res = render::pushed(remote, &report);
+    res.doc["uploaded_keys"] = json!(keys);
+    res.text = format!(
+        "{who}: {}\n  uploaded: {}",
+        res.text,
+        if keys.is_empty() {
+            "nothing".to_string()
+        } else {
+            keys.join(", ")
+        }
+    );
+    Ok(res)
+}
+
+fn status_of(rt: &Runtime, db: &Strata, who: &str, remote: &str) -> Result<Rendered, Failure> {
+    let s = rt.block_on(db.sync_status(remote, "main"))?;
+    let mut res = render::sync_status(remote, &s);
+    res.text = format!("{who}: {}", res.text);
+    Ok(res)
+}
+
+fn said(who: &str, mut res: Rendered) -> Rendered {
+    res.text = format!("{who}: {}", res.text);
+    res
+}
+
+fn pending(who: &str, what: &str) -> Failure {
+    Failure::new(
+        EXIT_ERROR,
+        format!("the demo expected {who}'s {what}, but it did not happen"),
+    )
+}
+
+/// Seed 004's end-to-end walkthrough: agents A and B, each with its own database, sync `main` through
+/// a folder remote named `hub`; then a conflict under both strategies, and a clone.
+fn sync_tour(root: &std::path::Path, tour: &mut Tour, rt: &Runtime) -> Result<(), Failure> {
+    let remote_dir = root.join("remote");
+    let url = std::path::absolute(&remote_dir)?
+        .to_string_lossy()
+        .into_owned();
+    let hub = "hub";
+
+    // Agent A works locally, then registers the remote.
+    let a_path = root.join("agent-a");
+    let a = Strata::open(&a_path)?;
+    let main = a.main();
+    main.kv_put("config", json!({"model": "gpt-4", "temperature": 0.7}))?;
+    main.json_put("notes/research.md", json!("# Research\n\n## Findings\n..."))?;
+    main.kv_put("task:1", task("..."))?;
+    main.kv_put("task:2", task("..."))?;
+    a.remote_add(hub, &url)?;
+    tour.step(
+        "Sync: agent A writes four entries and adds a folder remote",
+        join(
+            vec![
+                note(format!(
+                    "opened {}; remote add {hub} {url}",
+                    a_path.display()
+                )),
+                render::snapshot(&snapshot(&a, "main")?),
+                status_of(rt, &a, "A", hub)?,
+            ],
+            &["setup", "contents", "status"],
+        ),
+    );
+
+    // First push: everything.
+    tour.step(
+        "Agent A pushes: all four entries",
+        push_showing_keys(rt, &a, "A", hub)?,
+    );
+
+    // Agent B pulls into an empty database.
+    let b_path = root.join("agent-b");
+    let b = Strata::open(&b_path)?;
+    b.remote_add(hub, &url)?;
+    let pulled = rt.block_on(b.pull(hub, "main"))?;
+    tour.step(
+        "Agent B pulls into its empty database",
+        join(
+            vec![
+                note(format!(
+                    "opened {}; remote add {hub} {url}",
+                    b_path.display()
+                )),
+                said("B", render::pulled(hub, &pulled)),
+                render::snapshot(&snapshot(&b, "main")?),
+            ],
+            &["setup", "pull", "contents"],
+        ),
+    );
+
+    // Both work independently.
+    a.main().kv_put("task:3", task("..."))?;
+    a.main().kv_put("task:4", task("..."))?;
+    b.main().kv_put("task:5", task("..."))?;
+    b.main().kv_put("task:6", task("..."))?;
+    tour.step(
+        "Both agents work independently",
+        join(
+            vec![
+                note("A: kv put task:3, task:4; B: kv put task:5, task:6"),
+                status_of(rt, &a, "A", hub)?,
+                status_of(rt, &b, "B", hub)?,
+            ],
+            &["writes", "status_a", "status_b"],
+        ),
+    );
+
+    tour.step(
+        "Agent A pushes only its two new entries",
+        push_showing_keys(rt, &a, "A", hub)?,
+    );
+
+    // B's push is rejected.
+    let rejected = match rt.block_on(b.push(hub, "main")) {
+        Err(e @ SyncError::Rejected(_)) => e.to_string(),
+        Err(e) => return Err(e.into()),
+        Ok(_) => return Err(pending("B", "push to be rejected")),
+    };
+    tour.step(
+        "Agent B pushes: rejected, the remote has A's changes",
+        join(
+            vec![
+                Rendered {
+                    doc: json!({"rejected": true, "error": rejected, "exit_code": crate::failure::EXIT_REJECTED}),
+                    text: format!(
+                        "B: error: {rejected}\n   (the CLI exits with code {})",
+                        crate::failure::EXIT_REJECTED
+                    ),
+                },
+                status_of(rt, &b, "B", hub)?,
+            ],
+            &["push", "status"],
+        ),
+    );
+
+    // B pulls (a clean merge), then pushes only its own work.
+    let pulled = rt.block_on(b.pull(hub, "main"))?;
+    let pulled = said("B", render::pulled(hub, &pulled));
+    let pushed = push_showing_keys(rt, &b, "B", hub)?;
+    tour.step(
+        "Agent B pulls (a clean merge), then pushes only its own work",
+        join(vec![pulled, pushed], &["pull", "push"]),
+    );
+
+    // A pulls: both hold the same data.
+    let pulled = rt.block_on(a.pull(hub, "main"))?;
+    let (sa, sb) = (snapshot(&a, "main")?, snapshot(&b, "main")?);
+    let d = compare(&sa, &sb);
+    let mut same = render::diff("A:main", "B:main", &d);
+    same.doc["entries_compared"] = sa.len().into();
+    same.text
+        .push_str(&format!(" ({} entries compared)", sa.len()));
+    tour.step(
+        "Agent A pulls: both agents hold the same six tasks",
+        join(
+            vec![said("A", render::pulled(hub, &pulled)), same],
+            &["pull", "compare"],
+        ),
+    );
+    if !d.is_empty() {
+        return Err(Failure::new(
+            EXIT_ERROR,
+            "agents A and B differ after syncing",
+        ));
+    }
+
+    // Conflict: both change task:1; A pushes first; B pulls with strict.
+    a.main().kv_put("task:1", task("approach A"))?;
+    b.main().kv_put("task:1", task("approach B"))?;
+    let a_push = push_showing_keys(rt, &a, "A", hub)?;
+    let opts = PullOptions {
+        strategy: MergeStrategy::Strict,
+        conflict_branch: Some("conflicts/pull-1".into()),
+        ..Default::default()
+    };
+    let conflicts = match rt.block_on(b.pull_with(hub, "main", &opts)) {
+        Err(SyncError::Conflicts(list)) => list,
+        Err(e) => return Err(e.into()),
+        Ok(_) => return Err(pending("B", "strict pull to conflict")),
+    };
+    let saved = b.branch_info("conflicts/pull-1")?;
+    let b_value = b.main().kv_get("task:1")?.unwrap_or(Value::Null);
+    tour.step(
+        "Conflict: both change task:1, A pushes, B pulls with --strategy strict",
+        join(
+            vec![
+                note("A: kv put task:1 {\"result\":\"approach A\"}; B: kv put task:1 {\"result\":\"approach B\"}"),
+                a_push,
+                said(
+                    "B",
+                    render::pull_conflicts(hub, "main", &conflicts, Some(&saved)),
+                ),
+                note(format!(
+                    "B's main still holds task:1 = {} (the CLI exits with code 4)",
+                    render::compact(&b_value)
+                )),
+            ],
+            &["writes", "push_a", "pull_b_strict", "b_main"],
+        ),
+    );
+
+    // B pulls with last writer wins: the remote's value wins; then B has nothing of its own to push.
+    let pulled = rt.block_on(b.pull(hub, "main"))?;
+    let b_value = b.main().kv_get("task:1")?.unwrap_or(Value::Null);
+    let b_push = rt.block_on(b.push(hub, "main"))?;
+    tour.step(
+        "B pulls again with last writer wins: A's value (from the remote) wins",
+        join(
+            vec![
+                said("B", render::pulled(hub, &pulled)),
+                note(format!("B's main: task:1 = {}", render::compact(&b_value))),
+                said("B", render::pushed(hub, &b_push)),
+            ],
+            &["pull_b_lww", "b_main", "push_b"],
+        ),
+    );
+
+    // Clone a third database and compare it with A.
+    let c_path = root.join("agent-c");
+    let (c, cloned) = rt.block_on(strata_sync::clone(&url, &c_path))?;
+    let remote = strata_sync::open_url(&url)?;
+    let mut branches = rt.block_on(strata_sync::list_remote_branches(&*remote))?;
+    branches.sort_by(|x, y| x.name.cmp(&y.name));
+    let (sa, sc) = (snapshot(&a, "main")?, snapshot(&c, "main")?);
+    let d = compare(&sa, &sc);
+    let mut res = render::diff("A:main", "clone:main", &d);
+    res.doc["entries_compared"] = sa.len().into();
+    res.doc["clone"] = render::cloned(&url, &c_path, &cloned).doc;
+    res.doc["remote_branches"] = json!(branches);
+    res.text = format!(
+        "{}\n\n{}\n\n{} ({} entries compared)",
+        render::cloned(&url, &c_path, &cloned).text,
+        render::remote_branches(hub, &branches).text,
+        res.text,
+        sa.len()
+    );
+    tour.step("Clone a third database from the remote", res);
+    if !d.is_empty() {
+        return Err(Failure::new(EXIT_ERROR, "the clone differs from agent A"));
     }
     Ok(())
 }

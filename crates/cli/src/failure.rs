@@ -1,6 +1,7 @@
 //! Failures and the exit codes they map to (the table is in the top-level `--help`).
 
 use strata_engine::Error;
+use strata_sync::SyncError;
 
 /// Anything not listed below.
 pub const EXIT_ERROR: u8 = 1;
@@ -12,8 +13,10 @@ pub const EXIT_NOT_FOUND: u8 = 3;
 pub const EXIT_MERGE_CONFLICT: u8 = 4;
 /// The database is busy, or a compare-and-swap did not match.
 pub const EXIT_WRITE_CONFLICT: u8 = 5;
-/// A damaged bundle or undecodable stored value.
+/// A damaged bundle or undecodable stored value, or a damaged blob or cursor on a remote.
 pub const EXIT_CORRUPT: u8 = 6;
+/// A push was rejected: the remote has changes this database has not pulled.
+pub const EXIT_REJECTED: u8 = 7;
 
 /// A failed command: the message printed as `error: <message>` and the process exit code.
 #[derive(Debug)]
@@ -45,6 +48,35 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
         e if e.is_retryable() => EXIT_WRITE_CONFLICT,
         _ => EXIT_ERROR,
+    }
+}
+
+/// The exit code for a sync error.
+pub fn sync_exit_code(e: &SyncError) -> u8 {
+    use strata_sync::SyncError as S;
+    match e {
+        S::Rejected(_) => EXIT_REJECTED,
+        S::Conflicts(_) => EXIT_MERGE_CONFLICT,
+        S::NotFound(_) | S::NotAStrataRemote(_) => EXIT_NOT_FOUND,
+        S::Corrupt { .. } => EXIT_CORRUPT,
+        S::Config(_) => EXIT_USAGE,
+        S::Engine(e) => exit_code(e),
+        S::Remote(r) => {
+            use strata_remote::RemoteError as R;
+            match r {
+                R::NotFound(_) => EXIT_NOT_FOUND,
+                R::Corrupt(_) => EXIT_CORRUPT,
+                R::Invalid(_) => EXIT_USAGE,
+                _ => EXIT_ERROR,
+            }
+        }
+        _ => EXIT_ERROR,
+    }
+}
+
+impl From<SyncError> for Failure {
+    fn from(e: SyncError) -> Failure {
+        Failure::new(sync_exit_code(&e), e.to_string())
     }
 }
 

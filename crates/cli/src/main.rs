@@ -2,7 +2,8 @@
 //!
 //! The binary stays thin: [`args`] declares the command line with clap, [`commands`] calls the engine,
 //! [`render`] turns results into text or one JSON document, and [`failure`] maps errors to exit codes.
-//! [`demo`] is a guided tour.
+//! [`sync`] runs the sync commands through `strata_sync` on a tokio runtime created here. [`demo`] is a
+//! guided tour.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ mod commands;
 mod demo;
 mod failure;
 mod render;
+mod sync;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
@@ -24,7 +26,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match commands::run(cli) {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(failure::EXIT_ERROR);
+        }
+    };
+    match commands::run(cli, &rt) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {}", f.message);

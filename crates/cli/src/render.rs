@@ -6,11 +6,16 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+use serde::Serialize;
 use serde_json::{json, Value as J};
 use strata_engine::bundle::{BundleManifest, ImportReport};
 use strata_engine::{
     BranchDiff, BranchInfo, CommitInfo, DiffEntry, EntryKey, Event, HistoryEntry, Kind,
     MergeConflict, MergeReport, Rev, Value,
+};
+use strata_sync::{
+    CloneReport, FetchReport, GcReport, PullReport, PushReport, RemoteBranch, RemoteConfig,
+    SyncStatus,
 };
 
 /// A result in both forms.
@@ -507,6 +512,312 @@ pub fn imported(file: &Path, rep: &ImportReport) -> Rendered {
     r(doc, text)
 }
 
+// ----- sync -----------------------------------------------------------------------------------------
+
+/// A byte count for people: `512 B`, `1.2 KiB`, `3.4 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `1 version`, `2 versions`; `1 entry`, `2 entries`.
+pub fn count(n: u64, what: &str) -> String {
+    match (n, what) {
+        (1, _) => format!("1 {what}"),
+        (_, "entry") => format!("{n} entries"),
+        (_, "branch") => format!("{n} branches"),
+        _ => format!("{n} {what}s"),
+    }
+}
+
+fn remote_doc(cfg: &RemoteConfig) -> J {
+    json!({"name": cfg.name, "url": cfg.url, "options": cfg.redacted_options()})
+}
+
+fn options_text(cfg: &RemoteConfig) -> String {
+    let o = cfg.redacted_options();
+    if o.is_empty() {
+        "-".into()
+    } else {
+        o.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A remote was added.
+pub fn remote_added(cfg: &RemoteConfig) -> Rendered {
+    let mut text = format!("added remote {} -> {}", cfg.name, cfg.url);
+    if !cfg.options.is_empty() {
+        text.push_str(&format!(" (options: {})", options_text(cfg)));
+    }
+    r(remote_doc(cfg), text)
+}
+
+/// Configured remotes; secret option values are redacted.
+pub fn remotes(list: &[RemoteConfig]) -> Rendered {
+    let doc = J::Array(list.iter().map(remote_doc).collect());
+    let text = if list.is_empty() {
+        "no remotes (add one with `strata remote add NAME URL`)".to_string()
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|c| vec![c.name.clone(), c.url.clone(), options_text(c)])
+            .collect();
+        table(&["NAME", "URL", "OPTIONS"], &rows)
+    };
+    r(doc, text)
+}
+
+/// A remote was removed.
+pub fn remote_removed(cfg: &RemoteConfig, mirrors: usize) -> Rendered {
+    let mut doc = remote_doc(cfg);
+    doc["removed"] = json!(true);
+    doc["mirrors_deleted"] = json!(mirrors);
+    r(
+        doc,
+        format!(
+            "removed remote {} ({}); deleted {mirrors} origin mirror branch(es); the remote itself is untouched",
+            cfg.name, cfg.url
+        ),
+    )
+}
+
+/// The branches a remote holds.
+pub fn remote_branches(remote: &str, list: &[RemoteBranch]) -> Rendered {
+    let doc = json!({"remote": remote, "branches": list});
+    let text = if list.is_empty() {
+        format!("remote {remote} has no branches")
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|b| {
+                vec![
+                    b.name.clone(),
+                    b.version.to_string(),
+                    time(b.updated_micros),
+                    b.blobs.to_string(),
+                ]
+            })
+            .collect();
+        table(&["BRANCH", "VERSION", "UPDATED", "BLOBS"], &rows)
+    };
+    r(doc, text)
+}
+
+/// Garbage collection on a remote.
+pub fn gc(remote: &str, grace_secs: u64, g: &GcReport) -> Rendered {
+    let mut doc = serde_json::to_value(g).unwrap_or(J::Null);
+    doc["remote"] = json!(remote);
+    doc["grace_secs"] = json!(grace_secs);
+    r(
+        doc,
+        format!(
+            "gc {remote}: {} blob(s) referenced, {} deleted ({} freed), {} unreferenced kept (younger than {grace_secs}s)",
+            g.referenced,
+            g.deleted,
+            bytes(g.bytes_freed),
+            g.kept_young
+        ),
+    )
+}
+
+fn with_remote<T: Serialize>(remote: &str, t: &T) -> J {
+    let mut doc = serde_json::to_value(t).unwrap_or(J::Null);
+    doc["remote"] = json!(remote);
+    doc
+}
+
+/// A branch was compacted on a remote.
+pub fn compacted(remote: &str, p: &PushReport) -> Rendered {
+    r(
+        with_remote(remote, p),
+        format!(
+            "compacted {remote}/{}: snapshot at version {} ({}, {}){}",
+            p.branch,
+            p.remote_version,
+            count(p.entries, "entry"),
+            bytes(p.bytes),
+            p.snapshot
+                .as_ref()
+                .map(|s| format!(" in {s}"))
+                .unwrap_or_default()
+        ),
+    )
+}
+
+/// A push.
+pub fn pushed(remote: &str, p: &PushReport) -> Rendered {
+    let text = if p.up_to_date {
+        format!(
+            "{} is up to date with {remote} (version {})",
+            p.branch, p.remote_version
+        )
+    } else {
+        let mut s = format!(
+            "pushed {} to {remote}: version {}, {}, {}",
+            p.branch,
+            p.remote_version,
+            count(p.entries, "entry"),
+            bytes(p.bytes)
+        );
+        if p.snapshot.is_some() {
+            s.push_str(" (and a compaction snapshot)");
+        }
+        s
+    };
+    r(with_remote(remote, p), text)
+}
+
+/// A fetch.
+pub fn fetched(remote: &str, f: &FetchReport) -> Rendered {
+    let text = if f.versions == 0 {
+        format!(
+            "{remote}/{} is up to date (version {})",
+            f.branch, f.remote_version
+        )
+    } else {
+        format!(
+            "fetched {remote}/{}: {} ({}, {}); the mirror is at version {} (not merged; pull to merge)",
+            f.branch,
+            count(f.versions, "version"),
+            count(f.entries, "entry"),
+            bytes(f.bytes),
+            f.remote_version
+        )
+    };
+    r(with_remote(remote, f), text)
+}
+
+/// A pull.
+pub fn pulled(remote: &str, p: &PullReport) -> Rendered {
+    let f = &p.fetch;
+    let b = &f.branch;
+    let fetched = if f.versions == 0 {
+        "nothing new fetched".to_string()
+    } else {
+        format!(
+            "fetched {} ({})",
+            count(f.versions, "version"),
+            count(f.entries, "entry")
+        )
+    };
+    let text = if p.created {
+        format!(
+            "pulled {remote}/{b}: {fetched}, created {b} at version {}",
+            f.remote_version
+        )
+    } else if let Some(v) = p.merged_version {
+        let mut s = format!(
+            "pulled {remote}/{b}: {fetched}, merged into {b}@{v} ({} applied",
+            p.applied
+        );
+        if p.conflicts_resolved > 0 {
+            s.push_str(&format!(
+                ", {} conflict(s) resolved in favour of {remote}/{b}",
+                p.conflicts_resolved
+            ));
+        }
+        s.push(')');
+        s
+    } else if f.versions == 0 {
+        format!(
+            "{b} is up to date with {remote} (version {})",
+            f.remote_version
+        )
+    } else {
+        format!("pulled {remote}/{b}: {fetched}, {b} already contains it")
+    };
+    r(with_remote(remote, p), text)
+}
+
+/// A strict pull's conflicts, optionally saved to a branch.
+pub fn pull_conflicts(
+    remote: &str,
+    branch: &str,
+    list: &[MergeConflict],
+    saved: Option<&BranchInfo>,
+) -> Rendered {
+    let mut res = conflicts(&format!("{remote}/{branch}"), branch, list, saved);
+    res.doc["remote"] = json!(remote);
+    res.doc["branch"] = json!(branch);
+    if let Some(first) = res.text.lines().next().map(str::to_string) {
+        res.text = res.text.replacen(
+            &first,
+            &format!(
+                "pull {remote}/{branch} into {branch}: {} conflict(s); {branch} was not changed (the remote's versions were fetched)",
+                list.len()
+            ),
+            1,
+        );
+    }
+    res
+}
+
+/// Where a branch stands against a remote.
+pub fn sync_status(remote: &str, s: &SyncStatus) -> Rendered {
+    let mut doc = with_remote(remote, s);
+    doc["last_synced"] = json!(s.last_synced_micros.map(time));
+    let b = &s.branch;
+    let synced = s
+        .last_synced_micros
+        .map_or("never synced".to_string(), |t| {
+            format!("last synced {}", time(t))
+        });
+    let text = match s.remote_version {
+        None => format!(
+            "{remote} has no branch {b}; a push would upload {} ({synced})",
+            count(s.ahead_entries, "entry")
+        ),
+        Some(rv) if s.ahead_versions == 0 && s.ahead_entries == 0 && s.behind_versions == 0 => {
+            format!("{b} is up to date with {remote} (version {rv}); {synced}")
+        }
+        Some(rv) => format!(
+            "{b} vs {remote}: ahead {} ({}), behind {} ({}); {remote} is at version {rv}; {synced}",
+            count(s.ahead_versions, "version"),
+            count(s.ahead_entries, "entry"),
+            count(s.behind_versions, "version"),
+            count(s.behind_entries, "entry"),
+        ),
+    };
+    r(doc, text)
+}
+
+/// A clone.
+pub fn cloned(url: &str, path: &Path, c: &CloneReport) -> Rendered {
+    let doc = json!({
+        "url": url,
+        "path": path.display().to_string(),
+        "remote": "origin",
+        "branches": c.branches,
+    });
+    let mut lines = vec![format!(
+        "cloned {url} into {} ({}; remote origin)",
+        path.display(),
+        count(c.branches.len() as u64, "branch")
+    )];
+    for f in &c.branches {
+        lines.push(format!(
+            "  {}: version {}, {}, {}",
+            f.branch,
+            f.remote_version,
+            count(f.entries, "entry"),
+            bytes(f.bytes)
+        ));
+    }
+    r(doc, lines.join("\n"))
+}
+
 // ----- whole-branch contents ------------------------------------------------------------------------
 
 /// Every live entry of a branch, by full key (events keyed by their sequence number).
@@ -559,6 +870,17 @@ mod tests {
         assert_eq!(time(0), "1970-01-01T00:00:00Z");
         assert_eq!(time(951_782_400_000_000), "2000-02-29T00:00:00Z");
         assert_eq!(time(1_717_416_245_000_000), "2024-06-03T12:04:05Z");
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1229), "1.2 KiB");
+        assert_eq!(bytes(5 << 20), "5.0 MiB");
+        assert_eq!(count(1, "entry"), "1 entry");
+        assert_eq!(count(2, "entry"), "2 entries");
+        assert_eq!(count(0, "version"), "0 versions");
     }
 
     #[test]

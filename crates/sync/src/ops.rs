@@ -887,12 +887,21 @@ pub async fn status(db: &Strata, remote_name: &str, branch: &str) -> Result<Sync
     let cur = read_cursor(&*remote, branch).await?;
     let mut ahead_entries = 0u64;
     match m {
-        Some(mv) => db.diff_each(&Rev::at(&mirror, mv), &Rev::head(branch), |k, _, _| {
-            if !is_internal_space(k) {
-                ahead_entries += 1;
-            }
-            Ok(())
-        })?,
+        Some(mv) => {
+            // Count local changes only: against the mirror version the branch last merged or pushed,
+            // not against remote changes fetched but not merged yet.
+            let base = if db.contains(&Rev::head(branch), &Rev::at(&mirror, mv))? {
+                mv
+            } else {
+                state.merged_remote_version.min(mv)
+            };
+            db.diff_each(&Rev::at(&mirror, base), &Rev::head(branch), |k, _, _| {
+                if !is_internal_space(k) {
+                    ahead_entries += 1;
+                }
+                Ok(())
+            })?
+        }
         None => {
             for cs in db.snapshot(&Rev::head(branch))? {
                 ahead_entries += cs?

@@ -336,3 +336,20 @@ async fn clone_uses_snapshot_and_tail_and_refuses_non_remotes() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_counts_only_local_changes_after_a_fetch() {
+    let w = world();
+    let (a, b) = (&w.a, &w.b);
+    a.main().kv_put("shared", 1).unwrap();
+    a.push("hub", "main").await.unwrap();
+    b.pull("hub", "main").await.unwrap();
+    a.main().kv_put("from-a-1", 1).unwrap();
+    a.main().kv_put("from-a-2", 2).unwrap();
+    a.push("hub", "main").await.unwrap();
+    b.main().kv_put("from-b", 1).unwrap();
+    b.fetch("hub", "main").await.unwrap();
+    let st = b.sync_status("hub", "main").await.unwrap();
+    assert_eq!(st.ahead_entries, 1, "{st:?}");
+    assert_eq!((st.behind_versions, st.behind_entries), (1, 2), "{st:?}");
+}

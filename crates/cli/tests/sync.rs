@@ -1,0 +1,620 @@
+//! Runs the built `strata` binary's sync commands: databases in temporary folders syncing through a
+//! folder remote.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn strata() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.env_remove("STRATA_DB").env_remove("RUST_LOG");
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn parse(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not one JSON document ({e}): {s:?}"))
+}
+
+/// A temporary folder holding databases and a folder remote.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn remote(&self) -> String {
+        self.path("remote").to_str().unwrap().to_string()
+    }
+
+    /// A database `name` with remote `origin` pointing at the shared folder remote.
+    fn db(&self, name: &str) -> Db {
+        let db = Db {
+            path: self.path(name),
+        };
+        db.ok(&["remote", "add", "origin", &self.remote()]);
+        db
+    }
+
+    /// Runs a command that needs no database.
+    fn run(&self, args: &[&str]) -> Output {
+        strata()
+            .current_dir(self.dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+struct Db {
+    path: PathBuf,
+}
+
+impl Db {
+    fn run(&self, args: &[&str]) -> Output {
+        strata()
+            .arg("--db")
+            .arg(&self.path)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        ok(self.run(args), args)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        parse(&self.ok(&a))
+    }
+
+    fn fail(&self, args: &[&str], code: i32) -> Output {
+        fail(self.run(args), args, code)
+    }
+
+    fn fail_json(&self, args: &[&str], code: i32) -> (Value, String) {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.fail(&a, code);
+        (parse(&text(&out.stdout)), text(&out.stderr))
+    }
+
+    fn keys(&self, branch: &str) -> Vec<String> {
+        self.json(&["-b", branch, "kv", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn ok(out: Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({:?}): {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn fail(out: Output, args: &[&str], code: i32) -> Output {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}: stdout {} stderr {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let err = text(&out.stderr);
+    assert!(err.starts_with("error: "), "{args:?}: stderr {err:?}");
+    out
+}
+
+#[test]
+fn remote_add_list_remove() {
+    let w = World::new();
+    let db = Db { path: w.path("a") };
+    assert_eq!(db.json(&["remote", "list"]), json!([]));
+    let added = db.json(&[
+        "remote",
+        "add",
+        "origin",
+        &w.remote(),
+        "-o",
+        "token=sk-secret-123",
+        "--option",
+        "region=eu",
+        "-o",
+        "token_env=HUB_TOKEN",
+    ]);
+    assert_eq!(added["name"], "origin");
+    assert!(!added.to_string().contains("sk-secret-123"), "{added}");
+    // A relative folder path is stored as an absolute one.
+    strata()
+        .current_dir(w.dir.path())
+        .arg("--db")
+        .arg(&db.path)
+        .args(["remote", "add", "backup", "backup-folder"])
+        .output()
+        .map(|o| ok(o, &["remote", "add", "backup"]))
+        .unwrap();
+
+    let list = db.json(&["remote", "list"]);
+    assert_eq!(
+        list,
+        json!([
+            {"name": "backup", "url": w.path("backup-folder").to_str().unwrap(), "options": {}},
+            {"name": "origin", "url": w.remote(), "options": {"region": "eu", "token": "***", "token_env": "HUB_TOKEN"}},
+        ])
+    );
+    let shown = db.ok(&["remote", "list"]);
+    assert!(!shown.contains("sk-secret-123"), "{shown}");
+    assert!(shown.contains("token=***"), "{shown}");
+    assert!(
+        shown.contains("origin") && shown.contains(&w.remote()),
+        "{shown}"
+    );
+
+    // Errors: taken name, bad name, bad option, unsupported scheme.
+    let out = db.fail(&["remote", "add", "origin", &w.remote()], 2);
+    assert!(text(&out.stderr).contains("already exists"));
+    let out = db.fail(&["remote", "add", "bad name", &w.remote()], 2);
+    assert!(text(&out.stderr).contains("invalid remote name"));
+    db.fail(&["remote", "add", "y", &w.remote(), "-o", "novalue"], 2);
+    let out = db.fail(&["remote", "add", "x", "s3://b/p"], 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("\"s3\"") && err.contains("unsupported"),
+        "{err}"
+    );
+
+    let removed = db.json(&["remote", "remove", "backup"]);
+    assert_eq!(removed["removed"], true);
+    assert!(db
+        .ok(&["remote", "rm", "origin"])
+        .contains("removed remote origin"));
+    assert_eq!(db.json(&["remote", "list"]), json!([]));
+    let out = db.fail(&["remote", "remove", "origin"], 3);
+    assert!(text(&out.stderr).contains("\"origin\""));
+}
+
+#[test]
+fn push_pull_fetch_status_clone() {
+    let w = World::new();
+    let a = w.db("a");
+    a.ok(&["kv", "put", "config", r#"{"model":"gpt-4"}"#]);
+    a.ok(&["json", "put", "notes/research.md", r##""# Research""##]);
+    a.ok(&["kv", "put", "task:1", "1"]);
+
+    let st = a.json(&["status"]);
+    assert_eq!(st["remote_version"], Value::Null);
+    assert_eq!(st["ahead_entries"], 3);
+    assert_eq!(st["last_synced"], Value::Null);
+    assert!(a.ok(&["status"]).contains("never synced"));
+
+    let p = a.json(&["push"]);
+    assert_eq!(p["remote"], "origin");
+    assert_eq!(p["branch"], "main");
+    assert_eq!(p["remote_version"], 3);
+    assert_eq!(p["entries"], 3);
+    assert_eq!(p["up_to_date"], false);
+    assert!(p["bytes"].as_u64().unwrap() > 0);
+    let again = a.json(&["push", "origin", "main"]);
+    assert_eq!(again["up_to_date"], true);
+    assert_eq!(
+        a.ok(&["push"]).trim(),
+        "main is up to date with origin (version 3)"
+    );
+    let st = a.json(&["status"]);
+    assert_eq!(
+        (
+            &st["remote_version"],
+            &st["ahead_entries"],
+            &st["behind_versions"]
+        ),
+        (&json!(3), &json!(0), &json!(0))
+    );
+    assert!(st["last_synced"].as_str().unwrap().ends_with('Z'));
+
+    // B pulls into an empty database.
+    let b = w.db("b");
+    let r = b.json(&["pull"]);
+    assert_eq!(r["created"], true);
+    assert_eq!(r["fetch"]["remote_version"], 3);
+    assert_eq!(b.keys("main"), ["config", "task:1"]);
+    assert_eq!(
+        b.json(&["json", "get", "notes/research.md"]),
+        json!("# Research")
+    );
+
+    // A writes; B fetches (the mirror only), sees itself behind, then pulls.
+    a.ok(&["kv", "put", "task:2", "2"]);
+    a.ok(&["kv", "put", "task:3", "3"]);
+    a.ok(&["push"]);
+    b.ok(&["kv", "put", "task:9", "9"]);
+    let st = b.json(&["status", "origin"]);
+    assert_eq!(
+        (
+            &st["behind_versions"],
+            &st["behind_entries"],
+            &st["ahead_versions"],
+            &st["ahead_entries"]
+        ),
+        (&json!(1), &json!(2), &json!(1), &json!(1))
+    );
+    let text_status = b.ok(&["status"]);
+    assert!(
+        text_status.contains("ahead 1 version (1 entry), behind 1 version (2 entries)"),
+        "{text_status}"
+    );
+    let f = b.json(&["fetch"]);
+    assert_eq!((&f["versions"], &f["entries"]), (&json!(1), &json!(2)));
+    assert_eq!(b.keys("main"), ["config", "task:1", "task:9"]);
+    assert!(b.ok(&["fetch"]).contains("up to date"));
+    assert_eq!(b.json(&["status"])["behind_versions"], 1);
+    let pulled = b.ok(&["pull"]);
+    assert!(
+        pulled.starts_with("pulled origin/main: ") && pulled.contains("merged into main@"),
+        "{pulled}"
+    );
+    assert_eq!(
+        b.keys("main"),
+        ["config", "task:1", "task:2", "task:3", "task:9"]
+    );
+    let p = b.json(&["push"]);
+    assert_eq!(p["entries"], 1, "B uploads only its own work: {p}");
+    let pushed = a.ok(&["pull"]);
+    assert!(pushed.contains("fetched 1 version (1 entry)"), "{pushed}");
+    assert!(b.ok(&["pull"]).contains("up to date"));
+
+    // Clone a third database.
+    let out = w.run(&["--json", "clone", &w.remote(), "c"]);
+    let c = parse(&ok(out, &["clone"]));
+    assert_eq!(c["remote"], "origin");
+    assert_eq!(c["branches"][0]["branch"], "main");
+    assert_eq!(c["path"], "c");
+    let cdb = Db { path: w.path("c") };
+    assert_eq!(cdb.keys("main"), b.keys("main"));
+    assert_eq!(cdb.json(&["remote", "list"])[0]["url"], w.remote());
+    assert!(cdb.json(&["push"])["up_to_date"].as_bool().unwrap());
+    // Cloning into a folder that is not empty is a usage error, and the folder is left alone.
+    let out = fail(w.run(&["clone", &w.remote(), "c"]), &["clone again"], 2);
+    assert!(text(&out.stderr).contains("not empty"));
+    let human = ok(w.run(&["clone", &w.remote(), "d"]), &["clone d"]);
+    assert!(
+        human.starts_with(&format!("cloned {} into d", w.remote())),
+        "{human}"
+    );
+}
+
+#[test]
+fn push_rejected_until_pulled() {
+    let w = World::new();
+    let (a, b) = (w.db("a"), w.db("b"));
+    a.ok(&["kv", "put", "task:1", "1"]);
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    a.ok(&["kv", "put", "task:3", "3"]);
+    b.ok(&["kv", "put", "task:5", "5"]);
+    a.ok(&["push"]);
+    let out = b.fail(&["push"], 7);
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(err.contains("remote has changes; pull first"), "{err}");
+    let out = b.fail(&["--json", "push"], 7);
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("pull first"));
+    b.ok(&["pull"]);
+    let p = b.json(&["push"]);
+    assert_eq!(p["entries"], 1);
+    let top = text(&strata().arg("--help").output().unwrap().stdout);
+    assert!(top.contains("7  rejected"), "{top}");
+}
+
+#[test]
+fn strict_pull_conflict_exits_4_with_the_list() {
+    let w = World::new();
+    let (a, b) = (w.db("a"), w.db("b"));
+    a.ok(&["kv", "put", "task:1", r#"{"status":"todo"}"#]);
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    a.ok(&[
+        "kv",
+        "put",
+        "task:1",
+        r#"{"status":"done","result":"approach A"}"#,
+    ]);
+    b.ok(&[
+        "kv",
+        "put",
+        "task:1",
+        r#"{"status":"done","result":"approach B"}"#,
+    ]);
+    a.ok(&["push"]);
+
+    b.fail(&["pull", "--conflict-branch", "c"], 2);
+    let (doc, err) = b.fail_json(
+        &[
+            "pull",
+            "--strategy",
+            "strict",
+            "--conflict-branch",
+            "conflicts/pull-1",
+        ],
+        4,
+    );
+    assert!(err.contains("conflicting key"), "{err}");
+    assert_eq!(doc["merged"], false);
+    assert_eq!(doc["remote"], "origin");
+    assert_eq!(doc["conflict_branch"], "conflicts/pull-1");
+    let list = doc["conflicts"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["key"], "task:1");
+    assert_eq!(list[0]["space"], "default");
+    assert_eq!(list[0]["source"]["result"], "approach A");
+    assert_eq!(list[0]["target"]["result"], "approach B");
+    assert_eq!(list[0]["ancestor"]["status"], "todo");
+    assert_eq!(
+        b.json(&["-b", "conflicts/pull-1", "-s", "conflicts", "kv", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Text form: the structured list on stdout; main is unchanged.
+    let out = b.fail(&["pull", "--strategy", "strict"], 4);
+    let s = text(&out.stdout);
+    assert!(s.contains("CONFLICT default/kv task:1"), "{s}");
+    assert!(s.contains("approach A") && s.contains("approach B"), "{s}");
+    assert_eq!(
+        b.json(&["kv", "get", "task:1"])["result"],
+        json!("approach B")
+    );
+    // Not merged yet: a push is rejected.
+    b.fail(&["push"], 7);
+    // Last writer wins: the remote's value wins.
+    let r = b.json(&["pull", "--strategy", "lww"]);
+    assert_eq!(r["conflicts_resolved"], 1);
+    assert_eq!(
+        b.json(&["kv", "get", "task:1"])["result"],
+        json!("approach A")
+    );
+    assert_eq!(b.json(&["push"])["up_to_date"], true);
+}
+
+#[test]
+fn unknown_remote_and_missing_things_exit_3() {
+    let w = World::new();
+    let a = w.db("a");
+    a.ok(&["kv", "put", "k", "1"]);
+    for args in [
+        &["push", "nope"][..],
+        &["pull", "nope"],
+        &["fetch", "nope"],
+        &["status", "nope"],
+        &["push", "nope", "--all"],
+        &["pull", "nope", "--all"],
+        &["remote", "branches", "nope"],
+        &["remote", "gc", "nope"],
+        &["remote", "compact", "nope"],
+    ] {
+        let out = a.fail(args, 3);
+        assert!(text(&out.stderr).contains("\"nope\""), "{args:?}");
+    }
+    // No `origin`: the default remote is named.
+    let lonely = Db {
+        path: w.path("lonely"),
+    };
+    let out = lonely.fail(&["push"], 3);
+    assert!(text(&out.stderr).contains("\"origin\""));
+    // A missing remote branch, and a missing local branch.
+    a.ok(&["push"]);
+    let out = a.fail(&["pull", "origin", "ghost"], 3);
+    assert!(text(&out.stderr).contains("ghost"));
+    a.fail(&["push", "origin", "ghost"], 3);
+    // A remote folder that holds no Strata remote.
+    std::fs::create_dir(w.path("empty")).unwrap();
+    let e = w.db("e");
+    e.ok(&["remote", "add", "empty", w.path("empty").to_str().unwrap()]);
+    let out = e.fail(&["pull", "empty"], 3);
+    assert!(text(&out.stderr).contains("not a Strata remote"));
+}
+
+#[test]
+fn clone_of_an_empty_folder_is_not_a_remote() {
+    let w = World::new();
+    std::fs::create_dir(w.path("empty")).unwrap();
+    let out = fail(
+        w.run(&["clone", w.path("empty").to_str().unwrap(), "dest"]),
+        &["clone"],
+        3,
+    );
+    assert!(text(&out.stderr).contains("not a Strata remote"));
+    assert!(!w.path("dest").exists(), "a failed clone leaves nothing");
+    let out = fail(w.run(&["clone", "s3://bucket/x", "dest"]), &["clone s3"], 2);
+    assert!(text(&out.stderr).contains("\"s3\""));
+}
+
+#[test]
+fn push_all_pull_all_fetch_all_status_all() {
+    let w = World::new();
+    let a = w.db("a");
+    a.ok(&["kv", "put", "task:1", "1"]);
+    a.ok(&["branch", "fork", "main", "feature"]);
+    a.ok(&["-b", "feature", "kv", "put", "f", "1"]);
+    let r = a.json(&["push", "--all"]);
+    assert_eq!(r["failed"], 0);
+    let names: Vec<&str> = r["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            assert_eq!(b["ok"], true);
+            b["branch"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(names, ["feature", "main"]);
+
+    let rb = a.json(&["remote", "branches", "origin"]);
+    let list = rb["branches"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["name"], "feature");
+    assert_eq!(list[0]["version"], 2);
+    assert!(list[0]["blobs"].as_u64().unwrap() >= 1);
+    assert!(list[0]["updated_micros"].as_u64().unwrap() > 0);
+    let t = a.ok(&["remote", "branches", "origin"]);
+    assert!(t.starts_with("BRANCH") && t.contains("feature"), "{t}");
+
+    let b = w.db("b");
+    let r = b.json(&["pull", "--all"]);
+    assert_eq!(r["failed"], 0);
+    assert_eq!(r["branches"].as_array().unwrap().len(), 2);
+    assert_eq!(b.keys("feature"), ["f", "task:1"]);
+    assert_eq!(b.keys("main"), ["task:1"]);
+    let st = b.json(&["status", "--all"]);
+    assert_eq!(st["branches"].as_array().unwrap().len(), 2);
+
+    // Both change feature; A also changes main. A's push --all pushes main, is rejected on feature,
+    // reports both and exits 7.
+    b.ok(&["-b", "feature", "kv", "put", "g", "1"]);
+    b.ok(&["push", "origin", "feature"]);
+    a.ok(&["-b", "feature", "kv", "put", "h", "1"]);
+    a.ok(&["kv", "put", "task:2", "2"]);
+    let (doc, err) = a.fail_json(&["push", "--all"], 7);
+    assert_eq!(doc["failed"], 1);
+    let res = doc["branches"].as_array().unwrap();
+    assert_eq!(res[0]["branch"], "feature");
+    assert_eq!(res[0]["ok"], false);
+    assert_eq!(res[0]["exit_code"], 7);
+    assert_eq!(res[1]["branch"], "main");
+    assert_eq!(res[1]["ok"], true);
+    assert!(
+        err.contains("feature") && err.contains("pull first"),
+        "{err}"
+    );
+
+    let f = a.json(&["fetch", "--all"]);
+    assert_eq!(f["failed"], 0);
+    a.ok(&["pull", "--all"]);
+    assert_eq!(a.keys("feature"), ["f", "g", "h", "task:1"]);
+    let r = a.json(&["push", "--all"]);
+    assert_eq!(r["failed"], 0);
+    b.ok(&["pull", "--all"]);
+    assert_eq!(b.keys("feature"), ["f", "g", "h", "task:1"]);
+    assert_eq!(b.keys("main"), ["task:1", "task:2"]);
+    let s = b.ok(&["status", "--all"]);
+    assert!(
+        s.contains("feature is up to date with origin") && s.contains("main is up to date"),
+        "{s}"
+    );
+}
+
+#[test]
+fn remote_gc_and_compact() {
+    let w = World::new();
+    let a = w.db("a");
+    for i in 0..4 {
+        a.ok(&["kv", "put", &format!("k{i}"), "1"]);
+        a.ok(&["push"]);
+    }
+    let c = a.json(&["remote", "compact", "origin"]);
+    assert_eq!(c["branch"], "main");
+    assert_eq!(c["remote_version"], 4);
+    assert_eq!(c["entries"], 4);
+    assert!(c["snapshot"].as_str().unwrap().contains("snap"), "{c}");
+    assert!(a
+        .ok(&["remote", "compact", "origin", "main"])
+        .starts_with("compacted origin/main: snapshot at version 4"));
+    // The replaced blobs are unreferenced now: a gc with a long grace keeps them, one without
+    // deletes them.
+    let g = a.json(&["remote", "gc", "origin"]);
+    assert_eq!(g["deleted"], 0);
+    assert!(g["kept_young"].as_u64().unwrap() >= 4, "{g}");
+    assert_eq!(g["grace_secs"], 3600);
+    let g = a.json(&["remote", "gc", "origin", "--grace", "0"]);
+    assert!(g["deleted"].as_u64().unwrap() >= 4, "{g}");
+    assert!(g["bytes_freed"].as_u64().unwrap() > 0);
+    assert_eq!(g["referenced"], 1);
+    assert!(a
+        .ok(&["remote", "gc", "origin", "--grace", "0"])
+        .starts_with("gc origin: 1 blob(s) referenced, 0 deleted"));
+    // The remote still clones and pulls.
+    let out = w.run(&["clone", &w.remote(), "c"]);
+    ok(out, &["clone"]);
+    assert_eq!(
+        Db { path: w.path("c") }.keys("main"),
+        ["k0", "k1", "k2", "k3"]
+    );
+}
+
+#[test]
+fn help_for_every_sync_command() {
+    let paths: &[&[&str]] = &[
+        &["remote"],
+        &["remote", "add"],
+        &["remote", "list"],
+        &["remote", "remove"],
+        &["remote", "branches"],
+        &["remote", "gc"],
+        &["remote", "compact"],
+        &["push"],
+        &["pull"],
+        &["fetch"],
+        &["status"],
+        &["clone"],
+    ];
+    for p in paths {
+        let out = strata().args(*p).arg("--help").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{p:?} --help");
+        let s = text(&out.stdout);
+        assert!(s.contains("Usage: strata"), "{p:?} --help: {s}");
+        assert!(s.contains("--json"), "{p:?} --help lacks --json: {s}");
+        assert!(
+            s.lines().next().is_some_and(|l| !l.trim().is_empty()),
+            "{p:?} --help has no description"
+        );
+    }
+    let top = text(&strata().arg("--help").output().unwrap().stdout);
+    for cmd in ["remote", "push", "pull", "fetch", "status", "clone"] {
+        assert!(
+            top.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "top-level help lacks {cmd}"
+        );
+    }
+    assert!(top.contains("7  rejected: remote has changes; pull first"));
+}
+
+#[test]
+fn demo_runs_the_sync_walkthrough() {
+    let out = strata().arg("demo").output().unwrap();
+    assert!(out.status.success(), "demo failed: {}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for want in [
+        "uploaded: config, notes/research.md, task:1, task:2",
+        "uploaded: task:3, task:4",
+        "remote has changes; pull first",
+        "uploaded: task:5, task:6",
+        "CONFLICT default/kv task:1",
+        "1 conflict(s) resolved in favour of hub/main",
+        "A:main..clone:main: no differences",
+    ] {
+        assert!(s.contains(want), "demo output lacks {want:?}:\n{s}");
+    }
+}
