@@ -29,7 +29,8 @@
 //!    transactions) against the same on a branch of 1k keys; median of many forks, interleaved between
 //!    the two databases. The ratio is big/small. Target: ratio ≤ 2 (a fork must not depend on size).
 //! 5. `changes_since` — on the same two databases, after committing 100 more single puts, the time of
-//!    `db.changes_since("main", head - 100)?.collect()`; median of repetitions. Ratio big/small.
+//!    `db.changes_since("main", head - 100)?.collect()`; median of repetitions (stopping after 20 s
+//!    of them, 2 s with `--quick`, but not before 5). Ratio big/small.
 //!    Target: ratio ≤ 2 (the cost must follow the changes read, not the branch size).
 //! 6. `bundle` — `export_bundle` of the whole N-key branch of benchmark 1 and `import_bundle` of that
 //!    bundle into a fresh database, in MB/s, where MB is the size of the (checkpointed) SQLite database
@@ -37,12 +38,17 @@
 //!    that file (median of 3 copies), so the ratio is copy time / bundle time. No target. If the
 //!    bundle functions are not implemented yet (they panic), the rows say "not available".
 //!
+//! 7–10. The sync benchmarks (`push`, `clone`, `rsync`, `pull_rss`), over folder remotes: see the
+//!    `sync` module for what each measures. `pull_rss` runs its pull in a child process (this binary
+//!    with the hidden subcommand `__pull-child DIR`) so that the peak RSS is the pull's alone.
+//!
 //! At the end the peak resident set size of the process (VmHWM) and the load average at start and end
 //! are printed: other work on the machine skews every figure, so compare ratios, not absolute rates.
 //!
 //! Default sizes: N = 200,000 (5 runs), 2,000 single commits per variant, 200,000 gets, BIG = 1,000,000
-//! keys, 50 forks per database, 200 `changes_since` repetitions. `--quick` shrinks them by about 10×
-//! for smoke runs.
+//! keys, 50 forks per database, 200 `changes_since` repetitions; sync: 1M- and 1k-key branches, 10
+//! pushes of 100 changed keys each, 5 rsync rounds, a 500k × 1 KB delta for `pull_rss`. `--quick`
+//! shrinks them by about 10× (the sync ones more) for smoke runs.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -54,14 +60,24 @@ use rusqlite::Connection;
 use strata_engine::{Durability, Options, Strata, Value, DB_FILE};
 use tempfile::TempDir;
 
-const BENCHES: [&str; 6] = [
+mod sync;
+
+const BENCHES: [&str; 10] = [
     "kv_put_batch",
     "kv_put_single",
     "kv_get",
     "fork",
     "changes_since",
     "bundle",
+    "push",
+    "clone",
+    "rsync",
+    "pull_rss",
 ];
+
+/// `changes_since` stops repeating after `Sizes::changes_budget` (but not before this many reads), so
+/// that a slow engine cannot make the run take far longer than planned.
+const CHANGES_MIN_REPS: usize = 5;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -76,7 +92,7 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// Run only these benchmarks (repeatable or comma-separated): kv_put_batch, kv_put_single, kv_get,
-    /// fork, changes_since, bundle.
+    /// fork, changes_since, bundle, push, clone, rsync, pull_rss.
     #[arg(
         long,
         value_name = "NAME",
@@ -103,7 +119,20 @@ struct Sizes {
     forks: usize,
     changes_reps: usize,
     changes_tail: u64,
+    /// Time budget of the `changes_since` repetitions.
+    changes_budget: Duration,
     copies: usize,
+    /// Keys of the big and small branches the sync benchmarks push (7 and 16: keys 0..n).
+    sync_big: usize,
+    sync_small: usize,
+    /// Keys changed per push, and pushes timed per database (7).
+    push_changes: usize,
+    push_reps: usize,
+    /// Rounds of 100 changes synced by rsync and by push (9).
+    rsync_reps: usize,
+    /// Keys and value bytes of the delta pulled by the child process (10).
+    rss_keys: usize,
+    rss_value: usize,
 }
 
 impl Sizes {
@@ -120,7 +149,15 @@ impl Sizes {
                 forks: 10,
                 changes_reps: 20,
                 changes_tail: 100,
+                changes_budget: Duration::from_secs(2),
                 copies: 3,
+                sync_big: 10_000,
+                sync_small: 1_000,
+                push_changes: 100,
+                push_reps: 3,
+                rsync_reps: 2,
+                rss_keys: 2_000,
+                rss_value: 1_000,
             }
         } else {
             Sizes {
@@ -134,7 +171,15 @@ impl Sizes {
                 forks: 50,
                 changes_reps: 200,
                 changes_tail: 100,
+                changes_budget: Duration::from_secs(20),
                 copies: 3,
+                sync_big: 1_000_000,
+                sync_small: 1_000,
+                push_changes: 100,
+                push_reps: 10,
+                rsync_reps: 5,
+                rss_keys: 500_000,
+                rss_value: 1_000,
             }
         }
     }
@@ -144,30 +189,39 @@ impl Sizes {
 
 #[derive(Clone, Copy, Debug)]
 enum Target {
+    /// The ratio is at least this.
     AtLeast(f64),
+    /// The ratio is at most this.
     AtMost(f64),
+    /// The strata figure itself (not the ratio) is at most this many MB.
+    MbAtMost(f64),
 }
 
 impl Target {
-    fn met(self, ratio: f64) -> bool {
+    fn met(self, ratio: f64, value: f64) -> bool {
         match self {
             Target::AtLeast(t) => ratio >= t,
             Target::AtMost(t) => ratio <= t,
+            Target::MbAtMost(t) => value <= t,
         }
     }
     fn label(self) -> String {
         match self {
             Target::AtLeast(t) => format!(">= {t:.2}x"),
             Target::AtMost(t) => format!("<= {t:.2}x"),
+            Target::MbAtMost(t) => format!("<= {t:.0} MB"),
         }
     }
 }
 
-/// A measured quantity: a rate (higher is better) or a duration in seconds (lower is better).
+/// A measured quantity: a rate (higher is better), a duration in seconds (lower is better), an amount
+/// of memory or data in MB (10^6 bytes), or nothing (the baseline could not be measured).
 #[derive(Clone, Copy, Debug)]
 enum Measure {
     Rate { per_sec: f64, unit: &'static str },
     Time { secs: f64 },
+    Mb { mb: f64 },
+    Missing,
 }
 
 impl Measure {
@@ -175,12 +229,16 @@ impl Measure {
         match self {
             Measure::Rate { per_sec, .. } => per_sec,
             Measure::Time { secs } => secs,
+            Measure::Mb { mb } => mb,
+            Measure::Missing => f64::NAN,
         }
     }
     fn unit(self) -> String {
         match self {
             Measure::Rate { unit, .. } => format!("{unit}/s"),
             Measure::Time { .. } => "s".to_string(),
+            Measure::Mb { .. } => "MB".to_string(),
+            Measure::Missing => String::new(),
         }
     }
     fn show(self) -> String {
@@ -191,6 +249,8 @@ impl Measure {
             } => format!("{per_sec:.1} MB/s"),
             Measure::Rate { per_sec, unit } => format!("{} {unit}/s", si(per_sec)),
             Measure::Time { secs } => show_secs(secs),
+            Measure::Mb { mb } => format!("{mb:.1} MB"),
+            Measure::Missing => "-".to_string(),
         }
     }
 }
@@ -205,20 +265,21 @@ struct Row {
     baseline: Measure,
     /// How the ratio is formed, e.g. "strata/baseline".
     ratio_of: &'static str,
+    /// The ratio is baseline/strata instead of strata/baseline.
+    inverse: bool,
     target: Option<Target>,
     note: String,
 }
 
 impl Row {
     fn ratio(&self) -> Option<f64> {
-        self.strata
-            .as_ref()
-            .ok()
-            .map(|m| m.value() / self.baseline.value())
+        let (s, b) = (self.strata.as_ref().ok()?.value(), self.baseline.value());
+        let r = if self.inverse { b / s } else { s / b };
+        r.is_finite().then_some(r)
     }
     fn met(&self) -> Option<bool> {
-        match (self.target, self.ratio()) {
-            (Some(t), Some(r)) => Some(t.met(r)),
+        match (self.target, self.ratio(), &self.strata) {
+            (Some(t), Some(r), Ok(m)) => Some(t.met(r, m.value())),
             _ => None,
         }
     }
@@ -240,7 +301,7 @@ impl Row {
             "strata_error": self.strata.as_ref().err(),
             "unit": self.baseline.unit(),
             "baseline_label": self.baseline_label,
-            "baseline": self.baseline.value(),
+            "baseline": Some(self.baseline.value()).filter(|v| v.is_finite()),
             "ratio": self.ratio(),
             "ratio_of": self.ratio_of,
             "target": self.target.map(Target::label),
@@ -329,12 +390,17 @@ fn key(i: usize) -> String {
 
 /// The value every put stores: a small object, about 100 bytes of MessagePack.
 fn sample_value() -> Value {
+    sample_value_turn(42)
+}
+
+/// The sample value with another `turn` (0..=127 keeps the encoded size the same).
+fn sample_value_turn(turn: i64) -> Value {
     Value::object([
         ("kind", Value::from("note")),
         ("author", Value::from("agent-7")),
         ("score", Value::from(0.875)),
         ("ok", Value::from(true)),
-        ("turn", Value::from(42i64)),
+        ("turn", Value::from(turn)),
         (
             "tags",
             Value::Array(vec![Value::from("memory"), Value::from("bench")]),
@@ -422,6 +488,8 @@ struct Ctx {
     bytes: Vec<u8>,
     batch: Option<Batch>,
     lineage: Option<Lineage>,
+    sync: Option<sync::SyncFix>,
+    rt: tokio::runtime::Runtime,
     rows: Vec<Row>,
 }
 
@@ -480,26 +548,30 @@ impl Ctx {
         Ok(())
     }
 
+    /// Opens a new engine database in `dir` and puts keys `0..n` (the sample value) into its main
+    /// branch in `txs` transactions; returns it with the time taken.
+    fn load_keys(&self, dir: &Path, n: usize, txs: usize) -> Result<(Strata, Duration)> {
+        let db = open_strata(dir, Durability::Full)?;
+        let per = n.div_ceil(txs.max(1)).max(1);
+        let t = Instant::now();
+        let mut i = 0;
+        while i < n {
+            let mut tx = db.begin("main")?;
+            for j in i..(i + per).min(n) {
+                tx.kv_put_ref(&key(j), &self.value)?;
+            }
+            tx.commit()?;
+            i += per;
+        }
+        Ok((db, t.elapsed()))
+    }
+
     fn ensure_lineage(&mut self) -> Result<()> {
         if self.lineage.is_some() {
             return Ok(());
         }
         let s = self.sizes;
-        let load = |dir: &Path, n: usize, txs: usize| -> Result<(Strata, Duration)> {
-            let db = open_strata(dir, Durability::Full)?;
-            let per = n.div_ceil(txs);
-            let t = Instant::now();
-            let mut i = 0;
-            while i < n {
-                let mut tx = db.begin("main")?;
-                for j in i..(i + per).min(n) {
-                    tx.kv_put(&key(j), self.value.clone())?;
-                }
-                tx.commit()?;
-                i += per;
-            }
-            Ok((db, t.elapsed()))
-        };
+        let load = |dir: &Path, n: usize, txs: usize| self.load_keys(dir, n, txs);
         let big_dir = self.tempdir("strata-bench-big-")?;
         progress(format!(
             "loading the {}-key branch ({} transactions)",
@@ -567,6 +639,7 @@ impl Ctx {
                 unit: "puts",
             },
             ratio_of: "strata/baseline",
+            inverse: false,
             target: Some(Target::AtLeast(0.5)),
             note: format!(
                 "synchronous=FULL both; value {} bytes msgpack",
@@ -630,6 +703,7 @@ impl Ctx {
                     unit: "commits",
                 },
                 ratio_of: "strata/baseline",
+                inverse: false,
                 target: None,
                 note: format!(
                     "Durability::{durability:?} vs synchronous={sync}, WAL both; \
@@ -698,6 +772,7 @@ impl Ctx {
                 unit: "gets",
             },
             ratio_of: "strata/baseline",
+            inverse: false,
             target: None,
             note: "engine decodes to Value; raw returns bytes".into(),
         });
@@ -741,6 +816,7 @@ impl Ctx {
             baseline_label: format!("fork of {}-key branch", si(s.small as f64)),
             baseline: Measure::Time { secs: ms },
             ratio_of: "big/small",
+            inverse: false,
             target: Some(Target::AtMost(2.0)),
             note: "Durability::Full: each fork is a commit with fsync".into(),
         });
@@ -787,22 +863,38 @@ impl Ctx {
         run(&l.big, heads.0)?;
         run(&l.small, heads.1)?;
         let (mut big, mut small) = (Vec::new(), Vec::new());
+        let started = Instant::now();
         for _ in 0..s.changes_reps {
             small.push(run(&l.small, heads.1)?);
             big.push(run(&l.big, heads.0)?);
+            // A slow read must not hold the whole run up: stop at the time budget.
+            if big.len() >= CHANGES_MIN_REPS && started.elapsed() > s.changes_budget {
+                break;
+            }
         }
+        let reps = big.len();
         let (mb, ms) = (median(&mut big), median(&mut small));
         progress(format!("  big {}, small {}", show_secs(mb), show_secs(ms)));
         self.rows.push(Row {
             bench: "changes_since",
             label: format!("changes_since last {tail}, {}-key", si(s.big as f64)),
-            size: format!("median of {} reads", s.changes_reps),
+            size: format!("median of {reps} reads"),
             strata: Ok(Measure::Time { secs: mb }),
             baseline_label: format!("same on {}-key branch", si(s.small as f64)),
             baseline: Measure::Time { secs: ms },
             ratio_of: "big/small",
+            inverse: false,
             target: Some(Target::AtMost(2.0)),
-            note: format!("{tail} versions of 1 put each"),
+            note: if reps < s.changes_reps {
+                format!(
+                    "{tail} versions of 1 put each; stopped after {reps} of {} reads at the {} \
+                     time budget",
+                    s.changes_reps,
+                    show_secs(s.changes_budget.as_secs_f64())
+                )
+            } else {
+                format!("{tail} versions of 1 put each")
+            },
         });
         Ok(())
     }
@@ -880,6 +972,7 @@ impl Ctx {
             baseline_label: "fs::copy of db file".into(),
             baseline: copy,
             ratio_of: "strata/baseline",
+            inverse: false,
             target: None,
             note: export_note,
         });
@@ -921,6 +1014,7 @@ impl Ctx {
             baseline_label: "fs::copy of db file".into(),
             baseline: copy,
             ratio_of: "strata/baseline",
+            inverse: false,
             target: None,
             note: import
                 .as_ref()
@@ -952,6 +1046,8 @@ fn print_table(rows: &[Row]) {
                 r.size.clone(),
                 match &r.strata {
                     Ok(m) => m.show(),
+                    // Short reasons (such as a missing tool) fit in the cell; long ones go below.
+                    Err(e) if e.chars().count() <= 48 => e.clone(),
                     Err(_) => "not available".to_string(),
                 },
                 r.baseline.show(),
@@ -988,7 +1084,11 @@ fn print_table(rows: &[Row]) {
         line(c);
     }
     println!();
-    println!("ratios: rates are strata/baseline (higher is better); fork and changes_since are big/small (lower is better)");
+    println!(
+        "ratios: rates are strata/baseline (higher is better); fork, changes_since and push are \
+         big/small, clone is strata/baseline (lower is better); rsync is rsync/push (higher is \
+         better); pull_rss is the child's peak RSS against the delta size, the target is on the RSS"
+    );
     for r in rows {
         if let Err(e) = &r.strata {
             println!("- {}: {e}", r.label);
@@ -999,11 +1099,18 @@ fn print_table(rows: &[Row]) {
 }
 
 fn main() -> Result<()> {
+    // The child process of benchmark 10, which pulls a delta and reports its own peak RSS.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == sync::PULL_CHILD) {
+        return sync::pull_child(&args[2..]);
+    }
     let cli = Cli::parse();
     let selected = |name: &str| cli.only.is_empty() || cli.only.iter().any(|n| n == name);
     let sizes = Sizes::new(cli.quick);
     let root = cli.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&root)?;
+    // Absolute, because folder remotes are configured by path.
+    let root = std::fs::canonicalize(&root)?;
     let value = sample_value();
     let bytes = value.to_msgpack();
     let mut ctx = Ctx {
@@ -1013,6 +1120,10 @@ fn main() -> Result<()> {
         bytes,
         batch: None,
         lineage: None,
+        sync: None,
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
         rows: Vec::new(),
     };
     let started = Instant::now();
@@ -1020,13 +1131,17 @@ fn main() -> Result<()> {
     progress(format!("sizes: {sizes:?}"));
 
     type Bench = fn(&mut Ctx) -> Result<()>;
-    let benches: [(&str, Bench); 6] = [
+    let benches: [(&str, Bench); 10] = [
         ("kv_put_batch", Ctx::bench_kv_put_batch),
         ("kv_put_single", Ctx::bench_kv_put_single),
         ("kv_get", Ctx::bench_kv_get),
         ("fork", Ctx::bench_fork),
         ("changes_since", Ctx::bench_changes_since),
         ("bundle", Ctx::bench_bundle),
+        ("push", Ctx::bench_push),
+        ("clone", Ctx::bench_clone),
+        ("rsync", Ctx::bench_rsync),
+        ("pull_rss", Ctx::bench_pull_rss),
     ];
     for (name, f) in benches {
         if selected(name) {
@@ -1057,6 +1172,13 @@ fn main() -> Result<()> {
                 "changes_reps": sizes.changes_reps,
                 "changes_tail": sizes.changes_tail,
                 "file_copies": sizes.copies,
+                "sync_big_keys": sizes.sync_big,
+                "sync_small_keys": sizes.sync_small,
+                "push_changes": sizes.push_changes,
+                "push_reps": sizes.push_reps,
+                "rsync_reps": sizes.rsync_reps,
+                "pull_rss_keys": sizes.rss_keys,
+                "pull_rss_value_bytes": sizes.rss_value,
             },
             "value_bytes": bytes.len(),
             "temp_root": root.display().to_string(),
@@ -1087,6 +1209,17 @@ fn main() -> Result<()> {
             sizes.forks,
             sizes.changes_tail,
             sizes.changes_reps
+        );
+        println!(
+            "sync: push {} changed keys x {} on {} and {} keys; rsync vs push {} rounds; \
+             pull_rss delta {} keys x {} bytes",
+            sizes.push_changes,
+            sizes.push_reps,
+            sizes.sync_big,
+            sizes.sync_small,
+            sizes.rsync_reps,
+            sizes.rss_keys,
+            sizes.rss_value
         );
         println!();
         print_table(&rows);

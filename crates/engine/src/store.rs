@@ -790,9 +790,11 @@ pub(crate) fn commit_rows(
     after: i64,
     limit: usize,
 ) -> Result<Vec<RowidRow>> {
+    // The unary `+` keeps SQLite from planning this through the (branch, …) index, which would scan
+    // the whole branch: the rowid range alone must drive it.
     let mut st = conn.prepare_cached(
         "SELECT rowid, kind, space, key, value FROM entries \
-         WHERE rowid BETWEEN ?1 AND ?2 AND rowid > ?3 AND branch=?4 AND version=?5 ORDER BY rowid LIMIT ?6",
+         WHERE rowid BETWEEN ?1 AND ?2 AND rowid > ?3 AND +branch=?4 AND +version=?5 ORDER BY rowid LIMIT ?6",
     )?;
     let rows = st
         .query_map(

@@ -177,6 +177,26 @@ pub fn hash_file(file: &File) -> Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
+/// Reads until `buf` is full or the stream ends; returns the bytes read. Decoder errors (a damaged
+/// zstd frame) are corruption.
+fn read_full(r: &mut impl Read, buf: &mut [u8], name: &str) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(SyncError::corrupt(
+                    format!("blob {name}"),
+                    format!("zstd stream: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Reads a blob from a local file: checks the magic and header, then yields its change sets, checking
 /// each record's CRC and version, and at the end the counts.
 pub struct BlobReader {
@@ -259,6 +279,57 @@ impl BlobReader {
             ));
         }
         Ok(())
+    }
+
+    /// Walks every record frame to the end checking lengths and CRC-32s, without decoding values (the
+    /// apply pass decodes, inside one transaction that any later error rolls back). Returns the header.
+    pub fn verify_frames(file: &File, name: &str) -> Result<BlobHeader> {
+        let r = BlobReader::open(file, name)?;
+        let header = r.header.clone();
+        let mut dec = r.records.into_inner();
+        let bad = |d: String| SyncError::corrupt(format!("blob {name}"), d);
+        let mut records = 0u64;
+        let mut payload = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            match read_full(&mut dec, &mut len, name)? {
+                0 => break,
+                4 => {}
+                n => {
+                    return Err(bad(format!(
+                        "truncated inside the length of record {records} ({n} of 4 bytes)"
+                    )))
+                }
+            }
+            let len = u32::from_le_bytes(len);
+            if len > strata_engine::codec::MAX_RECORD_LEN {
+                return Err(bad(format!(
+                    "record {records} claims {len} bytes, over the limit"
+                )));
+            }
+            payload.resize(len as usize, 0);
+            if read_full(&mut dec, &mut payload, name)? != len as usize {
+                return Err(bad(format!("truncated inside record {records}")));
+            }
+            let mut crc = [0u8; 4];
+            if read_full(&mut dec, &mut crc, name)? != 4 {
+                return Err(bad(format!("truncated inside the CRC of record {records}")));
+            }
+            let (want, got) = (u32::from_le_bytes(crc), crc32fast::hash(&payload));
+            if want != got {
+                return Err(bad(format!(
+                    "record {records}: crc32 mismatch (stored {want:08x}, computed {got:08x})"
+                )));
+            }
+            records += 1;
+        }
+        if records != header.record_count {
+            return Err(bad(format!(
+                "header says {} records, the blob holds {records}",
+                header.record_count
+            )));
+        }
+        Ok(header)
     }
 
     /// Reads every record to the end, checking everything; returns the header.

@@ -273,7 +273,7 @@ async fn download(
 
 /// Verifies a downloaded blob completely and checks it is the one the cursor describes.
 fn verify_blob(file: &tempfile::NamedTempFile, r: &BlobRef, branch: &str) -> Result<()> {
-    let h = BlobReader::open(file.as_file(), &r.path)?.verify()?;
+    let h = BlobReader::verify_frames(file.as_file(), &r.path)?;
     let bad = |d: String| SyncError::corrupt(format!("blob {}", r.path), d);
     if h.branch != branch {
         return Err(bad(format!(
@@ -406,6 +406,13 @@ async fn fetch_into_mirror(
         bytes: 0,
     };
     if doc.version == m {
+        if m == 0 && mirror_head(db, &mirror)?.is_none() {
+            // A branch pushed while empty (version 0): the mirror exists, empty.
+            match db.create_internal_branch(&mirror, None) {
+                Ok(_) | Err(strata_engine::Error::BranchExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         return Ok(report);
     }
     if doc.version < m {
@@ -471,12 +478,19 @@ async fn fetch_into_mirror(
         let _ = db.delete_branch(&staging);
         let reset = res?;
         let reset_reader = BlobReader::open(reset.file.as_file(), "snapshot reset")?;
-        let chain = std::iter::once(reset_reader).chain(readers).flatten();
+        let chain = std::iter::once(reset_reader)
+            .chain(readers)
+            .flatten()
+            .chain(std::iter::once(Ok(end_marker(doc.version))));
         let applied = db.apply_changes(&mirror, chain)?;
         report.versions = applied.versions;
         report.entries = applied.entries;
     } else {
-        let applied = db.apply_changes(&mirror, readers.into_iter().flatten())?;
+        let chain = readers
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(Ok(end_marker(doc.version))));
+        let applied = db.apply_changes(&mirror, chain)?;
         report.versions = applied.versions;
         report.entries = applied.entries;
     }
@@ -498,6 +512,18 @@ async fn fetch_into_mirror(
         "fetched"
     );
     Ok(report)
+}
+
+/// An empty change set at the cursor's version, applied last: it folds into the last blob's version,
+/// or records that version when the blobs held no entries (an empty snapshot), so the mirror always
+/// ends exactly at the cursor's version.
+fn end_marker(version: u64) -> ChangeSet {
+    ChangeSet {
+        version,
+        timestamp_micros: now_micros(),
+        puts: vec![],
+        deletes: vec![],
+    }
 }
 
 /// Reads the cursor, with the error a user expects when the branch or the whole remote is missing.
@@ -540,13 +566,26 @@ pub async fn fetch_with(
     branch: &str,
     progress: &Progress,
 ) -> Result<FetchReport> {
+    Ok(fetch_doc(db, remote, remote_name, branch, progress)
+        .await?
+        .0)
+}
+
+/// Fetches and also returns the cursor the mirror now matches.
+async fn fetch_doc(
+    db: &Strata,
+    remote: &dyn Remote,
+    remote_name: &str,
+    branch: &str,
+    progress: &Progress,
+) -> Result<(FetchReport, CursorDoc)> {
     // A blob can vanish between reading the cursor and downloading it (compaction plus gc by another
     // client); read the cursor again once in that case.
     for attempt in 0..2 {
         let (doc, _) = require_cursor(remote, branch).await?;
         match fetch_into_mirror(db, remote, remote_name, branch, &doc, progress).await {
             Err(SyncError::Remote(RemoteError::NotFound(_))) if attempt == 0 => continue,
-            other => return other,
+            other => return other.map(|r| (r, doc)),
         }
     }
     unreachable!("the loop returns on its second attempt")
@@ -579,8 +618,27 @@ pub async fn pull_with(
     strata_engine::names::validate_branch_name(branch, false)?;
     let mirror = mirror_name(remote_name, branch);
     let before = mirror_head(db, &mirror)?.unwrap_or(0);
-    let fetch = fetch_with(db, remote, remote_name, branch, &opts.progress).await?;
+    let (fetch, doc) = fetch_doc(db, remote, remote_name, branch, &opts.progress).await?;
     let r = fetch.remote_version;
+    if r > before {
+        // If this database's own push landed but its reply was lost, the newest own blob says which
+        // local version the remote then equalled: record it, so the merge below treats those changes
+        // as already here instead of as remote changes that would overwrite newer local writes.
+        if let Ok(info) = db.branch_info(branch) {
+            let origin = config::db_id(db)?;
+            let own = doc
+                .deltas
+                .iter()
+                .chain(doc.snapshot.iter())
+                .filter(|d| d.to > before && d.to <= r && d.origin == origin);
+            if let Some(d) = own.max_by_key(|d| d.to) {
+                if d.source_version > 0 && d.source_version <= info.head {
+                    db.record_merge(&Rev::at(&mirror, d.to), &Rev::at(branch, d.source_version))?;
+                    db.record_merge(&Rev::at(branch, d.source_version), &Rev::at(&mirror, d.to))?;
+                }
+            }
+        }
+    }
     let mirror_rev = Rev::at(&mirror, r);
     let mut report = PullReport {
         fetch,
@@ -598,6 +656,13 @@ pub async fn pull_with(
         None => true,
         Some(i) => i.head == 0 && i.parent.is_none(),
     };
+    // A branch that is still an untouched fork of its mirror (a clone) fast-forwards by forking again
+    // at the new mirror version: nothing is copied.
+    let fast_forward = match &local {
+        Some(i) => i.parent.as_deref() == Some(mirror.as_str()) && i.fork_version == Some(i.head),
+        None => false,
+    };
+    let fresh = fresh || fast_forward;
     if fresh {
         // Nothing local: the branch becomes a copy-on-write fork of the mirror (no rows copied).
         if local.is_some() {
@@ -686,10 +751,14 @@ pub async fn push_with(
             // Accept only if every newer blob is this database's own upload (a push that died after
             // moving the cursor); anything else is someone else's work.
             let own = doc
-                .deltas
-                .iter()
-                .filter(|d| d.to > m)
-                .all(|d| d.origin == origin)
+                .snapshot
+                .as_ref()
+                .is_none_or(|s| s.to <= m || s.origin == origin)
+                && doc
+                    .deltas
+                    .iter()
+                    .filter(|d| d.to > m)
+                    .all(|d| d.origin == origin)
                 && (m > 0 || doc.snapshot.as_ref().is_none_or(|s| s.origin == origin));
             if !own {
                 return Err(SyncError::Rejected(format!(
@@ -1010,6 +1079,18 @@ pub async fn compact(
     let origin = config::db_id(db)?;
     let (doc, token) = require_cursor(&*remote, branch).await?;
     fetch_into_mirror(db, &*remote, remote_name, branch, &doc, progress).await?;
+    if doc.version == 0 || (doc.deltas.is_empty() && doc.snapshot.is_some()) {
+        // Nothing to compact: an empty branch, or one that is a snapshot alone already.
+        return Ok(PushReport {
+            branch: branch.to_string(),
+            remote_version: doc.version,
+            up_to_date: true,
+            entries: 0,
+            bytes: 0,
+            blob: None,
+            snapshot: None,
+        });
+    }
     let mirror = mirror_name(remote_name, branch);
     let snap = build_snapshot(db, &Rev::at(&mirror, doc.version), branch, doc.version)?;
     let path = layout::snapshot_path(branch, doc.version.max(1));
