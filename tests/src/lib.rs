@@ -9,6 +9,7 @@
 //! - [`parse_ack`]: the `ack {i} {version}` protocol of `write-loop`.
 //! - [`Lcg`]: a tiny seeded random generator.
 //! - [`verify_write_loop`]: every invariant a `write-loop` database must hold after a crash.
+//! - [`sync`]: helpers for the sync tests (output protocol, replica contents, the pull-trial data set).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,6 +20,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use strata_engine::{Strata, Value};
+
+pub mod sync;
 
 /// Keys written by each `write-loop` transaction.
 pub const KEYS_PER_TXN: u64 = 5;

@@ -261,6 +261,31 @@ impl Strata {
         })
     }
 
+    /// Makes `name` a fresh copy-on-write fork of `source`, in one transaction: an existing branch of
+    /// that name is deleted (as [`Strata::delete_branch`]) and replaced, so no crash can leave the name
+    /// missing. Used to fast-forward a branch that has nothing of its own.
+    pub fn refork_branch(&self, name: &str, source: impl Into<Rev>) -> Result<BranchInfo> {
+        validate_branch_name(name, false)?;
+        let rev = source.into();
+        self.write(|conn| {
+            let src = store::branch_by_name(conn, &rev.branch)?;
+            let v = check_version(&src, rev.version)?;
+            if let Ok(old) = store::branch_by_name(conn, name) {
+                if old.id == src.id {
+                    return Err(Error::InvalidOperation(format!("cannot refork {name:?} from itself")));
+                }
+                conn.execute("UPDATE branches SET deleted=1 WHERE id=?1", [old.id])?;
+                purge_unreferenced(conn, old.id)?;
+            }
+            conn.execute(
+                "INSERT INTO branches(name, parent, fork_version, head, created) VALUES (?1, ?2, ?3, ?3, ?4)",
+                params![name, src.id, v as i64, store::now_micros() as i64],
+            )?;
+            let row = store::branch_by_name(conn, name)?;
+            branch_info(conn, &row)
+        })
+    }
+
     /// Deletes a branch. Its rows are kept while forks of it still read them, and purged after.
     pub fn delete_branch(&self, name: &str) -> Result<()> {
         self.write(|conn| {

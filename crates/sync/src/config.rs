@@ -141,6 +141,18 @@ pub fn get_state(db: &Strata, remote: &str, branch: &str) -> Result<SyncState> {
 
 /// Records the sync state of one branch of one remote.
 pub fn set_state(db: &Strata, remote: &str, branch: &str, state: &SyncState) -> Result<()> {
+    // A sync that changed nothing within a minute of the last one does not commit a new version of
+    // the metadata branch (a polling pull would otherwise add one per poll).
+    let old = get_state(db, remote, branch)?;
+    if old.merged_remote_version == state.merged_remote_version
+        && old.branch_version == state.branch_version
+        && state
+            .last_synced_micros
+            .saturating_sub(old.last_synced_micros)
+            < 60_000_000
+    {
+        return Ok(());
+    }
     meta(db)?.kv_put(&format!("state/{remote}/{branch}"), to_value(state))?;
     Ok(())
 }

@@ -397,6 +397,7 @@ async fn fetch_into_mirror(
     progress: &Progress,
 ) -> Result<FetchReport> {
     let mirror = mirror_name(remote_name, branch);
+    sweep_stale_staging(db)?;
     let m = mirror_head(db, &mirror)?.unwrap_or(0);
     let mut report = FetchReport {
         branch: branch.to_string(),
@@ -512,6 +513,22 @@ async fn fetch_into_mirror(
         "fetched"
     );
     Ok(report)
+}
+
+/// Deletes staging branches left by fetches that were killed (older than ten minutes, so a fetch running
+/// in another process keeps its own).
+fn sweep_stale_staging(db: &Strata) -> Result<()> {
+    let cutoff = now_micros().saturating_sub(600_000_000);
+    for b in db.list_branches(true)? {
+        if b.name.starts_with("_staging:") && b.created_micros < cutoff {
+            tracing::info!(branch = %b.name, "removing a staging branch left by an interrupted fetch");
+            match db.delete_branch(&b.name) {
+                Ok(()) | Err(strata_engine::Error::BranchNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An empty change set at the cursor's version, applied last: it folds into the last blob's version,
@@ -665,10 +682,7 @@ pub async fn pull_with(
     let fresh = fresh || fast_forward;
     if fresh {
         // Nothing local: the branch becomes a copy-on-write fork of the mirror (no rows copied).
-        if local.is_some() {
-            db.delete_branch(branch)?;
-        }
-        db.fork_branch(mirror_rev.clone(), branch)?;
+        db.refork_branch(branch, mirror_rev.clone())?;
         report.created = true;
     } else if !db.contains(&Rev::head(branch), &mirror_rev)? {
         let pre = local.as_ref().map(|i| i.head).unwrap_or(0);
@@ -787,6 +801,19 @@ pub async fn push_with(
             "remote branch {branch:?} is at version {r} but this database pushed or fetched version {m} \
              (the remote was reset or replaced)"
         )));
+    }
+    if m > 0 && !db.contains(&Rev::head(branch), &Rev::at(&mirror, m))? {
+        // A push (or its re-run) that died between updating the mirror and recording the equal point
+        // leaves the mirror at this database's own newest upload: record that point and look again.
+        if let Some((doc, _)) = &cur {
+            let newest = doc.deltas.last().or(doc.snapshot.as_ref());
+            if let Some(d) = newest.filter(|d| d.to == m && d.origin == origin) {
+                if d.source_version > 0 && d.source_version <= info.head {
+                    db.record_merge(&Rev::at(&mirror, m), &Rev::at(branch, d.source_version))?;
+                    db.record_merge(&Rev::at(branch, d.source_version), &Rev::at(&mirror, m))?;
+                }
+            }
+        }
     }
     if m > 0 && !db.contains(&Rev::head(branch), &Rev::at(&mirror, m))? {
         return Err(SyncError::Rejected(format!(
@@ -917,9 +944,7 @@ pub async fn push_with(
         db.create_internal_branch(&mirror, Some(main_rev.clone()))?;
     } else if let Some(b) = &blob {
         let reader = BlobReader::open(b.file.as_file(), "pushed delta")?;
-        db.apply_changes(&mirror, reader)?;
-        db.record_merge(&Rev::at(&mirror, new_version), &main_rev)?;
-        db.record_merge(&main_rev, &Rev::at(&mirror, new_version))?;
+        db.apply_changes_equal_to(&mirror, reader, &main_rev)?;
     }
     config::set_state(
         db,

@@ -14,21 +14,40 @@
 //!     Begins a transaction on BRANCH, puts key `held` = "yes", prints `holding {version}`, then reads one
 //!     stdin line: `commit` commits and prints `committed {version}`; `rollback` rolls back and prints
 //!     `rolled-back`; end of input exits without committing.
+//! strata-torture sync-loop DB REMOTE_DIR CLIENT N [--barrier stdin] [--snapshot-every N]
+//!     Opens DB (adding remote `hub` -> REMOTE_DIR unless configured), then N times: pull `main` (last
+//!     writer wins; an empty remote is skipped), commit key `c{CLIENT}:{i}` = i with event `sync`
+//!     (payload "c{CLIENT}:{i}") in one transaction, and push, retrying "pull first" rejections (pull,
+//!     random 1-25 ms backoff, push again) until the push succeeds; then prints
+//!     `acked {i} {remote_version}`. Ends with `done {rejections} {other_retries}` and exit 0. With
+//!     `--barrier stdin` it first prints `ready` and waits for a stdin line.
+//! strata-torture push-loop DB REMOTE_DIR START [--snapshot-every N]
+//!     Forever, from i = START: commit key `p{i}` = i, key `pad:{i % 16}` (1 KiB string) and event
+//!     `push` (payload i) in one transaction, push `main` to `hub` (retrying retryable errors), print
+//!     `pushed {i} {remote_version}`. Any other push error (a rejection included) exits 1.
+//! strata-torture pull-loop DB REMOTE_DIR
+//!     Forever: pull `main` from `hub` (LWW) and print `pulled {remote_version}` (an empty remote is
+//!     skipped).
 //! ```
 //!
-//! Exit codes: 0 success, 1 engine error, 2 usage error, 3 stdout closed.
+//! Exit codes: 0 success, 1 engine or sync error, 2 usage error, 3 stdout closed.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use strata_engine::{Durability, Error, Options, Strata};
-use strata_tests::{increment_n, txn_key, KEYS_PER_TXN};
+use strata_sync::{PushOptions, SyncError, SyncExt};
+use strata_tests::sync::REMOTE;
+use strata_tests::{increment_n, txn_key, Lcg, KEYS_PER_TXN};
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  strata-torture write-loop DB START [--durability full|normal] [--count N]\n  \
-         strata-torture increment DB N BRANCH [--busy-ms MS] [--barrier stdin]\n  strata-torture hold DB BRANCH"
+         strata-torture increment DB N BRANCH [--busy-ms MS] [--barrier stdin]\n  strata-torture hold DB BRANCH\n  \
+         strata-torture sync-loop DB REMOTE_DIR CLIENT N [--barrier stdin] [--snapshot-every N]\n  \
+         strata-torture push-loop DB REMOTE_DIR START [--snapshot-every N]\n  \
+         strata-torture pull-loop DB REMOTE_DIR"
     );
     ExitCode::from(2)
 }
@@ -56,6 +75,7 @@ struct Config {
     opts: Options,
     count: Option<u64>,
     barrier: bool,
+    snapshot_every: Option<usize>,
 }
 
 fn config(flags: &[(String, String)]) -> Result<Config, String> {
@@ -63,6 +83,7 @@ fn config(flags: &[(String, String)]) -> Result<Config, String> {
         opts: Options::default(),
         count: None,
         barrier: false,
+        snapshot_every: None,
     };
     for (k, v) in flags {
         match k.as_str() {
@@ -79,6 +100,12 @@ fn config(flags: &[(String, String)]) -> Result<Config, String> {
                     Duration::from_millis(v.parse().map_err(|_| format!("bad --busy-ms {v:?}"))?)
             }
             "barrier" => c.barrier = v == "stdin",
+            "snapshot-every" => {
+                c.snapshot_every = Some(
+                    v.parse()
+                        .map_err(|_| format!("bad --snapshot-every {v:?}"))?,
+                )
+            }
             _ => return Err(format!("unknown flag --{k}")),
         }
     }
@@ -200,8 +227,21 @@ fn main() -> ExitCode {
             Err(_) => return usage(),
         },
         ("hold", [dir, branch]) => hold(dir, branch, &cfg),
+        ("sync-loop", [dir, remote, client, n]) => match (client.parse(), n.parse()) {
+            (Ok(client), Ok(n)) => return finish(cmd, sync_loop(dir, remote, client, n, &cfg)),
+            _ => return usage(),
+        },
+        ("push-loop", [dir, remote, start]) => match start.parse() {
+            Ok(start) => return finish(cmd, push_loop(dir, remote, start, &cfg)),
+            Err(_) => return usage(),
+        },
+        ("pull-loop", [dir, remote]) => return finish(cmd, pull_loop(dir, remote, &cfg)),
         _ => return usage(),
     };
+    finish(cmd, r)
+}
+
+fn finish<E: std::fmt::Display>(cmd: &str, r: Result<(), E>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -209,4 +249,194 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+// ----- sync subcommands ---------------------------------------------------------------------------
+
+/// Errors of the sync subcommands.
+#[derive(Debug)]
+enum SyncFail {
+    Sync(SyncError),
+    Other(String),
+}
+
+impl std::fmt::Display for SyncFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncFail::Sync(e) => write!(f, "{e} ({e:?})"),
+            SyncFail::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<SyncError> for SyncFail {
+    fn from(e: SyncError) -> Self {
+        SyncFail::Sync(e)
+    }
+}
+
+impl From<Error> for SyncFail {
+    fn from(e: Error) -> Self {
+        SyncFail::Sync(SyncError::Engine(e))
+    }
+}
+
+impl From<std::io::Error> for SyncFail {
+    fn from(e: std::io::Error) -> Self {
+        SyncFail::Other(format!("I/O: {e}"))
+    }
+}
+
+/// Gives up on an operation after this many retryable failures in a row.
+const MAX_RETRIES: u32 = 2000;
+
+fn runtime() -> Result<tokio::runtime::Runtime, SyncFail> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Opens the database and configures remote `hub` unless it already is (a killed run may have done it).
+fn open_synced(dir: &str, remote_dir: &str, cfg: &Config) -> Result<Strata, SyncFail> {
+    let db = open(dir, &cfg.opts)?;
+    if !db.remote_list()?.iter().any(|r| r.name == REMOTE) {
+        db.remote_add(REMOTE, remote_dir)?;
+    }
+    Ok(db)
+}
+
+fn push_options(cfg: &Config) -> PushOptions {
+    let mut opts = PushOptions::default();
+    if let Some(n) = cfg.snapshot_every {
+        opts.snapshot_every = n;
+    }
+    opts
+}
+
+async fn backoff(rng: &mut Lcg, lo: u64, hi: u64) {
+    tokio::time::sleep(Duration::from_millis(rng.range(lo, hi))).await;
+}
+
+/// Pulls `main` (last writer wins), retrying retryable errors. `None` when the remote holds no `main`
+/// yet.
+async fn pull_main(db: &Strata, rng: &mut Lcg) -> Result<Option<u64>, SyncFail> {
+    let mut tries = 0;
+    loop {
+        match db.pull(REMOTE, "main").await {
+            Ok(r) => return Ok(Some(r.fetch.remote_version)),
+            Err(SyncError::NotFound(_)) | Err(SyncError::NotAStrataRemote(_)) => return Ok(None),
+            Err(e) if e.is_retryable() && tries < MAX_RETRIES => {
+                eprintln!("strata-torture: pull: {e}; retrying");
+                tries += 1;
+                backoff(rng, 1, 10).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn sync_loop(
+    dir: &str,
+    remote_dir: &str,
+    client: u64,
+    n: u64,
+    cfg: &Config,
+) -> Result<(), SyncFail> {
+    let db = open_synced(dir, remote_dir, cfg)?;
+    let mut rng = Lcg::new(client.wrapping_mul(1_000_003) ^ u64::from(std::process::id()));
+    if cfg.barrier {
+        say(format_args!("ready"));
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+    }
+    let (mut rejections, mut others) = (0u64, 0u64);
+    let opts = push_options(cfg);
+    runtime()?.block_on(async {
+        for i in 0..n {
+            pull_main(&db, &mut rng).await?;
+            let mut tx = db.begin("main")?;
+            tx.kv_put(&format!("c{client}:{i}"), i as i64)?;
+            tx.event_append("sync", format!("c{client}:{i}").as_str())?;
+            tx.commit()?;
+            let mut tries = 0;
+            loop {
+                match db.push_with(REMOTE, "main", &opts).await {
+                    Ok(r) => {
+                        say(format_args!("acked {i} {}", r.remote_version));
+                        break;
+                    }
+                    Err(e) if tries >= MAX_RETRIES => return Err(e.into()),
+                    Err(SyncError::Rejected(msg)) => {
+                        if !msg.contains("pull first") {
+                            return Err(SyncError::Rejected(msg).into());
+                        }
+                        rejections += 1;
+                        backoff(&mut rng, 1, 25).await;
+                        pull_main(&db, &mut rng).await?;
+                    }
+                    Err(e) if e.is_retryable() => {
+                        eprintln!("strata-torture: push: {e}; retrying");
+                        others += 1;
+                        backoff(&mut rng, 1, 10).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                tries += 1;
+            }
+        }
+        Ok::<_, SyncFail>(())
+    })?;
+    say(format_args!("done {rejections} {others}"));
+    Ok(())
+}
+
+/// A kilobyte of text that depends on `i` and does not compress to nothing.
+fn pad(i: u64) -> String {
+    let mut r = Lcg::new(i);
+    (0..128).map(|_| format!("{:08x}", r.next_u32())).collect()
+}
+
+fn push_loop(dir: &str, remote_dir: &str, start: u64, cfg: &Config) -> Result<(), SyncFail> {
+    let db = open_synced(dir, remote_dir, cfg)?;
+    let opts = push_options(cfg);
+    let mut rng = Lcg::new(start);
+    runtime()?.block_on(async {
+        for i in start.. {
+            let mut tx = db.begin("main")?;
+            tx.kv_put(&format!("p{i}"), i as i64)?;
+            tx.kv_put(&format!("pad:{}", i % 16), pad(i).as_str())?;
+            tx.event_append("push", i as i64)?;
+            tx.commit()?;
+            let mut tries = 0;
+            loop {
+                match db.push_with(REMOTE, "main", &opts).await {
+                    Ok(r) => {
+                        say(format_args!("pushed {i} {}", r.remote_version));
+                        break;
+                    }
+                    Err(e) if e.is_retryable() && tries < MAX_RETRIES => {
+                        eprintln!("strata-torture: push: {e}; retrying");
+                        tries += 1;
+                        backoff(&mut rng, 1, 10).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn pull_loop(dir: &str, remote_dir: &str, cfg: &Config) -> Result<(), SyncFail> {
+    let db = open_synced(dir, remote_dir, cfg)?;
+    let mut rng = Lcg::new(u64::from(std::process::id()));
+    runtime()?.block_on(async {
+        loop {
+            match pull_main(&db, &mut rng).await? {
+                Some(v) => say(format_args!("pulled {v}")),
+                None => backoff(&mut rng, 1, 5).await,
+            }
+        }
+    })
 }

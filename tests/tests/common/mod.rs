@@ -36,3 +36,93 @@ pub fn fresh_db() -> (tempfile::TempDir, std::path::PathBuf) {
     let db = tmp.path().join("db");
     (tmp, db)
 }
+
+// ----- sync --------------------------------------------------------------------------------------
+
+/// A runtime for the sync calls the tests make from plain `#[test]` functions.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A path as the URL of a folder remote.
+pub fn url(p: &Path) -> String {
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+/// Reads the remote's `main` cursor (through the sync library and the `Remote` trait) and checks that
+/// every blob it references exists with the recorded size and SHA-256. Returns the cursor, or `None`
+/// if the remote has no `main` yet.
+pub async fn check_remote_blobs(
+    remote_dir: &Path,
+) -> Result<Option<strata_sync::layout::CursorDoc>, String> {
+    use strata_sync::layout::{cursor_name, CursorDoc};
+    let remote = strata_sync::open_url(&url(remote_dir)).map_err(|e| e.to_string())?;
+    let name = cursor_name("main");
+    let Some(cur) = remote
+        .read_cursor(&name)
+        .await
+        .map_err(|e| format!("read cursor: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let doc = CursorDoc::parse(name.as_str(), &cur.value).map_err(|e| format!("cursor: {e}"))?;
+    let sizes: std::collections::BTreeMap<String, u64> = remote
+        .list_blobs("branches")
+        .await
+        .map_err(|e| format!("list blobs: {e}"))?
+        .into_iter()
+        .map(|m| (m.path.as_str().to_string(), m.size))
+        .collect();
+    for b in doc.blobs() {
+        match sizes.get(&b.path) {
+            None => {
+                return Err(format!(
+                    "cursor at version {} references missing blob {}",
+                    doc.version, b.path
+                ))
+            }
+            Some(&n) if n != b.bytes => {
+                return Err(format!(
+                    "blob {} has {n} bytes, the cursor records {}",
+                    b.path, b.bytes
+                ))
+            }
+            Some(_) => {}
+        }
+        // A folder remote keeps blob `p` at `blobs/p`: check its hash too.
+        let file = std::fs::File::open(remote_dir.join("blobs").join(&b.path))
+            .map_err(|e| format!("open blob {}: {e}", b.path))?;
+        let (sha, _) = strata_sync::blob::hash_file(&file).map_err(|e| e.to_string())?;
+        if sha != b.sha256 {
+            return Err(format!(
+                "blob {} has SHA-256 {sha}, the cursor records {}",
+                b.path, b.sha256
+            ));
+        }
+    }
+    Ok(Some(doc))
+}
+
+/// Every record of the `main` cursor a folder remote keeps (`cursors/branches/main/<seq>`), by sequence
+/// number, parsed.
+pub fn cursor_records(remote_dir: &Path) -> Vec<(u64, strata_sync::layout::CursorDoc)> {
+    let dir = remote_dir.join("cursors").join("branches").join("main");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let entry = entry.expect("read_dir");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(seq) = name.parse::<u64>() else {
+            continue;
+        };
+        let bytes = std::fs::read(entry.path()).expect("read cursor record");
+        let doc = strata_sync::layout::CursorDoc::parse(&name, &bytes)
+            .unwrap_or_else(|e| panic!("cursor record {name}: {e}"));
+        out.push((seq, doc));
+    }
+    out.sort_by_key(|(s, _)| *s);
+    out
+}
