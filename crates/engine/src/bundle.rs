@@ -566,18 +566,7 @@ impl<R: Read> Iterator for Branchlog<R> {
 }
 
 /// The same rules `apply_changes` enforces, so that a verified bundle also imports.
-fn check_entry_key(k: &EntryKey) -> Result<()> {
-    crate::names::validate_space_name(&k.space, true)?;
-    crate::names::validate_key(&k.key)?;
-    if k.kind == Kind::Event && (k.key.len() != 20 || !k.key.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(Error::invalid(
-            "event key",
-            &k.key,
-            "must be 20 decimal digits",
-        ));
-    }
-    Ok(())
-}
+use crate::changes::check_entry_key;
 
 fn check_entry<R: Read>(
     ctx: &Ctx,

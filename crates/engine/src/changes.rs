@@ -261,7 +261,8 @@ pub(crate) fn apply_in_txn(
     Ok(report)
 }
 
-fn check_entry_key(k: &EntryKey) -> Result<()> {
+/// The rules every replayed entry key must meet (shared with bundle verification).
+pub(crate) fn check_entry_key(k: &EntryKey) -> Result<()> {
     validate_space_name(&k.space, true)?;
     validate_key(&k.key)?;
     if k.kind == Kind::Event && (k.key.len() != 20 || !k.key.bytes().all(|b| b.is_ascii_digit())) {
