@@ -25,7 +25,7 @@ use crate::codec::{RecordReader, RecordWriter};
 use crate::db::Strata;
 use crate::error::{Error, Result};
 use crate::store;
-use crate::types::{ChangeSet, EntryKey, Kind, Rev};
+use crate::types::{ChangeSet, Rev};
 
 /// The newest bundle format version this build writes and reads.
 pub const BUNDLE_FORMAT_VERSION: u32 = 1;
