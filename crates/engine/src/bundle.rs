@@ -280,7 +280,7 @@ impl Strata {
                     }
                     Ok(())
                 },
-                |changes| crate::changes::apply_in_txn(conn, &row, changes, "import"),
+                |changes| crate::changes::apply_in_txn(conn, &row, changes.map(|c| c.map(crate::raw::RawChangeSet::from)), "import"),
             )?;
             Ok(ImportReport {
                 branch: name.clone(),

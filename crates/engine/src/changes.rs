@@ -9,6 +9,7 @@ use rusqlite::{params, Connection};
 use crate::db::Strata;
 use crate::error::{Error, Result};
 use crate::names::{validate_key, validate_space_name};
+use crate::raw::RawChangeSet;
 use crate::store::{self, BranchRow, Segment};
 use crate::types::{ApplyReport, ChangeSet, EntryKey, Kind, Rev};
 
@@ -81,6 +82,19 @@ impl Strata {
         branch: &str,
         changes: impl IntoIterator<Item = Result<ChangeSet>>,
     ) -> Result<ApplyReport> {
+        self.apply_raw_changes(
+            branch,
+            changes.into_iter().map(|c| c.map(RawChangeSet::from)),
+        )
+    }
+
+    /// [`Strata::apply_changes`] for change sets whose values are still MessagePack (see
+    /// [`crate::raw`]): the fast path for large replays, with no decode-and-encode round trip.
+    pub fn apply_raw_changes(
+        &self,
+        branch: &str,
+        changes: impl IntoIterator<Item = Result<RawChangeSet>>,
+    ) -> Result<ApplyReport> {
         self.write(|conn| {
             let row = store::branch_by_name(conn, branch)?;
             apply_in_txn(conn, &row, changes, "apply")
@@ -93,7 +107,7 @@ impl Strata {
     pub fn apply_changes_equal_to(
         &self,
         branch: &str,
-        changes: impl IntoIterator<Item = Result<ChangeSet>>,
+        changes: impl IntoIterator<Item = Result<RawChangeSet>>,
         equal: &Rev,
     ) -> Result<ApplyReport> {
         self.write(|conn| {
@@ -210,7 +224,7 @@ impl Iterator for SnapshotIter {
 pub(crate) fn apply_in_txn(
     conn: &Connection,
     row: &BranchRow,
-    changes: impl IntoIterator<Item = Result<ChangeSet>>,
+    changes: impl IntoIterator<Item = Result<RawChangeSet>>,
     label: &str,
 ) -> Result<ApplyReport> {
     let start_head = row.head;
@@ -246,11 +260,22 @@ pub(crate) fn apply_in_txn(
         }
         for (k, v) in &cs.puts {
             check_entry_key(k)?;
-            store::write_row(conn, row.id, cs.version, k, Some(v))?;
+            store::write_bytes(
+                conn,
+                row.id,
+                cs.version,
+                k.kind,
+                &k.space,
+                &k.key,
+                Some(v),
+                None,
+            )?;
         }
         for k in &cs.deletes {
             check_entry_key(k)?;
-            store::write_row(conn, row.id, cs.version, k, None)?;
+            store::write_bytes(
+                conn, row.id, cs.version, k.kind, &k.space, &k.key, None, None,
+            )?;
         }
         report.entries += cs.len() as u64;
     }

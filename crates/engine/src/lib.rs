@@ -47,6 +47,7 @@ mod error;
 mod jsonpath;
 mod merge;
 pub mod names;
+pub mod raw;
 mod store;
 mod types;
 mod value;
@@ -54,6 +55,7 @@ mod value;
 pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE};
 pub use db::{Event, Scope, Strata, Transaction, DB_FILE, DEFAULT_SPACE};
 pub use error::{Error, Result};
+pub use raw::RawChangeSet;
 pub use store::{Durability, Options};
 pub use types::{
     ApplyReport, BranchDiff, BranchInfo, ChangeSet, CommitInfo, DiffEntry, EntryKey, HistoryEntry,

@@ -617,24 +617,6 @@ pub(crate) fn write_raw(
     key: &str,
     value: Option<&Value>,
 ) -> Result<()> {
-    let (tag, eid) = match (kind, value) {
-        (Kind::Event, Some(v)) => (
-            v.get("type").and_then(|t| t.as_str()),
-            v.get("id").and_then(Value::as_i64),
-        ),
-        _ => (None, None),
-    };
-    // Only events carry a type tag and an id; other puts bind six parameters, not eight.
-    let mut st = if kind == Kind::Event {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag, eid) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-    } else {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-    };
     ENCODE_BUF.with(|buf| -> Result<()> {
         let mut buf = buf.borrow_mut();
         buf.clear();
@@ -645,29 +627,58 @@ pub(crate) fn write_raw(
             }
             None => None,
         };
-        if kind == Kind::Event {
-            st.execute(params![
-                branch,
-                kind.code(),
-                space,
-                key,
-                version as i64,
-                bytes,
-                tag,
-                eid
-            ])?;
-        } else {
-            st.execute(params![
-                branch,
-                kind.code(),
-                space,
-                key,
-                version as i64,
-                bytes
-            ])?;
-        }
-        Ok(())
+        write_bytes(conn, branch, version, kind, space, key, bytes, value)
     })
+}
+
+/// Writes one entry row whose value is already MessagePack (`None` for a delete). `decoded` is the
+/// value itself when the caller has it; events need it for their type tag and id, and it is decoded
+/// here when absent.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_bytes(
+    conn: &Connection,
+    branch: i64,
+    version: u64,
+    kind: Kind,
+    space: &str,
+    key: &str,
+    bytes: Option<&[u8]>,
+    decoded: Option<&Value>,
+) -> Result<()> {
+    if kind == Kind::Event {
+        let owned;
+        let v = match (decoded, bytes) {
+            (Some(v), _) => Some(v),
+            (None, Some(b)) => {
+                owned = crate::raw::decode_event_value(b)?;
+                Some(&owned)
+            }
+            (None, None) => None,
+        };
+        let tag = v.and_then(|v| v.get("type")).and_then(|t| t.as_str());
+        let eid = v.and_then(|v| v.get("id")).and_then(Value::as_i64);
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag, eid) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            branch,
+            kind.code(),
+            space,
+            key,
+            version as i64,
+            bytes,
+            tag,
+            eid
+        ])?;
+    } else {
+        // Only events carry a type tag and an id; other puts bind six parameters, not eight.
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![branch, kind.code(), space, key, version as i64, bytes])?;
+    }
+    Ok(())
 }
 
 /// The lowest position at which the view's event log of `space` holds the event with this id.

@@ -19,7 +19,8 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use strata_engine::codec::{RecordReader, RecordWriter};
-use strata_engine::ChangeSet;
+use strata_engine::raw::decode_payload_raw;
+use strata_engine::{ChangeSet, RawChangeSet};
 
 use crate::error::{Result, SyncError};
 
@@ -177,6 +178,125 @@ pub fn hash_file(file: &File) -> Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
+/// Reads the next record frame into `payload`, checking its length and CRC. `Ok(false)` at a clean
+/// end of stream.
+fn next_frame(dec: &mut impl Read, payload: &mut Vec<u8>, name: &str, index: u64) -> Result<bool> {
+    let bad = |d: String| SyncError::corrupt(format!("blob {name}"), d);
+    let mut len = [0u8; 4];
+    match read_full(dec, &mut len, name)? {
+        0 => return Ok(false),
+        4 => {}
+        n => {
+            return Err(bad(format!(
+                "truncated inside the length of record {index} ({n} of 4 bytes)"
+            )))
+        }
+    }
+    let len = u32::from_le_bytes(len);
+    if len > strata_engine::codec::MAX_RECORD_LEN {
+        return Err(bad(format!(
+            "record {index} claims {len} bytes, over the limit"
+        )));
+    }
+    payload.resize(len as usize, 0);
+    if read_full(dec, payload, name)? != len as usize {
+        return Err(bad(format!("truncated inside record {index}")));
+    }
+    let mut crc = [0u8; 4];
+    if read_full(dec, &mut crc, name)? != 4 {
+        return Err(bad(format!("truncated inside the CRC of record {index}")));
+    }
+    let (want, got) = (u32::from_le_bytes(crc), crc32fast::hash(payload));
+    if want != got {
+        return Err(bad(format!(
+            "record {index}: crc32 mismatch (stored {want:08x}, computed {got:08x})"
+        )));
+    }
+    Ok(true)
+}
+
+/// A blob's change sets with their values left encoded: the fast path for applying large blobs.
+pub struct RawBlobReader {
+    name: String,
+    header: BlobHeader,
+    dec: zstd::Decoder<'static, BufReader<File>>,
+    payload: Vec<u8>,
+    records: u64,
+    entries: u64,
+    last_version: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for RawBlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawBlobReader")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl RawBlobReader {
+    fn step(&mut self) -> Result<Option<RawChangeSet>> {
+        let bad = |name: &str, d: String| SyncError::corrupt(format!("blob {name}"), d);
+        if !next_frame(&mut self.dec, &mut self.payload, &self.name, self.records)? {
+            if self.records != self.header.record_count || self.entries != self.header.entry_count {
+                return Err(bad(
+                    &self.name,
+                    format!(
+                        "header says {} records and {} entries, but the blob holds {} and {}",
+                        self.header.record_count,
+                        self.header.entry_count,
+                        self.records,
+                        self.entries
+                    ),
+                ));
+            }
+            return Ok(None);
+        }
+        let cs = decode_payload_raw(&self.payload)
+            .map_err(|e| bad(&self.name, format!("record {}: {e}", self.records)))?;
+        self.records += 1;
+        if cs.version < self.last_version
+            || cs.version <= self.header.from_version
+            || cs.version > self.header.to_version
+        {
+            return Err(bad(
+                &self.name,
+                format!(
+                    "record version {} is outside ({}, {}] or out of order",
+                    cs.version, self.header.from_version, self.header.to_version
+                ),
+            ));
+        }
+        self.last_version = cs.version;
+        self.entries += cs.len() as u64;
+        Ok(Some(cs))
+    }
+}
+
+impl Iterator for RawBlobReader {
+    type Item = Result<RawChangeSet, strata_engine::Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(cs)) => Some(Ok(cs)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(strata_engine::Error::Corrupt {
+                    what: "sync blob".into(),
+                    detail: e.to_string(),
+                }))
+            }
+        }
+    }
+}
+
 /// Reads until `buf` is full or the stream ends; returns the bytes read. Decoder errors (a damaged
 /// zstd frame) are corruption.
 fn read_full(r: &mut impl Read, buf: &mut [u8], name: &str) -> Result<usize> {
@@ -287,49 +407,35 @@ impl BlobReader {
         let r = BlobReader::open(file, name)?;
         let header = r.header.clone();
         let mut dec = r.records.into_inner();
-        let bad = |d: String| SyncError::corrupt(format!("blob {name}"), d);
         let mut records = 0u64;
         let mut payload = Vec::new();
-        loop {
-            let mut len = [0u8; 4];
-            match read_full(&mut dec, &mut len, name)? {
-                0 => break,
-                4 => {}
-                n => {
-                    return Err(bad(format!(
-                        "truncated inside the length of record {records} ({n} of 4 bytes)"
-                    )))
-                }
-            }
-            let len = u32::from_le_bytes(len);
-            if len > strata_engine::codec::MAX_RECORD_LEN {
-                return Err(bad(format!(
-                    "record {records} claims {len} bytes, over the limit"
-                )));
-            }
-            payload.resize(len as usize, 0);
-            if read_full(&mut dec, &mut payload, name)? != len as usize {
-                return Err(bad(format!("truncated inside record {records}")));
-            }
-            let mut crc = [0u8; 4];
-            if read_full(&mut dec, &mut crc, name)? != 4 {
-                return Err(bad(format!("truncated inside the CRC of record {records}")));
-            }
-            let (want, got) = (u32::from_le_bytes(crc), crc32fast::hash(&payload));
-            if want != got {
-                return Err(bad(format!(
-                    "record {records}: crc32 mismatch (stored {want:08x}, computed {got:08x})"
-                )));
-            }
+        while next_frame(&mut dec, &mut payload, name, records)? {
             records += 1;
         }
         if records != header.record_count {
-            return Err(bad(format!(
-                "header says {} records, the blob holds {records}",
-                header.record_count
-            )));
+            return Err(SyncError::corrupt(
+                format!("blob {name}"),
+                format!(
+                    "header says {} records, the blob holds {records}",
+                    header.record_count
+                ),
+            ));
         }
         Ok(header)
+    }
+
+    /// The same blob read as [`RawChangeSet`]s (values left encoded), with the same checks.
+    pub fn raw(self) -> RawBlobReader {
+        RawBlobReader {
+            name: self.name,
+            last_version: self.header.from_version,
+            header: self.header,
+            dec: self.records.into_inner(),
+            payload: Vec::new(),
+            records: 0,
+            entries: 0,
+            done: false,
+        }
     }
 
     /// Reads every record to the end, checking everything; returns the header.

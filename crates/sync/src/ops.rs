@@ -11,7 +11,9 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
-use strata_engine::{ChangeSet, EntryKey, MergeStrategy, Rev, Strata, Value, CHANGE_PAGE};
+use strata_engine::{
+    ChangeSet, EntryKey, MergeStrategy, RawChangeSet, Rev, Strata, Value, CHANGE_PAGE,
+};
 use strata_remote::{ByteStream, CursorToken, Remote, RemoteError, RemoteExt, RemotePath};
 use tokio::io::AsyncReadExt;
 
@@ -460,6 +462,7 @@ async fn fetch_into_mirror(
     for (f, r) in files.iter().zip(&refs) {
         readers.push(BlobReader::open(f.as_file(), &r.path)?);
     }
+    // Blobs are applied with their values left encoded: no decode-and-encode round trip per entry.
     if use_snapshot && m > 0 {
         // The mirror holds an old state the remote no longer describes by deltas: load the snapshot
         // into a staging branch and turn the difference into one version at the snapshot's number.
@@ -481,17 +484,18 @@ async fn fetch_into_mirror(
         let reset_reader = BlobReader::open(reset.file.as_file(), "snapshot reset")?;
         let chain = std::iter::once(reset_reader)
             .chain(readers)
-            .flatten()
+            .flat_map(BlobReader::raw)
             .chain(std::iter::once(Ok(end_marker(doc.version))));
-        let applied = db.apply_changes(&mirror, chain)?;
+        let applied = db.apply_raw_changes(&mirror, chain)?;
         report.versions = applied.versions;
         report.entries = applied.entries;
     } else {
+        // Values stay encoded from blob to row: no decode-and-encode round trip per entry.
         let chain = readers
             .into_iter()
-            .flatten()
+            .flat_map(BlobReader::raw)
             .chain(std::iter::once(Ok(end_marker(doc.version))));
-        let applied = db.apply_changes(&mirror, chain)?;
+        let applied = db.apply_raw_changes(&mirror, chain)?;
         report.versions = applied.versions;
         report.entries = applied.entries;
     }
@@ -534,8 +538,8 @@ fn sweep_stale_staging(db: &Strata) -> Result<()> {
 /// An empty change set at the cursor's version, applied last: it folds into the last blob's version,
 /// or records that version when the blobs held no entries (an empty snapshot), so the mirror always
 /// ends exactly at the cursor's version.
-fn end_marker(version: u64) -> ChangeSet {
-    ChangeSet {
+fn end_marker(version: u64) -> RawChangeSet {
+    RawChangeSet {
         version,
         timestamp_micros: now_micros(),
         puts: vec![],
@@ -943,7 +947,7 @@ pub async fn push_with(
         }
         db.create_internal_branch(&mirror, Some(main_rev.clone()))?;
     } else if let Some(b) = &blob {
-        let reader = BlobReader::open(b.file.as_file(), "pushed delta")?;
+        let reader = BlobReader::open(b.file.as_file(), "pushed delta")?.raw();
         db.apply_changes_equal_to(&mirror, reader, &main_rev)?;
     }
     config::set_state(
