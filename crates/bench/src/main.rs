@@ -50,7 +50,6 @@
 //! pushes of 100 changed keys each, 5 rsync rounds, a 500k × 1 KB delta for `pull_rss`. `--quick`
 //! shrinks them by about 10× (the sync ones more) for smoke runs.
 
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -445,22 +444,6 @@ fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Runs `f`, turning a panic (such as `todo!()`) into an error message.
-fn catch<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    let prev = panic::take_hook();
-    panic::set_hook(Box::new(|_| {}));
-    let r = panic::catch_unwind(AssertUnwindSafe(f));
-    panic::set_hook(prev);
-    r.map_err(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_string());
-        format!("not available (panicked: {msg})")
-    })
 }
 
 // ----- fixtures ---------------------------------------------------------------------------------------
@@ -935,10 +918,9 @@ impl Ctx {
 
         let bundle_path = work.path().join("main.branchbundle.tar.zst");
         let t = Instant::now();
-        let export = match catch(|| b.db.export_bundle("main", None, &bundle_path)) {
-            Ok(Ok(m)) => Ok((m, secs(t.elapsed()))),
-            Ok(Err(e)) => Err(format!("error: {e}")),
-            Err(e) => Err(e),
+        let export = match b.db.export_bundle("main", None, &bundle_path) {
+            Ok(m) => Ok((m, secs(t.elapsed()))),
+            Err(e) => Err(format!("error: {e}")),
         };
         let mut export_note = String::new();
         if let Ok((m, _)) = &export {
@@ -983,10 +965,9 @@ impl Ctx {
                 let dst = self.tempdir("strata-bench-import-")?;
                 let fresh = open_strata(dst.path(), Durability::Full)?;
                 let t = Instant::now();
-                let r = match catch(|| fresh.import_bundle(&bundle_path, Some("imported"))) {
-                    Ok(Ok(rep)) => Ok((rep, secs(t.elapsed()))),
-                    Ok(Err(e)) => Err(format!("error: {e}")),
-                    Err(e) => Err(e),
+                let r = match fresh.import_bundle(&bundle_path, Some("imported")) {
+                    Ok(rep) => Ok((rep, secs(t.elapsed()))),
+                    Err(e) => Err(format!("error: {e}")),
                 };
                 drop(fresh);
                 drop(dst);
