@@ -13,8 +13,8 @@ pub const META_BRANCH: &str = "_strata";
 /// The space inside it.
 pub const SYNC_SPACE: &str = "_sync";
 
-/// A configured remote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A configured remote. Its `Debug` output redacts secret option values.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteConfig {
     /// The remote's name, e.g. `origin`.
     pub name: String,
@@ -24,6 +24,16 @@ pub struct RemoteConfig {
     /// printed; prefer naming an environment variable (e.g. `token_env`).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("options", &self.redacted_options())
+            .finish()
+    }
 }
 
 impl RemoteConfig {
@@ -181,4 +191,29 @@ fn to_value<T: Serialize>(t: &T) -> Value {
 fn from_value<T: for<'de> Deserialize<'de>>(v: &Value) -> Result<T> {
     serde_json::from_value(v.to_json())
         .map_err(|e| SyncError::Config(format!("stored sync config is unreadable: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_or_listing() {
+        let cfg = RemoteConfig {
+            name: "hub".into(),
+            url: "/x".into(),
+            options: [
+                ("token".to_string(), "sk-secret".to_string()),
+                ("token_env".to_string(), "HUB_TOKEN".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let dbg = format!("{cfg:?}");
+        assert!(
+            !dbg.contains("sk-secret") && dbg.contains("***") && dbg.contains("HUB_TOKEN"),
+            "{dbg}"
+        );
+        assert_eq!(cfg.redacted_options()["token"], "***");
+    }
 }
