@@ -101,10 +101,10 @@ impl Strata {
         })
     }
 
-    /// [`Strata::apply_changes`], then, in the same transaction, records the branch's new head and
+    /// [`Strata::apply_raw_changes`], then, in the same transaction, records the branch's new head and
     /// `equal` as holding equal contents (merge records both ways). For the sync library: a crash can
     /// never leave a mirror updated without the equal point that goes with it.
-    pub fn apply_changes_equal_to(
+    pub fn apply_raw_changes_equal_to(
         &self,
         branch: &str,
         changes: impl IntoIterator<Item = Result<RawChangeSet>>,

@@ -23,6 +23,7 @@ use std::io::{self, Read, Write};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::raw::{decode_payload_raw, RawChangeSet};
 use crate::types::{ChangeSet, EntryKey};
 use crate::value::Value;
 
@@ -330,6 +331,40 @@ impl<R: Read> RecordReader<R> {
     }
 
     fn read_one(&mut self) -> Result<Option<ChangeSet>> {
+        let Some(payload) = self.read_frame()? else {
+            return Ok(None);
+        };
+        let cs = decode_payload(&payload).map_err(|e| {
+            Error::corrupt(self.what(), format!("undecodable MessagePack payload: {e}"))
+        })?;
+        self.index += 1;
+        Ok(Some(cs))
+    }
+
+    /// Reads the next record's frame, checking its length and CRC without decoding the payload.
+    /// Returns whether there was one (`false` at a clean end of stream).
+    pub fn next_frame(&mut self) -> Result<bool> {
+        let found = self.read_frame()?.is_some();
+        if found {
+            self.index += 1;
+        }
+        Ok(found)
+    }
+
+    /// Reads the next record keeping its values encoded (see [`crate::raw`]).
+    pub fn next_raw(&mut self) -> Result<Option<RawChangeSet>> {
+        let Some(payload) = self.read_frame()? else {
+            return Ok(None);
+        };
+        let cs = decode_payload_raw(&payload).map_err(|e| {
+            Error::corrupt(self.what(), format!("undecodable MessagePack payload: {e}"))
+        })?;
+        self.index += 1;
+        Ok(Some(cs))
+    }
+
+    /// Reads one frame: length, payload and CRC, all checked. `None` at a clean end of stream.
+    fn read_frame(&mut self) -> Result<Option<Vec<u8>>> {
         let start = self.bytes;
         let mut len_buf = [0u8; 4];
         let n = read_full(&mut self.inner, &mut len_buf)?;
@@ -387,11 +422,7 @@ impl<R: Read> RecordReader<R> {
                 ),
             ));
         }
-        let cs = decode_payload(&payload).map_err(|e| {
-            Error::corrupt(self.what(), format!("undecodable MessagePack payload: {e}"))
-        })?;
-        self.index += 1;
-        Ok(Some(cs))
+        Ok(Some(payload))
     }
 }
 

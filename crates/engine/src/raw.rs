@@ -30,6 +30,25 @@ impl RawChangeSet {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Decodes the values: the typed form.
+    pub fn decode(self) -> Result<ChangeSet> {
+        let puts = self
+            .puts
+            .into_iter()
+            .map(|(k, b)| {
+                Value::from_msgpack(&b)
+                    .map(|v| (k, v))
+                    .map_err(|e| Error::Decode(e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        Ok(ChangeSet {
+            version: self.version,
+            timestamp_micros: self.timestamp_micros,
+            puts,
+            deletes: self.deletes,
+        })
+    }
 }
 
 impl From<&ChangeSet> for RawChangeSet {

@@ -19,7 +19,6 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use strata_engine::codec::{RecordReader, RecordWriter};
-use strata_engine::raw::decode_payload_raw;
 use strata_engine::{ChangeSet, RawChangeSet};
 
 use crate::error::{Result, SyncError};
@@ -118,11 +117,7 @@ impl BlobBuilder {
         let mut spool_file = spool.reopen()?;
         spool_file.seek(SeekFrom::Start(0))?;
         let out = tempfile::NamedTempFile::new()?;
-        let hashing = HashingWriter {
-            inner: BufWriter::new(out.reopen()?),
-            hash: Sha256::new(),
-            bytes: 0,
-        };
+        let hashing = HashingWriter::new(BufWriter::new(out.reopen()?));
         let mut enc = zstd::Encoder::new(hashing, 3)?;
         enc.include_checksum(true)?;
         let header = serde_json::to_vec(&self.header).expect("header serializes");
@@ -137,15 +132,32 @@ impl BlobBuilder {
             file: out,
             header: self.header,
             bytes: hashing.bytes,
-            sha256: hex::encode(hashing.hash.finalize()),
+            sha256: hashing.digest().0,
         })
     }
 }
 
-struct HashingWriter<W: Write> {
-    inner: W,
+/// Writes through to `inner` while hashing and counting the bytes (used for blobs built here and for
+/// downloads, so no file is read back just to hash it).
+pub(crate) struct HashingWriter<W: Write> {
+    pub(crate) inner: W,
     hash: Sha256,
-    bytes: u64,
+    pub(crate) bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> HashingWriter<W> {
+        HashingWriter {
+            inner,
+            hash: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The SHA-256 (hex) and length of everything written.
+    pub(crate) fn digest(&self) -> (String, u64) {
+        (hex::encode(self.hash.clone().finalize()), self.bytes)
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
@@ -160,161 +172,13 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// SHA-256 and length of a local file.
+/// SHA-256 (hex) and length of a local file, e.g. a blob in a folder remote.
 pub fn hash_file(file: &File) -> Result<(String, u64)> {
     let mut f = file.try_clone()?;
     f.seek(SeekFrom::Start(0))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
-}
-
-/// Reads the next record frame into `payload`, checking its length and CRC. `Ok(false)` at a clean
-/// end of stream.
-fn next_frame(dec: &mut impl Read, payload: &mut Vec<u8>, name: &str, index: u64) -> Result<bool> {
-    let bad = |d: String| SyncError::corrupt(format!("blob {name}"), d);
-    let mut len = [0u8; 4];
-    match read_full(dec, &mut len, name)? {
-        0 => return Ok(false),
-        4 => {}
-        n => {
-            return Err(bad(format!(
-                "truncated inside the length of record {index} ({n} of 4 bytes)"
-            )))
-        }
-    }
-    let len = u32::from_le_bytes(len);
-    if len > strata_engine::codec::MAX_RECORD_LEN {
-        return Err(bad(format!(
-            "record {index} claims {len} bytes, over the limit"
-        )));
-    }
-    payload.resize(len as usize, 0);
-    if read_full(dec, payload, name)? != len as usize {
-        return Err(bad(format!("truncated inside record {index}")));
-    }
-    let mut crc = [0u8; 4];
-    if read_full(dec, &mut crc, name)? != 4 {
-        return Err(bad(format!("truncated inside the CRC of record {index}")));
-    }
-    let (want, got) = (u32::from_le_bytes(crc), crc32fast::hash(payload));
-    if want != got {
-        return Err(bad(format!(
-            "record {index}: crc32 mismatch (stored {want:08x}, computed {got:08x})"
-        )));
-    }
-    Ok(true)
-}
-
-/// A blob's change sets with their values left encoded: the fast path for applying large blobs.
-pub struct RawBlobReader {
-    name: String,
-    header: BlobHeader,
-    dec: zstd::Decoder<'static, BufReader<File>>,
-    payload: Vec<u8>,
-    records: u64,
-    entries: u64,
-    last_version: u64,
-    done: bool,
-}
-
-impl std::fmt::Debug for RawBlobReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawBlobReader")
-            .field("name", &self.name)
-            .finish()
-    }
-}
-
-impl RawBlobReader {
-    fn step(&mut self) -> Result<Option<RawChangeSet>> {
-        let bad = |name: &str, d: String| SyncError::corrupt(format!("blob {name}"), d);
-        if !next_frame(&mut self.dec, &mut self.payload, &self.name, self.records)? {
-            if self.records != self.header.record_count || self.entries != self.header.entry_count {
-                return Err(bad(
-                    &self.name,
-                    format!(
-                        "header says {} records and {} entries, but the blob holds {} and {}",
-                        self.header.record_count,
-                        self.header.entry_count,
-                        self.records,
-                        self.entries
-                    ),
-                ));
-            }
-            return Ok(None);
-        }
-        let cs = decode_payload_raw(&self.payload)
-            .map_err(|e| bad(&self.name, format!("record {}: {e}", self.records)))?;
-        self.records += 1;
-        if cs.version < self.last_version
-            || cs.version <= self.header.from_version
-            || cs.version > self.header.to_version
-        {
-            return Err(bad(
-                &self.name,
-                format!(
-                    "record version {} is outside ({}, {}] or out of order",
-                    cs.version, self.header.from_version, self.header.to_version
-                ),
-            ));
-        }
-        self.last_version = cs.version;
-        self.entries += cs.len() as u64;
-        Ok(Some(cs))
-    }
-}
-
-impl Iterator for RawBlobReader {
-    type Item = Result<RawChangeSet, strata_engine::Error>;
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.step() {
-            Ok(Some(cs)) => Some(Ok(cs)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(strata_engine::Error::Corrupt {
-                    what: "sync blob".into(),
-                    detail: e.to_string(),
-                }))
-            }
-        }
-    }
-}
-
-/// Reads until `buf` is full or the stream ends; returns the bytes read. Decoder errors (a damaged
-/// zstd frame) are corruption.
-fn read_full(r: &mut impl Read, buf: &mut [u8], name: &str) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(SyncError::corrupt(
-                    format!("blob {name}"),
-                    format!("zstd stream: {e}"),
-                ))
-            }
-        }
-    }
-    Ok(n)
+    let mut w = HashingWriter::new(std::io::sink());
+    std::io::copy(&mut f, &mut w)?;
+    Ok(w.digest())
 }
 
 /// Reads a blob from a local file: checks the magic and header, then yields its change sets, checking
@@ -383,59 +247,81 @@ impl BlobReader {
         &self.header
     }
 
-    fn check_end(&self) -> Result<()> {
-        if self.records.records() != self.header.record_count
-            || self.entries != self.header.entry_count
-        {
-            return Err(SyncError::corrupt(
-                format!("blob {}", self.name),
-                format!(
-                    "header says {} records and {} entries, but the blob holds {} and {}",
-                    self.header.record_count,
-                    self.header.entry_count,
-                    self.records.records(),
-                    self.entries
-                ),
-            ));
-        }
-        Ok(())
+    fn corrupt(&self, detail: String) -> SyncError {
+        SyncError::corrupt(format!("blob {}", self.name), detail)
     }
 
     /// Walks every record frame to the end checking lengths and CRC-32s, without decoding values (the
     /// apply pass decodes, inside one transaction that any later error rolls back). Returns the header.
     pub fn verify_frames(file: &File, name: &str) -> Result<BlobHeader> {
-        let r = BlobReader::open(file, name)?;
-        let header = r.header.clone();
-        let mut dec = r.records.into_inner();
-        let mut records = 0u64;
-        let mut payload = Vec::new();
-        while next_frame(&mut dec, &mut payload, name, records)? {
-            records += 1;
+        let mut r = BlobReader::open(file, name)?;
+        while r
+            .records
+            .next_frame()
+            .map_err(|e| r.corrupt(e.to_string()))?
+        {}
+        if r.records.records() != r.header.record_count {
+            return Err(r.corrupt(format!(
+                "header says {} records, the blob holds {}",
+                r.header.record_count,
+                r.records.records()
+            )));
         }
-        if records != header.record_count {
-            return Err(SyncError::corrupt(
-                format!("blob {name}"),
-                format!(
-                    "header says {} records, the blob holds {records}",
-                    header.record_count
-                ),
-            ));
-        }
-        Ok(header)
+        Ok(r.header)
     }
 
-    /// The same blob read as [`RawChangeSet`]s (values left encoded), with the same checks.
-    pub fn raw(self) -> RawBlobReader {
-        RawBlobReader {
-            name: self.name,
-            last_version: self.header.from_version,
-            header: self.header,
-            dec: self.records.into_inner(),
-            payload: Vec::new(),
-            records: 0,
-            entries: 0,
-            done: false,
+    /// The next change set with its values left encoded, checking its version against the header and,
+    /// at the end, the record and entry counts. The one place those checks live.
+    fn next_checked(&mut self) -> Result<Option<RawChangeSet>> {
+        let Some(cs) = self
+            .records
+            .next_raw()
+            .map_err(|e| self.corrupt(e.to_string()))?
+        else {
+            if self.records.records() != self.header.record_count
+                || self.entries != self.header.entry_count
+            {
+                return Err(self.corrupt(format!(
+                    "header says {} records and {} entries, but the blob holds {} and {}",
+                    self.header.record_count,
+                    self.header.entry_count,
+                    self.records.records(),
+                    self.entries
+                )));
+            }
+            return Ok(None);
+        };
+        if cs.version < self.last_version
+            || cs.version <= self.header.from_version
+            || cs.version > self.header.to_version
+        {
+            return Err(self.corrupt(format!(
+                "record version {} is outside ({}, {}] or out of order",
+                cs.version, self.header.from_version, self.header.to_version
+            )));
         }
+        self.last_version = cs.version;
+        self.entries += cs.len() as u64;
+        Ok(Some(cs))
+    }
+
+    fn step<T>(
+        &mut self,
+        f: impl FnOnce(RawChangeSet) -> strata_engine::Result<T>,
+    ) -> Option<strata_engine::Result<T>> {
+        if self.done {
+            return None;
+        }
+        let out = match self.next_checked() {
+            Ok(None) => None,
+            Ok(Some(cs)) => Some(f(cs)),
+            Err(e) => Some(Err(strata_engine::Error::Corrupt {
+                what: "sync blob".into(),
+                detail: e.to_string(),
+            })),
+        };
+        self.done = !matches!(out, Some(Ok(_)));
+        out
     }
 
     /// Reads every record to the end, checking everything; returns the header.
@@ -445,48 +331,28 @@ impl BlobReader {
         }
         Ok(self.header)
     }
+
+    /// The same blob read as [`RawChangeSet`]s (values left encoded): the fast path for applying.
+    pub fn raw(self) -> RawBlobReader {
+        RawBlobReader(self)
+    }
 }
 
+/// Change sets with their values decoded.
 impl Iterator for BlobReader {
     type Item = Result<ChangeSet, strata_engine::Error>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let corrupt = |name: &str, d: String| strata_engine::Error::Corrupt {
-            what: format!("blob {name}"),
-            detail: d,
-        };
-        match self.records.next() {
-            None => {
-                self.done = true;
-                match self.check_end() {
-                    Ok(()) => None,
-                    Err(e) => Some(Err(corrupt(&self.name, e.to_string()))),
-                }
-            }
-            Some(Err(e)) => {
-                self.done = true;
-                Some(Err(e))
-            }
-            Some(Ok(cs)) => {
-                if cs.version < self.last_version
-                    || cs.version <= self.header.from_version
-                    || cs.version > self.header.to_version
-                {
-                    self.done = true;
-                    return Some(Err(corrupt(
-                        &self.name,
-                        format!(
-                            "record version {} is outside ({}, {}] or out of order",
-                            cs.version, self.header.from_version, self.header.to_version
-                        ),
-                    )));
-                }
-                self.last_version = cs.version;
-                self.entries += cs.len() as u64;
-                Some(Ok(cs))
-            }
-        }
+        self.step(RawChangeSet::decode)
+    }
+}
+
+/// A blob's change sets with their values left encoded. See [`BlobReader::raw`].
+#[derive(Debug)]
+pub struct RawBlobReader(BlobReader);
+
+impl Iterator for RawBlobReader {
+    type Item = Result<RawChangeSet, strata_engine::Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.step(Ok)
     }
 }

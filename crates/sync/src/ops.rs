@@ -17,7 +17,7 @@ use strata_engine::{
 use strata_remote::{ByteStream, CursorToken, Remote, RemoteError, RemoteExt, RemotePath};
 use tokio::io::AsyncReadExt;
 
-use crate::blob::{hash_file, BlobBuilder, BlobReader, SpooledBlob};
+use crate::blob::{BlobBuilder, BlobReader, HashingWriter, SpooledBlob};
 use crate::config::{self, SyncState};
 use crate::error::{Result, SyncError};
 use crate::layout::{self, BlobRef, CursorDoc};
@@ -238,7 +238,7 @@ async fn download(
         RemotePath::parse(&r.path).map_err(|e| SyncError::corrupt("cursor", e.to_string()))?;
     let mut stream = remote.get_blob(&path).await?;
     let tmp = tempfile::NamedTempFile::new()?;
-    let mut w = std::io::BufWriter::new(tmp.reopen()?);
+    let mut w = HashingWriter::new(std::io::BufWriter::new(tmp.reopen()?));
     progress.start(&format!("download {}", path.file_name()), Some(r.bytes));
     let mut n = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -256,8 +256,8 @@ async fn download(
     }
     progress.finish();
     w.flush()?;
+    let (sha, len) = w.digest();
     drop(w);
-    let (sha, len) = hash_file(tmp.as_file())?;
     if len != r.bytes {
         return Err(SyncError::corrupt(
             format!("blob {}", r.path),
@@ -470,7 +470,7 @@ async fn fetch_into_mirror(
         db.create_internal_branch(&staging, None)?;
         let snap = readers.remove(0);
         let res = (|| -> Result<SpooledBlob> {
-            db.apply_changes(&staging, snap)?;
+            db.apply_raw_changes(&staging, snap.raw())?;
             let mut ch = Chunker::new(BlobBuilder::new("delta", branch, m, snap_to)?, snap_to);
             db.diff_each(
                 &Rev::at(&mirror, m),
@@ -948,7 +948,7 @@ pub async fn push_with(
         db.create_internal_branch(&mirror, Some(main_rev.clone()))?;
     } else if let Some(b) = &blob {
         let reader = BlobReader::open(b.file.as_file(), "pushed delta")?.raw();
-        db.apply_changes_equal_to(&mirror, reader, &main_rev)?;
+        db.apply_raw_changes_equal_to(&mirror, reader, &main_rev)?;
     }
     config::set_state(
         db,
