@@ -214,6 +214,21 @@ fn remote_branch_names(db: &Strata, rt: &Runtime, remote: &str) -> Result<Vec<St
     Ok(names)
 }
 
+/// For pull and fetch: every branch the remote holds with `--all`, else `None` (one branch) after
+/// checking that the remote is configured, so a typo fails before any work.
+fn remote_targets(
+    db: &Strata,
+    rt: &Runtime,
+    remote: &str,
+    all: bool,
+) -> Result<Option<Vec<String>>, Failure> {
+    if all {
+        return Ok(Some(remote_branch_names(db, rt, remote)?));
+    }
+    strata_sync::config::get_remote(db, remote)?;
+    Ok(None)
+}
+
 fn branch_of<'a>(g: &'a Global, t: &'a SyncTarget) -> &'a str {
     t.branch_name.as_deref().unwrap_or(&g.branch)
 }
@@ -318,12 +333,7 @@ pub fn pull(
     }
     let db = open(g)?;
     let remote = &t.remote;
-    let branches = if all {
-        Some(remote_branch_names(&db, rt, remote)?)
-    } else {
-        strata_sync::config::get_remote(&db, remote)?;
-        None
-    };
+    let branches = remote_targets(&db, rt, remote, all)?;
     let progress = progress(out);
     for_branches(out, "pull", remote, branches, branch_of(g, &t), |b| {
         let opts = PullOptions {
@@ -364,12 +374,7 @@ pub fn pull(
 pub fn fetch(g: &Global, out: Out, rt: &Runtime, t: SyncTarget, all: bool) -> Result<(), Failure> {
     let db = open(g)?;
     let remote = &t.remote;
-    let branches = if all {
-        Some(remote_branch_names(&db, rt, remote)?)
-    } else {
-        strata_sync::config::get_remote(&db, remote)?;
-        None
-    };
+    let branches = remote_targets(&db, rt, remote, all)?;
     let progress = progress(out);
     for_branches(out, "fetch", remote, branches, branch_of(g, &t), |b| {
         let report = rt.block_on(strata_sync::fetch(&db, remote, b, &progress))?;
