@@ -170,18 +170,15 @@ pub fn set_state(db: &Strata, remote: &str, branch: &str, state: &SyncState) -> 
 /// This database's random identity, created on first use; written into the blobs it uploads.
 pub fn db_id(db: &Strata) -> Result<String> {
     let m = meta(db)?;
-    if let Some(Value::String(s)) = m.kv_get("db_id")? {
+    if let Some(Value::String(s)) = m.state_get("db_id")? {
         return Ok(s);
     }
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    m.state_init("db_id_cell", id.as_str())?;
-    // Two processes may race here; the state cell's init decides the winner.
-    let won = match m.state_get("db_id_cell")? {
-        Some(Value::String(s)) => s,
-        _ => id,
-    };
-    m.kv_put("db_id", won.as_str())?;
-    Ok(won)
+    // Two processes may race here; the state cell's init-if-absent decides the winner.
+    m.state_init("db_id", uuid::Uuid::new_v4().simple().to_string().as_str())?;
+    match m.state_get("db_id")? {
+        Some(Value::String(s)) => Ok(s),
+        other => Err(SyncError::Config(format!("stored database id is unreadable: {other:?}"))),
+    }
 }
 
 fn to_value<T: Serialize>(t: &T) -> Value {
