@@ -177,7 +177,9 @@ pub fn db_id(db: &Strata) -> Result<String> {
     m.state_init("db_id", uuid::Uuid::new_v4().simple().to_string().as_str())?;
     match m.state_get("db_id")? {
         Some(Value::String(s)) => Ok(s),
-        other => Err(SyncError::Config(format!("stored database id is unreadable: {other:?}"))),
+        other => Err(SyncError::Config(format!(
+            "stored database id is unreadable: {other:?}"
+        ))),
     }
 }
 
