@@ -53,46 +53,11 @@ pub const DEFAULT_PRUNE_GRACE: Duration = Duration::from_secs(120);
 /// How often a read retries when the record it chose was pruned before it could open it.
 const READ_ATTEMPTS: usize = 16;
 
-/// Digits in a record's file name.
-const RECORD_DIGITS: usize = 20;
-
-/// Whether `s` is exactly [`RECORD_DIGITS`] ASCII digits.
-fn is_record_like(s: &str) -> bool {
-    s.len() == RECORD_DIGITS && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// The file-system name of one cursor-name segment.
-pub(crate) fn encode_name_segment(seg: &str) -> String {
-    if is_record_like(seg.trim_start_matches('@')) {
-        format!("@{seg}")
-    } else {
-        seg.to_string()
-    }
-}
-
-/// Reverses [`encode_name_segment`]; `None` for a record name (not a cursor-name segment).
-pub(crate) fn decode_name_segment(fs_name: &str) -> Option<&str> {
-    if is_record_like(fs_name) {
-        None
-    } else if is_record_like(fs_name.trim_start_matches('@')) {
-        Some(&fs_name[1..])
-    } else {
-        Some(fs_name)
-    }
-}
-
-/// The record number a file name stands for, if it is a record name.
-pub(crate) fn record_seq(fs_name: &str) -> Option<u64> {
-    if is_record_like(fs_name) {
-        fs_name.parse().ok()
-    } else {
-        None
-    }
-}
-
-fn record_name(seq: u64) -> String {
-    format!("{seq:0width$}", width = RECORD_DIGITS)
-}
+pub(crate) use strata_remote::layout::{
+    decode_cursor_segment as decode_name_segment, encode_cursor_segment as encode_name_segment,
+    record_name, record_seq, HEAD_NAME,
+};
+use strata_remote::layout::{decode_head, encode_head, RECORD_DIGITS};
 
 fn token(seq: u64) -> CursorToken {
     CursorToken(seq.to_string())
@@ -130,12 +95,42 @@ pub(crate) fn list_records(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(seqs)
 }
 
-/// Reads the newest record of the cursor in `dir`.
+/// A cursor's head file, decoded (see [`strata_remote::layout`]).
+struct Head {
+    seq: u64,
+    value: Bytes,
+}
+
+/// Reads the head in `dir`, if there is one.
+fn read_head(dir: &Path, name: &RemotePath) -> Result<Option<Head>> {
+    let path = dir.join(HEAD_NAME);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let (seq, value) = decode_head(&Bytes::from(bytes), &path.display().to_string())?;
+            Ok(Some(Head { seq, value }))
+        }
+        Err(e) if crate::io::is_absent(&e) => Ok(None),
+        Err(e) => Err(map_io(format_args!("read cursor {name}"), e)),
+    }
+}
+
+/// Reads the cursor in `dir`: its newest record, or its head when that is newer (a folder copied from
+/// a bucket remote, whose writers only replace the head).
 pub(crate) fn read(dir: &Path, name: &RemotePath) -> Result<Option<Cursor>> {
     let what = || format!("read cursor {name}");
     for _ in 0..READ_ATTEMPTS {
         let seqs = list_records(dir).map_err(|e| map_io(what(), e))?;
-        let Some(&seq) = seqs.last() else {
+        let head = read_head(dir, name)?;
+        let newest = seqs.last().copied();
+        if let Some(h) = head {
+            if newest.is_none_or(|r| h.seq > r) {
+                return Ok(Some(Cursor {
+                    value: h.value,
+                    token: token(h.seq),
+                }));
+            }
+        }
+        let Some(seq) = newest else {
             return Ok(None);
         };
         match fs::read(dir.join(record_name(seq))) {
@@ -156,6 +151,53 @@ pub(crate) fn read(dir: &Path, name: &RemotePath) -> Result<Option<Cursor>> {
     )))
 }
 
+/// If the head in `dir` is newer than every record (a folder copied from a bucket), publishes it as a
+/// record of its own number, so that the record compare-and-swap continues from it. Returns the
+/// records afterwards.
+fn adopt_head(dir: &Path, tmp_dir: &Path, name: &RemotePath, what: &str) -> Result<Vec<u64>> {
+    let seqs = list_records(dir).map_err(|e| map_io(what, e))?;
+    let Some(head) = read_head(dir, name)? else {
+        return Ok(seqs);
+    };
+    if seqs.last().is_some_and(|&r| r >= head.seq) {
+        return Ok(seqs);
+    }
+    let tmp = write_tmp(tmp_dir, &head.value).map_err(|e| map_io(what, e))?;
+    // Exists: another writer adopted it first, with the same bytes.
+    publish(tmp, &dir.join(record_name(head.seq)), &what)?;
+    list_records(dir).map_err(|e| map_io(what, e))
+}
+
+/// Rewrites the head in `dir` to match the newest record (best effort: folder readers never need the
+/// head, only copies of the folder in a bucket do). `seq`/`value` is the record just written. Racing
+/// writers can rename their heads in either order, so each checks afterwards and repairs a head older
+/// than the newest record; the last writer to rename always runs that check.
+fn update_head(dir: &Path, tmp_dir: &Path, mut seq: u64, mut value: Bytes) {
+    for _ in 0..READ_ATTEMPTS {
+        let res = (|| -> io::Result<()> {
+            let tmp = write_tmp(tmp_dir, &encode_head(seq, &value))?;
+            fs::rename(tmp.path(), dir.join(HEAD_NAME))?;
+            crate::io::sync_dir(dir);
+            Ok(())
+        })();
+        if let Err(e) = res {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not update a cursor head");
+            return;
+        }
+        let newest = match list_records(dir) {
+            Ok(seqs) => seqs.last().copied(),
+            Err(_) => return,
+        };
+        match newest {
+            Some(n) if n > seq => match fs::read(dir.join(record_name(n))) {
+                Ok(v) => (seq, value) = (n, Bytes::from(v)),
+                Err(_) => continue,
+            },
+            _ => return,
+        }
+    }
+}
+
 /// Compare-and-swap write of the cursor in `dir`, staging its record in `tmp_dir`. `grace` is how long
 /// superseded records are kept at least (see the module documentation).
 pub(crate) fn write(
@@ -169,7 +211,7 @@ pub(crate) fn write(
     let what = format!("write cursor {name}");
     let conflict = |why: String| Err(RemoteError::Conflict(format!("cursor {name}: {why}")));
     let started = Instant::now();
-    let seqs = list_records(dir).map_err(|e| map_io(&what, e))?;
+    let seqs = adopt_head(dir, tmp_dir, name, &what)?;
     let (next, parent) = match expected {
         None => match seqs.last() {
             None => (1, None),
@@ -213,6 +255,7 @@ pub(crate) fn write(
         ));
     }
     prune(dir, &after, grace);
+    update_head(dir, tmp_dir, next, Bytes::copy_from_slice(value));
     Ok(token(next))
 }
 

@@ -125,7 +125,7 @@ pub(crate) fn list_blobs(blobs_dir: &Path, prefix: &str) -> Result<Vec<BlobMeta>
 }
 
 /// Lists the cursors under `cursors_dir` that match `prefix`, sorted by name. A folder is a cursor
-/// if it holds at least one record.
+/// if it holds at least one record or a head.
 pub(crate) fn list_cursors(cursors_dir: &Path, prefix: &str) -> Result<Vec<RemotePath>> {
     let what = || format!("list cursors under {prefix:?}");
     let prefix = parse_prefix(prefix)?;
@@ -156,7 +156,9 @@ pub(crate) fn list_cursors(cursors_dir: &Path, prefix: &str) -> Result<Vec<Remot
             let Ok(file_type) = entry.file_type() else {
                 continue;
             };
-            if file_type.is_file() && cursor::record_seq(&name).is_some() {
+            if file_type.is_file()
+                && (cursor::record_seq(&name).is_some() || name == cursor::HEAD_NAME)
+            {
                 is_cursor = true;
             } else if file_type.is_dir() {
                 if let Some(seg) = cursor::decode_name_segment(&name) {

@@ -440,7 +440,8 @@ async fn cursor_records_are_pruned_to_the_newest_32() {
     }
     let c = r.read_cursor(&name).await.unwrap().unwrap();
     assert_eq!((c.value.as_ref(), c.token), (&b"99"[..], token));
-    let records = files_under(&r.root().join("cursors/c"));
+    let mut records = files_under(&r.root().join("cursors/c"));
+    assert_eq!(records.pop().as_deref(), Some("HEAD"));
     assert_eq!(records.len(), strata_remote_fs::KEEP_RECORDS);
     assert_eq!(records.last().unwrap(), "00000000000000000100");
 }
@@ -459,7 +460,8 @@ async fn young_cursor_records_are_kept() {
             .await
             .unwrap();
     }
-    assert_eq!(files_under(&r.root().join("cursors/c")).len(), 40);
+    // 40 records and the head.
+    assert_eq!(files_under(&r.root().join("cursors/c")).len(), 41);
 }
 
 #[tokio::test]
@@ -600,7 +602,8 @@ async fn nothing_is_written_outside_the_root() {
         [
             "blobs/a/b/c",
             "cursors/cur/x/00000000000000000001",
-            "cursors/cur/x/00000000000000000002"
+            "cursors/cur/x/00000000000000000002",
+            "cursors/cur/x/HEAD"
         ]
     );
 }
@@ -632,4 +635,107 @@ fn error_names_a_root_that_is_a_file() {
     std::fs::write(&file, b"").unwrap();
     let err = FsRemote::new(&file).unwrap_err();
     assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
+}
+
+/// The head mirrors the newest record, so a copy of the folder in a bucket reads the current value;
+/// a head newer than every record (a folder downloaded from a bucket) is the current value, and
+/// compare-and-swap continues from it.
+#[tokio::test]
+async fn cursor_heads_mirror_records_and_newer_heads_win() {
+    use strata_remote::layout::{decode_head, encode_head};
+    let (_d, r) = fresh();
+    let name = p("branches/main");
+    let t1 = r
+        .write_cursor(&name, Bytes::from_static(b"one"), None)
+        .await
+        .unwrap();
+    let t2 = r
+        .write_cursor(&name, Bytes::from_static(b"two"), Some(&t1))
+        .await
+        .unwrap();
+    let head_path = r.root().join("cursors/branches/main/HEAD");
+    let head = Bytes::from(std::fs::read(&head_path).unwrap());
+    assert_eq!(
+        decode_head(&head, "h").unwrap(),
+        (2, Bytes::from_static(b"two"))
+    );
+
+    // A bucket writer moved the head on to 7 (records stay at 2): the head is current.
+    std::fs::write(&head_path, encode_head(7, b"seven")).unwrap();
+    let c = r.read_cursor(&name).await.unwrap().unwrap();
+    assert_eq!(c.value.as_ref(), b"seven");
+    assert_ne!(c.token, t2);
+    // A stale token conflicts; the head's token writes record 8.
+    r.write_cursor(&name, Bytes::from_static(b"x"), Some(&t2))
+        .await
+        .unwrap_err();
+    let t8 = r
+        .write_cursor(&name, Bytes::from_static(b"eight"), Some(&c.token))
+        .await
+        .unwrap();
+    let mut files = files_under(&r.root().join("cursors/branches/main"));
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "00000000000000000001",
+            "00000000000000000002",
+            "00000000000000000007",
+            "00000000000000000008",
+            "HEAD"
+        ]
+    );
+    let head = Bytes::from(std::fs::read(&head_path).unwrap());
+    assert_eq!(
+        decode_head(&head, "h").unwrap(),
+        (8, Bytes::from_static(b"eight"))
+    );
+    assert_eq!(r.read_cursor(&name).await.unwrap().unwrap().token, t8);
+
+    // A stale head (older than the records) is ignored.
+    std::fs::write(&head_path, encode_head(3, b"old")).unwrap();
+    assert_eq!(
+        r.read_cursor(&name).await.unwrap().unwrap().value.as_ref(),
+        b"eight"
+    );
+    // A damaged head is refused by name.
+    std::fs::write(&head_path, b"garbage").unwrap();
+    let err = r.read_cursor(&name).await.unwrap_err();
+    assert!(
+        matches!(err, strata_remote::RemoteError::Corrupt(ref m) if m.contains("HEAD")),
+        "{err:?}"
+    );
+    // A cursor that has only a head is listed, and a name segment called HEAD stays separate.
+    let only = r.root().join("cursors/only/HEAD");
+    std::fs::create_dir_all(only.parent().unwrap()).unwrap();
+    std::fs::write(&only, encode_head(3, b"3")).unwrap();
+    r.write_cursor(&p("only/HEAD"), Bytes::from_static(b"sub"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.read_cursor(&p("only"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_ref(),
+        b"3"
+    );
+    assert_eq!(
+        r.read_cursor(&p("only/HEAD"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .as_ref(),
+        b"sub"
+    );
+    let names: Vec<String> = r
+        .list_cursors("only")
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(names, ["only", "only/HEAD"]);
 }

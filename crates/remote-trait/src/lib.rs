@@ -17,6 +17,8 @@
 //! - `path`: [`RemotePath`], a validated relative path (no `..`, no absolute paths), and
 //!   [`encode_segment`] for names with arbitrary characters.
 //! - `memory`: [`InMemoryRemote`], the reference backend.
+//! - `layout`: the portable layout of blobs and cursors as files or objects, shared by the folder
+//!   and bucket backends.
 //! - `faulty`: [`FaultyRemote`], a wrapper that injects failures ([`Failure`]), latency and damaged
 //!   downloads ([`StreamFault`]) according to a [`FaultPlan`], and counts operations ([`OpCounts`]).
 //! - `conformance` (feature `conformance`): `check_*` functions every backend's tests call, and
@@ -26,6 +28,7 @@
 
 mod error;
 mod faulty;
+pub mod layout;
 mod memory;
 mod path;
 
