@@ -11,6 +11,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Storage emulators (moto for S3, Azurite for Azure Blob) on loopback; installed into .emulators/ on
+# the first run. Exports STRATA_TEST_* for cargo test and the benchmark; an EXIT trap stops them.
+echo "== storage emulators"
+source scripts/emulators.sh
+strata_emulators_start
+
 echo "== cargo test"
 cargo test --workspace --locked
 
