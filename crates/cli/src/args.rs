@@ -16,7 +16,10 @@ Data commands (kv, json, event, state, log, history) act on --branch (default ma
 (default \"default\"). Branch and bundle commands name their branches as arguments.
 
 Sync commands (remote, push, pull, fetch, status, clone) move branches through a remote: a folder,
-file:///path, or memory://name. Push and pull default to remote `origin` and to --branch.";
+file:///path, a bucket (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix), or
+memory://name. Bucket credentials come from the cloud's usual variables (AWS_ACCESS_KEY_ID… or
+AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_NAME/KEY); for S3-compatible stores
+pass -o endpoint=URL. Push and pull default to remote `origin` and to --branch.";
 
 const AFTER_HELP: &str = "\
 Values:
@@ -180,10 +183,16 @@ pub enum Command {
     },
     /// Create a new database at DIR from the remote at URL (as remote `origin`), with every branch
     Clone {
-        /// The remote: a folder path, file:///path or memory://name
+        /// The remote: a folder path, file:///path, s3://bucket/prefix, gs://bucket/prefix,
+        /// az://container/prefix or memory://name
         url: String,
         /// The new database folder (must not exist, or be empty); --db is not used
         dir: PathBuf,
+        /// A backend option KEY=VALUE (repeatable), saved with `origin`: for buckets endpoint=URL
+        /// (S3-compatible stores, Azurite), region, allow_http, timeout, max_retries, part_size…
+        /// Credentials are never options: they come from AWS_*, GOOGLE_* or AZURE_STORAGE_*
+        #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
     },
     /// Run a guided tour: write, fork, diff, merge, conflict, bundles, then two agents syncing
     Demo {
@@ -206,15 +215,19 @@ pub struct SyncTarget {
 
 #[derive(Debug, Subcommand)]
 pub enum RemoteCmd {
-    /// Add a remote: NAME and URL (a folder path, file:///path, or memory://name)
+    /// Add a remote: NAME and URL (a folder path, file:///path, s3://bucket/prefix,
+    /// gs://bucket/prefix, az://container/prefix, or memory://name)
     Add {
         /// The remote's name, e.g. origin (letters, digits, '.', '_', '-')
         name: String,
         /// Where it is; a plain folder path is stored as an absolute path
         url: String,
-        /// A backend option KEY=VALUE (repeatable). Values of secret-looking keys (token, secret,
-        /// password, key) are never printed; prefer naming an environment variable, e.g.
-        /// token_env=MY_TOKEN
+        /// A backend option KEY=VALUE (repeatable). Buckets take endpoint=URL (S3-compatible stores
+        /// such as MinIO, R2 or moto; Azurite), region, allow_http, virtual_hosted_style, account,
+        /// use_emulator, timeout, connect_timeout, max_retries, retry_timeout, part_size,
+        /// upload_concurrency. Credentials are never options: they come from the cloud's standard
+        /// variables (AWS_ACCESS_KEY_ID…/AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS,
+        /// AZURE_STORAGE_ACCOUNT_NAME/KEY)
         #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
     },

@@ -64,7 +64,7 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
         } => sync::pull(g, out, rt, target, all, strategy, conflict_branch),
         Command::Fetch { target, all } => sync::fetch(g, out, rt, target, all),
         Command::Status { target, all } => sync::status(g, out, rt, target, all),
-        Command::Clone { url, dir } => sync::clone(out, rt, &url, &dir),
+        Command::Clone { url, dir, options } => sync::clone(out, rt, &url, &dir, &options),
         Command::Demo { dir } => crate::demo::run(dir, out, rt),
     }
 }

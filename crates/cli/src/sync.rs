@@ -97,6 +97,23 @@ fn normalize_url(url: &str) -> Result<String, Failure> {
     }
 }
 
+/// Parses repeated `-o KEY=VALUE` options.
+fn parse_options(
+    options: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    let mut out = std::collections::BTreeMap::new();
+    for o in options {
+        let Some((k, v)) = o.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(Failure::new(
+                EXIT_USAGE,
+                format!("option {o:?} is not KEY=VALUE"),
+            ));
+        };
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
 /// A failed per-branch operation: the failure, and what to show on stdout for it (a conflict list).
 struct Failed {
     failure: Failure,
@@ -204,7 +221,7 @@ fn local_branches(db: &Strata) -> Result<Vec<String>, Failure> {
 /// Every branch the remote holds, by name.
 fn remote_branch_names(db: &Strata, rt: &Runtime, remote: &str) -> Result<Vec<String>, Failure> {
     let cfg = strata_sync::config::get_remote(db, remote)?;
-    let r = strata_sync::open_url(&cfg.url)?;
+    let r = strata_sync::open_remote(&cfg)?;
     let mut names: Vec<String> = rt
         .block_on(strata_sync::list_remote_branches(&*r))?
         .into_iter()
@@ -240,20 +257,11 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
     let db = open(g)?;
     match cmd {
         RemoteCmd::Add { name, url, options } => {
-            let mut cfg = RemoteConfig {
+            let cfg = RemoteConfig {
                 name,
                 url: normalize_url(&url)?,
-                options: Default::default(),
+                options: parse_options(&options)?,
             };
-            for o in options {
-                let Some((k, v)) = o.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-                    return Err(Failure::new(
-                        EXIT_USAGE,
-                        format!("option {o:?} is not KEY=VALUE"),
-                    ));
-                };
-                cfg.options.insert(k.to_string(), v.to_string());
-            }
             db.remote_add_with(cfg.clone())?;
             out.emit(render::remote_added(&cfg));
         }
@@ -271,14 +279,14 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
         }
         RemoteCmd::Branches { name } => {
             let cfg = strata_sync::config::get_remote(&db, &name)?;
-            let r = strata_sync::open_url(&cfg.url)?;
+            let r = strata_sync::open_remote(&cfg)?;
             let mut list = rt.block_on(strata_sync::list_remote_branches(&*r))?;
             list.sort_by(|a, b| a.name.cmp(&b.name));
             out.emit(render::remote_branches(&name, &list));
         }
         RemoteCmd::Gc { name, grace } => {
             let cfg = strata_sync::config::get_remote(&db, &name)?;
-            let r = strata_sync::open_url(&cfg.url)?;
+            let r = strata_sync::open_remote(&cfg)?;
             let report = rt.block_on(strata_sync::gc(&*r, Duration::from_secs(grace)))?;
             out.emit(render::gc(&name, grace, &report));
         }
@@ -399,9 +407,21 @@ pub fn status(g: &Global, out: Out, rt: &Runtime, t: SyncTarget, all: bool) -> R
 }
 
 /// `strata clone URL DIR`.
-pub fn clone(out: Out, rt: &Runtime, url: &str, dir: &Path) -> Result<(), Failure> {
+pub fn clone(
+    out: Out,
+    rt: &Runtime,
+    url: &str,
+    dir: &Path,
+    options: &[String],
+) -> Result<(), Failure> {
     let url = normalize_url(url)?;
-    let (_db, report) = rt.block_on(strata_sync::clone_with(&url, dir, &progress(out)))?;
+    let options = parse_options(options)?;
+    let (_db, report) = rt.block_on(strata_sync::clone_with_options(
+        &url,
+        &options,
+        dir,
+        &progress(out),
+    ))?;
     out.emit(render::cloned(&url, dir, &report));
     Ok(())
 }

@@ -18,10 +18,12 @@ pub const SYNC_SPACE: &str = "_sync";
 pub struct RemoteConfig {
     /// The remote's name, e.g. `origin`.
     pub name: String,
-    /// Where it is: a folder path, `file:///path`, or `memory://name`.
+    /// Where it is: a folder path, `file:///path`, `s3://`, `gs://` or `az://` bucket URL, or
+    /// `memory://name`.
     pub url: String,
-    /// Backend options. Values of keys that look secret (token, secret, password, key) are never
-    /// printed; prefer naming an environment variable (e.g. `token_env`).
+    /// Backend options (bucket remotes: `endpoint`, `region`…; see `strata_remote_s3::BucketOptions`).
+    /// Bucket remotes refuse credentials here: they come from the cloud's environment variables.
+    /// Values of keys that look secret (token, secret, password, key) are never printed.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -97,7 +99,7 @@ pub fn validate_remote_name(name: &str) -> Result<()> {
 /// Adds a remote; fails if the name is taken.
 pub fn add_remote(db: &Strata, cfg: &RemoteConfig) -> Result<()> {
     validate_remote_name(&cfg.name)?;
-    crate::open::check_url(&cfg.url)?;
+    crate::open::check_config(&cfg.url, &cfg.options)?;
     let m = meta(db)?;
     let key = format!("remote/{}", cfg.name);
     if m.kv_get(&key)?.is_some() {

@@ -40,7 +40,7 @@ use strata_engine::Strata;
 
 pub use config::{RemoteConfig, SyncState};
 pub use error::{Result, SyncError};
-pub use open::{check_url, open_url};
+pub use open::{check_config, check_url, open_remote, open_url, open_url_with};
 pub use ops::{
     compact, fetch, gc, list_remote_branches, mirror_name, pull, push, status, FetchReport,
     GcReport, PullOptions, PullReport, PushOptions, PushReport, RemoteBranch, SyncStatus,
@@ -154,6 +154,17 @@ pub async fn clone_with(
     path: impl AsRef<Path>,
     progress: &Progress,
 ) -> Result<(Strata, CloneReport)> {
+    clone_with_options(url, &Default::default(), path, progress).await
+}
+
+/// [`clone_with`] for a remote that needs options (a bucket's `endpoint`, say); they are saved with
+/// the new database's `origin`.
+pub async fn clone_with_options(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    path: impl AsRef<Path>,
+    progress: &Progress,
+) -> Result<(Strata, CloneReport)> {
     let path = path.as_ref();
     if path.exists() && std::fs::read_dir(path)?.next().is_some() {
         return Err(SyncError::Config(format!(
@@ -161,7 +172,7 @@ pub async fn clone_with(
             path.display()
         )));
     }
-    let remote = open_url(url)?;
+    let remote = open::open_url_with(url, options)?;
     let branches = list_remote_branches(&*remote).await?;
     if branches.is_empty() {
         let marker = strata_remote::RemotePath::parse(layout::MARKER).expect("valid");
@@ -175,7 +186,11 @@ pub async fn clone_with(
     let created = !path.exists();
     let result = async {
         let db = Strata::open(path)?;
-        db.remote_add("origin", url)?;
+        db.remote_add_with(RemoteConfig {
+            name: "origin".into(),
+            url: url.into(),
+            options: options.clone(),
+        })?;
         let mut report = CloneReport { branches: vec![] };
         let opts = PullOptions {
             progress: progress.clone(),

@@ -1,15 +1,17 @@
-//! Opening a remote from its URL.
+//! Opening a remote from its URL and options.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use strata_remote::{InMemoryRemote, Remote};
 use strata_remote_fs::FsRemote;
+use strata_remote_s3::{is_bucket_url, BucketOptions, BucketUrl, ObjectStoreRemote};
 
 use crate::config::RemoteConfig;
 use crate::error::{Result, SyncError};
 
-const SCHEMES: &str = "a folder path, file:///path, or memory://name";
+const SCHEMES: &str = "a folder path, file:///path, s3://bucket/prefix, gs://bucket/prefix, \
+                       az://container/prefix, or memory://name";
 
 fn scheme(url: &str) -> Option<&str> {
     url.split_once("://").map(|(s, _)| s)
@@ -20,12 +22,31 @@ pub fn check_url(url: &str) -> Result<()> {
     if url.trim().is_empty() {
         return Err(SyncError::Config("remote URL is empty".into()));
     }
+    if is_bucket_url(url) {
+        BucketUrl::parse(url).map_err(|e| SyncError::Config(e.to_string()))?;
+        return Ok(());
+    }
     match scheme(url) {
         None | Some("file") | Some("memory") => Ok(()),
         Some(other) => Err(SyncError::Config(format!(
             "unsupported remote URL scheme {other:?} in {url:?} (supported: {SCHEMES})"
         ))),
     }
+}
+
+/// Checks a URL and the options given with it: bucket remotes take [`BucketOptions`]; folder and
+/// memory remotes take none.
+pub fn check_config(url: &str, options: &BTreeMap<String, String>) -> Result<()> {
+    check_url(url)?;
+    if is_bucket_url(url) {
+        BucketOptions::from_map(options).map_err(|e| SyncError::Config(e.to_string()))?;
+    } else if let Some(k) = options.keys().next() {
+        return Err(SyncError::Config(format!(
+            "option {k:?}: folder and memory remotes take no options (bucket remotes do: {})",
+            strata_remote_s3::OPTION_KEYS.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// In-process memory remotes by name, so that several databases in one process (tests, demos) can
@@ -35,9 +56,22 @@ fn memory_registry() -> &'static Mutex<HashMap<String, InMemoryRemote>> {
     REG.get_or_init(Default::default)
 }
 
-/// Opens the remote a URL names.
+/// Opens the remote a URL names, with no options.
 pub fn open_url(url: &str) -> Result<Arc<dyn Remote>> {
-    check_url(url)?;
+    open_url_with(url, &BTreeMap::new())
+}
+
+/// Opens the remote a URL names, with backend options (see [`check_config`]). Bucket remotes take
+/// their credentials from the environment.
+pub fn open_url_with(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Remote>> {
+    check_config(url, options)?;
+    if is_bucket_url(url) {
+        let opts =
+            BucketOptions::from_map(options).map_err(|e| SyncError::Config(e.to_string()))?;
+        return Ok(Arc::new(
+            ObjectStoreRemote::open(url, &opts).map_err(|e| SyncError::Config(e.to_string()))?,
+        ));
+    }
     match scheme(url) {
         Some("memory") => {
             let name = &url["memory://".len()..];
@@ -50,5 +84,5 @@ pub fn open_url(url: &str) -> Result<Arc<dyn Remote>> {
 
 /// Opens a configured remote.
 pub fn open_remote(cfg: &RemoteConfig) -> Result<Arc<dyn Remote>> {
-    open_url(&cfg.url)
+    open_url_with(&cfg.url, &cfg.options)
 }

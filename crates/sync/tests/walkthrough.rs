@@ -1,37 +1,67 @@
-//! Seed 004's end-to-end walkthrough, step by step, with two databases syncing through a folder remote.
+//! Seed 004's end-to-end walkthrough, step by step, with two databases syncing through a remote: a
+//! folder, and S3 (moto) and Azure (Azurite) buckets when the emulators are up (scripts/emulators.sh).
 
 use serde_json::json;
+use std::collections::BTreeMap;
 use strata_engine::{Kind, MergeStrategy, Rev, Strata, Value};
 use strata_remote::{RemoteExt, RemotePath};
 use strata_sync::layout::CursorDoc;
-use strata_sync::{PullOptions, SyncError, SyncExt};
+
+use strata_remote_s3::testing::emulator;
+use strata_remote_s3::Provider;
+use strata_sync::{PullOptions, RemoteConfig, SyncError, SyncExt};
 
 struct World {
     _dir: tempfile::TempDir,
     remote_dir: std::path::PathBuf,
+    url: String,
+    options: BTreeMap<String, String>,
     a: Strata,
     b: Strata,
 }
 
+/// Two agents on a folder remote.
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let remote_dir = dir.path().join("remote");
+    let url = dir.path().join("remote").to_str().unwrap().to_string();
+    world_on(dir, url, BTreeMap::new())
+}
+
+fn world_on(dir: tempfile::TempDir, url: String, options: BTreeMap<String, String>) -> World {
     let a = Strata::open(dir.path().join("agent-a")).unwrap();
     let b = Strata::open(dir.path().join("agent-b")).unwrap();
-    let url = remote_dir.to_str().unwrap().to_string();
-    a.remote_add("hub", &url).unwrap();
-    b.remote_add("hub", &url).unwrap();
+    for db in [&a, &b] {
+        db.remote_add_with(RemoteConfig {
+            name: "hub".into(),
+            url: url.clone(),
+            options: options.clone(),
+        })
+        .unwrap();
+    }
     World {
+        remote_dir: dir.path().join("remote"),
         _dir: dir,
-        remote_dir,
+        url,
+        options,
         a,
         b,
     }
 }
 
+/// The worlds to run a scenario in: a folder, then each bucket emulator that is up.
+fn worlds(label: &str) -> Vec<World> {
+    let mut out = vec![world()];
+    for provider in [Provider::S3, Provider::Azure] {
+        if let Some(e) = emulator(provider, label) {
+            out.push(world_on(tempfile::tempdir().unwrap(), e.url, e.options));
+        }
+    }
+    out
+}
+
 /// The keys inside the blob the last push uploaded, read back from the remote.
 async fn keys_in_blob(w: &World, blob: &str) -> Vec<String> {
-    let remote = strata_sync::open_url(w.remote_dir.to_str().unwrap()).unwrap();
+    let remote = strata_sync::open_url_with(&w.url, &w.options).unwrap();
     let bytes = remote
         .get_bytes(&RemotePath::parse(blob).unwrap())
         .await
@@ -59,7 +89,12 @@ fn kv_keys(db: &Strata) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_walkthrough() {
-    let w = world();
+    for w in worlds("walkthrough") {
+        seed_walkthrough_on(&w).await;
+    }
+}
+
+async fn seed_walkthrough_on(w: &World) {
     let (a, b) = (&w.a, &w.b);
     // Setup: agent A works locally.
     a.main()
@@ -80,7 +115,7 @@ async fn seed_walkthrough() {
     assert_eq!(p.remote_version, 4);
     assert_eq!(p.entries, 4);
     assert_eq!(
-        keys_in_blob(&w, p.blob.as_ref().unwrap()).await,
+        keys_in_blob(w, p.blob.as_ref().unwrap()).await,
         vec!["config", "notes/research.md", "task:1", "task:2"]
     );
     assert!(a.push("hub", "main").await.unwrap().up_to_date);
@@ -116,7 +151,7 @@ async fn seed_walkthrough() {
     let p = a.push("hub", "main").await.unwrap();
     assert_eq!(p.remote_version, 5);
     assert_eq!(
-        keys_in_blob(&w, p.blob.as_ref().unwrap()).await,
+        keys_in_blob(w, p.blob.as_ref().unwrap()).await,
         vec!["task:3", "task:4"]
     );
 
@@ -136,7 +171,7 @@ async fn seed_walkthrough() {
     );
     let p = b.push("hub", "main").await.unwrap();
     assert_eq!(
-        keys_in_blob(&w, p.blob.as_ref().unwrap()).await,
+        keys_in_blob(w, p.blob.as_ref().unwrap()).await,
         vec!["task:5", "task:6"],
         "B must upload only its own work"
     );
@@ -151,7 +186,12 @@ async fn seed_walkthrough() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conflict_under_lww_and_strict() {
-    let w = world();
+    for w in worlds("conflict") {
+        conflict_under_lww_and_strict_on(&w).await;
+    }
+}
+
+async fn conflict_under_lww_and_strict_on(w: &World) {
     let (a, b) = (&w.a, &w.b);
     a.main()
         .kv_put("task:1", json!({"status": "todo"}))
@@ -328,7 +368,7 @@ async fn clone_uses_snapshot_and_tail_and_refuses_non_remotes() {
         !w.remote_dir.parent().unwrap().join("x").exists(),
         "a failed clone must leave nothing"
     );
-    let e = strata_sync::clone("s3://bucket/x", w.remote_dir.parent().unwrap().join("y"))
+    let e = strata_sync::clone("ftp://host/x", w.remote_dir.parent().unwrap().join("y"))
         .await
         .unwrap_err();
     assert!(
