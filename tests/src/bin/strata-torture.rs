@@ -14,7 +14,7 @@
 //!     Begins a transaction on BRANCH, puts key `held` = "yes", prints `holding {version}`, then reads one
 //!     stdin line: `commit` commits and prints `committed {version}`; `rollback` rolls back and prints
 //!     `rolled-back`; end of input exits without committing.
-//! strata-torture sync-loop DB REMOTE_DIR CLIENT N [--barrier stdin] [--snapshot-every N]
+//! strata-torture sync-loop DB REMOTE CLIENT N [--barrier stdin] [--snapshot-every N] [--option K=V]...
 //!     Opens DB (adding remote `hub` -> REMOTE_DIR unless configured), then N times: pull `main` (last
 //!     writer wins; an empty remote is skipped), commit key `c{CLIENT}:{i}` = i with event `sync`
 //!     (payload "c{CLIENT}:{i}") in one transaction, and push, retrying "pull first" rejections (pull,
@@ -45,7 +45,7 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  strata-torture write-loop DB START [--durability full|normal] [--count N]\n  \
          strata-torture increment DB N BRANCH [--busy-ms MS] [--barrier stdin]\n  strata-torture hold DB BRANCH\n  \
-         strata-torture sync-loop DB REMOTE_DIR CLIENT N [--barrier stdin] [--snapshot-every N]\n  \
+         strata-torture sync-loop DB REMOTE CLIENT N [--barrier stdin] [--snapshot-every N] [--option K=V]...\n  \
          strata-torture push-loop DB REMOTE_DIR START [--snapshot-every N]\n  \
          strata-torture pull-loop DB REMOTE_DIR"
     );
@@ -76,6 +76,8 @@ struct Config {
     count: Option<u64>,
     barrier: bool,
     snapshot_every: Option<usize>,
+    /// Remote options (`--option KEY=VALUE`, repeatable), e.g. a bucket's endpoint.
+    remote_options: std::collections::BTreeMap<String, String>,
 }
 
 fn config(flags: &[(String, String)]) -> Result<Config, String> {
@@ -84,6 +86,7 @@ fn config(flags: &[(String, String)]) -> Result<Config, String> {
         count: None,
         barrier: false,
         snapshot_every: None,
+        remote_options: Default::default(),
     };
     for (k, v) in flags {
         match k.as_str() {
@@ -105,6 +108,12 @@ fn config(flags: &[(String, String)]) -> Result<Config, String> {
                     v.parse()
                         .map_err(|_| format!("bad --snapshot-every {v:?}"))?,
                 )
+            }
+            "option" => {
+                let (key, value) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("bad --option {v:?}: want KEY=VALUE"))?;
+                c.remote_options.insert(key.to_string(), value.to_string());
             }
             _ => return Err(format!("unknown flag --{k}")),
         }
@@ -301,7 +310,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, SyncFail> {
 fn open_synced(dir: &str, remote_dir: &str, cfg: &Config) -> Result<Strata, SyncFail> {
     let db = open(dir, &cfg.opts)?;
     if !db.remote_list()?.iter().any(|r| r.name == REMOTE) {
-        db.remote_add(REMOTE, remote_dir)?;
+        db.remote_add_with(strata_sync::RemoteConfig {
+            name: REMOTE.into(),
+            url: remote_dir.into(),
+            options: cfg.remote_options.clone(),
+        })?;
     }
     Ok(db)
 }

@@ -59,8 +59,16 @@ pub fn url(p: &Path) -> String {
 pub async fn check_remote_blobs(
     remote_dir: &Path,
 ) -> Result<Option<strata_sync::layout::CursorDoc>, String> {
+    check_remote_blobs_at(&url(remote_dir), &Default::default()).await
+}
+
+/// [`check_remote_blobs`] for any remote URL (a bucket, say) with its options.
+pub async fn check_remote_blobs_at(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<strata_sync::layout::CursorDoc>, String> {
     use strata_sync::layout::{cursor_name, CursorDoc};
-    let remote = strata_sync::open_url(&url(remote_dir)).map_err(|e| e.to_string())?;
+    let remote = strata_sync::open_url_with(url, options).map_err(|e| e.to_string())?;
     let name = cursor_name("main");
     let Some(cur) = remote
         .read_cursor(&name)
@@ -93,10 +101,14 @@ pub async fn check_remote_blobs(
             }
             Some(_) => {}
         }
-        // A folder remote keeps blob `p` at `blobs/p`: check its hash too.
-        let file = std::fs::File::open(remote_dir.join("blobs").join(&b.path))
-            .map_err(|e| format!("open blob {}: {e}", b.path))?;
-        let (sha, _) = strata_sync::blob::hash_file(&file).map_err(|e| e.to_string())?;
+        // Download it and check its hash too.
+        let path = strata_remote::RemotePath::parse(&b.path).map_err(|e| e.to_string())?;
+        let bytes = strata_remote::RemoteExt::get_bytes(&*remote, &path)
+            .await
+            .map_err(|e| format!("get blob {}: {e}", b.path))?;
+        let mut tmp = tempfile::tempfile().map_err(|e| e.to_string())?;
+        std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| e.to_string())?;
+        let (sha, _) = strata_sync::blob::hash_file(&tmp).map_err(|e| e.to_string())?;
         if sha != b.sha256 {
             return Err(format!(
                 "blob {} has SHA-256 {sha}, the cursor records {}",
