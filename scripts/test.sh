@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Strata test on a fresh machine: formatting, lints, then the whole workspace's tests
-# (unit, property, CLI and cross-process crash/concurrency tests), then a quick benchmark smoke run so
-# the benchmark harness cannot rot. Needs only the Rust toolchain: SQLite is compiled in.
+# (unit, property, CLI and cross-process crash/concurrency tests, and the bucket tests against the S3
+# and Azure emulators, which scripts/emulators.sh installs and starts), then a quick benchmark smoke
+# run so the benchmark harness cannot rot. Needs the Rust toolchain, python3 and node/npm (SQLite is
+# compiled in; moto and Azurite come from PyPI and npm into .emulators/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

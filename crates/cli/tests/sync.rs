@@ -618,3 +618,87 @@ fn demo_runs_the_sync_walkthrough() {
         assert!(s.contains(want), "demo output lacks {want:?}:\n{s}");
     }
 }
+
+/// The CLI with bucket URLs, on moto (S3) and Azurite (Azure) when scripts/emulators.sh started them:
+/// remote add and clone take the URL and -o options, credentials come from the environment, and bad
+/// input fails with a clear message and the right exit code.
+#[test]
+fn bucket_remotes_from_the_cli() {
+    use strata_remote_s3::testing::emulator;
+    use strata_remote_s3::Provider;
+    for provider in [Provider::S3, Provider::Azure] {
+        let Some(e) = emulator(provider, "cli") else {
+            return;
+        };
+        let w = World::new();
+        let opts: Vec<String> = e
+            .options
+            .iter()
+            .flat_map(|(k, v)| ["-o".to_string(), format!("{k}={v}")])
+            .collect();
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let a = Db { path: w.path("a") };
+        a.ok(&["kv", "put", "task:1", r#"{"status":"done"}"#]);
+        let mut add = vec!["remote", "add", "origin", &e.url];
+        add.extend(&opts);
+        a.ok(&add);
+        let listed = a.json(&["remote", "list"]);
+        assert_eq!(listed[0]["url"], e.url.as_str(), "{listed}");
+        let pushed = a.json(&["push"]);
+        assert_eq!(pushed["remote_version"], 1, "{pushed}");
+
+        let mut clone = vec!["clone", &e.url, "b"];
+        clone.extend(&opts);
+        ok(w.run(&clone), &clone);
+        let b = Db { path: w.path("b") };
+        assert_eq!(b.keys("main"), ["task:1"]);
+        b.ok(&["kv", "put", "task:2", "1"]);
+        b.ok(&["push"]);
+        a.ok(&["pull"]);
+        assert_eq!(a.keys("main"), ["task:1", "task:2"]);
+
+        // A credential as an option is refused, and not echoed.
+        let mut bad = vec![
+            "remote",
+            "add",
+            "x",
+            &e.url,
+            "-o",
+            "secret_access_key=hunter2hunter2",
+        ];
+        bad.extend(&opts);
+        let out = a.fail(&bad, 2);
+        let err = text(&out.stderr);
+        assert!(err.contains("never stores credentials"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        // An unsupported scheme, a bad bucket URL.
+        let out = a.fail(&["remote", "add", "y", "ftp://host/x"], 2);
+        assert!(text(&out.stderr).contains("unsupported remote URL scheme"));
+        let out = a.fail(&["remote", "add", "y", "s3://"], 2);
+        assert!(
+            text(&out.stderr).contains("names no bucket"),
+            "{}",
+            text(&out.stderr)
+        );
+        // A missing bucket, and a prefix that is not a Strata remote.
+        let missing = e.url.replacen("strata-test", "no-such-bucket-cli", 1);
+        let mut c = vec!["clone", &missing, "c"];
+        c.extend(&opts);
+        let out = fail(w.run(&c), &c, 3);
+        assert!(
+            text(&out.stderr).contains("\"no-such-bucket-cli\" does not exist"),
+            "{}",
+            text(&out.stderr)
+        );
+        let empty = format!("{}-empty", e.url);
+        let mut c = vec!["clone", &empty, "d"];
+        c.extend(&opts);
+        let out = fail(w.run(&c), &c, 3);
+        assert!(
+            text(&out.stderr).contains("is not a Strata remote"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!w.path("c").exists() && !w.path("d").exists());
+    }
+}
