@@ -14,8 +14,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{check_remote_blobs, integrity_check, runtime, url, TORTURE};
+use common::{check_remote_blobs, check_remote_blobs_at, integrity_check, runtime, url, TORTURE};
 use strata_engine::{Rev, Strata, Value};
+use strata_remote_s3::testing::emulator;
+use strata_remote_s3::Provider;
 use strata_sync::{mirror_name, PushOptions, SyncError, SyncExt};
 use strata_tests::sync::{
     check_batch, contents, first_difference, parse_tagged, write_batch, REMOTE,
@@ -74,9 +76,14 @@ fn has_db(dir: &Path) -> bool {
     dir.join(strata_engine::DB_FILE).exists()
 }
 
-fn ensure_remote(db: &Strata, remote: &str) {
+fn ensure_remote(db: &Strata, remote: &str, options: &BTreeMap<String, String>) {
     if !db.remote_list().unwrap().iter().any(|r| r.name == REMOTE) {
-        db.remote_add(REMOTE, remote).unwrap();
+        db.remote_add_with(strata_sync::RemoteConfig {
+            name: REMOTE.into(),
+            url: remote.into(),
+            options: options.clone(),
+        })
+        .unwrap();
     }
 }
 
@@ -109,7 +116,7 @@ struct PushStats {
 fn check_after_push_kill(
     what: &str,
     a: &Path,
-    remote_dir: &Path,
+    (remote, options): (&str, &BTreeMap<String, String>),
     acks: &[(u64, u64)],
     rt: &tokio::runtime::Runtime,
     stats: &mut PushStats,
@@ -123,7 +130,7 @@ fn check_after_push_kill(
         );
     }
     let doc = rt
-        .block_on(check_remote_blobs(remote_dir))
+        .block_on(check_remote_blobs_at(remote, options))
         .unwrap_or_else(|e| panic!("{what}: remote after the kill: {e}"));
     if let Some(&(i, v)) = acks.last() {
         let doc = doc.as_ref().unwrap_or_else(|| {
@@ -167,15 +174,31 @@ fn check_after_push_kill(
 
 /// One push trial: two push-loop children on the same database and remote, each killed at a random
 /// moment (the second must recover from the first's crash by itself), then a push from the test, which
-/// must converge, and a fresh clone that must equal the database.
-fn push_trial(t: u64, rng: &mut Lcg, rt: &tokio::runtime::Runtime, stats: &mut PushStats) {
+/// must converge, and a fresh clone that must equal the database. The remote is a fresh folder, or a
+/// fresh prefix of the emulator's bucket for `bucket`.
+fn push_trial(
+    t: u64,
+    rng: &mut Lcg,
+    rt: &tokio::runtime::Runtime,
+    stats: &mut PushStats,
+    bucket: Option<Provider>,
+) {
     let tmp = tempfile::Builder::new()
         .prefix("strata-sync-crash-")
         .tempdir()
         .expect("tempdir");
     let a = tmp.path().join("a");
-    let remote_dir = tmp.path().join("remote");
-    let remote = url(&remote_dir);
+    let (remote, options) = match bucket {
+        None => (url(&tmp.path().join("remote")), BTreeMap::new()),
+        Some(p) => {
+            let e = emulator(p, "crash").expect("the emulator is up");
+            (e.url, e.options)
+        }
+    };
+    let option_args: Vec<String> = options
+        .iter()
+        .flat_map(|(k, v)| ["--option".to_string(), format!("{k}={v}")])
+        .collect();
     // Compaction snapshots every few pushes, so that some kills land in them too.
     let snapshot_every = (2 + t % 5).to_string();
     let mut acks: Vec<(u64, u64)> = Vec::new();
@@ -186,17 +209,17 @@ fn push_trial(t: u64, rng: &mut Lcg, rt: &tokio::runtime::Runtime, stats: &mut P
         // committing or making the first push (a snapshot); in round 1 (every other trial) while the
         // child recovers from the first crash. The others land 0-40 ms after the first acknowledgement.
         let early = if round == 0 { t % 3 == 2 } else { t % 2 == 1 };
-        let mut child = Torture::spawn(
-            TORTURE,
-            &[
-                "push-loop",
-                a.to_str().expect("utf-8 path"),
-                &remote,
-                &start.to_string(),
-                "--snapshot-every",
-                &snapshot_every,
-            ],
-        );
+        let (db_arg, start_arg) = (a.to_str().expect("utf-8 path"), start.to_string());
+        let mut args = vec![
+            "push-loop",
+            db_arg,
+            &remote,
+            &start_arg,
+            "--snapshot-every",
+            &snapshot_every,
+        ];
+        args.extend(option_args.iter().map(String::as_str));
+        let mut child = Torture::spawn(TORTURE, &args);
         let spawned = Instant::now();
         let mut lines = Vec::new();
         let kill_at = if early {
@@ -235,13 +258,13 @@ fn push_trial(t: u64, rng: &mut Lcg, rt: &tokio::runtime::Runtime, stats: &mut P
         }
         stats.acks += round_acks.len() as u64;
         acks.extend(round_acks);
-        check_after_push_kill(&what, &a, &remote_dir, &acks, rt, stats);
+        check_after_push_kill(&what, &a, (&remote, &options), &acks, rt, stats);
     }
 
     // Converge: a push from here succeeds, a second one has nothing to do.
     let what = format!("push trial {t}");
     let db = Strata::open(&a).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
-    ensure_remote(&db, &remote);
+    ensure_remote(&db, &remote, &options);
     if db.branch_info("main").unwrap().head == 0 {
         // Killed before its first commit: give the push something to send.
         db.main().kv_put("p0", 0).unwrap();
@@ -254,7 +277,7 @@ fn push_trial(t: u64, rng: &mut Lcg, rt: &tokio::runtime::Runtime, stats: &mut P
             let mirror = db.branch_info(&mirror_name(REMOTE, "main")).map(|i| i.head);
             let head = db.branch_info("main").map(|i| i.head);
             let remote_v = rt
-                .block_on(check_remote_blobs(&remote_dir))
+                .block_on(check_remote_blobs_at(&remote, &options))
                 .map(|d| d.map(|d| d.version));
             let pull = rt
                 .block_on(db.pull(REMOTE, "main"))
@@ -281,13 +304,18 @@ fn push_trial(t: u64, rng: &mut Lcg, rt: &tokio::runtime::Runtime, stats: &mut P
     }
     // The remote is whole and a fresh clone equals the database, acknowledged pushes included.
     let doc = rt
-        .block_on(check_remote_blobs(&remote_dir))
+        .block_on(check_remote_blobs_at(&remote, &options))
         .unwrap_or_else(|e| panic!("{what}: remote after converging: {e}"))
         .expect("remote has main");
     assert_eq!(doc.version, p.remote_version, "{what}");
     let clone_dir = tmp.path().join("clone");
     let (clone, _) = rt
-        .block_on(strata_sync::clone(&remote, &clone_dir))
+        .block_on(strata_sync::clone_with_options(
+            &remote,
+            &options,
+            &clone_dir,
+            &Default::default(),
+        ))
         .unwrap_or_else(|e| panic!("{what}: clone: {e}"));
     let cloned = contents(&clone, &Rev::head("main")).unwrap();
     if let Some(d) = first_difference(&main, &cloned) {
@@ -315,7 +343,7 @@ fn kill_9_during_push_then_push_again_converges() {
     let t0 = Instant::now();
     let mut stats = PushStats::default();
     for t in 0..trials {
-        push_trial(t, &mut rng, &rt, &mut stats);
+        push_trial(t, &mut rng, &rt, &mut stats, None);
     }
     eprintln!(
         "{trials} push trials in {:?} (seed {seed}): {stats:?}",
@@ -323,6 +351,32 @@ fn kill_9_during_push_then_push_again_converges() {
     );
     assert_eq!(stats.kills, trials * 2);
     assert!(stats.acks > 0, "no push was ever acknowledged: {stats:?}");
+}
+
+/// The same push trials against S3 (moto) and Azure (Azurite) buckets: a push killed mid-upload or
+/// mid-compare-and-swap leaves no partial object that a cursor names, and pushing again converges.
+/// `STRATA_SYNC_CRASH_BUCKET_TRIALS` trials per store (default 20).
+#[test]
+fn kill_9_during_push_to_a_bucket_then_push_again_converges() {
+    let trials = env_u64("STRATA_SYNC_CRASH_BUCKET_TRIALS", 20);
+    let rt = runtime();
+    for provider in [Provider::S3, Provider::Azure] {
+        if emulator(provider, "crash").is_none() {
+            return;
+        }
+        let mut rng = Lcg::new(seed() ^ 0xb0c4);
+        let t0 = Instant::now();
+        let mut stats = PushStats::default();
+        for t in 0..trials {
+            push_trial(t, &mut rng, &rt, &mut stats, Some(provider));
+        }
+        eprintln!(
+            "{provider:?}: {trials} push trials in {:?}: {stats:?}",
+            t0.elapsed()
+        );
+        assert_eq!(stats.kills, trials * 2);
+        assert!(stats.acks > 0, "no push was ever acknowledged: {stats:?}");
+    }
 }
 
 // ----- pull trials --------------------------------------------------------------------------------
@@ -503,7 +557,7 @@ fn pull_trial(
     // Pull again: it converges to the remote.
     let db = Strata::open(b).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
     stats.leftover_staging += leftover_staging(&db);
-    ensure_remote(&db, remote);
+    ensure_remote(&db, remote, &BTreeMap::new());
     let r = rt
         .block_on(db.pull(REMOTE, "main"))
         .unwrap_or_else(|e| panic!("{what}: pull after the kill: {e} ({e:?})"));
