@@ -41,14 +41,30 @@
 //! 7–10. The sync benchmarks (`push`, `clone`, `rsync`, `pull_rss`), over folder remotes: see the
 //!    `sync` module for what each measures. `pull_rss` runs its pull in a child process (this binary
 //!    with the hidden subcommand `__pull-child DIR`) so that the peak RSS is the pull's alone.
+//! 11. `s3_push` — the first push of a 100k-key branch (100 B pseudo-random values, so zstd cannot
+//!     shrink it) to a fresh prefix of the S3 emulator (moto), in MB/s of the snapshot blob's bytes;
+//!     median of 3 pushes, each to a new prefix. Baseline: `rclone copy` of that same blob file from
+//!     a local folder to another fresh prefix. Ratio Strata MB/s ÷ rclone MB/s. No target.
+//! 12. `s3_clone` — `strata_sync::clone_with_options` of that prefix into a new database, in MB/s of
+//!     the same blob bytes; median of 3. Baseline: `rclone copy` of the prefix's `blobs/branches/`
+//!     (exactly the blob) to a local folder. Ratio Strata MB/s ÷ rclone MB/s. No target.
+//! 13. `s3_requests` — HTTP requests (by method) of a push of one changed key on that branch, of a
+//!     pull of it and of a no-op pull. Baseline (computed): one object per key synced by rclone,
+//!     which lists ⌈keys / 1000⌉ pages first. Target: ≤ 5 requests each.
+//!
+//!    11–13 need the emulator: `STRATA_TEST_S3_ENDPOINT` and `STRATA_TEST_S3_BUCKET` (and dummy AWS
+//!    keys), as `bash scripts/emulators.sh run -- cargo run --release -p strata-bench` exports. Without
+//!    them their rows say "not available" and the run goes on; without `rclone` on PATH only their
+//!    baselines are missing. See the `bucket` module for exactly what each measures.
 //!
 //! At the end the peak resident set size of the process (VmHWM) and the load average at start and end
 //! are printed: other work on the machine skews every figure, so compare ratios, not absolute rates.
 //!
 //! Default sizes: N = 200,000 (5 runs), 2,000 single commits per variant, 200,000 gets, BIG = 1,000,000
 //! keys, 50 forks per database, 200 `changes_since` repetitions; sync: 1M- and 1k-key branches, 10
-//! pushes of 100 changed keys each, 5 rsync rounds, a 500k × 1 KB delta for `pull_rss`. `--quick`
-//! shrinks them by about 10× (the sync ones more) for smoke runs.
+//! pushes of 100 changed keys each, 5 rsync rounds, a 500k × 1 KB delta for `pull_rss`; buckets: 100k
+//! keys × 100 B, 3 rounds. `--quick` shrinks them by about 10× (the sync ones more; buckets: 5k keys,
+//! 2 rounds) for smoke runs.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -59,9 +75,10 @@ use rusqlite::Connection;
 use strata_engine::{Durability, Options, Strata, Value, DB_FILE};
 use tempfile::TempDir;
 
+mod bucket;
 mod sync;
 
-const BENCHES: [&str; 10] = [
+const BENCHES: [&str; 13] = [
     "kv_put_batch",
     "kv_put_single",
     "kv_get",
@@ -72,6 +89,9 @@ const BENCHES: [&str; 10] = [
     "clone",
     "rsync",
     "pull_rss",
+    "s3_push",
+    "s3_clone",
+    "s3_requests",
 ];
 
 /// `changes_since` stops repeating after `Sizes::changes_budget` (but not before this many reads), so
@@ -91,7 +111,7 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// Run only these benchmarks (repeatable or comma-separated): kv_put_batch, kv_put_single, kv_get,
-    /// fork, changes_since, bundle, push, clone, rsync, pull_rss.
+    /// fork, changes_since, bundle, push, clone, rsync, pull_rss, s3_push, s3_clone, s3_requests.
     #[arg(
         long,
         value_name = "NAME",
@@ -132,6 +152,10 @@ struct Sizes {
     /// Keys and value bytes of the delta pulled by the child process (10).
     rss_keys: usize,
     rss_value: usize,
+    /// Keys and value bytes of the branch pushed to the S3 emulator, and rounds timed (11–13).
+    s3_keys: usize,
+    s3_value: usize,
+    s3_reps: usize,
 }
 
 impl Sizes {
@@ -157,6 +181,9 @@ impl Sizes {
                 rsync_reps: 2,
                 rss_keys: 2_000,
                 rss_value: 1_000,
+                s3_keys: 5_000,
+                s3_value: 100,
+                s3_reps: 2,
             }
         } else {
             Sizes {
@@ -179,6 +206,9 @@ impl Sizes {
                 rsync_reps: 5,
                 rss_keys: 500_000,
                 rss_value: 1_000,
+                s3_keys: 100_000,
+                s3_value: 100,
+                s3_reps: 3,
             }
         }
     }
@@ -194,6 +224,8 @@ enum Target {
     AtMost(f64),
     /// The strata figure itself (not the ratio) is at most this many MB.
     MbAtMost(f64),
+    /// The strata figure itself (a count, such as requests) is at most this.
+    CountAtMost(f64),
 }
 
 impl Target {
@@ -201,7 +233,7 @@ impl Target {
         match self {
             Target::AtLeast(t) => ratio >= t,
             Target::AtMost(t) => ratio <= t,
-            Target::MbAtMost(t) => value <= t,
+            Target::MbAtMost(t) | Target::CountAtMost(t) => value <= t,
         }
     }
     fn label(self) -> String {
@@ -209,17 +241,20 @@ impl Target {
             Target::AtLeast(t) => format!(">= {t:.2}x"),
             Target::AtMost(t) => format!("<= {t:.2}x"),
             Target::MbAtMost(t) => format!("<= {t:.0} MB"),
+            Target::CountAtMost(t) => format!("<= {t:.0}"),
         }
     }
 }
 
 /// A measured quantity: a rate (higher is better), a duration in seconds (lower is better), an amount
-/// of memory or data in MB (10^6 bytes), or nothing (the baseline could not be measured).
+/// of memory or data in MB (10^6 bytes), a count (such as HTTP requests; lower is better), or nothing
+/// (the baseline could not be measured).
 #[derive(Clone, Copy, Debug)]
 enum Measure {
     Rate { per_sec: f64, unit: &'static str },
     Time { secs: f64 },
     Mb { mb: f64 },
+    Count { n: f64, unit: &'static str },
     Missing,
 }
 
@@ -229,6 +264,7 @@ impl Measure {
             Measure::Rate { per_sec, .. } => per_sec,
             Measure::Time { secs } => secs,
             Measure::Mb { mb } => mb,
+            Measure::Count { n, .. } => n,
             Measure::Missing => f64::NAN,
         }
     }
@@ -237,6 +273,7 @@ impl Measure {
             Measure::Rate { unit, .. } => format!("{unit}/s"),
             Measure::Time { .. } => "s".to_string(),
             Measure::Mb { .. } => "MB".to_string(),
+            Measure::Count { unit, .. } => unit.to_string(),
             Measure::Missing => String::new(),
         }
     }
@@ -249,6 +286,8 @@ impl Measure {
             Measure::Rate { per_sec, unit } => format!("{} {unit}/s", si(per_sec)),
             Measure::Time { secs } => show_secs(secs),
             Measure::Mb { mb } => format!("{mb:.1} MB"),
+            Measure::Count { n: 1.0, unit } => format!("1 {}", unit.trim_end_matches('s')),
+            Measure::Count { n, unit } => format!("{n:.0} {unit}"),
             Measure::Missing => "-".to_string(),
         }
     }
@@ -298,7 +337,7 @@ impl Row {
             "available": self.strata.is_ok(),
             "strata": self.strata.as_ref().ok().map(|m| m.value()),
             "strata_error": self.strata.as_ref().err(),
-            "unit": self.baseline.unit(),
+            "unit": self.strata.as_ref().map_or(self.baseline.unit(), |m| m.unit()),
             "baseline_label": self.baseline_label,
             "baseline": Some(self.baseline.value()).filter(|v| v.is_finite()),
             "ratio": self.ratio(),
@@ -472,6 +511,7 @@ struct Ctx {
     batch: Option<Batch>,
     lineage: Option<Lineage>,
     sync: Option<sync::SyncFix>,
+    bucket: Option<bucket::BucketFix>,
     rt: tokio::runtime::Runtime,
     rows: Vec<Row>,
 }
@@ -1068,7 +1108,9 @@ fn print_table(rows: &[Row]) {
     println!(
         "ratios: rates are strata/baseline (higher is better); fork, changes_since and push are \
          big/small, clone is strata/baseline (lower is better); rsync is rsync/push (higher is \
-         better); pull_rss is the child's peak RSS against the delta size, the target is on the RSS"
+         better); pull_rss is the child's peak RSS against the delta size, the target is on the RSS; \
+         s3_push and s3_clone are strata MB/s / rclone MB/s (higher is better); s3_requests is the \
+         computed per-key baseline / strata requests, the target is on strata's count"
     );
     for r in rows {
         if let Err(e) = &r.strata {
@@ -1102,6 +1144,7 @@ fn main() -> Result<()> {
         batch: None,
         lineage: None,
         sync: None,
+        bucket: None,
         rt: tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?,
@@ -1112,7 +1155,7 @@ fn main() -> Result<()> {
     progress(format!("sizes: {sizes:?}"));
 
     type Bench = fn(&mut Ctx) -> Result<()>;
-    let benches: [(&str, Bench); 10] = [
+    let benches: [(&str, Bench); 13] = [
         ("kv_put_batch", Ctx::bench_kv_put_batch),
         ("kv_put_single", Ctx::bench_kv_put_single),
         ("kv_get", Ctx::bench_kv_get),
@@ -1123,6 +1166,9 @@ fn main() -> Result<()> {
         ("clone", Ctx::bench_clone),
         ("rsync", Ctx::bench_rsync),
         ("pull_rss", Ctx::bench_pull_rss),
+        ("s3_push", Ctx::bench_s3_push),
+        ("s3_clone", Ctx::bench_s3_clone),
+        ("s3_requests", Ctx::bench_s3_requests),
     ];
     for (name, f) in benches {
         if selected(name) {
@@ -1160,6 +1206,9 @@ fn main() -> Result<()> {
                 "rsync_reps": sizes.rsync_reps,
                 "pull_rss_keys": sizes.rss_keys,
                 "pull_rss_value_bytes": sizes.rss_value,
+                "s3_keys": sizes.s3_keys,
+                "s3_value_bytes": sizes.s3_value,
+                "s3_reps": sizes.s3_reps,
             },
             "value_bytes": bytes.len(),
             "temp_root": root.display().to_string(),
@@ -1201,6 +1250,10 @@ fn main() -> Result<()> {
             sizes.rsync_reps,
             sizes.rss_keys,
             sizes.rss_value
+        );
+        println!(
+            "buckets (S3 emulator): {} keys x {} pseudo-random bytes; {} rounds of push and clone",
+            sizes.s3_keys, sizes.s3_value, sizes.s3_reps
         );
         println!();
         print_table(&rows);

@@ -97,7 +97,7 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(usize, u64)> {
 }
 
 /// Total size of the files under `dir`.
-fn tree_bytes(dir: &Path) -> Result<u64> {
+pub(crate) fn tree_bytes(dir: &Path) -> Result<u64> {
     let mut n = 0;
     for e in std::fs::read_dir(dir)? {
         let e = e?;
@@ -184,8 +184,8 @@ fn rsync(src: &Path, dst: &Path) -> Result<RsyncRun> {
     })
 }
 
-/// The pseudo-random value of key `i` of benchmark 10: `len` bytes that zstd cannot shrink.
-fn noise_value(i: usize, len: usize) -> Value {
+/// The pseudo-random value of key `i` of benchmarks 10–13: `len` bytes that zstd cannot shrink.
+pub(crate) fn noise_value(i: usize, len: usize) -> Value {
     let mut rng = Rng(0x9d5c_0de0 ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut b = Vec::with_capacity(len + 8);
     while b.len() < len {
