@@ -643,3 +643,39 @@ async fn large_puts_are_published_conditionally() {
         body(11 * 1024 * 1024, 5)
     );
 }
+
+/// Retries apply to retryable failures only, within the configured budget: a dead endpoint fails as
+/// `Transient` after `max_retries` attempts, quickly when the budget is small.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_endpoint_fails_as_transient_within_the_retry_budget() {
+    // A port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let counter = RequestCounter::new();
+    let opts = BucketOptions::from_pairs([
+        ("endpoint", format!("http://127.0.0.1:{port}").as_str()),
+        ("max_retries", "2"),
+        ("timeout", "2s"),
+        ("connect_timeout", "1s"),
+        ("retry_timeout", "10s"),
+    ])
+    .unwrap();
+    let env = Env::from_map(BTreeMap::from([
+        ("AWS_ACCESS_KEY_ID".to_string(), "x".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), "y".to_string()),
+    ]));
+    let r = ObjectStoreRemote::open_counted("s3://b/p", &opts, &env, &counter).unwrap();
+    let t0 = std::time::Instant::now();
+    let err = r.read_cursor(&p("branches/main")).await.unwrap_err();
+    assert!(matches!(err, RemoteError::Transient(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(
+        counter.total(),
+        3,
+        "one try and two retries: {:?}",
+        counter.log()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+}
