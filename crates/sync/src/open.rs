@@ -34,17 +34,12 @@ pub fn check_url(url: &str) -> Result<()> {
     }
 }
 
-/// Checks a URL and the options given with it: bucket remotes take [`BucketOptions`]; folder and
-/// memory remotes take none.
+/// Checks a URL and the options given with it: bucket remotes take exactly [`BucketOptions`] (unknown
+/// keys and credentials are refused); folder and memory remotes use none and keep any given as they are.
 pub fn check_config(url: &str, options: &BTreeMap<String, String>) -> Result<()> {
     check_url(url)?;
     if is_bucket_url(url) {
         BucketOptions::from_map(options).map_err(|e| SyncError::Config(e.to_string()))?;
-    } else if let Some(k) = options.keys().next() {
-        return Err(SyncError::Config(format!(
-            "option {k:?}: folder and memory remotes take no options (bucket remotes do: {})",
-            strata_remote_s3::OPTION_KEYS.join(", ")
-        )));
     }
     Ok(())
 }
