@@ -68,6 +68,32 @@ const NOT_AVAILABLE: &str = "not available: start the emulators (bash scripts/em
 /// What the baseline column says when rclone is missing.
 const NO_RCLONE: &str = "rclone: not on PATH";
 
+/// The baseline cells of a row from rclone's timings (seconds) over `mb` MB: label, rate (the median)
+/// and a note; "missing" when rclone did not run.
+fn rclone_baseline(
+    times: &mut [f64],
+    mb: f64,
+    label: &str,
+    what: &str,
+) -> (String, Measure, String) {
+    if times.is_empty() {
+        return (
+            NO_RCLONE.to_string(),
+            Measure::Missing,
+            "no baseline: rclone is not on PATH (apt-get install rclone)".to_string(),
+        );
+    }
+    let t = median(times);
+    (
+        label.to_string(),
+        Measure::Rate {
+            per_sec: mb / t,
+            unit: "MB",
+        },
+        format!("{what}: {}", show_secs(t)),
+    )
+}
+
 /// Where a remote keeps its branches' blobs: `blobs/` less the 38-byte marker `blobs/strata-remote.json`,
 /// so exactly the bytes `PushReport::bytes` counts.
 const BRANCH_BLOBS: &str = "blobs/branches";
@@ -419,27 +445,13 @@ impl Ctx {
         let mut rates: Vec<f64> = pushes.iter().map(|&(b, t)| b as f64 / 1e6 / t).collect();
         let mut times: Vec<f64> = pushes.iter().map(|&(_, t)| t).collect();
         let st = median(&mut times);
-        let (baseline_label, baseline, rclone_note) = if rclone_t.is_empty() {
-            (
-                NO_RCLONE.to_string(),
-                Measure::Missing,
-                "no baseline: rclone is not on PATH (apt-get install rclone)".to_string(),
-            )
-        } else {
-            let rt = median(&mut rclone_t);
-            (
-                "rclone copy of the blob up".to_string(),
-                Measure::Rate {
-                    per_sec: mb / rt,
-                    unit: "MB",
-                },
-                format!(
-                    "rclone copy of the same blob file to a fresh prefix (one process each, one \
-                     PUT below its 200 MiB cutoff): {}",
-                    show_secs(rt)
-                ),
-            )
-        };
+        let (baseline_label, baseline, rclone_note) = rclone_baseline(
+            &mut rclone_t,
+            mb,
+            "rclone copy of the blob up",
+            "rclone copy of the same blob file to a fresh prefix (one process each, one PUT below \
+             its 200 MiB cutoff)",
+        );
         let fix = self.bucket.as_mut().expect("bucket fixture");
         fix.remotes = remotes;
         fix.local_blobs = local;
@@ -538,27 +550,14 @@ impl Ctx {
             ));
         }
         let st = median(&mut strata_t);
-        let (baseline_label, baseline, rclone_note) = if rclone_t.is_empty() {
-            (
-                NO_RCLONE.to_string(),
-                Measure::Missing,
-                "no baseline: rclone is not on PATH (apt-get install rclone)".to_string(),
-            )
-        } else {
-            let rt = median(&mut rclone_t);
-            (
-                "rclone copy of the blob down".to_string(),
-                Measure::Rate {
-                    per_sec: mb / rt,
-                    unit: "MB",
-                },
-                format!(
-                    "rclone copy of the prefix's {BRANCH_BLOBS}/ to a new local folder (one process \
-                     each): {}",
-                    show_secs(rt)
-                ),
-            )
-        };
+        let (baseline_label, baseline, rclone_note) = rclone_baseline(
+            &mut rclone_t,
+            mb,
+            "rclone copy of the blob down",
+            &format!(
+                "rclone copy of the prefix's {BRANCH_BLOBS}/ to a new local folder (one process each)"
+            ),
+        );
         self.rows.push(Row {
             bench: "s3_clone",
             label,

@@ -25,7 +25,7 @@ use strata_remote::{
 
 use crate::config::{build_store, BucketOptions, Env};
 use crate::counting::RequestCounter;
-use crate::url::{BucketUrl, Provider};
+use crate::url::BucketUrl;
 
 /// Staged uploads older than this are removed by the sweep that runs before a remote's first large
 /// put (left by a crashed writer between its upload and its publishing copy).
@@ -84,8 +84,17 @@ impl ObjectStoreRemote {
         env: &Env,
         counter: &RequestCounter,
     ) -> Result<ObjectStoreRemote> {
+        ObjectStoreRemote::build(url, options, env, Some(counter))
+    }
+
+    fn build(
+        url: &str,
+        options: &BucketOptions,
+        env: &Env,
+        counter: Option<&RequestCounter>,
+    ) -> Result<ObjectStoreRemote> {
         let parsed = BucketUrl::parse(url)?;
-        let store = build_store(&parsed, options, env, Some(counter))?;
+        let store = build_store(&parsed, options, env, counter)?;
         Ok(ObjectStoreRemote::with_store(store, parsed, options))
     }
 
@@ -271,7 +280,9 @@ impl ObjectStoreRemote {
             return Err(e);
         }
         upload.complete().await.map_err(|e| self.err(&what, e))?;
-        let staged_guard = StagedGuard {
+        // The guard removes the staged object if this future is dropped mid-copy; otherwise it is
+        // removed here, before returning, so a finished put leaves nothing in tmp/.
+        let mut staged_guard = StagedGuard {
             store: self.store.clone(),
             key: Some(staged.clone()),
         };
@@ -283,7 +294,10 @@ impl ObjectStoreRemote {
                 CopyOptions::new().with_mode(CopyMode::Create),
             )
             .await;
-        drop(staged_guard);
+        staged_guard.key = None;
+        if let Err(e) = self.store.delete(&staged).await {
+            tracing::debug!(key = %staged, error = %clean(&e), "could not remove a staged upload");
+        }
         match copied {
             Ok(()) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => Err(RemoteError::AlreadyExists(
@@ -738,12 +752,5 @@ impl Remote for ObjectStoreRemote {
             }
         }
         Ok(names.into_iter().collect())
-    }
-}
-
-impl Provider {
-    /// Whether this provider is reached through `object_store`'s S3 client.
-    pub fn is_s3(self) -> bool {
-        matches!(self, Provider::S3)
     }
 }

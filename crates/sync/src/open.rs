@@ -39,9 +39,13 @@ pub fn check_url(url: &str) -> Result<()> {
 pub fn check_config(url: &str, options: &BTreeMap<String, String>) -> Result<()> {
     check_url(url)?;
     if is_bucket_url(url) {
-        BucketOptions::from_map(options).map_err(|e| SyncError::Config(e.to_string()))?;
+        bucket_options(options)?;
     }
     Ok(())
+}
+
+fn bucket_options(options: &BTreeMap<String, String>) -> Result<BucketOptions> {
+    BucketOptions::from_map(options).map_err(|e| SyncError::Config(e.to_string()))
 }
 
 /// In-process memory remotes by name, so that several databases in one process (tests, demos) can
