@@ -183,3 +183,22 @@ pub trait RemoteExt: Remote {
 }
 
 impl<T: Remote + ?Sized> RemoteExt for T {}
+
+/// Opens remotes from their URLs and options. `strata-remotes` implements it (one cargo feature per
+/// backend), and sync takes one, so that the sync algorithm depends on no backend.
+pub trait Connector: Debug + Send + Sync + 'static {
+    /// Checks a URL and its options exactly as [`open`](Connector::open) would, without any I/O.
+    fn check(
+        &self,
+        url: &str,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()>;
+
+    /// Opens the remote a URL names. Opening changes nothing at the location: a folder remote is
+    /// created by its first write, never by an open or a read.
+    fn open(
+        &self,
+        url: &str,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<std::sync::Arc<dyn Remote>>;
+}
