@@ -101,33 +101,12 @@ impl Strata {
         })
     }
 
-    /// [`Strata::apply_raw_changes`], then, in the same transaction, records the branch's new head and
-    /// `equal` as holding equal contents (merge records both ways). For the sync library: a crash can
-    /// never leave a mirror updated without the equal point that goes with it.
-    pub fn apply_raw_changes_equal_to(
-        &self,
-        branch: &str,
-        changes: impl IntoIterator<Item = Result<RawChangeSet>>,
-        equal: &Rev,
-    ) -> Result<ApplyReport> {
-        self.write(|conn| {
-            let row = store::branch_by_name(conn, branch)?;
-            let report = apply_in_txn(conn, &row, changes, "apply")?;
-            let (other, ov, _) = crate::db::rev_view(conn, equal)?;
-            let mut st = conn.prepare_cached(
-                "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            st.execute(params![row.id, report.head as i64, other.id, ov as i64])?;
-            st.execute(params![other.id, ov as i64, row.id, report.head as i64])?;
-            Ok(report)
-        })
-    }
-
     /// Records that `target` (a branch, or `branch@version`) already contains `source` (at its
     /// version), as if merged. Later merges use this as their common ancestor; recorded both ways, it
     /// says the two points hold equal contents, which lets diffs between the two branches read only
     /// what changed since. For the sync library, after it has made a mirror and a branch equal.
-    pub fn record_merge(&self, source: &Rev, target: &Rev) -> Result<()> {
+    #[allow(dead_code)]
+    pub(crate) fn record_merge(&self, source: &Rev, target: &Rev) -> Result<()> {
         self.write(|conn| {
             let (src, sv, _) = crate::db::rev_view(conn, source)?;
             let (tgt, tv, _) = crate::db::rev_view(conn, target)?;

@@ -159,7 +159,7 @@ fn anchor_parts(conn: &Connection, a: &View, b: &View) -> Result<Option<Vec<(i64
 
 /// Calls `f(key, a_value, b_value)` for every key whose live value differs between the views, in key
 /// order, with bounded memory.
-fn for_each_difference(
+pub(crate) fn for_each_difference(
     conn: &Connection,
     a: &View,
     b: &View,
@@ -283,16 +283,8 @@ impl Strata {
     pub fn contains(&self, outer: &Rev, inner: &Rev) -> Result<bool> {
         let conn = self.conn()?;
         let (o, ov, _) = rev_view(&conn, outer)?;
-        let (i, iv, iview) = rev_view(&conn, inner)?;
-        let anc = ancestry(&conn, (o.id, ov))?;
-        if anc.get(&i.id).is_some_and(|&v| v >= iv) {
-            return Ok(true);
-        }
-        // `inner` may read only its parent's rows (a fork with no commits of its own yet).
-        Ok(match iview.segs.first() {
-            None => true,
-            Some(top) => top.branch != i.id && anc.get(&top.branch).is_some_and(|&v| v >= top.hi),
-        })
+        let (i, iv, _) = rev_view(&conn, inner)?;
+        contains_in(&conn, (o.id, ov), (i.id, iv))
     }
 
     /// The common ancestor a merge of `source` into `target` would use, as `branch@version`.
@@ -327,14 +319,18 @@ impl Strata {
                 "branch {target:?} is internal; only the library writes it"
             )));
         }
-        self.merge_inner(source, target, strategy)
+        self.merge_inner(source, target, strategy, |_, _, _| Ok(()))
     }
 
+    /// The merge. `before_commit(conn, target_row, head_after)` runs inside the merge's transaction
+    /// after everything is written and before it commits (target_row holds the head before the merge);
+    /// an error from it rolls the merge back.
     pub(crate) fn merge_inner(
         &self,
         source: &Rev,
         target: &str,
         strategy: MergeStrategy,
+        before_commit: impl FnOnce(&Connection, &store::BranchRow, u64) -> Result<()>,
     ) -> Result<MergeReport> {
         let mut tx = self.begin_internal(target)?;
         let (src, sv, src_view) = rev_view(tx.connection(), source)?;
@@ -429,6 +425,7 @@ impl Strata {
             "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
             params![tgt.id, head_after as i64, src.id, sv as i64],
         )?;
+        before_commit(conn, &tgt, head_after)?;
         if report.applied > 0 {
             // The transaction is dirty, so commit creates the version.
             report.version = tx.commit()?;
@@ -563,6 +560,20 @@ fn merge_events(
 
 /// Every (branch, highest version) that the view of `(branch, version)` contains, through forks and
 /// recorded merges.
+/// Whether branch point `outer` contains `inner` (see [`Strata::contains`]), on an open connection.
+pub(crate) fn contains_in(conn: &Connection, outer: (i64, u64), inner: (i64, u64)) -> Result<bool> {
+    let anc = ancestry(conn, outer)?;
+    if anc.get(&inner.0).is_some_and(|&v| v >= inner.1) {
+        return Ok(true);
+    }
+    // `inner` may read only its parent's rows (a fork with no commits of its own yet).
+    let iview = store::view_at(conn, inner.0, inner.1)?;
+    Ok(match iview.segs.first() {
+        None => true,
+        Some(top) => top.branch != inner.0 && anc.get(&top.branch).is_some_and(|&v| v >= top.hi),
+    })
+}
+
 fn ancestry(conn: &Connection, start: (i64, u64)) -> Result<HashMap<i64, u64>> {
     let mut seen: HashMap<i64, u64> = HashMap::new();
     let mut stack = vec![start];
