@@ -165,8 +165,10 @@ pub struct PullReport {
     pub applied: u64,
     /// Conflicting keys resolved in the remote's favour (last writer wins).
     pub conflicts_resolved: u64,
-    /// Whether the branch was created from the remote (nothing local to merge).
+    /// Whether the branch was created from the remote (it did not exist).
     pub created: bool,
+    /// Whether the branch, which had nothing of its own, moved forward in place to the remote's version.
+    pub fast_forward: bool,
 }
 
 /// Where a branch stands against a remote.
@@ -870,6 +872,7 @@ pub async fn pull_with(
         applied: 0,
         conflicts_resolved: 0,
         created: false,
+        fast_forward: false,
     };
     let (db2, mirror2, branch2, name2) = (
         db.clone(),
@@ -895,7 +898,10 @@ pub async fn pull_with(
     })
     .await?;
     match outcome {
-        Merged::FastForward(created) => report.created = created,
+        Merged::FastForward(f) => {
+            report.created = f == FastForward::Created;
+            report.fast_forward = f == FastForward::Advanced;
+        }
         Merged::Merge(m) => {
             report.merged_version = m.version;
             report.applied = m.applied;
@@ -914,7 +920,7 @@ pub async fn pull_with(
 }
 
 enum Merged {
-    FastForward(bool),
+    FastForward(FastForward),
     Merge(strata_engine::MergeReport),
     Nothing,
 }
@@ -966,7 +972,7 @@ fn merge_mirror(
         };
         if ff {
             match rep.fast_forward(branch, expected, &mirror_rev, &[state(r)]) {
-                Ok(f) => return Ok(Merged::FastForward(f == FastForward::Created)),
+                Ok(f) => return Ok(Merged::FastForward(f)),
                 Err(
                     strata_engine::Error::HeadMoved { .. } | strata_engine::Error::InvalidOperation(_),
                 ) => continue,

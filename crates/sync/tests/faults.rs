@@ -182,6 +182,7 @@ async fn faulted_push(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn push_fails_at_every_operation_then_converges() {
+    common::init();
     for case in PUSH_CASES {
         // A clean run, to learn the operations and the outcome.
         let (mem, faulty) = env();
@@ -257,6 +258,7 @@ async fn push_fails_at_every_operation_then_converges() {
 /// operation: the database never changes on failure, and a final clean run converges.
 #[tokio::test(flavor = "multi_thread")]
 async fn rerun_push_after_lost_response_fails_at_every_operation() {
+    common::init();
     for case in PUSH_CASES {
         let recovery_ops = {
             let (mem, faulty) = env();
@@ -323,6 +325,7 @@ async fn rerun_push_after_lost_response_fails_at_every_operation() {
 /// A push whose response was lost, then more local work: the re-run pushes exactly the new work.
 #[tokio::test(flavor = "multi_thread")]
 async fn rerun_push_after_lost_response_with_new_work() {
+    common::init();
     let (mem, faulty) = env();
     let (a, opts) = push_case(PushCase::Delta, &faulty).await;
     faulted_push(
@@ -349,6 +352,7 @@ async fn rerun_push_after_lost_response_with_new_work() {
 /// pull then push converges without losing either side.
 #[tokio::test(flavor = "multi_thread")]
 async fn lost_response_then_someone_else_pushes() {
+    common::init();
     let (mem, faulty) = env();
     let (a, opts) = push_case(PushCase::Delta, &faulty).await;
     let b = Strata::open_temp().unwrap();
@@ -450,6 +454,7 @@ async fn pull_case(case: PullCase, r: &dyn Remote) -> (Strata, Strata, Contents)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pull_fails_at_every_operation_then_converges() {
+    common::init();
     for case in PULL_CASES {
         let (mem, faulty) = env();
         let (_a, b, expected) = pull_case(case, &faulty).await;
@@ -522,6 +527,7 @@ async fn assert_converged_mirror(db: &Strata, mem: &InMemoryRemote, what: &str) 
 /// A fetch failing at every operation leaves the mirror as it was, too; the branch is never touched.
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_fails_at_every_operation() {
+    common::init();
     let (mem, faulty) = env();
     let (_a, b, _) = pull_case(PullCase::Incremental, &faulty).await;
     // The cursor, then two deltas.
@@ -555,6 +561,7 @@ async fn fetch_fails_at_every_operation() {
 /// fresh cursor; missing twice, the pull fails cleanly.
 #[tokio::test(flavor = "multi_thread")]
 async fn pull_retries_a_vanished_blob_once() {
+    common::init();
     let (mem, faulty) = env();
     let (_a, b, expected) = pull_case(PullCase::Incremental, &faulty).await;
     faulty.arm(Failure::nth_of(Op::GetBlob, 1).with_error(RemoteError::NotFound));
@@ -604,6 +611,7 @@ fn first_blob_after(doc: &CursorDoc, m: u64) -> BlobRef {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn damaged_downloads_are_refused_and_nothing_is_applied() {
+    common::init();
     for case in PULL_CASES {
         let (mem, faulty) = env();
         let (_a, b, expected) = pull_case(case, &faulty).await;
@@ -703,6 +711,7 @@ async fn forge_newest_blob(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_blobs_with_matching_hashes_are_refused() {
+    common::init();
     // Valid blobs to build forgeries from: a's newest delta, a's snapshot, and a delta of another branch.
     let (mem, _faulty) = env();
     let (a, _b, _) = pull_case(PullCase::Incremental, &mem).await;
@@ -800,6 +809,7 @@ async fn folder_cursor(root: &Path) -> CursorDoc {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn damaged_blob_files_on_a_folder_remote() {
+    common::init();
     let (_dir, root, a, b) = folder_world().await;
     let doc = folder_cursor(&root).await;
     let delta = doc.deltas.last().unwrap().clone();
@@ -858,6 +868,7 @@ fn newest_cursor_record(root: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn damaged_cursor_on_a_folder_remote() {
+    common::init();
     let (_dir, root, a, b) = folder_world().await;
     let record = newest_cursor_record(&root);
     let original = std::fs::read(&record).unwrap();
@@ -959,6 +970,7 @@ async fn referenced(r: &dyn Remote) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_deletes_what_failed_pushes_left_and_keeps_the_rest() {
+    common::init();
     let url = format!("memory://gc-{}", uuid::Uuid::new_v4().simple());
     let inner = strata_sync::open_url(&url).unwrap();
     let faulty = FaultyRemote::new(inner.clone());
@@ -1024,6 +1036,7 @@ async fn gc_deletes_what_failed_pushes_left_and_keeps_the_rest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_after_compaction_keeps_far_behind_clients_working() {
+    common::init();
     let (mem, _faulty) = env();
     let (a, b, expected) = pull_case(PullCase::FarBehind, &mem).await;
     let before = blob_paths(&mem).await.len();
@@ -1044,6 +1057,7 @@ async fn gc_after_compaction_keeps_far_behind_clients_working() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compaction_bounds_the_delta_chain_and_far_behind_pulls_are_right() {
+    common::init();
     let (mem, faulty) = env();
     let opts = PushOptions {
         snapshot_every: 3,
@@ -1168,6 +1182,7 @@ async fn compaction_bounds_the_delta_chain_and_far_behind_pulls_are_right() {
 /// `compact` points the cursor at one snapshot; clients at every earlier version still pull right.
 #[tokio::test(flavor = "multi_thread")]
 async fn explicit_compaction_and_clients_at_every_version() {
+    common::init();
     let url = format!("memory://compact-{}", uuid::Uuid::new_v4().simple());
     let remote = strata_sync::open_url(&url).unwrap();
     let a = Strata::open_temp().unwrap();
@@ -1212,6 +1227,7 @@ async fn explicit_compaction_and_clients_at_every_version() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn small_push_and_pull_make_few_requests() {
+    common::init();
     let (_mem, faulty) = env();
     let a = Strata::open_temp().unwrap();
     let b = Strata::open_temp().unwrap();
@@ -1320,6 +1336,7 @@ async fn small_push_and_pull_make_few_requests() {
 /// lost, and gc removes the losers' uploads.
 #[tokio::test(flavor = "multi_thread")]
 async fn racing_pushes_one_wins_the_rest_retry() {
+    common::init();
     let (mem, faulty) = env();
     let clients: Vec<Strata> = (0..3).map(|_| Strata::open_temp().unwrap()).collect();
     clients[0].main().kv_put("shared", 0).unwrap();
