@@ -666,10 +666,10 @@ async fn fetch_into_mirror(
             // The mirror holds an old state the remote no longer describes by deltas: its difference
             // from the snapshot becomes one version at the snapshot's number, then the deltas follow.
             let snap = readers.remove(0);
-            let rest = readers
-                .into_iter()
-                .flat_map(BlobReader::raw)
-                .chain(std::iter::once(Ok(end_marker(version))));
+            // The snapshot's difference is a commit at `snap_to` already; an end marker there would
+            // not follow it.
+            let end = (version > snap_to).then(|| Ok(end_marker(version)));
+            let rest = readers.into_iter().flat_map(BlobReader::raw).chain(end);
             rep.reset_and_apply(&mirror2, m, snap.raw(), snap_to, rest, &[])
         } else {
             let chain = readers

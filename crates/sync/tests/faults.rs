@@ -10,6 +10,18 @@
 
 mod common;
 
+/// Consecutive failed operations that make an outage: more than sync's retries of one step, so the
+/// failure reaches the caller (a single transient failure is retried away; see races.rs).
+const OUTAGE: u64 = 4;
+
+/// A cursor write that lands, answered by an error sync cannot see through (not a transient one,
+/// which it resolves by reading the cursor again): a lost reply.
+fn lost_reply() -> Failure {
+    Failure::nth_of(Op::WriteCursor, 1)
+        .after_write()
+        .with_error(|m| RemoteError::Other(m.into()))
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,8 +59,8 @@ async fn pull(db: &Strata, r: &dyn Remote) -> strata_sync::Result<PullReport> {
 /// The operation an injected fault hit, from its message (`injected fault: write_cursor #1 ...`).
 fn injected_op(e: &SyncError) -> Op {
     let msg = match e {
-        SyncError::Remote(RemoteError::Transient(m)) => m,
-        other => panic!("expected an injected transient failure, got {other:?}"),
+        SyncError::Remote(RemoteError::Transient(m) | RemoteError::Other(m)) => m,
+        other => panic!("expected an injected failure, got {other:?}"),
     };
     Op::ALL
         .into_iter()
@@ -147,17 +159,17 @@ async fn faulted_push(
     let injected = faulty.counts().injected;
     faulty.clear();
     let e = match res {
-        Ok(rep) => {
-            assert_eq!(
-                injected, 0,
-                "{label}: a fault struck but the push succeeded: {rep:?}"
-            );
-            return None;
-        }
+        // The outage struck ops of several steps, and each step's retries absorbed its part: the
+        // push went through whole (the caller checks it matches a clean push).
+        Ok(_) if injected > 0 => return Some(true),
+        Ok(_) => return None,
         Err(e) => e,
     };
-    assert_eq!(injected, 1, "{label}: {e}");
-    assert!(e.is_retryable(), "{label}: {e}");
+    assert!(injected >= 1, "{label}: {e}");
+    assert!(
+        e.is_retryable() || matches!(e, SyncError::Remote(RemoteError::Other(_))),
+        "{label}: {e}"
+    );
     let op = injected_op(&e);
     let landed = cursor_bytes(mem, "main").await != cursor_before;
     if landed {
@@ -216,9 +228,9 @@ async fn push_fails_at_every_operation_then_converges() {
                 let (mem, faulty) = env();
                 let (a, opts) = push_case(case, &faulty).await;
                 let failure = if after {
-                    Failure::nth(n).after_write()
+                    Failure::nth(n).times(OUTAGE).after_write()
                 } else {
-                    Failure::nth(n)
+                    Failure::nth(n).times(OUTAGE)
                 };
                 let landed = faulted_push(&a, &mem, &faulty, &opts, failure, &label)
                     .await
@@ -268,7 +280,7 @@ async fn rerun_push_after_lost_response_fails_at_every_operation() {
                 &mem,
                 &faulty,
                 &opts,
-                Failure::nth_of(Op::WriteCursor, 1).after_write(),
+                lost_reply(),
                 "landed after",
             )
             .await;
@@ -297,15 +309,15 @@ async fn rerun_push_after_lost_response_fails_at_every_operation() {
                     &mem,
                     &faulty,
                     &opts,
-                    Failure::nth_of(Op::WriteCursor, 1).after_write(),
+                    lost_reply(),
                     "landed after",
                 )
                 .await;
                 let cursor = cursor_bytes(&mem, "main").await;
                 let failure = if after {
-                    Failure::nth(n).after_write()
+                    Failure::nth(n).times(OUTAGE).after_write()
                 } else {
-                    Failure::nth(n)
+                    Failure::nth(n).times(OUTAGE)
                 };
                 let before = local_state(&a);
                 faulty.arm(failure);
@@ -333,7 +345,7 @@ async fn rerun_push_after_lost_response_with_new_work() {
         &mem,
         &faulty,
         &opts,
-        Failure::nth_of(Op::WriteCursor, 1).after_write(),
+        lost_reply(),
         "landed after",
     )
     .await;
@@ -362,7 +374,7 @@ async fn lost_response_then_someone_else_pushes() {
         &mem,
         &faulty,
         &opts,
-        Failure::nth_of(Op::WriteCursor, 1).after_write(),
+        lost_reply(),
         "landed after",
     )
     .await;
@@ -483,19 +495,29 @@ async fn pull_fails_at_every_operation_then_converges() {
                 let (_a, b, expected) = pull_case(case, &faulty).await;
                 let before = local_state(&b);
                 faulty.arm(if after {
-                    Failure::nth(n).after_write()
+                    Failure::nth(n).times(OUTAGE).after_write()
                 } else {
-                    Failure::nth(n)
+                    Failure::nth(n).times(OUTAGE)
                 });
-                let e = pull(&b, &faulty).await.unwrap_err();
+                let res = pull(&b, &faulty).await;
+                let injected = faulty.counts().injected;
                 faulty.clear();
-                injected_op(&e);
-                assert!(e.is_retryable(), "{label}: {e}");
-                assert_eq!(
-                    local_state(&b),
-                    before,
-                    "{label}: a failed pull changed the database"
-                );
+                match res {
+                    Err(e) => {
+                        injected_op(&e);
+                        assert!(e.is_retryable(), "{label}: {e}");
+                        assert_eq!(
+                            local_state(&b),
+                            before,
+                            "{label}: a failed pull changed the database"
+                        );
+                    }
+                    // Retries absorbed an outage spread over several steps: the pull is whole.
+                    Ok(_) => {
+                        assert!(injected > 0 || n > 0, "{label}");
+                        assert_eq!(branch_contents(&b, "main"), expected, "{label}");
+                    }
+                }
                 pull(&b, &faulty)
                     .await
                     .unwrap_or_else(|e| panic!("{label}: re-run pull: {e}"));
@@ -535,9 +557,9 @@ async fn fetch_fails_at_every_operation() {
         for after in [false, true] {
             let before = local_state(&b);
             faulty.arm(if after {
-                Failure::nth(n).after_write()
+                Failure::nth(n).times(OUTAGE).after_write()
             } else {
-                Failure::nth(n)
+                Failure::nth(n).times(OUTAGE)
             });
             let e = fetch_from(&b, &faulty, "hub", "main", &Progress::none())
                 .await
@@ -647,18 +669,11 @@ async fn damaged_downloads_are_refused_and_nothing_is_applied() {
                 "{label}: a refused pull changed the database"
             );
         }
-        // A stream that breaks is a transient failure, and also changes nothing.
-        let before = local_state(&b);
+        // A stream that breaks once is a transient failure: the download starts again and the
+        // pull goes through.
         faulty.corrupt_next_get(StreamFault::BreakAfter { after: len / 2 });
-        let e = pull(&b, &faulty).await.unwrap_err();
-        assert!(
-            matches!(e, SyncError::Remote(RemoteError::Transient(_))),
-            "{case:?}: {e:?}"
-        );
-        assert!(e.is_retryable());
-        assert_eq!(local_state(&b), before);
-        // Without damage, the pull goes through.
         pull(&b, &faulty).await.unwrap();
+        assert!(faulty.plan().is_idle(), "{case:?}: the break was not used");
         assert_eq!(branch_contents(&b, "main"), expected, "{case:?}");
         assert_converged_mirror(&b, &mem, &format!("{case:?}")).await;
     }
@@ -989,11 +1004,15 @@ async fn gc_deletes_what_failed_pushes_left_and_keeps_the_rest() {
     // Two pushes that die after uploading: one before the cursor write, one whose put "failed" after
     // storing the blob. Each leaves an orphan.
     a.main().kv_put("k1", 11).unwrap();
-    faulty.arm(Failure::nth_of(Op::WriteCursor, 1));
+    faulty.arm(Failure::nth_of(Op::WriteCursor, 1).times(OUTAGE));
     push(&a, &faulty, &PushOptions::default())
         .await
         .unwrap_err();
-    faulty.arm(Failure::nth_of(Op::PutBlob, 1).after_write());
+    faulty.arm(
+        Failure::nth_of(Op::PutBlob, 1)
+            .after_write()
+            .with_error(|m| RemoteError::Other(m.into())),
+    );
     push(&a, &faulty, &PushOptions::default())
         .await
         .unwrap_err();
