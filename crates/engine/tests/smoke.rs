@@ -288,6 +288,13 @@ fn linked_sqlite_is_at_least_3_50_2() {
         .query_row("SELECT sqlite_version()", [], |r| r.get(0))
         .unwrap();
     let parts: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
-    assert!(parts >= vec![3, 50, 2], "linked SQLite {v} is older than 3.50.2");
-    assert!(rusqlite::version_number() >= 3_050_002, "{}", rusqlite::version());
+    assert!(
+        parts >= vec![3, 50, 2],
+        "linked SQLite {v} is older than 3.50.2"
+    );
+    assert!(
+        rusqlite::version_number() >= 3_050_002,
+        "{}",
+        rusqlite::version()
+    );
 }
