@@ -5,6 +5,24 @@
 
 use std::time::Instant;
 
+/// Times `f`: wall seconds and this thread's CPU seconds (Linux; steadier than wall time on a busy
+/// machine).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
+    let cpu = || -> f64 {
+        std::fs::read_to_string("/proc/thread-self/stat")
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 2..];
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) / 100.0)
+            })
+            .unwrap_or(0.0)
+    };
+    let (c, t) = (cpu(), Instant::now());
+    let out = f();
+    (out, t.elapsed().as_secs_f64(), cpu() - c)
+}
+
 use strata_engine::{EntryKey, Kind, RawChangeSet, Rev, Strata, Value};
 
 fn populate(db: &Strata, branch: &str, n: usize) {
@@ -19,14 +37,16 @@ fn populate(db: &Strata, branch: &str, n: usize) {
 fn list(n: usize) {
     let db = Strata::open_temp().unwrap();
     populate(&db, "main", n);
-    let t = Instant::now();
-    let got = db.main().kv_list("").unwrap().len();
-    let list_s = t.elapsed().as_secs_f64();
+    let mut line = format!("{n:>8} keys:");
+    let mut show = |what: &str, wall: f64, cpu: f64| {
+        line += &format!("  {what} {wall:.3} s ({cpu:.2} cpu)");
+    };
+    let (got, w, c) = timed(|| db.main().kv_list("").unwrap().len());
     assert_eq!(got, n);
-    let t = Instant::now();
-    let got = db.main().kv_list("key:").unwrap().len();
-    let prefix_s = t.elapsed().as_secs_f64();
+    show("kv_list", w, c);
+    let (got, w, c) = timed(|| db.main().kv_list("key:").unwrap().len());
     assert_eq!(got, n);
+    show("kv_list(prefix)", w, c);
     // A fork that rewrote every 4th key: the listing merges two lineage segments.
     db.fork_branch("main", "fork").unwrap();
     let mut tx = db.begin("fork").unwrap();
@@ -34,26 +54,25 @@ fn list(n: usize) {
         tx.kv_put(&format!("key:{i:08}"), 1).unwrap();
     }
     tx.commit().unwrap();
-    let t = Instant::now();
-    let got = db.on("fork").kv_list("").unwrap().len();
-    let fork_s = t.elapsed().as_secs_f64();
+    let (got, w, c) = timed(|| db.on("fork").kv_list("").unwrap().len());
     assert_eq!(got, n);
+    show("fork kv_list", w, c);
     strata_engine::force_full_scan_on_this_thread(true);
-    let t = Instant::now();
-    let d = db.diff(&Rev::head("main"), &Rev::head("fork")).unwrap();
-    let diff_s = t.elapsed().as_secs_f64();
+    let (d, w, c) = timed(|| db.diff(&Rev::head("main"), &Rev::head("fork")).unwrap());
     strata_engine::force_full_scan_on_this_thread(false);
     assert_eq!(d.counts().2, n.div_ceil(4));
-    let t = Instant::now();
-    let sets = db.snapshot(&Rev::head("fork")).unwrap().count();
-    let snap_s = t.elapsed().as_secs_f64();
-    println!(
-        "{n:>8} keys: kv_list {list_s:>7.3} s  kv_list(prefix) {prefix_s:>7.3} s  fork kv_list {fork_s:>7.3} s  \
-         full-scan diff {diff_s:>7.3} s  snapshot {snap_s:>7.3} s ({sets} sets)"
-    );
+    show("full-scan diff", w, c);
+    let (d, w, c) = timed(|| db.diff(&Rev::head("main"), &Rev::head("fork")).unwrap());
+    assert_eq!(d.counts().2, n.div_ceil(4));
+    show("diff", w, c);
+    let (sets, w, c) = timed(|| db.snapshot(&Rev::head("fork")).unwrap().count());
+    show(&format!("snapshot ({sets} sets)"), w, c);
+    println!("{line}");
 }
 
-fn apply(n: usize) {
+/// Replays `n` rows as raw change sets of 2048 entries, 64 sets per version; keys in order, or
+/// `scattered` over the key space (each insert lands on another index page).
+fn apply(n: usize, scattered: bool) {
     let db = Strata::open_temp().unwrap();
     let per_set = 2048;
     let value = Value::from("a value of about forty bytes, like a small record").to_msgpack();
@@ -61,7 +80,11 @@ fn apply(n: usize) {
         let puts = (s * per_set..((s + 1) * per_set).min(n))
             .map(|i| {
                 (
-                    EntryKey::new("default", Kind::Kv, format!("key:{i:08}")),
+                    EntryKey::new(
+                        "default",
+                        Kind::Kv,
+                        format!("key:{:08}", if scattered { i * 7919 % n } else { i }),
+                    ),
                     value.clone(),
                 )
             })
@@ -73,14 +96,14 @@ fn apply(n: usize) {
             deletes: vec![],
         })
     });
-    let t = Instant::now();
-    let r = db.apply_raw_changes("main", sets).unwrap();
-    let s = t.elapsed().as_secs_f64();
+    let (r, s, c) = timed(|| db.apply_raw_changes("main", sets).unwrap());
     assert_eq!(r.entries, n as u64);
     println!(
-        "apply_raw_changes {n} rows in {} versions: {s:.2} s, {:.0} rows/s, peak RSS {} MB",
+        "apply_raw_changes {n} rows{} in {} versions: {s:.2} s ({c:.2} cpu), {:.0} rows/s, {:.0} rows/cpu-s, peak RSS {} MB",
+        if scattered { " (scattered keys)" } else { "" },
         r.versions,
         n as f64 / s,
+        n as f64 / c,
         peak_rss_kb() / 1024
     );
 }
@@ -105,6 +128,9 @@ fn main() {
         }
     }
     if what.is_empty() || what == "apply" {
-        apply(1_000_000);
+        apply(1_000_000, false);
+    }
+    if what.is_empty() || what == "apply-scattered" {
+        apply(1_000_000, true);
     }
 }
