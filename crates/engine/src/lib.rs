@@ -54,7 +54,7 @@ mod store;
 mod types;
 mod value;
 
-pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE};
+pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE, CHANGE_PAGE_BYTES};
 pub use db::{Event, Scope, Strata, Transaction, DB_FILE, DEFAULT_SPACE};
 pub use error::{Error, Result};
 pub use raw::RawChangeSet;
