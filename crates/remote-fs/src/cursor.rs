@@ -358,7 +358,8 @@ fn write_tmp(tmp_dir: &Path, value: &[u8], sync: TmpSync) -> io::Result<TmpFile>
     let (tmp, mut file) = TmpFile::create(tmp_dir)?;
     file.write_all(value)?;
     if sync == TmpSync::Fsync {
-        file.sync_all()?;
+        // fdatasync: the data and the size, which is all a reader of the published record needs.
+        file.sync_data()?;
     }
     Ok(tmp)
 }
