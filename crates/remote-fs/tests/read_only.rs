@@ -2,6 +2,8 @@
 //! remote, and a folder that is not a remote is left byte for byte as it was. Only the first write
 //! creates the folder.
 
+#![cfg(unix)]
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
