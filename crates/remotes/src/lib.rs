@@ -1,85 +1,352 @@
 //! # strata-remotes
 //!
-//! Opens a Strata remote from its URL: the one place that maps URLs to backends, with one cargo
-//! feature per backend so that a build carries only the backends it needs.
+//! Opens a Strata [`Remote`] from the URL a user gives: [`Remotes`] implements
+//! [`strata_remote::Connector`], so sync (and later the HTTP hub server) open remotes through it
+//! without depending on any backend. This crate depends only on the trait crate and the backends;
+//! it knows nothing of the engine or of sync.
 //!
-//! | URL | backend | feature |
-//! |---|---|---|
-//! | a folder path, `file:///path` | [`strata_remote_fs::FsRemote`] | always |
-//! | `s3://bucket/prefix` | `strata_remote_s3` | `s3` |
-//! | `gs://bucket/prefix` (`gcs://`) | `strata_remote_s3` | `gcs` |
-//! | `az://container/prefix` (`azure://`) | `strata_remote_s3` | `azure` |
-//! | `memory://name` | [`strata_remote::InMemoryRemote`], shared in this process | always, unless refused |
+//! ## URLs
 //!
-//! [`Remotes`] implements [`strata_remote::Connector`], which sync takes; it depends on the trait
-//! crate and the backends only, never on the engine or on sync (the hub uses it too).
+//! | URL | Backend | Cargo feature | Options |
+//! |---|---|---|---|
+//! | a folder path (`/srv/remote`, `./remote`), `file:///abs/path`, `file://localhost/abs/path` | [`FsRemote`] | always | none |
+//! | `memory://name` | [`InMemoryRemote`], shared by name within the process | always ([`Remotes::new`] only) | none |
+//! | `s3://bucket/prefix` (also `s3a://`) | `strata_remote_s3::ObjectStoreRemote` | `s3` | `BucketOptions` |
+//! | `gs://bucket/prefix` (also `gcs://`) | the same | `gcs` | the same |
+//! | `az://container/prefix` (also `azure://`) | the same | `azure` | the same |
 //!
-//! `check` validates a URL and its options exactly as `open` would, without any I/O, and opening
-//! changes nothing at the location.
+//! The default features are `s3`, `gcs` and `azure`. With none of them the crate compiles no bucket
+//! code at all (no `object_store`), and a bucket URL is refused with an error naming the feature
+//! that would open it.
+//!
+//! A scheme is `letters:` followed by `//` (and `file:` alone), as the folder backend reads it, so
+//! `C:\data` and `my:folder` are folder paths. A known scheme without its `//` (`s3:bucket/x`) is
+//! refused rather than taken for a folder of that name.
+//!
+//! ## Checking is opening without the I/O
+//! [`Connector::check`] runs exactly the parsing and validation that [`Connector::open`] runs (one
+//! function does both), and touches nothing, so a URL that passes `check` when it is stored does
+//! not fail to parse at every later use. Opening touches nothing either: a folder remote is created
+//! by its first write, never by an open or a read.
+//!
+//! ## Options
+//! - Bucket remotes take exactly `strata_remote_s3::BucketOptions` (endpoint, region, timeouts…);
+//!   unknown keys, and keys that look like credentials, are refused. Credentials come only from
+//!   each cloud's environment variables and files.
+//! - Folder and memory remotes take none, and **refuse any option given**: a mistyped or misplaced
+//!   option (`endpoint=` on a folder) would otherwise be stored and silently ignored.
+//!
+//! ## Errors
+//! Every error is [`RemoteError::Invalid`] (or, from a backend's constructor, its own variant) and
+//! names the URL as the user gave it.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use strata_remote::{Connector, InMemoryRemote, Remote, RemoteError, Result};
 use strata_remote_fs::FsRemote;
 
-/// What this build can open, for messages.
-fn supported() -> String {
-    let mut s = vec!["a folder path", "file:///path"];
-    if cfg!(feature = "s3") {
-        s.push("s3://bucket/prefix");
-    }
-    if cfg!(feature = "gcs") {
-        s.push("gs://bucket/prefix");
-    }
-    if cfg!(feature = "azure") {
-        s.push("az://container/prefix");
-    }
-    s.join(", ")
-}
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+use strata_remote_s3::{BucketOptions, BucketUrl, ObjectStoreRemote};
 
-/// The URL scheme, lower-cased, if the URL has one (`scheme://…`).
-fn scheme(url: &str) -> Option<String> {
-    let (s, _) = url.split_once("://")?;
-    let ok = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    ok.then(|| s.to_ascii_lowercase())
-}
+/// Why [`Remotes::persistent`] refuses `memory://` URLs.
+pub const MEMORY_IS_NOT_PERSISTENT: &str = "memory:// remotes live only inside one process and \
+     vanish when it exits; use a folder path or a bucket URL";
 
-/// Which backend a URL names.
+/// Opens remotes from their URLs (see the crate documentation): every backend compiled in, and
+/// `memory://` unless made with [`Remotes::persistent`]. Use it through [`Connector`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub struct Remotes {
+    allow_memory: bool,
+}
+
+impl Remotes {
+    /// Every backend compiled in, plus `memory://name`: the process-wide in-memory registry, where
+    /// every open of one name shares one remote (for tests and in-process use).
+    pub fn new() -> Remotes {
+        Remotes { allow_memory: true }
+    }
+
+    /// Every backend compiled in, but not `memory://`, which is refused by [`Connector::check`] and
+    /// [`Connector::open`] with [`MEMORY_IS_NOT_PERSISTENT`]: for configuration that outlives the
+    /// process, such as a CLI's remotes.
+    pub fn persistent() -> Remotes {
+        Remotes {
+            allow_memory: false,
+        }
+    }
+
+    /// Whether `memory://` URLs are accepted.
+    pub fn allows_memory(&self) -> bool {
+        self.allow_memory
+    }
+
+    /// The URL forms accepted, for help texts and error messages.
+    pub fn supported_urls(&self) -> String {
+        let mut forms = vec!["a folder path", "file:///path"];
+        for kind in BucketKind::ALL {
+            if kind.compiled() {
+                forms.push(kind.example());
+            }
+        }
+        if self.allow_memory {
+            forms.push("memory://name");
+        }
+        forms.join(", ")
+    }
+
+    /// Parses and validates `url` and `options`: everything [`Connector::open`] does before it
+    /// builds the remote, and no I/O.
+    fn resolve(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Target> {
+        let bad = |why: String| RemoteError::Invalid(format!("remote URL {url:?}: {why}"));
+        if url.is_empty() {
+            return Err(bad("is empty".into()));
+        }
+        match classify(url).map_err(bad)? {
+            Kind::Folder => {
+                let root = strata_remote_fs::parse_url(url)?;
+                no_options(url, options, "folder")?;
+                Ok(Target::Folder(root))
+            }
+            Kind::Memory(name) => {
+                if !self.allow_memory {
+                    return Err(bad(MEMORY_IS_NOT_PERSISTENT.into()));
+                }
+                if name.is_empty() {
+                    return Err(bad("names no remote (memory://name)".into()));
+                }
+                no_options(url, options, "memory")?;
+                Ok(Target::Memory(name.to_string()))
+            }
+            Kind::Bucket(kind) => resolve_bucket(kind, url, options),
+            Kind::Unsupported(scheme) => Err(bad(format!(
+                "unsupported scheme {scheme:?} (supported: {})",
+                self.supported_urls()
+            ))),
+        }
+    }
+}
+
+impl Default for Remotes {
+    /// [`Remotes::new`].
+    fn default() -> Remotes {
+        Remotes::new()
+    }
+}
+
+impl Connector for Remotes {
+    fn check(&self, url: &str, options: &BTreeMap<String, String>) -> Result<()> {
+        self.resolve(url, options).map(|_| ())
+    }
+
+    fn open(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Remote>> {
+        Ok(match self.resolve(url, options)? {
+            Target::Folder(root) => Arc::new(FsRemote::new(root).map_err(|e| name_url(url, e))?),
+            Target::Memory(name) => {
+                let mut reg = memory_registry().lock().unwrap_or_else(|e| e.into_inner());
+                Arc::new(reg.entry(name).or_default().clone())
+            }
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+            Target::Bucket(options) => {
+                Arc::new(ObjectStoreRemote::open(url, &options).map_err(|e| name_url(url, e))?)
+            }
+        })
+    }
+}
+
+/// Opens the remote `url` names with [`Remotes::new`] (every compiled backend, and `memory://`).
+pub fn open_url(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Remote>> {
+    Remotes::new().open(url, options)
+}
+
+/// Checks `url` and `options` with [`Remotes::new`], exactly as [`open_url`] would, touching nothing.
+pub fn check_url(url: &str, options: &BTreeMap<String, String>) -> Result<()> {
+    Remotes::new().check(url, options)
+}
+
+/// What a URL resolved to, ready to open.
+enum Target {
+    Folder(PathBuf),
+    Memory(String),
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+    Bucket(BucketOptions),
+}
+
+/// Which backend a URL's scheme selects.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind<'a> {
     Folder,
-    Memory,
-    Bucket(&'static str),
+    Memory(&'a str),
+    Bucket(BucketKind),
+    Unsupported(&'a str),
 }
 
-fn kind_of(url: &str) -> Result<Kind> {
-    if url.trim().is_empty() {
-        return Err(RemoteError::Invalid("the remote URL is empty".into()));
+/// The bucket backends, each behind its own cargo feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BucketKind {
+    S3,
+    Gcs,
+    Azure,
+}
+
+impl BucketKind {
+    const ALL: [BucketKind; 3] = [BucketKind::S3, BucketKind::Gcs, BucketKind::Azure];
+
+    fn of_scheme(scheme: &str) -> Option<BucketKind> {
+        match scheme {
+            "s3" | "s3a" => Some(BucketKind::S3),
+            "gs" | "gcs" => Some(BucketKind::Gcs),
+            "az" | "azure" => Some(BucketKind::Azure),
+            _ => None,
+        }
     }
-    match scheme(url).as_deref() {
-        None | Some("file") => Ok(Kind::Folder),
-        Some("memory") => Ok(Kind::Memory),
-        Some("s3" | "s3a") => Ok(Kind::Bucket("s3")),
-        Some("gs" | "gcs") => Ok(Kind::Bucket("gcs")),
-        Some("az" | "azure") => Ok(Kind::Bucket("azure")),
-        Some(other) => Err(RemoteError::Invalid(format!(
-            "unsupported remote URL scheme {other:?} in {url:?} (this build supports: {})",
-            supported()
-        ))),
+
+    /// The cargo feature of this crate that compiles the backend.
+    fn feature(self) -> &'static str {
+        match self {
+            BucketKind::S3 => "s3",
+            BucketKind::Gcs => "gcs",
+            BucketKind::Azure => "azure",
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            BucketKind::S3 => "s3://bucket/prefix",
+            BucketKind::Gcs => "gs://bucket/prefix",
+            BucketKind::Azure => "az://container/prefix",
+        }
+    }
+
+    fn store(self) -> &'static str {
+        match self {
+            BucketKind::S3 => "S3",
+            BucketKind::Gcs => "Google Cloud Storage",
+            BucketKind::Azure => "Azure Blob Storage",
+        }
+    }
+
+    fn compiled(self) -> bool {
+        match self {
+            BucketKind::S3 => cfg!(feature = "s3"),
+            BucketKind::Gcs => cfg!(feature = "gcs"),
+            BucketKind::Azure => cfg!(feature = "azure"),
+        }
     }
 }
 
-fn feature_enabled(feature: &str) -> bool {
-    match feature {
-        "s3" => cfg!(feature = "s3"),
-        "gcs" => cfg!(feature = "gcs"),
-        "azure" => cfg!(feature = "azure"),
-        _ => false,
+/// Schemes that name a remote only with `//` after them; without it (`s3:bucket`) the URL is a
+/// mistake, not a folder of that name.
+const URL_SCHEMES: &[&str] = &[
+    "file", "memory", "s3", "s3a", "gs", "gcs", "az", "azure", "http", "https",
+];
+
+/// The backend `url`'s scheme selects, by the folder backend's rule for what a scheme is: `name:`
+/// then `//` (or `file:` alone), where `name` is a letter then letters, digits, `+`, `-` or `.`, and
+/// is longer than one letter (`C:` is a Windows drive). Schemes are case-insensitive.
+fn classify(url: &str) -> std::result::Result<Kind<'_>, String> {
+    let Some((name, rest)) = url.split_once(':') else {
+        return Ok(Kind::Folder);
+    };
+    let mut chars = name.chars();
+    let is_scheme = name.len() > 1
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme {
+        return Ok(Kind::Folder);
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower == "file" {
+        return Ok(Kind::Folder);
+    }
+    let Some(after) = rest.strip_prefix("//") else {
+        if URL_SCHEMES.contains(&lower.as_str()) {
+            return Err(format!(
+                "{lower}: must be followed by // ({lower}://…); write ./{url} for a folder of that name"
+            ));
+        }
+        return Ok(Kind::Folder);
+    };
+    if lower == "memory" {
+        return Ok(Kind::Memory(after));
+    }
+    Ok(match BucketKind::of_scheme(&lower) {
+        Some(kind) => Kind::Bucket(kind),
+        None => Kind::Unsupported(name),
+    })
+}
+
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn resolve_bucket(
+    kind: BucketKind,
+    url: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<Target> {
+    if !kind.compiled() {
+        return Err(not_compiled(kind, url));
+    }
+    BucketUrl::parse(url).map_err(|e| name_url(url, e))?;
+    let options = BucketOptions::from_map(options).map_err(|e| name_url(url, e))?;
+    Ok(Target::Bucket(options))
+}
+
+#[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
+fn resolve_bucket(
+    kind: BucketKind,
+    url: &str,
+    _options: &BTreeMap<String, String>,
+) -> Result<Target> {
+    Err(not_compiled(kind, url))
+}
+
+fn not_compiled(kind: BucketKind, url: &str) -> RemoteError {
+    RemoteError::Invalid(format!(
+        "remote URL {url:?}: {} remotes are not compiled into this build (enable the cargo feature \
+         {:?} of strata-remotes)",
+        kind.store(),
+        kind.feature()
+    ))
+}
+
+/// Refuses any option for a backend that takes none.
+fn no_options(url: &str, options: &BTreeMap<String, String>, backend: &str) -> Result<()> {
+    let Some(key) = options.keys().next() else {
+        return Ok(());
+    };
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+    let hint = format!(
+        "; bucket remotes take {}",
+        strata_remote_s3::OPTION_KEYS.join(", ")
+    );
+    #[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
+    let hint = "";
+    Err(RemoteError::Invalid(format!(
+        "remote URL {url:?}: option {key:?}: {backend} remotes take no options{hint}"
+    )))
+}
+
+/// Makes sure an error from a backend names the URL the user gave.
+fn name_url(url: &str, e: RemoteError) -> RemoteError {
+    let quoted = format!("{url:?}");
+    let name = |m: String| {
+        if m.contains(&quoted) {
+            m
+        } else {
+            format!("remote URL {quoted}: {m}")
+        }
+    };
+    match e {
+        RemoteError::Invalid(m) => RemoteError::Invalid(name(m)),
+        RemoteError::NotFound(m) => RemoteError::NotFound(name(m)),
+        RemoteError::PermissionDenied(m) => RemoteError::PermissionDenied(name(m)),
+        RemoteError::Unauthorized(m) => RemoteError::Unauthorized(name(m)),
+        RemoteError::Transient(m) => RemoteError::Transient(name(m)),
+        RemoteError::Corrupt(m) => RemoteError::Corrupt(name(m)),
+        RemoteError::Other(m) => RemoteError::Other(name(m)),
+        other => RemoteError::Other(name(other.to_string())),
     }
 }
 
@@ -90,209 +357,38 @@ fn memory_registry() -> &'static Mutex<HashMap<String, InMemoryRemote>> {
     REG.get_or_init(Default::default)
 }
 
-/// Opens remotes by URL with every backend this build has. See the [crate docs](crate).
-#[derive(Clone, Debug)]
-pub struct Remotes {
-    allow_memory: bool,
-}
-
-impl Default for Remotes {
-    fn default() -> Self {
-        Remotes::new()
-    }
-}
-
-impl Remotes {
-    /// Every compiled backend, plus `memory://name` (process-wide, for tests and in-process use).
-    pub fn new() -> Remotes {
-        Remotes { allow_memory: true }
-    }
-
-    /// Every compiled backend except `memory://`, which is refused with a message saying why: a
-    /// memory remote lives only inside one process, so a command-line tool would lose every push.
-    pub fn persistent() -> Remotes {
-        Remotes {
-            allow_memory: false,
-        }
-    }
-
-    fn no_options(url: &str, what: &str, options: &BTreeMap<String, String>) -> Result<()> {
-        match options.keys().next() {
-            None => Ok(()),
-            Some(k) => Err(RemoteError::Invalid(format!(
-                "{what} remote {url:?} takes no options, but {k:?} was given (options such as \
-                 endpoint or region apply to bucket URLs)"
-            ))),
-        }
-    }
-
-    fn checked(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Kind> {
-        let kind = kind_of(url)?;
-        match kind {
-            Kind::Folder => {
-                FsRemote::parse_url(url)?;
-                Self::no_options(url, "folder", options)?;
-            }
-            Kind::Memory => {
-                if !self.allow_memory {
-                    return Err(RemoteError::Invalid(format!(
-                        "{url:?}: memory:// remotes live only inside one process and vanish when it \
-                         exits; use a folder path or a bucket URL ({})",
-                        supported()
-                    )));
-                }
-                if url["memory://".len()..].is_empty() {
-                    return Err(RemoteError::Invalid(format!(
-                        "{url:?}: a memory remote needs a name (memory://name)"
-                    )));
-                }
-                Self::no_options(url, "memory", options)?;
-            }
-            Kind::Bucket(feature) => {
-                if !feature_enabled(feature) {
-                    return Err(RemoteError::Invalid(format!(
-                        "{url:?}: this build of Strata has no {feature} support; rebuild with the \
-                         cargo feature {feature:?} (this build supports: {})",
-                        supported()
-                    )));
-                }
-                check_bucket(url, options)?;
-            }
-        }
-        Ok(kind)
-    }
-}
-
-#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
-fn check_bucket(url: &str, options: &BTreeMap<String, String>) -> Result<()> {
-    strata_remote_s3::BucketUrl::parse(url)?;
-    strata_remote_s3::BucketOptions::from_map(options)?;
-    Ok(())
-}
-
-#[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
-fn check_bucket(url: &str, _: &BTreeMap<String, String>) -> Result<()> {
-    Err(RemoteError::Invalid(format!(
-        "{url:?}: this build of Strata has no bucket support"
-    )))
-}
-
-#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
-fn open_bucket(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Remote>> {
-    let opts = strata_remote_s3::BucketOptions::from_map(options)?;
-    Ok(Arc::new(strata_remote_s3::ObjectStoreRemote::open(
-        url, &opts,
-    )?))
-}
-
-#[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
-fn open_bucket(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Remote>> {
-    check_bucket(url, options).map(|_| unreachable!("refused above"))
-}
-
-impl Connector for Remotes {
-    fn check(&self, url: &str, options: &BTreeMap<String, String>) -> Result<()> {
-        self.checked(url, options).map(|_| ())
-    }
-
-    fn open(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Remote>> {
-        match self.checked(url, options)? {
-            Kind::Folder => Ok(Arc::new(FsRemote::from_url(url)?)),
-            Kind::Memory => {
-                let name = &url["memory://".len()..];
-                let mut reg = memory_registry().lock().unwrap_or_else(|e| e.into_inner());
-                Ok(Arc::new(reg.entry(name.to_string()).or_default().clone()))
-            }
-            Kind::Bucket(_) => open_bucket(url, options),
-        }
-    }
-}
-
-/// Opens the remote a URL names with every backend this build has (see [`Remotes::new`]).
-pub fn open_url(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Remote>> {
-    Remotes::new().open(url, options)
-}
-
-/// Checks a URL and its options as [`open_url`] would, without any I/O.
-pub fn check_url(url: &str, options: &BTreeMap<String, String>) -> Result<()> {
-    Remotes::new().check(url, options)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn none() -> BTreeMap<String, String> {
-        BTreeMap::new()
-    }
-
-    fn invalid(r: Result<()>) -> String {
-        match r {
-            Err(RemoteError::Invalid(m)) => m.to_string(),
-            other => panic!("expected Invalid, got {other:?}"),
-        }
-    }
-
     #[test]
-    fn folder_urls_are_checked_like_open_checks_them() {
-        let r = Remotes::new();
-        r.check("/tmp/x", &none()).unwrap();
-        r.check("relative/x", &none()).unwrap();
-        r.check("file:///tmp/x", &none()).unwrap();
-        for bad in ["file://", "file://host/x", "file:relative", ""] {
-            let m = invalid(r.check(bad, &none()));
-            assert!(m.contains(bad) || bad.is_empty(), "{bad}: {m}");
-        }
-        let opts: BTreeMap<_, _> = [("endpoint".to_string(), "x".to_string())].into();
-        assert!(invalid(r.check("/tmp/x", &opts)).contains("endpoint"));
-    }
-
-    #[test]
-    fn memory_is_refused_by_persistent_and_shared_by_name_otherwise() {
-        let m = invalid(Remotes::persistent().check("memory://x", &none()));
-        assert!(m.contains("memory://x") && m.contains("vanish"), "{m}");
-        assert!(matches!(
-            Remotes::persistent().open("memory://x", &none()),
-            Err(RemoteError::Invalid(_))
-        ));
-        let a = Remotes::new().open("memory://shared-test", &none()).unwrap();
-        let b = Remotes::new().open("memory://shared-test", &none()).unwrap();
-        assert_eq!(a.to_string(), b.to_string());
-        invalid(Remotes::new().check("memory://", &none()));
-    }
-
-    #[test]
-    fn unknown_schemes_name_the_url_and_what_is_supported() {
-        let m = invalid(Remotes::new().check("ftp://host/x", &none()));
-        assert!(m.contains("ftp") && m.contains("file:///path"), "{m}");
-    }
-
-    #[test]
-    fn bucket_urls_follow_the_features_of_this_build() {
-        for (url, feature) in [
-            ("s3://bucket/x", "s3"),
-            ("gs://bucket/x", "gcs"),
-            ("az://container/x", "azure"),
+    fn schemes_are_read_as_the_folder_backend_reads_them() {
+        use Kind::*;
+        for (url, kind) in [
+            ("/abs/path", Folder),
+            ("rel/path", Folder),
+            ("my:folder", Folder),
+            ("C:\\data", Folder),
+            ("c://data", Folder),
+            ("./s3://x", Folder),
+            ("file:///x", Folder),
+            ("FILE:/x", Folder),
+            ("file://", Folder),
+            ("memory://a", Memory("a")),
+            ("MEMORY://", Memory("")),
+            ("s3://b/p", Bucket(BucketKind::S3)),
+            ("S3A://b", Bucket(BucketKind::S3)),
+            ("gs://b", Bucket(BucketKind::Gcs)),
+            ("gcs://b", Bucket(BucketKind::Gcs)),
+            ("az://c", Bucket(BucketKind::Azure)),
+            ("Azure://c", Bucket(BucketKind::Azure)),
+            ("ftp://h/x", Unsupported("ftp")),
+            ("http://h/x", Unsupported("http")),
         ] {
-            let r = Remotes::new().check(url, &none());
-            if feature_enabled(feature) {
-                r.unwrap();
-                let bad: BTreeMap<_, _> = [("nope".to_string(), "1".to_string())].into();
-                assert!(invalid(Remotes::new().check(url, &bad)).contains("nope"));
-            } else {
-                let m = invalid(r);
-                assert!(m.contains("rebuild") && m.contains(feature), "{m}");
-            }
+            assert_eq!(classify(url), Ok(kind), "{url}");
         }
-        invalid(Remotes::new().check("s3://", &none()));
-    }
-
-    #[test]
-    fn check_and_open_create_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("not-yet");
-        let url = target.to_str().unwrap();
-        Remotes::new().check(url, &none()).unwrap();
-        assert!(!target.exists(), "check created {url}");
+        for url in ["s3:bucket/x", "memory:x", "gs:/b", "https:h"] {
+            assert!(classify(url).is_err(), "{url}");
+        }
     }
 }
