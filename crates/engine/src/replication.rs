@@ -457,6 +457,17 @@ impl Replication<'_> {
             if row.head != expected_head {
                 return Err(moved(branch, expected_head, Some(row.head)));
             }
+            // `to` may itself descend from this branch (a mirror forked from it by a first push):
+            // the branch cannot become a fork of its own descendant.
+            let mut anc = Some(src.id);
+            while let Some(a) = anc {
+                if a == row.id {
+                    return Err(Error::InvalidOperation(format!(
+                        "{to} descends from branch {branch:?}; it cannot fast-forward to it"
+                    )));
+                }
+                anc = store::branch_by_id(conn, a)?.parent;
+            }
             let empty_root = row.parent.is_none() && row.head == 0;
             let untouched_fork = row.parent == Some(src.id) && row.fork_version == row.head;
             if !(empty_root || untouched_fork) {

@@ -312,6 +312,7 @@ impl View {
 
 /// The view of branch `id` at `version`.
 pub(crate) fn view_at(conn: &Connection, id: i64, version: u64) -> Result<View> {
+    let mut hops = 0usize;
     let mut segs = Vec::new();
     let mut cur = Some(id);
     let mut v = version;
@@ -333,7 +334,8 @@ pub(crate) fn view_at(conn: &Connection, id: i64, version: u64) -> Result<View> 
             v = v.min(row.fork_version);
         }
         cur = row.parent;
-        if segs.len() > 10_000 {
+        hops += 1;
+        if hops > 10_000 {
             return Err(Error::corrupt("database", "branch lineage has a cycle"));
         }
     }

@@ -180,12 +180,6 @@ impl FsRemote {
         })
     }
 
-    /// Parses a folder remote's URL or path exactly as [`FsRemote::from_url`] does, without touching
-    /// the filesystem: the absolute folder it names.
-    pub fn parse_url(url: &str) -> Result<PathBuf> {
-        url::parse_location(url)
-    }
-
     /// Opens the remote at `url`: `file:///abs/path` (or `file://localhost/abs/path`) or a plain path,
     /// relative or absolute (see [`parse_url`]). Any other scheme, a host, or a malformed URL is
     /// [`RemoteError::Invalid`]. Creates nothing, like [`FsRemote::new`].

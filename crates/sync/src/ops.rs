@@ -953,6 +953,7 @@ fn merge_mirror(
             },
         )
     };
+    let mut try_fast_forward = true;
     for _ in 0..LOCAL_ATTEMPTS {
         let local = match db.branch_info(branch) {
             Ok(i) => Some(i),
@@ -963,7 +964,8 @@ fn merge_mirror(
         let expected = local.as_ref().map(|i| i.head).unwrap_or(0);
         // A branch with nothing of its own (absent, empty, or an untouched fork of its mirror, as after
         // a clone) fast-forwards in place: nothing is copied.
-        let ff = match &local {
+        let ff = try_fast_forward
+            && match &local {
             None => true,
             Some(i) => {
                 (i.head == 0 && i.parent.is_none())
@@ -973,9 +975,13 @@ fn merge_mirror(
         if ff {
             match rep.fast_forward(branch, expected, &mirror_rev, &[state(r)]) {
                 Ok(f) => return Ok(Merged::FastForward(f)),
-                Err(
-                    strata_engine::Error::HeadMoved { .. } | strata_engine::Error::InvalidOperation(_),
-                ) => continue,
+                Err(strata_engine::Error::HeadMoved { .. }) => continue,
+                // The branch has commits of its own after all, or the mirror descends from it:
+                // merge instead.
+                Err(strata_engine::Error::InvalidOperation(_)) => {
+                    try_fast_forward = false;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

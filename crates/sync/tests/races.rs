@@ -182,6 +182,7 @@ async fn a_commit_at_any_pull_step_is_kept_and_pushed_next_time() {
                 );
                 assert!(push(&b, &faulty, Hook::default()).await.is_err());
                 b.main().kv_put("b3", 3).unwrap();
+                pull(&a, &remote, Hook::default()).await.unwrap();
             }
             a.main().kv_put("a2", 2).unwrap();
             push(&a, &remote, Hook::default()).await.unwrap();

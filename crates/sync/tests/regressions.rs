@@ -41,7 +41,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::*;
 use strata_engine::{Strata, Value};
-use strata_remote::{Failure, FaultyRemote, InMemoryRemote, Op, Remote, RemoteExt, RemotePath};
+use strata_remote::{RemoteError, Failure, FaultyRemote, InMemoryRemote, Op, Remote, RemoteExt, RemotePath};
 use strata_sync::layout::{cursor_name, CursorDoc};
 use strata_sync::{pull_from, push_to, PullOptions, PushOptions, SyncError, SyncExt};
 
@@ -351,7 +351,13 @@ async fn pull_after_lost_push_response_keeps_newer_local_write() {
     a.main().kv_put("k", 1).unwrap();
     push(&a, &faulty).await.unwrap();
     a.main().kv_put("k", 2).unwrap();
-    faulty.arm(Failure::nth_of(Op::WriteCursor, 1).after_write());
+    // The write lands and the reply is an error sync cannot see through (a transient one it would
+    // resolve by reading the cursor again).
+    faulty.arm(
+        Failure::nth_of(Op::WriteCursor, 1)
+            .after_write()
+            .with_error(|m| RemoteError::Other(m.into())),
+    );
     push(&a, &faulty).await.unwrap_err();
     faulty.clear();
     a.main().kv_put("k", 3).unwrap();
