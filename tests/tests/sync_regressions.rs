@@ -58,6 +58,9 @@ fn copy_db(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            continue; // the sync spool (`tmp/`): temporary files only
+        }
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
