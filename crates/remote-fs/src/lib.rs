@@ -113,8 +113,9 @@ impl FsRemote {
                 "folder remote: the root path is empty".into(),
             ));
         }
-        let root = std::path::absolute(&root)
-            .map_err(|e| RemoteError::Invalid(format!("folder remote {}: {e}", root.display())))?;
+        let root = std::path::absolute(&root).map_err(|e| {
+            RemoteError::Invalid(format!("folder remote {}: {e}", root.display()).into())
+        })?;
         let inner = Inner {
             blobs: root.join("blobs"),
             cursors: root.join("cursors"),
@@ -198,7 +199,7 @@ impl fmt::Display for FsRemote {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| RemoteError::Other(format!("folder remote task failed: {e}")))?
+        .map_err(|e| RemoteError::Other(format!("folder remote task failed: {e}").into()))?
 }
 
 /// Opens a blob file for reading, refusing anything but a regular file (a folder, or a symbolic link
@@ -216,19 +217,17 @@ fn open_blob(file: &Path, path: &RemotePath) -> Result<fs::File> {
         Ok(f) => f,
         #[cfg(unix)]
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(RemoteError::NotFound(format!(
-                "{}: not a regular file",
-                what()
-            )));
+            return Err(RemoteError::NotFound(
+                format!("{}: not a regular file", what()).into(),
+            ));
         }
         Err(e) => return Err(map_io(what(), e)),
     };
     let meta = f.metadata().map_err(|e| map_io(what(), e))?;
     if !meta.is_file() {
-        return Err(RemoteError::NotFound(format!(
-            "{}: not a regular file",
-            what()
-        )));
+        return Err(RemoteError::NotFound(
+            format!("{}: not a regular file", what()).into(),
+        ));
     }
     Ok(f)
 }
@@ -255,7 +254,9 @@ impl Remote for FsRemote {
 
         // Refuse early, before reading the body, if the blob is already there.
         match tokio::fs::symlink_metadata(&dest).await {
-            Ok(m) if m.is_file() => return Err(RemoteError::AlreadyExists(format!("blob {path}"))),
+            Ok(m) if m.is_file() => {
+                return Err(RemoteError::AlreadyExists(format!("blob {path}").into()))
+            }
             _ => {}
         }
 
@@ -282,7 +283,7 @@ impl Remote for FsRemote {
         .await?;
         match outcome {
             Published::Done => Ok(()),
-            Published::Exists => Err(RemoteError::AlreadyExists(format!("blob {path}"))),
+            Published::Exists => Err(RemoteError::AlreadyExists(format!("blob {path}").into())),
         }
     }
 

@@ -10,9 +10,9 @@ use strata_remote::{RemoteError, Result};
 /// URL are decoded. The result is absolute (relative to the current folder) but not canonicalized.
 pub(crate) fn parse_location(url: &str) -> Result<PathBuf> {
     let bad = |why: &str| {
-        Err(RemoteError::Invalid(format!(
-            "folder remote URL {url:?}: {why}"
-        )))
+        Err(RemoteError::Invalid(
+            format!("folder remote URL {url:?}: {why}").into(),
+        ))
     };
     if url.is_empty() {
         return bad("is empty");
@@ -48,9 +48,9 @@ pub(crate) fn parse_location(url: &str) -> Result<PathBuf> {
                 return bad("has a NUL byte");
             }
             bytes_to_path(bytes).ok_or_else(|| {
-                RemoteError::Invalid(format!(
-                    "folder remote URL {url:?}: the path is not valid here"
-                ))
+                RemoteError::Invalid(
+                    format!("folder remote URL {url:?}: the path is not valid here").into(),
+                )
             })?
         }
         Some(s) => {
@@ -61,7 +61,7 @@ pub(crate) fn parse_location(url: &str) -> Result<PathBuf> {
         None => PathBuf::from(url),
     };
     std::path::absolute(&path)
-        .map_err(|e| RemoteError::Invalid(format!("folder remote URL {url:?}: {e}")))
+        .map_err(|e| RemoteError::Invalid(format!("folder remote URL {url:?}: {e}").into()))
 }
 
 /// The URL scheme of `s`, if it starts with one: `scheme:` followed by `//`, or `file:` alone. A plain

@@ -105,7 +105,7 @@ impl BucketOptions {
         let mut o = BucketOptions::default();
         for (key, value) in map {
             let bad = |why: &str| {
-                RemoteError::Invalid(format!("bucket remote option {key}={value:?}: {why}"))
+                RemoteError::Invalid(format!("bucket remote option {key}={value:?}: {why}").into())
             };
             let v = value.trim();
             match key.as_str() {
@@ -150,13 +150,13 @@ impl BucketOptions {
                         "bucket remote option {other:?} looks like a credential; Strata never stores \
                          credentials: set the cloud's standard environment variables instead \
                          (AWS_ACCESS_KEY_ID…, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_KEY…)"
-                    )))
+                    ).into()))
                 }
                 other => {
                     return Err(RemoteError::Invalid(format!(
                         "unknown bucket remote option {other:?} (known: {})",
                         OPTION_KEYS.join(", ")
-                    )))
+                    ).into()))
                 }
             }
         }
@@ -260,7 +260,7 @@ pub(crate) fn build_store(
     counter: Option<&RequestCounter>,
 ) -> Result<Arc<dyn ObjectStore>> {
     let invalid = |e: object_store::Error| {
-        RemoteError::Invalid(format!("bucket remote {url}: {}", crate::remote::clean(&e)))
+        RemoteError::Invalid(format!("bucket remote {url}: {}", crate::remote::clean(&e)).into())
     };
     let mut client = ClientOptions::new().with_allow_http(opts.allow_http);
     if let Some(t) = opts.timeout {
@@ -464,15 +464,18 @@ pub(crate) fn aws_profile(env: &Env) -> Result<Option<AwsProfile>> {
         .unwrap_or_default();
     if creds.is_none() && config.is_none() {
         return match explicit {
-            Some(_) => Err(RemoteError::Invalid(format!(
-                "AWS_PROFILE={name:?} names a profile found neither in {} nor in {}",
-                creds_file
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "~/.aws/credentials".into()),
-                config_file
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "~/.aws/config".into()),
-            ))),
+            Some(_) => Err(RemoteError::Invalid(
+                format!(
+                    "AWS_PROFILE={name:?} names a profile found neither in {} nor in {}",
+                    creds_file
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "~/.aws/credentials".into()),
+                    config_file
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "~/.aws/config".into()),
+                )
+                .into(),
+            )),
             None => Ok(None),
         };
     }

@@ -156,38 +156,47 @@ impl ObjectStoreRemote {
     fn err(&self, what: &str, e: object_store::Error) -> RemoteError {
         let msg = format!("{self}: {what}: {}", clean(&e));
         let creds = |msg: String| {
-            RemoteError::Unauthorized(format!("{msg} ({})", self.url.provider.credential_hint()))
+            RemoteError::Unauthorized(
+                format!("{msg} ({})", self.url.provider.credential_hint()).into(),
+            )
         };
         if is_missing_bucket(&msg) {
             return self.missing_bucket(e);
         }
         match e {
-            object_store::Error::NotFound { .. } => RemoteError::NotFound(msg),
-            object_store::Error::AlreadyExists { .. } => RemoteError::AlreadyExists(msg),
-            object_store::Error::Precondition { .. } => RemoteError::Conflict(msg),
+            object_store::Error::NotFound { .. } => RemoteError::NotFound(msg.into()),
+            object_store::Error::AlreadyExists { .. } => RemoteError::AlreadyExists(msg.into()),
+            object_store::Error::Precondition { .. } => RemoteError::Conflict(msg.into()),
             object_store::Error::Unauthenticated { .. } => creds(msg),
             object_store::Error::PermissionDenied { .. } if is_bad_credentials(&msg) => creds(msg),
-            object_store::Error::PermissionDenied { .. } => RemoteError::PermissionDenied(msg),
+            object_store::Error::PermissionDenied { .. } => {
+                RemoteError::PermissionDenied(msg.into())
+            }
             object_store::Error::InvalidPath { .. }
             | object_store::Error::NotSupported { .. }
             | object_store::Error::NotImplemented { .. }
-            | object_store::Error::UnknownConfigurationKey { .. } => RemoteError::Invalid(msg),
+            | object_store::Error::UnknownConfigurationKey { .. } => {
+                RemoteError::Invalid(msg.into())
+            }
             // Some calls (listings) report every status as a generic error: read the status.
             _ if is_bad_credentials(&msg) || msg.contains("401 Unauthorized") => creds(msg),
-            _ if msg.contains("403 Forbidden") => RemoteError::PermissionDenied(msg),
-            _ if is_transient(&msg) => RemoteError::Transient(msg),
-            _ => RemoteError::Other(msg),
+            _ if msg.contains("403 Forbidden") => RemoteError::PermissionDenied(msg.into()),
+            _ if is_transient(&msg) => RemoteError::Transient(msg.into()),
+            _ => RemoteError::Other(msg.into()),
         }
     }
 
     /// The error for a missing bucket.
     fn missing_bucket(&self, e: object_store::Error) -> RemoteError {
-        RemoteError::NotFound(format!(
-            "{self}: the {} {:?} does not exist ({})",
-            self.url.provider.bucket_word(),
-            self.url.bucket,
-            clean(&e)
-        ))
+        RemoteError::NotFound(
+            format!(
+                "{self}: the {} {:?} does not exist ({})",
+                self.url.provider.bucket_word(),
+                self.url.bucket,
+                clean(&e)
+            )
+            .into(),
+        )
     }
 
     /// One listing page of a folder: the objects directly in it. A 404 means the bucket is missing.
@@ -251,9 +260,9 @@ impl ObjectStoreRemote {
         // Refuse early (and cheaply) when the blob is already there.
         match self.store.head(&dest).await {
             Ok(_) => {
-                return Err(RemoteError::AlreadyExists(format!(
-                    "{self}: blob {path} already exists"
-                )))
+                return Err(RemoteError::AlreadyExists(
+                    format!("{self}: blob {path} already exists").into(),
+                ))
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(self.err(&what, e)),
@@ -301,7 +310,7 @@ impl ObjectStoreRemote {
         match copied {
             Ok(()) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => Err(RemoteError::AlreadyExists(
-                format!("{self}: blob {path} already exists"),
+                format!("{self}: blob {path} already exists").into(),
             )),
             Err(e) => Err(self.err(&what, e)),
         }
@@ -398,9 +407,9 @@ impl ObjectStoreRemote {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. }
                 | object_store::Error::NotFound { .. },
-            ) => Err(RemoteError::Conflict(format!(
-                "{self}: cursor {name} changed since it was read"
-            ))),
+            ) => Err(RemoteError::Conflict(
+                format!("{self}: cursor {name} changed since it was read").into(),
+            )),
             Err(e) => Err(self.err(&format!("write cursor {name}"), e)),
         }
     }
@@ -551,9 +560,9 @@ impl Remote for ObjectStoreRemote {
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
-            ) => Err(RemoteError::AlreadyExists(format!(
-                "{self}: blob {path} already exists"
-            ))),
+            ) => Err(RemoteError::AlreadyExists(
+                format!("{self}: blob {path} already exists").into(),
+            )),
             Err(e @ object_store::Error::NotFound { .. }) => {
                 Err(self.not_found(format!("put {path}"), e).await)
             }
@@ -568,7 +577,9 @@ impl Remote for ObjectStoreRemote {
                 let this = self.to_string();
                 let p = path.clone();
                 Ok(Box::pin(res.into_stream().map_err(move |e| {
-                    RemoteError::Transient(format!("{this}: download of {p} failed: {}", clean(&e)))
+                    RemoteError::Transient(
+                        format!("{this}: download of {p} failed: {}", clean(&e)).into(),
+                    )
                 })))
             }
             Err(e @ object_store::Error::NotFound { .. }) => {
@@ -680,9 +691,9 @@ impl Remote for ObjectStoreRemote {
         let dir = cursor_dir_key(name);
         let head = self.key(&format!("{dir}/{HEAD_NAME}"));
         let conflict = |why: String| {
-            Err(RemoteError::Conflict(format!(
-                "{self}: cursor {name}: {why}"
-            )))
+            Err(RemoteError::Conflict(
+                format!("{self}: cursor {name}: {why}").into(),
+            ))
         };
         match expected {
             None => {

@@ -82,7 +82,7 @@ impl BucketUrl {
     /// Parses `s3://bucket[/prefix]`, `gs://bucket[/prefix]` or `az://container[/prefix]`. A trailing
     /// `/` is ignored. Fails with [`RemoteError::Invalid`] naming what is wrong.
     pub fn parse(url: &str) -> Result<BucketUrl> {
-        let bad = |why: String| RemoteError::Invalid(format!("bucket URL {url:?}: {why}"));
+        let bad = |why: String| RemoteError::Invalid(format!("bucket URL {url:?}: {why}").into());
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("has no scheme (want s3://, gs:// or az://)".into()))?;
