@@ -50,6 +50,9 @@
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+#[cfg(feature = "aws")]
+mod aws_credentials;
+mod classify;
 mod config;
 mod counting;
 mod remote;

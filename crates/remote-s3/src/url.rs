@@ -38,7 +38,8 @@ impl Provider {
         match self {
             Provider::S3 => {
                 "credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), \
-                 or the profile named by AWS_PROFILE in ~/.aws/credentials"
+                 or the profile named by AWS_PROFILE in ~/.aws/credentials and ~/.aws/config (static \
+                 keys or credential_process)"
             }
             Provider::Gcs => {
                 "credentials come from GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT \
