@@ -78,6 +78,16 @@ fn token() -> CursorToken {
     CursorToken("h1|\"0x8D0\"|7".to_string())
 }
 
+/// A compare-and-swap of cursor `branches/main` with [`token`].
+async fn cas(r: &ObjectStoreRemote) -> Result<CursorToken, RemoteError> {
+    r.write_cursor(
+        &p("branches/main"),
+        Bytes::from_static(b"v"),
+        Some(&token()),
+    )
+    .await
+}
+
 /// Every kind of request a remote makes, each failing as the server says.
 async fn every_op(r: &ObjectStoreRemote) -> Vec<(&'static str, RemoteError)> {
     let mut out = Vec::new();
@@ -101,16 +111,7 @@ async fn every_op(r: &ObjectStoreRemote) -> Vec<(&'static str, RemoteError)> {
         r.put_bytes_if_absent(&p("d/503"), Bytes::from_static(b"x"))
             .await,
     );
-    push(
-        "cas",
-        r.write_cursor(
-            &p("branches/main"),
-            Bytes::from_static(b"v"),
-            Some(&token()),
-        )
-        .await
-        .map(|_| ()),
-    );
+    push("cas", cas(r).await.map(|_| ()));
     out
 }
 
@@ -321,14 +322,7 @@ async fn a_missing_object_is_not_found_whatever_its_name_says() {
     says_each_thing_once(&e);
     assert!(r.read_cursor(&p("branches/main")).await.unwrap().is_none());
     // A compare-and-swap on a cursor that is gone lost.
-    let e = r
-        .write_cursor(
-            &p("branches/main"),
-            Bytes::from_static(b"v"),
-            Some(&token()),
-        )
-        .await
-        .unwrap_err();
+    let e = cas(&r).await.unwrap_err();
     assert!(matches!(e, RemoteError::Conflict(_)), "{e:?}");
 }
 
@@ -345,14 +339,7 @@ async fn lost_conditions_are_conflicts_for_cursors_and_already_exists_for_blobs(
         let server = StatusServer::start(status_server(status, code)).await;
         let r = open(provider, &server);
         let what = format!("{provider:?} {status} {code}");
-        let e = r
-            .write_cursor(
-                &p("branches/main"),
-                Bytes::from_static(b"v"),
-                Some(&token()),
-            )
-            .await
-            .unwrap_err();
+        let e = cas(&r).await.unwrap_err();
         assert!(matches!(e, RemoteError::Conflict(_)), "{what}: {e:?}");
         assert!(!e.is_retryable());
         let e = r
