@@ -10,6 +10,26 @@ cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+# rust-version must stay true for the committed lock: no locked dependency (any target, any feature)
+# may declare a newer rust-version than the workspace's. Every member must inherit it.
+echo "== rust-version vs Cargo.lock"
+cargo metadata --format-version 1 --locked --all-features | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+members = set(m["workspace_members"])
+ver = lambda v: tuple(int(x) for x in v.split(".")) + (0,) * (3 - len(v.split(".")))
+ours = {p["name"]: p.get("rust_version") for p in m["packages"] if p["id"] in members}
+missing = sorted(n for n, v in ours.items() if not v)
+if missing:
+    sys.exit(f"workspace members without rust-version (add `rust-version.workspace = true`): {missing}")
+msrv = min(ours.values(), key=ver)
+above = sorted("{} {} needs {}".format(p["name"], p["version"], p["rust_version"]) for p in m["packages"]
+               if p["id"] not in members and p.get("rust_version") and ver(p["rust_version"]) > ver(msrv))
+if above:
+    sys.exit(f"rust-version {msrv} is too old for Cargo.lock:\n  " + "\n  ".join(above))
+print(f"rust-version {msrv}: every locked dependency declares {msrv} or older")
+'
+
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -104,11 +104,8 @@ pub fn write_batch(db: &Strata, b: u64) -> Result<u64, strata_engine::Error> {
 /// state [`write_batch`] leaves after batches `1..=b`: every key, the cell, and events `1..=b` in order.
 pub fn check_batch(db: &Strata, branch: &str) -> Result<u64, String> {
     let e = |what: &str, err: strata_engine::Error| format!("{branch}: {what}: {err}");
-    let scope = if branch.starts_with('_') {
-        db.on(branch).internal()
-    } else {
-        db.on(branch)
-    };
+    // Reads of internal branches (mirrors) need no special scope; only writes are refused.
+    let scope = db.on(branch);
     let b = match scope.state_get("batch").map_err(|x| e("state_get", x))? {
         None => 0,
         Some(v) => v

@@ -43,6 +43,7 @@ struct ClientRun {
 
 #[test]
 fn three_processes_sync_through_one_folder_remote() {
+    common::init();
     let tmp = tempfile::Builder::new()
         .prefix("strata-sync-e2e-")
         .tempdir()
@@ -53,6 +54,7 @@ fn three_processes_sync_through_one_folder_remote() {
 
 #[test]
 fn three_processes_sync_through_one_bucket() {
+    common::init();
     for provider in [Provider::S3, Provider::Azure] {
         let Some(e) = emulator(provider, "three-processes") else {
             return;

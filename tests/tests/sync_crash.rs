@@ -336,6 +336,7 @@ fn push_trial(
 
 #[test]
 fn kill_9_during_push_then_push_again_converges() {
+    common::init();
     let trials = (total_trials() * 3).div_ceil(5);
     let seed = seed();
     let mut rng = Lcg::new(seed);
@@ -358,6 +359,7 @@ fn kill_9_during_push_then_push_again_converges() {
 /// `STRATA_SYNC_CRASH_BUCKET_TRIALS` trials per store (default 20).
 #[test]
 fn kill_9_during_push_to_a_bucket_then_push_again_converges() {
+    common::init();
     let trials = env_u64("STRATA_SYNC_CRASH_BUCKET_TRIALS", 20);
     let rt = runtime();
     for provider in [Provider::S3, Provider::Azure] {
@@ -597,6 +599,7 @@ fn pull_trial(
 
 #[test]
 fn kill_9_during_pull_is_all_or_nothing_and_pull_again_converges() {
+    common::init();
     let trials = total_trials() - (total_trials() * 3).div_ceil(5);
     let seed = seed() ^ 0x5eed;
     let mut rng = Lcg::new(seed);

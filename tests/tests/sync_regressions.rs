@@ -18,6 +18,7 @@ fn open(dir: &Path, name: &str, url: &str) -> Strata {
 /// writes missing from every replica.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compacted_cursor_from_another_database_is_not_taken_for_an_own_upload() {
+    init();
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("remote").to_str().unwrap().to_string();
     let a = open(dir.path(), "a", &url);
@@ -68,6 +69,7 @@ fn copy_db(from: &Path, to: &Path) {
 /// `sync_crash`: "push rejected: fetched changes from hub are not merged into "main"; pull first".
 #[tokio::test(flavor = "multi_thread")]
 async fn push_converges_after_a_crash_between_the_mirror_update_and_the_equal_point() {
+    init();
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("remote").to_str().unwrap().to_string();
     let a_dir = dir.path().join("a");
@@ -94,4 +96,9 @@ async fn push_converges_after_a_crash_between_the_mirror_update_and_the_equal_po
         r.is_ok(),
         "a re-run push must converge when the remote holds only this database's work: {r:?}"
     );
+}
+
+/// Registers every backend this build has, once per test process.
+fn init() {
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
 }

@@ -1122,6 +1122,7 @@ fn print_table(rows: &[Row]) {
 }
 
 fn main() -> Result<()> {
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
     // The child process of benchmark 10, which pulls a delta and reports its own peak RSS.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == sync::PULL_CHILD) {

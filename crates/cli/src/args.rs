@@ -16,8 +16,7 @@ Data commands (kv, json, event, state, log, history) act on --branch (default ma
 (default \"default\"). Branch and bundle commands name their branches as arguments.
 
 Sync commands (remote, push, pull, fetch, status, clone) move branches through a remote: a folder,
-file:///path, a bucket (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix), or
-memory://name. Bucket credentials come from the cloud's usual variables (AWS_ACCESS_KEY_ID… or
+file:///path, or a bucket (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix). Bucket credentials come from the cloud's usual variables (AWS_ACCESS_KEY_ID… or
 AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_NAME/KEY); for S3-compatible stores
 pass -o endpoint=URL. Push and pull default to remote `origin` and to --branch.";
 
@@ -183,8 +182,8 @@ pub enum Command {
     },
     /// Create a new database at DIR from the remote at URL (as remote `origin`), with every branch
     Clone {
-        /// The remote: a folder path, file:///path, s3://bucket/prefix, gs://bucket/prefix,
-        /// az://container/prefix or memory://name
+        /// The remote: a folder path, file:///path, s3://bucket/prefix, gs://bucket/prefix or
+        /// az://container/prefix
         url: String,
         /// The new database folder (must not exist, or be empty); --db is not used
         dir: PathBuf,
@@ -216,7 +215,7 @@ pub struct SyncTarget {
 #[derive(Debug, Subcommand)]
 pub enum RemoteCmd {
     /// Add a remote: NAME and URL (a folder path, file:///path, s3://bucket/prefix,
-    /// gs://bucket/prefix, az://container/prefix, or memory://name)
+    /// gs://bucket/prefix or az://container/prefix)
     Add {
         /// The remote's name, e.g. origin (letters, digits, '.', '_', '-')
         name: String,

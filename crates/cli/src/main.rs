@@ -20,6 +20,9 @@ mod sync;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    // Remotes open by URL through every backend this build has; memory:// is refused (it would vanish
+    // with the process).
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::persistent()));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

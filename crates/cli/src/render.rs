@@ -730,6 +730,11 @@ pub fn pulled(remote: &str, p: &PullReport) -> Rendered {
         }
         s.push(')');
         s
+    } else if p.fast_forward {
+        format!(
+            "pulled {remote}/{b}: {fetched}, fast-forwarded {b} to version {}",
+            f.remote_version
+        )
     } else if f.versions == 0 {
         format!(
             "{b} is up to date with {remote} (version {})",
@@ -738,7 +743,9 @@ pub fn pulled(remote: &str, p: &PullReport) -> Rendered {
     } else {
         format!("pulled {remote}/{b}: {fetched}, {b} already contains it")
     };
-    r(with_remote(remote, p), text)
+    let mut doc = with_remote(remote, p);
+    doc["branch"] = json!(b);
+    r(doc, text)
 }
 
 /// A strict pull's conflicts, optionally saved to a branch.

@@ -354,6 +354,7 @@ pub fn pull(
                 }
             }),
             progress: progress.clone(),
+            ..Default::default()
         };
         match rt.block_on(db.pull_with(remote, b, &opts)) {
             Ok(report) => Ok(render::pulled(remote, &report)),

@@ -16,6 +16,16 @@ use crate::types::{ApplyReport, ChangeSet, EntryKey, Kind, Rev};
 /// Rows read per query; also the most entries one yielded `ChangeSet` holds.
 pub const CHANGE_PAGE: usize = 2048;
 
+/// The most value bytes (MessagePack) one yielded `ChangeSet` holds: a page is cut before a value
+/// that would take it past this, so memory does not grow with value size. A single larger value
+/// still forms a set of its own. Sets cut from one commit keep its version, and replay joins
+/// consecutive sets with the same version into one commit again.
+pub const CHANGE_PAGE_BYTES: usize = 4 << 20;
+
+/// The page cache (`PRAGMA cache_size`, negative is KiB) a bulk replay runs with: 8 MiB instead of
+/// the connection's 64 MiB, so a large clone or pull does not hold a big cache of dirty pages.
+const APPLY_CACHE_SIZE: i64 = -8192;
+
 /// A streaming iterator over a branch's change sets, oldest first. It captures the branch head when it
 /// is created and reads in pages, holding the database lock only while a page is read.
 pub struct ChangeIter {
@@ -101,33 +111,12 @@ impl Strata {
         })
     }
 
-    /// [`Strata::apply_raw_changes`], then, in the same transaction, records the branch's new head and
-    /// `equal` as holding equal contents (merge records both ways). For the sync library: a crash can
-    /// never leave a mirror updated without the equal point that goes with it.
-    pub fn apply_raw_changes_equal_to(
-        &self,
-        branch: &str,
-        changes: impl IntoIterator<Item = Result<RawChangeSet>>,
-        equal: &Rev,
-    ) -> Result<ApplyReport> {
-        self.write(|conn| {
-            let row = store::branch_by_name(conn, branch)?;
-            let report = apply_in_txn(conn, &row, changes, "apply")?;
-            let (other, ov, _) = crate::db::rev_view(conn, equal)?;
-            let mut st = conn.prepare_cached(
-                "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            st.execute(params![row.id, report.head as i64, other.id, ov as i64])?;
-            st.execute(params![other.id, ov as i64, row.id, report.head as i64])?;
-            Ok(report)
-        })
-    }
-
     /// Records that `target` (a branch, or `branch@version`) already contains `source` (at its
     /// version), as if merged. Later merges use this as their common ancestor; recorded both ways, it
     /// says the two points hold equal contents, which lets diffs between the two branches read only
     /// what changed since. For the sync library, after it has made a mirror and a branch equal.
-    pub fn record_merge(&self, source: &Rev, target: &Rev) -> Result<()> {
+    #[allow(dead_code)]
+    pub(crate) fn record_merge(&self, source: &Rev, target: &Rev) -> Result<()> {
         self.write(|conn| {
             let (src, sv, _) = crate::db::rev_view(conn, source)?;
             let (tgt, tv, _) = crate::db::rev_view(conn, target)?;
@@ -140,8 +129,8 @@ impl Strata {
     }
 
     /// The whole contents of `rev` as change sets at its version (puts only, at most
-    /// [`CHANGE_PAGE`] entries each), in key order, streamed: a snapshot of the state rather than its
-    /// history.
+    /// [`CHANGE_PAGE`] entries and [`CHANGE_PAGE_BYTES`] value bytes each, or one larger value), in key
+    /// order, streamed: a snapshot of the state rather than its history.
     pub fn snapshot(&self, rev: &Rev) -> Result<SnapshotIter> {
         let conn = self.conn()?;
         let (_, version, view) = crate::db::rev_view(&conn, rev)?;
@@ -156,7 +145,8 @@ impl Strata {
         drop(conn);
         Ok(SnapshotIter {
             db: self.clone(),
-            scanner: store::Scanner::new(view, store::ScanRange::All, CHANGE_PAGE),
+            scanner: store::Scanner::new(view, store::ScanRange::All, CHANGE_PAGE)
+                .max_bytes(CHANGE_PAGE_BYTES),
             version,
             ts,
             done: false,
@@ -220,14 +210,32 @@ impl Iterator for SnapshotIter {
     }
 }
 
-/// Applies a stream of change sets to `row` inside an open write transaction.
+/// Applies a stream of change sets to `row` inside an open write transaction, with a small page cache
+/// for the duration (the connection's own is restored after, whatever the outcome).
 pub(crate) fn apply_in_txn(
     conn: &Connection,
     row: &BranchRow,
     changes: impl IntoIterator<Item = Result<RawChangeSet>>,
     label: &str,
 ) -> Result<ApplyReport> {
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    conn.execute_batch(&format!("PRAGMA cache_size={APPLY_CACHE_SIZE}"))?;
+    let out = apply_rows(conn, row, changes, label);
+    let restored = conn.execute_batch(&format!("PRAGMA cache_size={cache}"));
+    let report = out?;
+    restored?;
+    Ok(report)
+}
+
+fn apply_rows(
+    conn: &Connection,
+    row: &BranchRow,
+    changes: impl IntoIterator<Item = Result<RawChangeSet>>,
+    label: &str,
+) -> Result<ApplyReport> {
     let start_head = row.head;
+    // Holds the insert statements for the whole replay.
+    let mut writer = store::RowWriter::new(conn);
     let mut cur: Option<(u64, u64, i64)> = None; // (version, timestamp, first rowid)
     let mut report = ApplyReport {
         versions: 0,
@@ -260,22 +268,11 @@ pub(crate) fn apply_in_txn(
         }
         for (k, v) in &cs.puts {
             check_entry_key(k)?;
-            store::write_bytes(
-                conn,
-                row.id,
-                cs.version,
-                k.kind,
-                &k.space,
-                &k.key,
-                Some(v),
-                None,
-            )?;
+            writer.write(row.id, cs.version, k.kind, &k.space, &k.key, Some(v), None)?;
         }
         for k in &cs.deletes {
             check_entry_key(k)?;
-            store::write_bytes(
-                conn, row.id, cs.version, k.kind, &k.space, &k.key, None, None,
-            )?;
+            writer.write(row.id, cs.version, k.kind, &k.space, &k.key, None, None)?;
         }
         report.entries += cs.len() as u64;
     }
@@ -324,8 +321,15 @@ impl ChangeIter {
                 self.after_row = i64::MIN;
             }
             let c = *self.commits.front().expect("not empty");
-            let rows = store::commit_rows(&conn, seg.branch, &c, self.after_row, CHANGE_PAGE)?;
-            if rows.len() < CHANGE_PAGE {
+            let (rows, complete) = store::commit_rows(
+                &conn,
+                seg.branch,
+                &c,
+                self.after_row,
+                CHANGE_PAGE,
+                CHANGE_PAGE_BYTES,
+            )?;
+            if complete {
                 self.commits.pop_front();
                 self.after_row = i64::MIN;
             } else {
@@ -361,5 +365,72 @@ impl Iterator for ChangeIter {
             return Some(Err(e));
         }
         self.ready.pop_front().map(Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::types::EntryKey;
+    use crate::Value;
+
+    /// A bulk replay runs with the small page cache and restores the connection's after, on success
+    /// and on failure, and writes every row through one prepared statement (never re-prepared).
+    #[test]
+    fn bulk_apply_keeps_a_small_cache_and_one_statement() {
+        let db = Strata::open_temp().unwrap();
+        let conn = db.conn().unwrap();
+        let cache =
+            |c: &Connection| -> i64 { c.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap() };
+        assert_eq!(cache(&conn), store::CACHE_SIZE);
+        let value = Value::from("v").to_msgpack();
+        let mut seen = Vec::new();
+        let rows = 3000usize;
+        let sets = (0..3u64).map(|s| {
+            seen.push(cache(&conn));
+            Ok(RawChangeSet {
+                version: 1 + s / 2,
+                timestamp_micros: 0,
+                puts: (0..rows / 3)
+                    .map(|i| {
+                        (
+                            EntryKey::new("default", Kind::Kv, format!("k{s}:{i}")),
+                            value.clone(),
+                        )
+                    })
+                    .collect(),
+                deletes: vec![],
+            })
+        });
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let row = store::branch_by_name(&conn, "main").unwrap();
+        let report = apply_in_txn(&conn, &row, sets, "apply").unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        assert_eq!((report.versions, report.entries), (2, rows as u64));
+        assert_eq!(seen, vec![APPLY_CACHE_SIZE; 3]);
+        assert_eq!(cache(&conn), store::CACHE_SIZE);
+        let st = conn.prepare_cached(store::PUT_SQL).unwrap();
+        assert!(
+            st.get_status(StatementStatus::Run) >= rows as i32,
+            "the insert statement ran {} times",
+            st.get_status(StatementStatus::Run)
+        );
+        assert_eq!(st.get_status(StatementStatus::RePrepare), 0);
+        drop(st);
+
+        // A failing replay restores the cache too.
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let row = store::branch_by_name(&conn, "main").unwrap();
+        let bad = [Ok(RawChangeSet {
+            version: 1,
+            timestamp_micros: 0,
+            puts: vec![],
+            deletes: vec![],
+        })];
+        assert!(apply_in_txn(&conn, &row, bad, "apply").is_err());
+        conn.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(cache(&conn), store::CACHE_SIZE);
     }
 }

@@ -220,9 +220,13 @@ impl Strata {
         self.create_branch_inner(name, Some(source.into()))
     }
 
-    /// Creates or forks an internal branch (its name must start with `_`). For library use, such as
-    /// origin mirrors `_origin:{remote}:{branch}`.
-    pub fn create_internal_branch(&self, name: &str, source: Option<Rev>) -> Result<BranchInfo> {
+    /// Creates or forks an internal branch (its name must start with `_`).
+    #[allow(dead_code)]
+    pub(crate) fn create_internal_branch(
+        &self,
+        name: &str,
+        source: Option<Rev>,
+    ) -> Result<BranchInfo> {
         validate_branch_name(name, true)?;
         if !name.starts_with('_') {
             return Err(Error::invalid(
@@ -256,31 +260,6 @@ impl Strata {
                     )?;
                 }
             }
-            let row = store::branch_by_name(conn, name)?;
-            branch_info(conn, &row)
-        })
-    }
-
-    /// Makes `name` a fresh copy-on-write fork of `source`, in one transaction: an existing branch of
-    /// that name is deleted (as [`Strata::delete_branch`]) and replaced, so no crash can leave the name
-    /// missing. Used to fast-forward a branch that has nothing of its own.
-    pub fn refork_branch(&self, name: &str, source: impl Into<Rev>) -> Result<BranchInfo> {
-        validate_branch_name(name, false)?;
-        let rev = source.into();
-        self.write(|conn| {
-            let src = store::branch_by_name(conn, &rev.branch)?;
-            let v = check_version(&src, rev.version)?;
-            if let Ok(old) = store::branch_by_name(conn, name) {
-                if old.id == src.id {
-                    return Err(Error::InvalidOperation(format!("cannot refork {name:?} from itself")));
-                }
-                conn.execute("UPDATE branches SET deleted=1 WHERE id=?1", [old.id])?;
-                purge_unreferenced(conn, old.id)?;
-            }
-            conn.execute(
-                "INSERT INTO branches(name, parent, fork_version, head, created) VALUES (?1, ?2, ?3, ?3, ?4)",
-                params![name, src.id, v as i64, store::now_micros() as i64],
-            )?;
             let row = store::branch_by_name(conn, name)?;
             branch_info(conn, &row)
         })
@@ -330,8 +309,8 @@ impl Strata {
         Transaction::begin(self, branch, false)
     }
 
-    /// Like [`Strata::begin`], but may write internal branches and `_`-spaces. For library use.
-    pub fn begin_internal(&self, branch: &str) -> Result<Transaction<'_>> {
+    /// Like [`Strata::begin`], but may write internal branches and `_`-spaces.
+    pub(crate) fn begin_internal(&self, branch: &str) -> Result<Transaction<'_>> {
         Transaction::begin(self, branch, true)
     }
 
@@ -508,7 +487,7 @@ pub(crate) fn branch_info(conn: &Connection, row: &BranchRow) -> Result<BranchIn
 }
 
 /// Purges the rows of deleted branches that no live branch reads any more, walking up the lineage.
-fn purge_unreferenced(conn: &Connection, id: i64) -> Result<()> {
+pub(crate) fn purge_unreferenced(conn: &Connection, id: i64) -> Result<()> {
     let mut cur = Some(id);
     while let Some(b) = cur {
         let row = store::branch_by_id(conn, b)?;
@@ -1022,8 +1001,9 @@ impl<'a> Scope<'a> {
         })
     }
 
-    /// Allows internal (`_`) branches and spaces. For library use.
-    pub fn internal(mut self) -> Scope<'a> {
+    /// Allows internal (`_`) branches and spaces.
+    #[allow(dead_code)]
+    pub(crate) fn internal(mut self) -> Scope<'a> {
         self.internal = true;
         self
     }

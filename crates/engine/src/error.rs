@@ -35,6 +35,17 @@ pub enum Error {
     /// Another writer holds the database, or a concurrent change invalidated this operation.
     #[error("write conflict: {0}")]
     Conflict(String),
+    /// A replication step's precondition failed: the branch head is not the one the caller saw
+    /// (another writer committed in between). Nothing was written; read again and decide again.
+    #[error("branch {branch:?} moved: expected head {expected}, found {}", match .actual { Some(v) => v.to_string(), None => "no branch".to_string() })]
+    HeadMoved {
+        /// The branch.
+        branch: String,
+        /// The head the caller expected.
+        expected: u64,
+        /// The head found (`None`: the branch does not exist).
+        actual: Option<u64>,
+    },
     /// A strict merge found conflicting keys; nothing was written.
     #[error("merge has {} conflicting key(s); nothing was written", .0.len())]
     MergeConflicts(Vec<MergeConflict>),
@@ -87,7 +98,7 @@ impl Error {
     /// Whether retrying the same operation later may succeed (a busy database or a lost race).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Conflict(_) => true,
+            Error::Conflict(_) | Error::HeadMoved { .. } => true,
             Error::Sqlite(e) => is_busy(e),
             _ => false,
         }

@@ -22,6 +22,7 @@
 //! - `db`: [`Strata`], [`Transaction`], [`Scope`] and the primitives.
 //! - `changes`: the change log and replay.
 //! - `merge`: diff, merge base and three-way merge.
+//! - `replication`: the atomic, self-checking operations sync uses ([`Strata::replication`]).
 //! - `codec` and `bundle`: the record framing and the bundle format.
 //!
 //! ```
@@ -48,14 +49,16 @@ mod jsonpath;
 mod merge;
 pub mod names;
 pub mod raw;
+mod replication;
 mod store;
 mod types;
 mod value;
 
-pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE};
+pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE, CHANGE_PAGE_BYTES};
 pub use db::{Event, Scope, Strata, Transaction, DB_FILE, DEFAULT_SPACE};
 pub use error::{Error, Result};
 pub use raw::RawChangeSet;
+pub use replication::{FastForward, Note, ReplicaMerge, Replication, META_BRANCH};
 pub use store::{Durability, Options};
 pub use types::{
     ApplyReport, BranchDiff, BranchInfo, ChangeSet, CommitInfo, DiffEntry, EntryKey, HistoryEntry,

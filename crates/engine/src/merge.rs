@@ -4,11 +4,16 @@
 //! segments, only rows outside their common coverage can differ, and the `(branch, version)` index finds
 //! those rows, so the cost follows the size of the change. When that set is large (or the views share
 //! nothing) both views are scanned in key order instead, page by page.
+//!
+//! Memory stays bounded by a page either way: candidate keys are collected by SQLite in a temporary
+//! table (on disk, `temp_store=FILE`) and read back in key order a page at a time, and event logs are
+//! merged by streaming both tails.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{params, Connection};
 
+use crate::changes::CHANGE_PAGE_BYTES;
 use crate::db::{event_key, rev_view, Strata};
 use crate::error::{Error, Result};
 use crate::store::{self, BranchRow, ScanRange, Scanner, View};
@@ -23,9 +28,35 @@ const MAX_CANDIDATE_ROWS: u64 = 200_000;
 
 /// Keys that may differ between two views.
 enum Candidates {
-    Keys(Vec<EntryKey>),
+    /// In the connection's candidate table (`temp.strata_candidates`).
+    Table,
     FullScan,
 }
+
+/// Candidate keys read back per page.
+const CANDIDATE_PAGE: usize = 1024;
+
+/// Events read per page when merging event logs.
+const EVENT_PAGE: usize = 512;
+
+/// The per-connection table that holds a diff's candidate keys, deduplicated and in key order. A
+/// connection serves one operation at a time, so one table per connection suffices; it is emptied
+/// before and after each use.
+pub(crate) const CANDIDATES_TABLE_SQL: &str = "CREATE TEMP TABLE IF NOT EXISTS strata_candidates(\
+     space TEXT NOT NULL, kind INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (space, kind, key)) WITHOUT ROWID";
+
+/// Adds the keys of the rows of `branch` with versions in `(lo, hi]` to the candidate table, reading
+/// them by their commits' rowid ranges (`CROSS JOIN` keeps `commits` as the outer loop, and the unary
+/// `+` keeps the `(branch, …)` index out of it), so the cost is the rows in the range.
+pub(crate) const CANDIDATES_FILL_SQL: &str =
+    "INSERT OR IGNORE INTO temp.strata_candidates(space, kind, key) \
+     SELECT e.space, e.kind, e.key FROM commits c CROSS JOIN entries e \
+     ON e.rowid BETWEEN c.first_row AND c.last_row AND +e.branch=c.branch AND +e.version=c.version \
+     WHERE c.branch=?1 AND c.version>?2 AND c.version<=?3";
+
+/// A page of candidate keys after the last one read, in `EntryKey` order (space, kind, key).
+pub(crate) const CANDIDATES_PAGE_SQL: &str = "SELECT space, kind, key FROM temp.strata_candidates \
+     WHERE (space, kind, key) > (?1, ?2, ?3) ORDER BY space, kind, key LIMIT ?4";
 
 /// The row ranges one view covers and the other does not.
 fn uncovered(a: &View, b: &View) -> Vec<(i64, u64, u64)> {
@@ -57,45 +88,69 @@ fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
     }
     let mut parts = uncovered(a, b);
     parts.extend(uncovered(b, a));
+    let mut total = rows_in(conn, &parts)?;
     // Two points recorded as equal (merges both ways) anchor a cheaper candidate set when the
     // lineages alone share little.
     if let Some(anchored) = anchor_parts(conn, a, b)? {
-        if rows_in(conn, &anchored)? < rows_in(conn, &parts)? {
+        let t = rows_in(conn, &anchored)?;
+        if t < total {
             parts = anchored;
+            total = t;
         }
     }
-    let mut total = 0u64;
-    let mut commits = Vec::new();
+    if total > MAX_CANDIDATE_ROWS {
+        return Ok(Candidates::FullScan);
+    }
+    conn.execute_batch(CANDIDATES_TABLE_SQL)?;
+    conn.prepare_cached("DELETE FROM temp.strata_candidates")?
+        .execute([])?;
+    let mut st = conn.prepare_cached(CANDIDATES_FILL_SQL)?;
     for (br, lo, hi) in &parts {
-        let mut from = *lo;
-        loop {
-            let page = store::commits_in(conn, *br, from, *hi, 1024)?;
-            let Some(last) = page.last() else { break };
-            from = last.version;
-            for c in page {
-                total += c.entries;
-                if total > MAX_CANDIDATE_ROWS {
-                    return Ok(Candidates::FullScan);
-                }
-                commits.push((*br, c));
+        st.execute(params![br, *lo as i64, *hi as i64])?;
+    }
+    Ok(Candidates::Table)
+}
+
+/// Calls `f` for every key of the candidate table whose value differs between the views, in key
+/// order, reading the table a page at a time.
+fn for_each_candidate(
+    conn: &Connection,
+    a: &View,
+    b: &View,
+    f: &mut impl FnMut(&EntryKey, Option<Value>, Option<Value>) -> Result<()>,
+) -> Result<()> {
+    let mut after: (String, i64, String) = (String::new(), -1, String::new());
+    loop {
+        let page = {
+            let mut st = conn.prepare_cached(CANDIDATES_PAGE_SQL)?;
+            let rows = st
+                .query_map(
+                    params![after.0, after.1, after.2, CANDIDATE_PAGE as i64],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, u8>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows
+        };
+        let n = page.len();
+        for (space, kind, key) in page {
+            let k = EntryKey::new(space, Kind::from_code(kind)?, key);
+            let va = store::get_value(conn, a, k.kind, &k.space, &k.key)?;
+            let vb = store::get_value(conn, b, k.kind, &k.space, &k.key)?;
+            if va != vb {
+                f(&k, va, vb)?;
             }
+            after = (k.space, kind as i64, k.key);
+        }
+        if n < CANDIDATE_PAGE {
+            return Ok(());
         }
     }
-    let mut keys = BTreeSet::new();
-    for (br, c) in commits {
-        let mut after = i64::MIN;
-        loop {
-            let rows = store::commit_rows(conn, br, &c, after, 4096)?;
-            let Some(last) = rows.last() else { break };
-            after = last.0;
-            let n = rows.len();
-            keys.extend(rows.into_iter().map(|(_, k, _)| k));
-            if n < 4096 {
-                break;
-            }
-        }
-    }
-    Ok(Candidates::Keys(keys.into_iter().collect()))
 }
 
 /// The number of rows in the given `(branch, lo, hi]` ranges, from the commit records, stopping early
@@ -159,25 +214,24 @@ fn anchor_parts(conn: &Connection, a: &View, b: &View) -> Result<Option<Vec<(i64
 
 /// Calls `f(key, a_value, b_value)` for every key whose live value differs between the views, in key
 /// order, with bounded memory.
-fn for_each_difference(
+pub(crate) fn for_each_difference(
     conn: &Connection,
     a: &View,
     b: &View,
     mut f: impl FnMut(&EntryKey, Option<Value>, Option<Value>) -> Result<()>,
 ) -> Result<()> {
     match candidates(conn, a, b)? {
-        Candidates::Keys(keys) => {
-            for k in keys {
-                let va = store::get_value(conn, a, k.kind, &k.space, &k.key)?;
-                let vb = store::get_value(conn, b, k.kind, &k.space, &k.key)?;
-                if va != vb {
-                    f(&k, va, vb)?;
-                }
-            }
+        Candidates::Table => {
+            let out = for_each_candidate(conn, a, b, &mut f);
+            let cleared = conn
+                .prepare_cached("DELETE FROM temp.strata_candidates")
+                .and_then(|mut st| st.execute([]));
+            out?;
+            cleared?;
         }
         Candidates::FullScan => {
-            let mut sa = Scanner::new(a.clone(), ScanRange::All, 1024);
-            let mut sb = Scanner::new(b.clone(), ScanRange::All, 1024);
+            let mut sa = Scanner::new(a.clone(), ScanRange::All, 1024).max_bytes(CHANGE_PAGE_BYTES);
+            let mut sb = Scanner::new(b.clone(), ScanRange::All, 1024).max_bytes(CHANGE_PAGE_BYTES);
             let mut pa: std::collections::VecDeque<_> = Default::default();
             let mut pb: std::collections::VecDeque<_> = Default::default();
             let (mut ea, mut eb) = (false, false);
@@ -204,7 +258,8 @@ fn for_each_difference(
                         let (k, _, v) = pb.pop_front().expect("front");
                         f(&k, None, v)?;
                     }
-                    (Some(x), Some(y)) => match x.0.cmp(&y.0) {
+                    // Scans return keys in index order, which is not `EntryKey`'s own across spaces.
+                    (Some(x), Some(y)) => match store::scan_order(&x.0, &y.0) {
                         std::cmp::Ordering::Less => {
                             let (k, _, v) = pa.pop_front().expect("front");
                             f(&k, v, None)?;
@@ -283,16 +338,8 @@ impl Strata {
     pub fn contains(&self, outer: &Rev, inner: &Rev) -> Result<bool> {
         let conn = self.conn()?;
         let (o, ov, _) = rev_view(&conn, outer)?;
-        let (i, iv, iview) = rev_view(&conn, inner)?;
-        let anc = ancestry(&conn, (o.id, ov))?;
-        if anc.get(&i.id).is_some_and(|&v| v >= iv) {
-            return Ok(true);
-        }
-        // `inner` may read only its parent's rows (a fork with no commits of its own yet).
-        Ok(match iview.segs.first() {
-            None => true,
-            Some(top) => top.branch != i.id && anc.get(&top.branch).is_some_and(|&v| v >= top.hi),
-        })
+        let (i, iv, _) = rev_view(&conn, inner)?;
+        contains_in(&conn, (o.id, ov), (i.id, iv))
     }
 
     /// The common ancestor a merge of `source` into `target` would use, as `branch@version`.
@@ -327,14 +374,18 @@ impl Strata {
                 "branch {target:?} is internal; only the library writes it"
             )));
         }
-        self.merge_inner(source, target, strategy)
+        self.merge_inner(source, target, strategy, |_, _, _| Ok(()))
     }
 
+    /// The merge. `before_commit(conn, target_row, head_after)` runs inside the merge's transaction
+    /// after everything is written and before it commits (target_row holds the head before the merge);
+    /// an error from it rolls the merge back.
     pub(crate) fn merge_inner(
         &self,
         source: &Rev,
         target: &str,
         strategy: MergeStrategy,
+        before_commit: impl FnOnce(&Connection, &store::BranchRow, u64) -> Result<()>,
     ) -> Result<MergeReport> {
         let mut tx = self.begin_internal(target)?;
         let (src, sv, src_view) = rev_view(tx.connection(), source)?;
@@ -429,6 +480,7 @@ impl Strata {
             "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
             params![tgt.id, head_after as i64, src.id, sv as i64],
         )?;
+        before_commit(conn, &tgt, head_after)?;
         if report.applied > 0 {
             // The transaction is dirty, so commit creates the version.
             report.version = tx.commit()?;
@@ -484,6 +536,10 @@ impl Strata {
 /// renumbered to follow them. No event is lost or duplicated, and in the usual star-shaped histories
 /// (a mirror and its branch, a fork and its parent) the source's events keep their positions, so
 /// pulling and then pushing converges.
+///
+/// Both tails are streamed in sequence order a page at a time, and whether the source holds a target
+/// event is asked of the event-id index, so memory stays bounded whatever the tails' length (only
+/// events written without an id, which no engine API writes, are remembered whole).
 fn merge_events(
     tx: &mut crate::Transaction<'_>,
     target_view: &View,
@@ -492,77 +548,121 @@ fn merge_events(
     from: u64,
     report: &mut MergeReport,
 ) -> Result<()> {
+    let (target, version) = (tx.branch_row().id, tx.version());
     let conn = tx.connection();
-    let after = from
-        .checked_sub(1)
-        .filter(|s| *s > 0)
-        .map(|s| EntryKey::new(space, Kind::Event, event_key(s)));
-    let read_tail = |view: &View| -> Result<Vec<(u64, Value)>> {
+    // The live events of a view from position `from` on, in order.
+    let tail = |view: &View, from: u64| {
         let range = ScanRange::Prefix {
             kind: Kind::Event,
             space: space.to_string(),
             prefix: String::new(),
         };
-        let mut sc = Scanner::new(view.clone(), range, 512).start_after(after.clone());
-        let mut out = Vec::new();
-        while let Some(p) = sc.next_page(conn)? {
-            for (k, _, v) in p {
-                if let (Some(v), Ok(seq)) = (v, k.key.parse::<u64>()) {
-                    out.push((seq, v));
+        let after = from
+            .checked_sub(1)
+            .filter(|s| *s > 0)
+            .map(|s| EntryKey::new(space, Kind::Event, event_key(s)));
+        Scanner::new(view.clone(), range, EVENT_PAGE)
+            .max_bytes(CHANGE_PAGE_BYTES)
+            .start_after(after)
+    };
+    let event_id = |v: &Value| v.get("id").and_then(Value::as_i64);
+    let mut writes = 0u64;
+    // Lays `v` out at `seq`: written unless the target already holds it there. The target view never
+    // includes the version being written, so it always reads the target as it was before the merge.
+    let mut place = |seq: u64, v: &Value| -> Result<()> {
+        let key = event_key(seq);
+        if store::get_value(conn, target_view, Kind::Event, space, &key)?.as_ref() != Some(v) {
+            store::write_row(
+                conn,
+                target,
+                version,
+                &EntryKey::new(space, Kind::Event, key),
+                Some(v),
+            )?;
+            writes += 1;
+        }
+        Ok(())
+    };
+    let mut next = from;
+    // The source's events that carry no id, by their whole encoded value (their only identity).
+    let mut idless_in_source: HashSet<Vec<u8>> = HashSet::new();
+    let mut src = tail(src_view, from);
+    while let Some(page) = src.next_page(conn)? {
+        for (k, _, v) in page {
+            let (Some(v), Ok(_)) = (v, k.key.parse::<u64>()) else {
+                continue;
+            };
+            match event_id(&v) {
+                Some(id) => {
+                    if store::event_position(conn, target_view, space, id)?
+                        .is_some_and(|p| p < from)
+                    {
+                        continue;
+                    }
+                }
+                None => {
+                    idless_in_source.insert(v.to_msgpack());
                 }
             }
+            place(next, &v)?;
+            next += 1;
         }
-        Ok(out)
-    };
-    let src_tail = read_tail(src_view)?;
-    let tgt_tail = read_tail(target_view)?;
-    // Identity: the event id, or the whole encoded value for events written without one.
-    let identity = |v: &Value| match v.get("id").and_then(Value::as_i64) {
-        Some(id) => id.to_le_bytes().to_vec(),
-        None => v.to_msgpack(),
-    };
-    let in_source: std::collections::HashSet<Vec<u8>> =
-        src_tail.iter().map(|(_, v)| identity(v)).collect();
-    let mut layout: Vec<Value> = Vec::with_capacity(src_tail.len());
-    for (_, v) in src_tail {
-        let held_below = match v.get("id").and_then(Value::as_i64) {
-            Some(id) => {
-                store::event_position(conn, target_view, space, id)?.is_some_and(|p| p < from)
+    }
+    let mut tgt = tail(target_view, from);
+    while let Some(page) = tgt.next_page(conn)? {
+        for (k, _, v) in page {
+            let (Some(v), Ok(seq)) = (v, k.key.parse::<u64>()) else {
+                continue;
+            };
+            let in_source = match event_id(&v) {
+                Some(id) => store::event_positions(conn, src_view, space, id)?
+                    .last()
+                    .is_some_and(|p| *p >= from),
+                None => idless_in_source.contains(&v.to_msgpack()),
+            };
+            if !in_source {
+                if next != seq {
+                    report.events_renumbered += 1;
+                }
+                place(next, &v)?;
+                next += 1;
             }
-            None => false,
-        };
-        if !held_below {
-            layout.push(v);
         }
     }
-    for (seq, v) in &tgt_tail {
-        if !in_source.contains(&identity(v)) {
-            if from + layout.len() as u64 != *seq {
-                report.events_renumbered += 1;
+    // The target's events past the new end are gone.
+    let end = next;
+    let mut stale = tail(target_view, end);
+    while let Some(page) = stale.next_page(conn)? {
+        for (k, _, v) in page {
+            if v.is_some() && k.key.parse::<u64>().is_ok_and(|s| s >= end) {
+                store::write_row(conn, target, version, &k, None)?;
+                writes += 1;
             }
-            layout.push(v.clone());
         }
     }
-    let tgt_at: HashMap<u64, Value> = tgt_tail.into_iter().collect();
-    let end = from + layout.len() as u64;
-    for (i, v) in layout.into_iter().enumerate() {
-        let seq = from + i as u64;
-        if tgt_at.get(&seq) != Some(&v) {
-            tx.write_entry(&EntryKey::new(space, Kind::Event, event_key(seq)), Some(&v))?;
-            report.applied += 1;
-        }
-    }
-    let mut stale: Vec<u64> = tgt_at.keys().copied().filter(|s| *s >= end).collect();
-    stale.sort_unstable();
-    for seq in stale {
-        tx.write_entry(&EntryKey::new(space, Kind::Event, event_key(seq)), None)?;
-        report.applied += 1;
+    report.applied += writes;
+    if writes > 0 {
+        tx.mark_dirty();
     }
     Ok(())
 }
 
 /// Every (branch, highest version) that the view of `(branch, version)` contains, through forks and
 /// recorded merges.
+/// Whether branch point `outer` contains `inner` (see [`Strata::contains`]), on an open connection.
+pub(crate) fn contains_in(conn: &Connection, outer: (i64, u64), inner: (i64, u64)) -> Result<bool> {
+    let anc = ancestry(conn, outer)?;
+    if anc.get(&inner.0).is_some_and(|&v| v >= inner.1) {
+        return Ok(true);
+    }
+    // `inner` may read only its parent's rows (a fork with no commits of its own yet).
+    let iview = store::view_at(conn, inner.0, inner.1)?;
+    Ok(match iview.segs.first() {
+        None => true,
+        Some(top) => top.branch != inner.0 && anc.get(&top.branch).is_some_and(|&v| v >= top.hi),
+    })
+}
+
 fn ancestry(conn: &Connection, start: (i64, u64)) -> Result<HashMap<i64, u64>> {
     let mut seen: HashMap<i64, u64> = HashMap::new();
     let mut stack = vec![start];

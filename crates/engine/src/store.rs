@@ -102,6 +102,12 @@ pub(crate) fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// A connection's SQLite page cache (`PRAGMA cache_size`; negative is KiB): 64 MiB.
+pub(crate) const CACHE_SIZE: i64 = -65536;
+
+/// How many prepared statements a connection keeps cached.
+pub(crate) const STATEMENT_CACHE: usize = 64;
+
 /// Opens one connection to the SQLite file with Strata's per-connection settings.
 pub(crate) fn connect(file: &Path, opts: &Options) -> Result<Connection> {
     let conn = Connection::open(file)?;
@@ -111,8 +117,19 @@ pub(crate) fn connect(file: &Path, opts: &Options) -> Result<Connection> {
         Durability::Normal => "NORMAL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA temp_store=FILE;"
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF; PRAGMA cache_size={CACHE_SIZE}; PRAGMA temp_store=FILE;"
     ))?;
+    // The engine has more distinct cached statements than rusqlite's default 16; past the capacity, an
+    // operation that cycles through more of them than fit would prepare them again on every use.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // No checkpoint when the last connection closes: committed transactions are durable in the WAL
+    // already (fsynced at commit), and a short-lived process (one CLI command, one sync) would
+    // otherwise pay a checkpoint's fsyncs plus the WAL's re-creation on every run. SQLite still
+    // checkpoints automatically once the WAL passes 1000 pages.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
     Ok(conn)
 }
 
@@ -303,6 +320,7 @@ impl View {
 
 /// The view of branch `id` at `version`.
 pub(crate) fn view_at(conn: &Connection, id: i64, version: u64) -> Result<View> {
+    let mut hops = 0usize;
     let mut segs = Vec::new();
     let mut cur = Some(id);
     let mut v = version;
@@ -324,7 +342,8 @@ pub(crate) fn view_at(conn: &Connection, id: i64, version: u64) -> Result<View> 
             v = v.min(row.fork_version);
         }
         cur = row.parent;
-        if segs.len() > 10_000 {
+        hops += 1;
+        if hops > 10_000 {
             return Err(Error::corrupt("database", "branch lineage has a cycle"));
         }
     }
@@ -420,172 +439,290 @@ pub(crate) enum ScanRange {
 /// A scanned row: key, version and value (`None` = deleted).
 pub(crate) type ScanRow = (EntryKey, u64, Option<Value>);
 
+/// The order scans return keys in: the `entries_key` index's `(kind, space, key)`. (`EntryKey`'s own
+/// order is `(space, kind, key)`; the two agree only within one space.)
+pub(crate) fn scan_order(a: &EntryKey, b: &EntryKey) -> std::cmp::Ordering {
+    (a.kind, &a.space, &a.key).cmp(&(b.kind, &b.space, &b.key))
+}
+
 /// A row as read, before its value is decoded.
 type RawRow = (EntryKey, u64, Option<Vec<u8>>);
 
-/// A paged, bounded-memory scan over a view, merging its segments in key order.
-pub(crate) struct Scanner {
-    view: View,
-    range: ScanRange,
+/// The page queries of a prefix scan, by (lower bound exclusive, upper bound present). Each seeks the
+/// `entries_key` index to its lower bound, the prefix or the last key already read, so a page costs
+/// the rows it returns whatever the page's position: a full listing is linear. (With two lower bounds
+/// on `key` SQLite seeks on one and filters on the other, and each page re-walked the prefix.)
+pub(crate) const PREFIX_PAGE_SQL: [&str; 4] = [
+    "SELECT key, MAX(version), length(value), value FROM entries WHERE branch=?1 AND kind=?2 AND space=?3 \
+     AND key>=?4 AND version>?5 AND version<=?6 GROUP BY key ORDER BY key LIMIT ?7",
+    "SELECT key, MAX(version), length(value), value FROM entries WHERE branch=?1 AND kind=?2 AND space=?3 \
+     AND key>=?4 AND key<?8 AND version>?5 AND version<=?6 GROUP BY key ORDER BY key LIMIT ?7",
+    "SELECT key, MAX(version), length(value), value FROM entries WHERE branch=?1 AND kind=?2 AND space=?3 \
+     AND key>?4 AND version>?5 AND version<=?6 GROUP BY key ORDER BY key LIMIT ?7",
+    "SELECT key, MAX(version), length(value), value FROM entries WHERE branch=?1 AND kind=?2 AND space=?3 \
+     AND key>?4 AND key<?8 AND version>?5 AND version<=?6 GROUP BY key ORDER BY key LIMIT ?7",
+];
+
+/// The page query of a full scan: seeks past the last `(kind, space, key)` already read.
+pub(crate) const ALL_PAGE_SQL: &str =
+    "SELECT kind, space, key, MAX(version), length(value), value FROM entries WHERE branch=?1 \
+     AND (kind, space, key) > (?2, ?3, ?4) AND version>?5 AND version<=?6 \
+     GROUP BY kind, space, key ORDER BY kind, space, key LIMIT ?7";
+
+/// The least string above every string that starts with `prefix`, if there is one. UTF-8 orders
+/// like code points, so it is the prefix with its last character that has a successor incremented
+/// (and what follows it dropped).
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = match c as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Reads one segment in key order, a page at a time, each page seeking past the last key read.
+#[derive(Debug)]
+struct SegCursor {
+    seg: Segment,
+    /// The last key read from this segment; the next page starts after it.
     after: Option<EntryKey>,
-    page: usize,
+    /// Rows read and not yet merged, in key order.
+    buf: std::collections::VecDeque<RawRow>,
+    /// Nothing is left after `after`.
     done: bool,
+}
+
+/// A paged, bounded-memory scan over a view: a k-way merge of its segments in key order. Each
+/// segment is read by its own cursor with keyset pagination, so every row is read once and each
+/// page costs an index seek plus the rows it returns. Memory holds at most a page per segment.
+#[derive(Debug)]
+pub(crate) struct Scanner {
+    range: ScanRange,
+    /// Prefix scans: the least key above the prefix's keys, when one exists.
+    upper: Option<String>,
+    cursors: Vec<SegCursor>,
+    page: usize,
+    page_bytes: usize,
     /// Include deleted keys (value `None`) in the output.
     pub tombstones: bool,
 }
 
 impl Scanner {
+    /// A scan that returns pages of at most `page` keys.
     pub fn new(view: View, range: ScanRange, page: usize) -> Scanner {
+        let upper = match &range {
+            ScanRange::Prefix { prefix, .. } => prefix_upper_bound(prefix),
+            ScanRange::All => None,
+        };
         Scanner {
-            view,
             range,
-            after: None,
+            upper,
+            cursors: view
+                .segs
+                .into_iter()
+                .map(|seg| SegCursor {
+                    seg,
+                    after: None,
+                    buf: Default::default(),
+                    done: false,
+                })
+                .collect(),
             page: page.max(1),
-            done: false,
+            page_bytes: usize::MAX,
             tombstones: false,
         }
     }
 
     /// Starts after this key (exclusive).
     pub fn start_after(mut self, after: Option<EntryKey>) -> Scanner {
-        self.after = after;
+        for c in &mut self.cursors {
+            c.after = after.clone();
+        }
         self
     }
 
-    fn fetch_segment(&self, conn: &Connection, s: &Segment) -> Result<Vec<RawRow>> {
-        let lim = self.page as i64;
-        match &self.range {
+    /// Also cuts pages (and each segment's reads) before their value bytes pass `bytes`; a page always
+    /// holds at least one row, however large.
+    pub fn max_bytes(mut self, bytes: usize) -> Scanner {
+        self.page_bytes = bytes.max(1);
+        self
+    }
+
+    /// Reads the next page of one segment into its buffer.
+    fn fill(
+        range: &ScanRange,
+        upper: Option<&str>,
+        page: usize,
+        page_bytes: usize,
+        conn: &Connection,
+        c: &mut SegCursor,
+    ) -> Result<()> {
+        let s = c.seg;
+        let lim = page as i64;
+        let mut bytes = 0usize;
+        let mut cut = false;
+        // Takes a row's value only if it fits the byte budget (its length is known before its bytes are
+        // read); `None` when the page is cut here.
+        let mut take = |r: &rusqlite::Row<'_>, len_col: usize, n: usize| -> Result<Option<_>> {
+            let len = r.get::<_, Option<i64>>(len_col)?.unwrap_or(0) as usize;
+            if n > 0 && bytes.saturating_add(len) > page_bytes {
+                cut = true;
+                return Ok(None);
+            }
+            bytes += len;
+            Ok(Some(r.get::<_, Option<Vec<u8>>>(len_col + 1)?))
+        };
+        let mut n = 0usize;
+        match range {
             ScanRange::Prefix {
                 kind,
                 space,
                 prefix,
             } => {
-                let after_key = match &self.after {
-                    Some(a) => a.key.clone(),
-                    None => String::new(),
+                let (lower, exclusive) = match &c.after {
+                    Some(a) if a.key.as_str() >= prefix.as_str() => (a.key.as_str(), true),
+                    _ => (prefix.as_str(), false),
                 };
-                let mut st = conn.prepare_cached(
-                    "SELECT key, MAX(version), value FROM entries WHERE branch=?1 AND kind=?2 AND space=?3 \
-                     AND key>=?4 AND key>?5 AND version>?6 AND version<=?7 GROUP BY key ORDER BY key LIMIT ?8",
-                )?;
-                let rows = st
-                    .query_map(
-                        params![
-                            s.branch,
-                            kind.code(),
-                            space,
-                            prefix,
-                            after_key,
-                            s.lo as i64,
-                            s.hi as i64,
-                            lim
-                        ],
-                        |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, i64>(1)?,
-                                r.get::<_, Option<Vec<u8>>>(2)?,
-                            ))
-                        },
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(k, v, val)| (EntryKey::new(space.clone(), *kind, k), v as u64, val))
-                    .collect())
+                let sql =
+                    PREFIX_PAGE_SQL[usize::from(exclusive) * 2 + usize::from(upper.is_some())];
+                let mut st = conn.prepare_cached(sql)?;
+                let base = params![
+                    s.branch,
+                    kind.code(),
+                    space,
+                    lower,
+                    s.lo as i64,
+                    s.hi as i64,
+                    lim
+                ];
+                let mut rows = match upper {
+                    Some(u) => {
+                        let mut all = base.to_vec();
+                        all.push(&u);
+                        st.query(all.as_slice())?
+                    }
+                    None => st.query(base)?,
+                };
+                while let Some(r) = rows.next()? {
+                    let key: String = r.get(0)?;
+                    if !key.starts_with(prefix.as_str()) {
+                        // Past the prefix (only when it has no upper bound to stop the query).
+                        break;
+                    }
+                    let version = r.get::<_, i64>(1)? as u64;
+                    let Some(value) = take(r, 2, n)? else { break };
+                    c.buf
+                        .push_back((EntryKey::new(space.clone(), *kind, key), version, value));
+                    n += 1;
+                }
             }
             ScanRange::All => {
-                let (ak, asp, akey) = match &self.after {
-                    Some(a) => (a.kind.code() as i64, a.space.clone(), a.key.clone()),
-                    None => (-1, String::new(), String::new()),
+                let (ak, asp, akey) = match &c.after {
+                    Some(a) => (a.kind.code() as i64, a.space.as_str(), a.key.as_str()),
+                    None => (-1, "", ""),
                 };
-                let mut st = conn.prepare_cached(
-                    "SELECT kind, space, key, MAX(version), value FROM entries WHERE branch=?1 \
-                     AND (kind, space, key) > (?2, ?3, ?4) AND version>?5 AND version<=?6 \
-                     GROUP BY kind, space, key ORDER BY kind, space, key LIMIT ?7",
-                )?;
-                let rows = st
-                    .query_map(
-                        params![s.branch, ak, asp, akey, s.lo as i64, s.hi as i64, lim],
-                        |r| {
-                            Ok((
-                                r.get::<_, u8>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, String>(2)?,
-                                r.get::<_, i64>(3)?,
-                                r.get::<_, Option<Vec<u8>>>(4)?,
-                            ))
-                        },
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                rows.into_iter()
-                    .map(|(k, sp, key, v, val)| {
-                        Ok((EntryKey::new(sp, Kind::from_code(k)?, key), v as u64, val))
-                    })
-                    .collect()
+                let mut st = conn.prepare_cached(ALL_PAGE_SQL)?;
+                let mut rows = st.query(params![
+                    s.branch,
+                    ak,
+                    asp,
+                    akey,
+                    s.lo as i64,
+                    s.hi as i64,
+                    lim
+                ])?;
+                while let Some(r) = rows.next()? {
+                    let kind = Kind::from_code(r.get::<_, u8>(0)?)?;
+                    let key = EntryKey::new(r.get::<_, String>(1)?, kind, r.get::<_, String>(2)?);
+                    let version = r.get::<_, i64>(3)? as u64;
+                    let Some(value) = take(r, 4, n)? else { break };
+                    c.buf.push_back((key, version, value));
+                    n += 1;
+                }
             }
         }
+        // A short page ends the segment unless the byte budget cut it (or the prefix ended it).
+        c.done = !cut && n < page;
+        if let Some(last) = c.buf.back() {
+            c.after = Some(last.0.clone());
+        } else {
+            c.done = true;
+        }
+        Ok(())
     }
 
     /// The next page of rows in key order, or `None` at the end. A page may be empty of live rows only
     /// when every row in it was deleted; callers loop until `None`.
     pub fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<ScanRow>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let mut pages = Vec::with_capacity(self.view.segs.len());
-        let mut bound: Option<EntryKey> = None;
-        for s in &self.view.segs {
-            let rows = self.fetch_segment(conn, s)?;
-            if rows.len() == self.page {
-                let last = rows.last().map(|r| r.0.clone()).expect("page is full");
-                if bound.as_ref().is_none_or(|b| &last < b) {
-                    bound = Some(last);
+        let mut out = Vec::new();
+        let mut keys = 0usize;
+        let mut bytes = 0usize;
+        while keys < self.page {
+            // Every segment with rows left must show its next key before the smallest can be taken.
+            for c in &mut self.cursors {
+                if c.buf.is_empty() && !c.done {
+                    Scanner::fill(
+                        &self.range,
+                        self.upper.as_deref(),
+                        self.page,
+                        self.page_bytes,
+                        conn,
+                        c,
+                    )?;
                 }
             }
-            pages.push(rows);
-        }
-        // Merge: for each key the highest version wins (versions grow along the lineage).
-        let mut merged: std::collections::BTreeMap<EntryKey, (u64, Option<Vec<u8>>)> =
-            Default::default();
-        for rows in pages {
-            for (k, v, val) in rows {
-                if let Some(b) = &bound {
-                    if &k > b {
-                        continue;
+            let Some(min) = self
+                .cursors
+                .iter()
+                .filter_map(|c| c.buf.front().map(|r| &r.0))
+                .min_by(|a, b| scan_order(a, b))
+                .cloned()
+            else {
+                break;
+            };
+            // Versions grow along the lineage: the highest version among the segments wins.
+            let winner = self
+                .cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.buf.front().filter(|r| r.0 == min).map(|r| (r.1, i)))
+                .max()
+                .map(|(_, i)| i)
+                .expect("some cursor holds the smallest key");
+            let len = self.cursors[winner].buf[0].2.as_ref().map_or(0, Vec::len);
+            let live = self.cursors[winner].buf[0].2.is_some();
+            if (live || self.tombstones)
+                && !out.is_empty()
+                && bytes.saturating_add(len) > self.page_bytes
+            {
+                break;
+            }
+            let mut row = None;
+            for (i, c) in self.cursors.iter_mut().enumerate() {
+                if c.buf.front().is_some_and(|r| r.0 == min) {
+                    let r = c.buf.pop_front().expect("front");
+                    if i == winner {
+                        row = Some(r);
                     }
                 }
-                match merged.get(&k) {
-                    Some((ov, _)) if *ov >= v => {}
-                    _ => {
-                        merged.insert(k, (v, val));
-                    }
-                }
             }
-        }
-        let prefix_done = match &self.range {
-            ScanRange::Prefix { prefix, .. } => merged
-                .keys()
-                .next_back()
-                .is_some_and(|k| !k.key.starts_with(prefix.as_str())),
-            ScanRange::All => false,
-        };
-        match bound {
-            Some(b) if !prefix_done => self.after = Some(b),
-            _ => self.done = true,
-        }
-        let mut out = Vec::with_capacity(merged.len());
-        for (k, (v, val)) in merged {
-            if let ScanRange::Prefix { prefix, .. } = &self.range {
-                if !k.key.starts_with(prefix.as_str()) {
-                    self.done = true;
-                    break;
-                }
-            }
+            let (k, v, val) = row.expect("winner row");
+            keys += 1;
             if val.is_none() && !self.tombstones {
                 continue;
             }
+            bytes += len;
             out.push((k, v, decode_value(val)?));
+        }
+        if keys == 0 {
+            return Ok(None);
         }
         Ok(Some(out))
     }
@@ -631,9 +768,90 @@ pub(crate) fn write_raw(
     })
 }
 
-/// Writes one entry row whose value is already MessagePack (`None` for a delete). `decoded` is the
-/// value itself when the caller has it; events need it for their type tag and id, and it is decoded
-/// here when absent.
+/// Inserts a non-event row: only events carry a type tag and an id, so other puts bind six parameters.
+pub(crate) const PUT_SQL: &str =
+    "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// Inserts an event row with its type tag and id.
+pub(crate) const PUT_EVENT_SQL: &str =
+    "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag, eid) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Writes entry rows through insert statements taken from the statement cache once and held, so a
+/// loop writing many rows (a bulk replay) neither looks them up nor allocates per row.
+pub(crate) struct RowWriter<'c> {
+    conn: &'c Connection,
+    put: Option<rusqlite::CachedStatement<'c>>,
+    put_event: Option<rusqlite::CachedStatement<'c>>,
+}
+
+impl<'c> RowWriter<'c> {
+    pub fn new(conn: &'c Connection) -> RowWriter<'c> {
+        RowWriter {
+            conn,
+            put: None,
+            put_event: None,
+        }
+    }
+
+    /// Writes one entry row whose value is already MessagePack (`None` for a delete). `decoded` is
+    /// the value itself when the caller has it; events need it for their type tag and id, and it is
+    /// decoded here when absent.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        &mut self,
+        branch: i64,
+        version: u64,
+        kind: Kind,
+        space: &str,
+        key: &str,
+        bytes: Option<&[u8]>,
+        decoded: Option<&Value>,
+    ) -> Result<()> {
+        if kind == Kind::Event {
+            let owned;
+            let v = match (decoded, bytes) {
+                (Some(v), _) => Some(v),
+                (None, Some(b)) => {
+                    owned = crate::raw::decode_event_value(b)?;
+                    Some(&owned)
+                }
+                (None, None) => None,
+            };
+            let tag = v.and_then(|v| v.get("type")).and_then(|t| t.as_str());
+            let eid = v.and_then(|v| v.get("id")).and_then(Value::as_i64);
+            let st = match &mut self.put_event {
+                Some(st) => st,
+                slot => slot.insert(self.conn.prepare_cached(PUT_EVENT_SQL)?),
+            };
+            st.execute(params![
+                branch,
+                kind.code(),
+                space,
+                key,
+                version as i64,
+                bytes,
+                tag,
+                eid
+            ])?;
+        } else {
+            let st = match &mut self.put {
+                Some(st) => st,
+                slot => slot.insert(self.conn.prepare_cached(PUT_SQL)?),
+            };
+            st.execute(params![
+                branch,
+                kind.code(),
+                space,
+                key,
+                version as i64,
+                bytes
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one entry row whose value is already MessagePack (see [`RowWriter::write`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_bytes(
     conn: &Connection,
@@ -645,40 +863,7 @@ pub(crate) fn write_bytes(
     bytes: Option<&[u8]>,
     decoded: Option<&Value>,
 ) -> Result<()> {
-    if kind == Kind::Event {
-        let owned;
-        let v = match (decoded, bytes) {
-            (Some(v), _) => Some(v),
-            (None, Some(b)) => {
-                owned = crate::raw::decode_event_value(b)?;
-                Some(&owned)
-            }
-            (None, None) => None,
-        };
-        let tag = v.and_then(|v| v.get("type")).and_then(|t| t.as_str());
-        let eid = v.and_then(|v| v.get("id")).and_then(Value::as_i64);
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag, eid) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            branch,
-            kind.code(),
-            space,
-            key,
-            version as i64,
-            bytes,
-            tag,
-            eid
-        ])?;
-    } else {
-        // Only events carry a type tag and an id; other puts bind six parameters, not eight.
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![branch, kind.code(), space, key, version as i64, bytes])?;
-    }
-    Ok(())
+    RowWriter::new(conn).write(branch, version, kind, space, key, bytes, decoded)
 }
 
 /// The lowest position at which the view's event log of `space` holds the event with this id.
@@ -688,10 +873,21 @@ pub(crate) fn event_position(
     space: &str,
     id: i64,
 ) -> Result<Option<u64>> {
+    Ok(event_positions(conn, view, space, id)?.first().copied())
+}
+
+/// Every position at which the view's event log of `space` holds the event with this id, in order
+/// (usually one; found through the event-id index, so the cost does not grow with the log).
+pub(crate) fn event_positions(
+    conn: &Connection,
+    view: &View,
+    space: &str,
+    id: i64,
+) -> Result<Vec<u64>> {
     let mut st = conn.prepare_cached(
         "SELECT key FROM entries WHERE branch=?1 AND space=?2 AND eid=?3 AND version>?4 AND version<=?5",
     )?;
-    let mut best: Option<u64> = None;
+    let mut found = Vec::new();
     for s in &view.segs {
         let keys = st
             .query_map(
@@ -709,12 +905,14 @@ pub(crate) fn event_position(
                 == Some(id)
             {
                 if let Ok(seq) = k.parse::<u64>() {
-                    best = Some(best.map_or(seq, |b: u64| b.min(seq)));
+                    found.push(seq);
                 }
             }
         }
     }
-    Ok(best)
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
 }
 
 /// Records a commit row and moves the branch head.
@@ -754,7 +952,7 @@ pub(crate) fn max_rowid(conn: &Connection) -> Result<i64> {
 }
 
 /// The commits of `branch` with versions in `(lo, hi]`, in version order, starting after version
-/// `after`: `(version, ts, first_row, last_row, entries)`.
+/// `after`: `(version, ts, first_row, last_row)`.
 pub(crate) fn commits_in(
     conn: &Connection,
     branch: i64,
@@ -763,7 +961,7 @@ pub(crate) fn commits_in(
     limit: usize,
 ) -> Result<Vec<CommitRange>> {
     let mut st = conn.prepare_cached(
-        "SELECT version, ts, first_row, last_row, entries FROM commits \
+        "SELECT version, ts, first_row, last_row FROM commits \
          WHERE branch=?1 AND version>?2 AND version<=?3 ORDER BY version LIMIT ?4",
     )?;
     let rows = st
@@ -773,7 +971,6 @@ pub(crate) fn commits_in(
                 ts: r.get::<_, i64>(1)? as u64,
                 first_row: r.get(2)?,
                 last_row: r.get(3)?,
-                entries: r.get::<_, i64>(4)? as u64,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -787,48 +984,328 @@ pub(crate) struct CommitRange {
     pub ts: u64,
     pub first_row: i64,
     pub last_row: i64,
-    pub entries: u64,
 }
 
 /// A row with its rowid, before its value is decoded.
 pub(crate) type RowidRow = (i64, EntryKey, Option<Vec<u8>>);
 
-/// A page of one commit's rows after rowid `after`: `(rowid, key, value bytes)`.
+/// A page of one commit's rows after rowid `after`: `(rowid, key, value bytes)`, at most `limit`
+/// rows, cut before their value bytes pass `max_bytes` (the first row is always taken, however
+/// large). The flag says whether the page reaches the commit's end.
 pub(crate) fn commit_rows(
     conn: &Connection,
     branch: i64,
     c: &CommitRange,
     after: i64,
     limit: usize,
-) -> Result<Vec<RowidRow>> {
+    max_bytes: usize,
+) -> Result<(Vec<RowidRow>, bool)> {
     // The unary `+` keeps SQLite from planning this through the (branch, …) index, which would scan
-    // the whole branch: the rowid range alone must drive it.
-    let mut st = conn.prepare_cached(
-        "SELECT rowid, kind, space, key, value FROM entries \
-         WHERE rowid BETWEEN ?1 AND ?2 AND rowid > ?3 AND +branch=?4 AND +version=?5 ORDER BY rowid LIMIT ?6",
-    )?;
-    let rows = st
-        .query_map(
-            params![
-                c.first_row,
-                c.last_row,
-                after,
-                branch,
-                c.version as i64,
-                limit as i64
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, u8>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<Vec<u8>>>(4)?,
-                ))
-            },
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
-        .map(|(id, k, sp, key, v)| Ok((id, EntryKey::new(sp, Kind::from_code(k)?, key), v)))
-        .collect()
+    // the whole branch: the rowid range alone must drive it. A value's length is read before its
+    // bytes, so a row that would pass the byte limit is not loaded.
+    let mut st = conn.prepare_cached(COMMIT_ROWS_SQL)?;
+    let mut rows = st.query(params![
+        c.first_row,
+        c.last_row,
+        after,
+        branch,
+        c.version as i64,
+        limit as i64
+    ])?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(r) = rows.next()? {
+        let len = r.get::<_, Option<i64>>(4)?.unwrap_or(0) as usize;
+        if !out.is_empty() && bytes.saturating_add(len) > max_bytes {
+            return Ok((out, false));
+        }
+        bytes += len;
+        let key = EntryKey::new(
+            r.get::<_, String>(2)?,
+            Kind::from_code(r.get::<_, u8>(1)?)?,
+            r.get::<_, String>(3)?,
+        );
+        out.push((r.get::<_, i64>(0)?, key, r.get::<_, Option<Vec<u8>>>(5)?));
+    }
+    let complete = out.len() < limit;
+    Ok((out, complete))
+}
+
+/// The page query of [`commit_rows`].
+pub(crate) const COMMIT_ROWS_SQL: &str = "SELECT rowid, kind, space, key, length(value), value FROM entries \
+     WHERE rowid BETWEEN ?1 AND ?2 AND rowid > ?3 AND +branch=?4 AND +version=?5 ORDER BY rowid LIMIT ?6";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::Strata;
+
+    fn head_view(db: &Strata, branch: &str) -> View {
+        let conn = db.conn().unwrap();
+        let row = branch_by_name(&conn, branch).unwrap();
+        view_at(&conn, row.id, row.head).unwrap()
+    }
+
+    /// SQLite's plan for `sql`, one detail line per step.
+    fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        // Parameters stay unbound (NULL): the plan does not depend on their values.
+        let mut rows = st.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            out.push(r.get::<_, String>(3).unwrap());
+        }
+        out
+    }
+
+    fn populated(n: usize) -> Strata {
+        let db = Strata::open_temp().unwrap();
+        let mut tx = db.begin("main").unwrap();
+        for i in 0..n {
+            tx.kv_put(&format!("k{i:08}"), i as i64).unwrap();
+        }
+        tx.commit().unwrap();
+        db
+    }
+
+    #[test]
+    fn page_queries_seek_the_key_index() {
+        let db = populated(2000);
+        let conn = db.conn().unwrap();
+        conn.execute_batch("ANALYZE").unwrap();
+        for (i, sql) in PREFIX_PAGE_SQL.iter().enumerate() {
+            let p = plan(&conn, sql);
+            let want = if i % 2 == 1 {
+                "SEARCH entries USING INDEX entries_key (branch=? AND kind=? AND space=? AND key>? AND key<?)"
+            } else {
+                "SEARCH entries USING INDEX entries_key (branch=? AND kind=? AND space=? AND key>?)"
+            };
+            assert_eq!(p, vec![want.to_string()], "{sql}");
+        }
+        assert_eq!(
+            plan(&conn, ALL_PAGE_SQL),
+            vec!["SEARCH entries USING INDEX entries_key (branch=? AND (kind,space,key)>(?,?,?))"]
+        );
+        assert_eq!(
+            plan(&conn, COMMIT_ROWS_SQL),
+            vec!["SEARCH entries USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"]
+        );
+        // Diff and merge candidates: each commit's rows by rowid range, then pages of the table by key.
+        conn.execute_batch(crate::merge::CANDIDATES_TABLE_SQL)
+            .unwrap();
+        assert_eq!(
+            plan(&conn, crate::merge::CANDIDATES_FILL_SQL),
+            vec![
+                "SEARCH c USING PRIMARY KEY (branch=? AND version>? AND version<?)",
+                "SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"
+            ]
+        );
+        assert_eq!(
+            plan(&conn, crate::merge::CANDIDATES_PAGE_SQL),
+            vec!["SEARCH temp.strata_candidates USING PRIMARY KEY ((space,kind,key)>(?,?,?))"]
+        );
+    }
+
+    /// The VM steps the scan page queries took on `conn` since their counters were reset.
+    fn page_steps(conn: &Connection, reset: bool) -> i64 {
+        let mut total = 0;
+        for sql in PREFIX_PAGE_SQL.iter().chain([&ALL_PAGE_SQL]) {
+            let st = conn.prepare_cached(sql).unwrap();
+            total += if reset {
+                st.reset_status(StatementStatus::VmStep)
+            } else {
+                st.get_status(StatementStatus::VmStep)
+            } as i64;
+        }
+        total
+    }
+
+    /// VM steps of a full listing, a prefix listing and a full scan of a branch of `n` keys forked
+    /// from one of `n` keys (a quarter of them rewritten), so both lineage segments are paged.
+    fn listing_steps(n: usize) -> [i64; 3] {
+        let db = populated(n);
+        db.fork_branch("main", "f").unwrap();
+        let mut tx = db.begin("f").unwrap();
+        for i in (0..n).step_by(4) {
+            tx.kv_put(&format!("k{i:08}"), -1).unwrap();
+        }
+        tx.commit().unwrap();
+        let view = head_view(&db, "f");
+        let conn = db.conn().unwrap();
+        let mut out = [0; 3];
+        for (i, prefix) in ["", "k"].into_iter().enumerate() {
+            page_steps(&conn, true);
+            let got = crate::db::list_prefix(&conn, &view, Kind::Kv, "default", prefix, usize::MAX)
+                .unwrap();
+            assert_eq!(got.len(), n);
+            out[i] = page_steps(&conn, false);
+        }
+        page_steps(&conn, true);
+        let mut sc = Scanner::new(view, ScanRange::All, 512);
+        let mut rows = 0;
+        while let Some(p) = sc.next_page(&conn).unwrap() {
+            rows += p.len();
+        }
+        assert_eq!(rows, n);
+        out[2] = page_steps(&conn, false);
+        out
+    }
+
+    #[test]
+    fn listing_work_grows_linearly() {
+        let small = listing_steps(10_000);
+        let large = listing_steps(40_000);
+        for (what, (s, l)) in ["kv_list(\"\")", "kv_list(\"k\")", "full scan"]
+            .iter()
+            .zip(small.into_iter().zip(large))
+        {
+            let ratio = l as f64 / s as f64;
+            println!("{what}: {s} VM steps for 10k keys, {l} for 40k (ratio {ratio:.2})");
+            // Linear work gives 4; re-walking the index from the prefix on every page gave ~16.
+            assert!(
+                (3.5..4.6).contains(&ratio),
+                "{what}: {s} VM steps for 10k keys, {l} for 40k (ratio {ratio:.2})"
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_upper_bounds() {
+        assert_eq!(prefix_upper_bound(""), None);
+        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        assert_eq!(
+            prefix_upper_bound("x\u{D7FF}").as_deref(),
+            Some("x\u{E000}")
+        );
+    }
+
+    proptest! {
+        /// A string starts with the prefix exactly when it lies in [prefix, upper bound).
+        #[test]
+        fn upper_bound_brackets_the_prefix(p in "[a\u{D7FF}\u{E000}\u{10FFFF}]{0,3}", s in "[a\u{D7FF}\u{E000}\u{10FFFF}b]{0,5}") {
+            let u = prefix_upper_bound(&p);
+            let inside = s.as_str() >= p.as_str() && u.as_deref().is_none_or(|u| s.as_str() < u);
+            prop_assert_eq!(inside, s.starts_with(&p));
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Put (`Some(len)`, a string value of that length) or delete (`None`) on a branch.
+        Write {
+            branch: usize,
+            space: bool,
+            json: bool,
+            key: usize,
+            len: Option<usize>,
+        },
+        Fork {
+            src: usize,
+        },
+    }
+
+    const KEYS: [&str; 8] = [
+        "a",
+        "ab",
+        "abc",
+        "b",
+        "ba",
+        "\u{e9}",
+        "\u{10FFFF}",
+        "\u{10FFFF}a",
+    ];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0..3usize, any::<bool>(), any::<bool>(), 0..KEYS.len(), proptest::option::weighted(0.8, 0..40usize))
+                .prop_map(|(branch, space, json, key, len)| Op::Write { branch, space, json, key, len }),
+            1 => (0..3usize).prop_map(|src| Op::Fork { src }),
+        ]
+    }
+
+    type Model = BTreeMap<EntryKey, Option<Value>>;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Scans of branches with several lineage segments, any page size, byte limit and starting
+        /// key, return exactly the model's keys in order, each page within its limits.
+        #[test]
+        fn scans_match_the_model(
+            ops in proptest::collection::vec(op(), 1..40),
+            page in 1..5usize,
+            max_bytes in prop_oneof![Just(usize::MAX), 1..80usize],
+            prefix in 0..KEYS.len() + 1,
+            start in proptest::option::of(0..KEYS.len()),
+            tombstones in any::<bool>(),
+        ) {
+            let db = Strata::open_temp().unwrap();
+            let mut names = vec!["main".to_string()];
+            let mut models: Vec<Model> = vec![Model::new()];
+            for op in ops {
+                match op {
+                    Op::Write { branch, space, json, key, len } => {
+                        let b = branch % names.len();
+                        let k = EntryKey::new(
+                            if space { "s2" } else { "default" },
+                            if json { Kind::Json } else { Kind::Kv },
+                            KEYS[key],
+                        );
+                        let v = len.map(|n| Value::from("x".repeat(n)));
+                        let mut tx = db.begin(&names[b]).unwrap();
+                        tx.write_entry(&k, v.as_ref()).unwrap();
+                        tx.commit().unwrap();
+                        models[b].insert(k, v);
+                    }
+                    Op::Fork { src } => {
+                        let s = src % names.len();
+                        let name = format!("b{}", names.len());
+                        db.fork_branch(names[s].as_str(), &name).unwrap();
+                        names.push(name);
+                        models.push(models[s].clone());
+                    }
+                }
+            }
+            let prefix = KEYS.get(prefix).copied().unwrap_or("");
+            for (name, model) in names.iter().zip(&models) {
+                let conn = db.conn().unwrap();
+                for all in [false, true] {
+                    let range = if all {
+                        ScanRange::All
+                    } else {
+                        ScanRange::Prefix { kind: Kind::Kv, space: "default".into(), prefix: prefix.into() }
+                    };
+                    let after = start.map(|i| EntryKey::new("default", Kind::Kv, KEYS[i]));
+                    let mut sc = Scanner::new(head_view(&db, name), range, page)
+                        .max_bytes(max_bytes)
+                        .start_after(after.clone());
+                    sc.tombstones = tombstones;
+                    let mut got = Vec::new();
+                    while let Some(p) = sc.next_page(&conn).unwrap() {
+                        prop_assert!(p.len() <= page);
+                        let bytes: usize = p.iter().map(|(_, _, v)| v.as_ref().map_or(0, |v| v.to_msgpack().len())).sum();
+                        prop_assert!(p.len() <= 1 || bytes <= max_bytes, "{} rows of {} bytes", p.len(), bytes);
+                        got.extend(p.into_iter().map(|(k, _, v)| (k, v)));
+                    }
+                    let mut want: Vec<(EntryKey, Option<Value>)> = model
+                        .iter()
+                        .filter(|(k, v)| {
+                            (tombstones || v.is_some())
+                                && after.as_ref().is_none_or(|a| scan_order(k, a).is_gt())
+                                && (all || (k.kind == Kind::Kv && k.space == "default" && k.key.starts_with(prefix)))
+                        })
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    want.sort_by(|a, b| scan_order(&a.0, &b.0));
+                    prop_assert_eq!(got, want, "branch {} all {}", name, all);
+                }
+            }
+        }
+    }
 }

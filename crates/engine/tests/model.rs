@@ -314,8 +314,13 @@ fn run(ops: Vec<Op>, full_scan: bool) {
                 if tx.commit().unwrap().is_some() {
                     model.commit(&t, want);
                 }
-                db.record_merge(&Rev::head(&s), &Rev::head(&t)).unwrap();
-                db.record_merge(&Rev::head(&t), &Rev::head(&s)).unwrap();
+                let (sh, th) = (
+                    db.branch_info(&s).unwrap().head,
+                    db.branch_info(&t).unwrap().head,
+                );
+                db.replication()
+                    .mark_equal(&Rev::at(&s, sh), &Rev::at(&t, th), &[])
+                    .unwrap();
                 assert!(db.diff(&Rev::head(&s), &Rev::head(&t)).unwrap().is_empty());
                 assert!(db.contains(&Rev::head(&s), &Rev::head(&t)).unwrap());
             }

@@ -277,3 +277,24 @@ fn json_state_and_events() {
         .unwrap();
     assert_eq!(m.event_len().unwrap(), 3);
 }
+
+/// The bundled SQLite must carry the fix for CVE-2025-6965 (3.50.2). There is one libsqlite3-sys in
+/// the build, so the SQLite answering here is the one the engine links.
+#[test]
+fn linked_sqlite_is_at_least_3_50_2() {
+    let db = Strata::open_temp().unwrap();
+    let raw = rusqlite::Connection::open(db.path().join(DB_FILE)).unwrap();
+    let v: String = raw
+        .query_row("SELECT sqlite_version()", [], |r| r.get(0))
+        .unwrap();
+    let parts: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+    assert!(
+        parts >= vec![3, 50, 2],
+        "linked SQLite {v} is older than 3.50.2"
+    );
+    assert!(
+        rusqlite::version_number() >= 3_050_002,
+        "{}",
+        rusqlite::version()
+    );
+}

@@ -101,10 +101,22 @@ struct Head {
     value: Bytes,
 }
 
-/// Reads the head in `dir`, if there is one.
-fn read_head(dir: &Path, name: &RemotePath) -> Result<Option<Head>> {
+/// Whether a head's bytes are what an interrupted, unsynced rewrite can leave: nothing, or a file whose
+/// blocks were never written (it starts with a NUL byte).
+fn is_torn(bytes: &[u8]) -> bool {
+    bytes.first().is_none_or(|&b| b == 0)
+}
+
+/// Reads the head in `dir`, if there is one. `has_records` says whether the cursor has a record: the
+/// head is rewritten without fsync after each record (see [`update_head`]), so a torn head next to a
+/// record is ignored; a torn head alone, or any other head that does not parse, is refused as corrupt.
+fn read_head(dir: &Path, name: &RemotePath, has_records: bool) -> Result<Option<Head>> {
     let path = dir.join(HEAD_NAME);
     match fs::read(&path) {
+        Ok(bytes) if has_records && is_torn(&bytes) => {
+            tracing::warn!(head = %path.display(), "ignoring a torn cursor head; the next write rewrites it");
+            Ok(None)
+        }
         Ok(bytes) => {
             let (seq, value) = decode_head(&Bytes::from(bytes), &path.display().to_string())?;
             Ok(Some(Head { seq, value }))
@@ -120,7 +132,7 @@ pub(crate) fn read(dir: &Path, name: &RemotePath) -> Result<Option<Cursor>> {
     let what = || format!("read cursor {name}");
     for _ in 0..READ_ATTEMPTS {
         let seqs = list_records(dir).map_err(|e| map_io(what(), e))?;
-        let head = read_head(dir, name)?;
+        let head = read_head(dir, name, !seqs.is_empty())?;
         let newest = seqs.last().copied();
         if let Some(h) = head {
             if newest.is_none_or(|r| h.seq > r) {
@@ -159,13 +171,13 @@ pub(crate) fn read(dir: &Path, name: &RemotePath) -> Result<Option<Cursor>> {
 /// records afterwards.
 fn adopt_head(dir: &Path, tmp_dir: &Path, name: &RemotePath, what: &str) -> Result<Vec<u64>> {
     let seqs = list_records(dir).map_err(|e| map_io(what, e))?;
-    let Some(head) = read_head(dir, name)? else {
+    let Some(head) = read_head(dir, name, !seqs.is_empty())? else {
         return Ok(seqs);
     };
     if seqs.last().is_some_and(|&r| r >= head.seq) {
         return Ok(seqs);
     }
-    let tmp = write_tmp(tmp_dir, &head.value).map_err(|e| map_io(what, e))?;
+    let tmp = write_tmp(tmp_dir, &head.value, TmpSync::Fsync).map_err(|e| map_io(what, e))?;
     // Exists: another writer adopted it first, with the same bytes.
     publish(tmp, &dir.join(record_name(head.seq)), &what)?;
     list_records(dir).map_err(|e| map_io(what, e))
@@ -175,12 +187,15 @@ fn adopt_head(dir: &Path, tmp_dir: &Path, name: &RemotePath, what: &str) -> Resu
 /// head, only copies of the folder in a bucket do). `seq`/`value` is the record just written. Racing
 /// writers can rename their heads in either order, so each checks afterwards and repairs a head older
 /// than the newest record; the last writer to rename always runs that check.
+///
+/// Nothing here is fsynced: the record is already durable, and after a power loss the head is the old
+/// one (older than the records: ignored), the new one, or torn (ignored next to a record, see
+/// [`read_head`]). The next write rewrites it.
 fn update_head(dir: &Path, tmp_dir: &Path, mut seq: u64, mut value: Bytes) {
     for _ in 0..READ_ATTEMPTS {
         let res = (|| -> io::Result<()> {
-            let tmp = write_tmp(tmp_dir, &encode_head(seq, &value))?;
+            let tmp = write_tmp(tmp_dir, &encode_head(seq, &value), TmpSync::NoFsync)?;
             fs::rename(tmp.path(), dir.join(HEAD_NAME))?;
-            crate::io::sync_dir(dir);
             Ok(())
         })();
         if let Err(e) = res {
@@ -244,7 +259,7 @@ pub(crate) fn write(
         }
     };
 
-    let tmp = write_tmp(tmp_dir, value).map_err(|e| map_io(&what, e))?;
+    let tmp = write_tmp(tmp_dir, value, TmpSync::Fsync).map_err(|e| map_io(&what, e))?;
     match publish(tmp, &dir.join(record_name(next)), &what)? {
         Published::Done => {}
         Published::Exists => {
@@ -335,12 +350,24 @@ fn published_nanos(path: &Path) -> Option<i128> {
     stat(path).map(|(_, published)| published)
 }
 
-/// Writes `value` to a new temporary file and fsyncs it.
-fn write_tmp(tmp_dir: &Path, value: &[u8]) -> io::Result<TmpFile> {
+/// Whether [`write_tmp`] fsyncs what it wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TmpSync {
+    /// Yes: the file is about to be published as a record.
+    Fsync,
+    /// No: the file becomes the head, which needs no durability of its own.
+    NoFsync,
+}
+
+/// Writes `value` to a new temporary file, fsyncing it if `sync` says so.
+fn write_tmp(tmp_dir: &Path, value: &[u8], sync: TmpSync) -> io::Result<TmpFile> {
     use std::io::Write;
     let (tmp, mut file) = TmpFile::create(tmp_dir)?;
     file.write_all(value)?;
-    file.sync_all()?;
+    if sync == TmpSync::Fsync {
+        // fdatasync: the data and the size, which is all a reader of the published record needs.
+        file.sync_data()?;
+    }
     Ok(tmp)
 }
 

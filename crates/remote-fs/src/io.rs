@@ -66,13 +66,19 @@ pub(crate) struct TmpFile {
 }
 
 impl TmpFile {
-    /// Creates a new, uniquely named empty file in `dir` (creating `dir` if it went missing).
+    /// Creates a new, uniquely named empty file in `dir`, creating `dir` (but not its parent) if it is
+    /// missing. Nothing here is fsynced: a temporary name is never part of the remote, and the
+    /// file's data is fsynced by whoever publishes it.
     pub(crate) fn create(dir: &Path) -> io::Result<(TmpFile, File)> {
         let path = dir.join(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
         let open = || File::options().write(true).create_new(true).open(&path);
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                create_dirs(dir)?;
+                match fs::create_dir(dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
                 open()?
             }
             other => other?,
@@ -248,15 +254,29 @@ fn collision_or(what: &dyn Display, e: io::Error) -> RemoteError {
     }
 }
 
-/// Removes files in `dir` whose last modification is older than `age` (left by crashed writers).
-/// Returns how many were removed. Best effort.
-pub(crate) fn clean_old_files(dir: &Path, age: std::time::Duration) -> usize {
+/// Whether `name` is one [`TmpFile::create`] makes: 32 lowercase hex digits and `.tmp`.
+fn is_tmp_name(name: &str) -> bool {
+    name.strip_suffix(".tmp").is_some_and(|stem| {
+        stem.len() == 32
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Removes the temporary files in `dir` (named as [`TmpFile::create`] names them; nothing else is
+/// touched) whose last modification is older than `age`, left by crashed writers. Returns how many
+/// were removed. Best effort.
+pub(crate) fn clean_old_tmp_files(dir: &Path, age: std::time::Duration) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
     let now = std::time::SystemTime::now();
     let mut removed = 0;
     for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_tmp_name) {
+            continue;
+        }
         let Ok(meta) = entry.metadata() else { continue };
         if !meta.is_file() {
             continue;
@@ -271,4 +291,31 @@ pub(crate) fn clean_old_files(dir: &Path, age: std::time::Duration) -> usize {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_temporary_names_are_swept() {
+        let (tmp, _file) = TmpFile::create(&std::env::temp_dir()).unwrap();
+        let name = tmp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(is_tmp_name(&name), "{name}");
+        for other in [
+            "crashed.tmp",
+            "0123456789abcdef0123456789abcdef",
+            "0123456789ABCDEF0123456789ABCDEF.tmp",
+            "0123456789abcdef0123456789abcde.tmp",
+            "notes.txt",
+        ] {
+            assert!(!is_tmp_name(other), "{other}");
+        }
+    }
 }

@@ -10,17 +10,25 @@
 //! - `cursors/<name>/<seq>`: one folder per cursor, holding its versions as immutable files named by a
 //!   20-digit sequence number; the highest is current. Name segments that themselves look like record
 //!   names (20 digits) are stored with a leading `@` (see the `cursor` module).
-//! - `tmp/`: writes in progress. A crashed writer can leave files here, never anywhere else; files
-//!   untouched for [`STALE_TMP_AGE`] are removed when a remote is opened ([`FsRemote::remove_stale_tmp`]
-//!   does it on demand).
+//! - `tmp/`: writes in progress. A crashed writer can leave files here, never anywhere else; such
+//!   files untouched for [`STALE_TMP_AGE`] are removed before a handle's first write
+//!   ([`FsRemote::remove_stale_tmp`] does it on demand).
 //!
 //! Nothing is ever written outside the root.
 //!
+//! ## Opening and reading create nothing
+//! [`FsRemote::new`] and [`FsRemote::from_url`] only work out the absolute path (and refuse a root
+//! that exists and is not a folder); every read (`get_blob`, `list_blobs`, `read_cursor`,
+//! `list_cursors`) only reads. A missing root, or a folder that is not a remote, reads as an empty
+//! remote: no blob, no cursor ([`RemoteError::NotFound`] from `get_blob`, as the trait says). The root
+//! and its `blobs/`, `cursors/` and `tmp/` are created by the first write (`put_blob_if_absent`,
+//! `write_cursor`), so pointing a read-only command at the wrong folder leaves no trace in it.
+//!
 //! ## Guarantees on a local file system
 //! - **A blob is whole or absent.** A put streams the body into `tmp/<uuid>.tmp`, fsyncs it, then
-//!   publishes it with `link(tmp, blobs/<path>)`, removes the temporary name and fsyncs the folder. A
-//!   put that fails, is cancelled or is killed leaves nothing at the final path. Two racing puts of one
-//!   path: exactly one succeeds, the other gets [`RemoteError::AlreadyExists`].
+//!   publishes it with `link(tmp, blobs/<path>)`, removes the temporary name and fsyncs the blob's
+//!   folder. A put that fails, is cancelled or is killed leaves nothing at the final path. Two racing
+//!   puts of one path: exactly one succeeds, the other gets [`RemoteError::AlreadyExists`].
 //! - **Cursor compare-and-swap is atomic across processes.** Writing with token `t` creates record
 //!   `t + 1` with the same publish step, so of all writers holding `t` exactly one wins; the others get
 //!   [`RemoteError::Conflict`]. Superseded records are pruned, keeping the newest [`KEEP_RECORDS`] and
@@ -28,6 +36,30 @@
 //!   than half that grace while others write may be told `Conflict` although it won (see the `cursor`
 //!   module for why).
 //! - Bodies stream in chunks of [`CHUNK_SIZE`] both ways; a blob never sits in memory whole.
+//!
+//! ## What each fsync protects
+//! A write returns only once what it published survives a power loss; nothing else is fsynced.
+//!
+//! | Operation | fsyncs | What they protect |
+//! |---|---|---|
+//! | `put_blob_if_absent` | 2 | the temporary file's data (so the name never points at a torn file), then the blob's folder after the link (so the name survives) |
+//! | `write_cursor` | 2 | the same two, for the new record |
+//! | the first write into a new folder | + 1 per folder created | the parent of each new folder (the root, `blobs/…`, `cursors/…`), so the path to the new entry survives |
+//! | reads, `delete_blob`, open | 0 | |
+//!
+//! Deliberately not fsynced:
+//! - the cursor's `HEAD` rewrite after a record (neither its data nor its rename): it only mirrors
+//!   the newest record for copies of the folder in a bucket, and folder readers take the durable
+//!   record. A power loss can leave the old `HEAD` (older than the records, so ignored) or a torn one
+//!   (empty or starting with a NUL byte), which folder readers ignore while the cursor has a record;
+//!   the next write rewrites it. Copy a folder to a bucket only after a clean write.
+//! - `tmp/` itself and the removal of temporary names: a temporary file is never part of the remote,
+//!   so losing one (or finding one again after a crash) changes nothing.
+//! - `delete_blob` and cursor-record pruning: a removal undone by a power loss leaves an old record
+//!   (older than the newest, so ignored) or an orphaned blob (which garbage collection removes again).
+//!
+//! Racing creators share folders: a writer that finds a folder already there does not fsync its
+//! parent, which the creator does.
 //!
 //! ## Network and synced folders
 //! - **NFS** (v3 and v4): creating a hard link is atomic on the server, so create-if-absent and cursor
@@ -66,6 +98,7 @@ mod walk;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,12 +113,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::io::{map_io, Published, TmpFile};
 
 pub use crate::cursor::{DEFAULT_PRUNE_GRACE, KEEP_RECORDS};
+pub use crate::url::parse_url;
 
 /// Size of the chunks a blob is read in.
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
-/// Temporary files untouched for this long are taken to be left by a crashed writer and removed when a
-/// remote is opened. A live write touches its file with every chunk.
+/// Temporary files untouched for this long are taken to be left by a crashed writer and removed before
+/// a handle's first write. A live write touches its file with every chunk.
 pub const STALE_TMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A remote in a folder (see the crate documentation). Cheap to clone.
@@ -94,18 +128,35 @@ pub struct FsRemote {
     inner: Arc<Inner>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Inner {
     root: PathBuf,
     blobs: PathBuf,
     cursors: PathBuf,
     tmp: PathBuf,
     prune_grace: Duration,
+    /// Whether this handle made sure the root exists (durably) and swept `tmp/`, which its first write
+    /// does.
+    ready_to_write: AtomicBool,
+}
+
+impl Inner {
+    fn new(root: PathBuf, prune_grace: Duration) -> Inner {
+        Inner {
+            blobs: root.join("blobs"),
+            cursors: root.join("cursors"),
+            tmp: root.join("tmp"),
+            root,
+            prune_grace,
+            ready_to_write: AtomicBool::new(false),
+        }
+    }
 }
 
 impl FsRemote {
-    /// Opens the remote in folder `root`, creating the folder (and its `blobs/`, `cursors/` and `tmp/`)
-    /// if missing. A relative `root` is taken relative to the current folder.
+    /// Opens the remote in folder `root`, which need not exist: opening creates nothing, and the
+    /// folder is created by the first write. Fails only if `root` is empty or exists and is not a
+    /// folder. A relative `root` is taken relative to the current folder.
     pub fn new(root: impl Into<PathBuf>) -> Result<FsRemote> {
         let root = root.into();
         if root.as_os_str().is_empty() {
@@ -116,36 +167,28 @@ impl FsRemote {
         let root = std::path::absolute(&root).map_err(|e| {
             RemoteError::Invalid(format!("folder remote {}: {e}", root.display()).into())
         })?;
-        let inner = Inner {
-            blobs: root.join("blobs"),
-            cursors: root.join("cursors"),
-            tmp: root.join("tmp"),
-            root,
-            prune_grace: DEFAULT_PRUNE_GRACE,
-        };
-        for dir in [&inner.blobs, &inner.cursors, &inner.tmp] {
-            io::create_dirs(dir).map_err(|e| {
-                map_io(
-                    format_args!("open folder remote {}", inner.root.display()),
-                    e,
-                )
-            })?;
+        match fs::metadata(&root) {
+            Ok(m) if !m.is_dir() => {
+                return Err(RemoteError::Invalid(
+                    format!(
+                        "folder remote {}: exists and is not a folder",
+                        root.display()
+                    )
+                    .into(),
+                ))
+            }
+            _ => {}
         }
-        let remote = FsRemote {
-            inner: Arc::new(inner),
-        };
-        let removed = remote.remove_stale_tmp(STALE_TMP_AGE);
-        if removed > 0 {
-            tracing::info!(root = %remote.root().display(), removed, "removed stale temporary files");
-        }
-        Ok(remote)
+        Ok(FsRemote {
+            inner: Arc::new(Inner::new(root, DEFAULT_PRUNE_GRACE)),
+        })
     }
 
     /// Opens the remote at `url`: `file:///abs/path` (or `file://localhost/abs/path`) or a plain path,
-    /// relative or absolute. Any other scheme, a host, or a malformed URL is
-    /// [`RemoteError::Invalid`].
+    /// relative or absolute (see [`parse_url`]). Any other scheme, a host, or a malformed URL is
+    /// [`RemoteError::Invalid`]. Creates nothing, like [`FsRemote::new`].
     pub fn from_url(url: &str) -> Result<FsRemote> {
-        FsRemote::new(url::parse_location(url)?)
+        FsRemote::new(parse_url(url)?)
     }
 
     /// Sets how long superseded cursor records are kept at least (default [`DEFAULT_PRUNE_GRACE`]),
@@ -153,10 +196,8 @@ impl FsRemote {
     /// folder where others write meanwhile, may report a conflict although it won; shorten it only for
     /// tests of pruning.
     pub fn with_cursor_prune_grace(self, grace: Duration) -> FsRemote {
-        let mut inner = (*self.inner).clone();
-        inner.prune_grace = grace;
         FsRemote {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner::new(self.inner.root.clone(), grace)),
         }
     }
 
@@ -170,10 +211,39 @@ impl FsRemote {
         url::to_url(&self.inner.root)
     }
 
-    /// Removes temporary files untouched for `older_than` (left by crashed writers). Returns how many
-    /// were removed. Never call it with a short age while other processes may be writing.
+    /// Removes temporary files untouched for `older_than` (left by crashed writers). Only files named
+    /// as this remote names them (`<32 hex digits>.tmp`) are candidates. Returns how many were
+    /// removed. Never call it with a short age while other processes may be writing.
     pub fn remove_stale_tmp(&self, older_than: Duration) -> usize {
-        io::clean_old_files(&self.inner.tmp, older_than)
+        io::clean_old_tmp_files(&self.inner.tmp, older_than)
+    }
+
+    /// Before this handle's first write: creates the root if it is missing (durably, see the crate
+    /// documentation) and removes stale temporary files. Blocking.
+    fn prepare_write(&self) -> Result<()> {
+        if self.inner.ready_to_write.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let root = &self.inner.root;
+        io::create_dirs(root).map_err(|e| match e.kind() {
+            // Not a blob that exists: the root (or a parent) is a file.
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                RemoteError::Invalid(
+                    format!(
+                        "folder remote {}: cannot create the folder: {e}",
+                        root.display()
+                    )
+                    .into(),
+                )
+            }
+            _ => map_io(format_args!("create folder remote {}", root.display()), e),
+        })?;
+        let removed = self.remove_stale_tmp(STALE_TMP_AGE);
+        if removed > 0 {
+            tracing::info!(root = %root.display(), removed, "removed stale temporary files");
+        }
+        self.inner.ready_to_write.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn blob_path(&self, path: &RemotePath) -> PathBuf {
@@ -260,10 +330,13 @@ impl Remote for FsRemote {
             _ => {}
         }
 
-        let tmp_dir = self.inner.tmp.clone();
         let (tmp, file) = blocking({
             let what = what.clone();
-            move || TmpFile::create(&tmp_dir).map_err(|e| map_io(what, e))
+            let this = self.clone();
+            move || {
+                this.prepare_write()?;
+                TmpFile::create(&this.inner.tmp).map_err(|e| map_io(what, e))
+            }
         })
         .await?;
         // From here on, dropping `tmp` (on an error, or if this future is cancelled) removes the file.
@@ -273,7 +346,8 @@ impl Remote for FsRemote {
             file.write_all(&chunk).await.map_err(|e| map_io(&what, e))?;
         }
         file.flush().await.map_err(|e| map_io(&what, e))?;
-        file.sync_all().await.map_err(|e| map_io(&what, e))?;
+        // fdatasync: the data and the size, which is all a reader of the published blob needs.
+        file.sync_data().await.map_err(|e| map_io(&what, e))?;
         drop(file);
 
         let outcome = blocking({
@@ -336,8 +410,8 @@ impl Remote for FsRemote {
                 Err(e) if io::is_absent(&e) => return Ok(()),
                 Err(e) => return Err(map_io(what, e)),
             }
+            // No fsync: a deletion undone by a power loss leaves an orphan that gc removes again.
             let parent = file.parent().expect("a blob has a parent");
-            io::sync_dir(parent);
             prune_empty_dirs(parent, &blobs);
             Ok(())
         })
@@ -357,11 +431,22 @@ impl Remote for FsRemote {
         expected: Option<&CursorToken>,
     ) -> Result<CursorToken> {
         let dir = self.cursor_dir(name);
-        let tmp = self.inner.tmp.clone();
         let name = name.clone();
         let expected = expected.cloned();
-        let grace = self.inner.prune_grace;
-        blocking(move || cursor::write(&dir, &tmp, &name, &value, expected.as_ref(), grace)).await
+        let this = self.clone();
+        blocking(move || {
+            this.prepare_write()?;
+            let inner = &this.inner;
+            cursor::write(
+                &dir,
+                &inner.tmp,
+                &name,
+                &value,
+                expected.as_ref(),
+                inner.prune_grace,
+            )
+        })
+        .await
     }
 
     async fn list_cursors(&self, prefix: &str) -> Result<Vec<RemotePath>> {

@@ -5,10 +5,14 @@ use std::path::{Path, PathBuf};
 
 use strata_remote::{RemoteError, Result};
 
-/// Parses a folder remote's location: `file:///abs/path` (also `file://localhost/abs/path` and the
-/// short `file:/abs/path`, per RFC 8089), or a plain path, relative or absolute. Percent escapes in a
-/// URL are decoded. The result is absolute (relative to the current folder) but not canonicalized.
-pub(crate) fn parse_location(url: &str) -> Result<PathBuf> {
+/// Parses a folder remote's URL into the folder it names, touching nothing: `file:///abs/path` (also
+/// `file://localhost/abs/path` and the short `file:/abs/path`, per RFC 8089), or a plain path,
+/// relative or absolute. Percent escapes in a URL are decoded. The result is absolute (relative to the
+/// current folder) but not canonicalized. [`FsRemote::from_url`](crate::FsRemote::from_url) opens
+/// exactly what this accepts, so it is the check to run before storing a URL. Any other scheme
+/// (`s3://…`), a host (`file://host/x`), an empty path (`file://`) or a malformed URL is
+/// [`RemoteError::Invalid`], naming the URL.
+pub fn parse_url(url: &str) -> Result<PathBuf> {
     let bad = |why: &str| {
         Err(RemoteError::Invalid(
             format!("folder remote URL {url:?}: {why}").into(),
@@ -112,7 +116,7 @@ fn bytes_to_path(bytes: Vec<u8>) -> Option<PathBuf> {
         .map(|s| PathBuf::from(OsString::from(s)))
 }
 
-/// `file://` followed by the path, with what would not survive [`parse_location`] (`%`, `?`, `#`,
+/// `file://` followed by the path, with what would not survive [`parse_url`] (`%`, `?`, `#`,
 /// spaces and control characters, and bytes that are not UTF-8) percent-encoded, so the URL parses
 /// back to the same folder. Other non-ASCII characters stay as they are, for readability.
 pub(crate) fn to_url(path: &Path) -> String {
@@ -182,7 +186,7 @@ mod tests {
             Path::new(odd),
         ] {
             let url = to_url(p);
-            assert_eq!(parse_location(&url).unwrap(), p, "{url}");
+            assert_eq!(parse_url(&url).unwrap(), p, "{url}");
         }
         assert_eq!(to_url(Path::new("/tmp/plain")), "file:///tmp/plain");
         assert_eq!(

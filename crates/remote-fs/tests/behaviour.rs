@@ -609,23 +609,38 @@ async fn nothing_is_written_outside_the_root() {
 }
 
 #[tokio::test]
-async fn stale_temporary_files_are_removed() {
+async fn stale_temporary_files_are_removed_before_the_first_write() {
     let (_d, r) = fresh();
     let tmp = r.root().join("tmp");
-    let old = tmp.join("crashed.tmp");
-    let recent = tmp.join("in-progress.tmp");
-    std::fs::write(&old, b"half a blob").unwrap();
-    std::fs::write(&recent, b"being written").unwrap();
-    let f = std::fs::File::options().write(true).open(&old).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(25 * 3600))
-        .unwrap();
-    drop(f);
+    std::fs::create_dir_all(&tmp).unwrap();
+    // Named as the remote names its temporary files: 32 hex digits.
+    let old = tmp.join("0123456789abcdef0123456789abcdef.tmp");
+    let recent = tmp.join("fedcba9876543210fedcba9876543210.tmp");
+    // Not the remote's: never removed, however old.
+    let foreign = tmp.join("notes.tmp");
+    for f in [&old, &recent, &foreign] {
+        std::fs::write(f, b"half a blob").unwrap();
+    }
+    for f in [&old, &foreign] {
+        let f = std::fs::File::options().write(true).open(f).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(25 * 3600))
+            .unwrap();
+    }
 
-    // Opening the remote again removes only files older than a day.
+    // Opening the remote again and reading remove nothing; the first write removes only the
+    // remote's own files older than a day.
     let r2 = FsRemote::new(r.root()).unwrap();
-    assert_eq!(tmp_files(&r2), ["in-progress.tmp"]);
+    r2.list_blobs("").await.unwrap();
+    assert_eq!(tmp_files(&r2).len(), 3);
+    r2.put_bytes_if_absent(&p("x"), Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tmp_files(&r2),
+        ["fedcba9876543210fedcba9876543210.tmp", "notes.tmp"]
+    );
     assert_eq!(r2.remove_stale_tmp(Duration::ZERO), 1);
-    assert!(tmp_files(&r2).is_empty());
+    assert_eq!(tmp_files(&r2), ["notes.tmp"]);
 }
 
 #[test]
@@ -705,6 +720,33 @@ async fn cursor_heads_mirror_records_and_newer_heads_win() {
         matches!(err, strata_remote::RemoteError::Corrupt(ref m) if m.contains("HEAD")),
         "{err:?}"
     );
+    // A torn head (what a power loss can leave of the unsynced head rewrite: empty, or blocks never
+    // written) is ignored next to the records, and the next write repairs it.
+    for torn in [&b""[..], &[0u8; 40][..]] {
+        std::fs::write(&head_path, torn).unwrap();
+        let c = r.read_cursor(&name).await.unwrap().unwrap();
+        assert_eq!((c.value.as_ref(), &c.token), (&b"eight"[..], &t8));
+    }
+    let t9 = r
+        .write_cursor(&name, Bytes::from_static(b"nine"), Some(&t8))
+        .await
+        .unwrap();
+    let head = Bytes::from(std::fs::read(&head_path).unwrap());
+    assert_eq!(
+        decode_head(&head, "h").unwrap(),
+        (9, Bytes::from_static(b"nine"))
+    );
+    // A torn head with no record beside it is refused.
+    let lone = r.root().join("cursors/lone/HEAD");
+    std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
+    std::fs::write(&lone, b"").unwrap();
+    let err = r.read_cursor(&p("lone")).await.unwrap_err();
+    assert!(
+        matches!(err, strata_remote::RemoteError::Corrupt(ref m) if m.contains("HEAD")),
+        "{err:?}"
+    );
+    std::fs::remove_dir_all(lone.parent().unwrap()).unwrap();
+    assert_eq!(r.read_cursor(&name).await.unwrap().unwrap().token, t9);
     // A cursor that has only a head is listed, and a name segment called HEAD stays separate.
     let only = r.root().join("cursors/only/HEAD");
     std::fs::create_dir_all(only.parent().unwrap()).unwrap();

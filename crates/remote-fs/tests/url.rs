@@ -17,11 +17,8 @@ fn accepted_forms_open_the_same_folder() {
     ] {
         let r = FsRemote::from_url(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(r.root(), root, "{url}");
-        assert!(
-            root.join("blobs").is_dir()
-                && root.join("cursors").is_dir()
-                && root.join("tmp").is_dir()
-        );
+        assert_eq!(strata_remote_fs::parse_url(&url).unwrap(), root, "{url}");
+        assert!(!root.exists(), "opening creates nothing");
     }
 }
 
@@ -41,7 +38,7 @@ fn relative_paths_are_made_absolute() {
         r.root(),
         std::path::absolute(d.path()).unwrap().join("rel/remote")
     );
-    assert!(d.path().join("rel/remote/blobs").is_dir());
+    assert!(!d.path().join("rel").exists(), "opening creates nothing");
     assert!(plain.unwrap().root().ends_with("rel/other"));
 }
 
@@ -77,6 +74,13 @@ fn rejected_forms_name_the_url() {
                 assert!(msg.contains(&format!("{url:?}")), "{url}: {msg}")
             }
             other => panic!("{url:?} should be rejected as invalid, got {other:?}"),
+        }
+        // The check that touches nothing refuses exactly the same.
+        match strata_remote_fs::parse_url(url) {
+            Err(RemoteError::Invalid(msg)) => {
+                assert!(msg.contains(&format!("{url:?}")), "{url}: {msg}")
+            }
+            other => panic!("parse_url({url:?}) should be rejected as invalid, got {other:?}"),
         }
     }
 }

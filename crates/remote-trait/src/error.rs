@@ -158,6 +158,14 @@ impl RemoteError {
         self
     }
 
+    /// The same error with its message rewritten by `f` (to add context, say); the variant and the
+    /// source stay.
+    pub fn map_message(mut self, f: impl FnOnce(String) -> String) -> RemoteError {
+        let d = self.detail_mut();
+        d.message = f(std::mem::take(&mut d.message));
+        self
+    }
+
     /// The variant's payload.
     pub fn detail(&self) -> &ErrorDetail {
         let (_, d) = self.parts();
@@ -404,5 +412,9 @@ mod tests {
         let e = e.with_source(Error::from(K::NotFound));
         assert!(StdError::source(&e).is_some());
         assert_eq!(e.to_string(), "not found: blob a/b");
+        let e = e.map_message(|m| format!("remote x: {m}"));
+        assert!(matches!(e, RemoteError::NotFound(_)));
+        assert_eq!(e.to_string(), "not found: remote x: blob a/b");
+        assert!(StdError::source(&e).is_some(), "the source stays");
     }
 }

@@ -4,6 +4,7 @@ use strata_engine::{Rev, Strata, Value};
 use strata_sync::blob::{BlobBuilder, BlobReader};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
     let n = 1_000_000;
     let src = Strata::open_temp()?;
     let v = Value::from(
@@ -37,9 +38,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("decode only ({count}): {:?}", t.elapsed());
     let dst = Strata::open_temp()?;
-    dst.create_internal_branch("_m", None)?;
     let t = Instant::now();
-    dst.apply_changes("_m", BlobReader::open(blob.file.as_file(), "x")?)?;
+    dst.replication().apply(
+        "_m",
+        0,
+        BlobReader::open(blob.file.as_file(), "x")?.raw(),
+        None,
+        &[],
+    )?;
     println!("apply: {:?}", t.elapsed());
     let rt = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;

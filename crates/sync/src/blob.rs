@@ -70,9 +70,22 @@ pub struct BlobBuilder {
 }
 
 impl BlobBuilder {
-    /// Starts a blob of `kind` for `branch` covering versions `(from, to]`.
+    /// Starts a blob of `kind` for `branch` covering versions `(from, to]`, spooled in the system's
+    /// temporary folder.
     pub fn new(kind: &str, branch: &str, from: u64, to: u64) -> Result<BlobBuilder> {
-        let spool = tempfile::NamedTempFile::new()?;
+        BlobBuilder::new_in(&std::env::temp_dir(), kind, branch, from, to)
+    }
+
+    /// [`BlobBuilder::new`], spooling in `dir` (sync uses a folder inside the database's, because the
+    /// system's temporary folder is often memory).
+    pub fn new_in(
+        dir: &std::path::Path,
+        kind: &str,
+        branch: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<BlobBuilder> {
+        let spool = tempfile::NamedTempFile::new_in(dir)?;
         Ok(BlobBuilder {
             records: RecordWriter::new(BufWriter::new(spool)),
             header: BlobHeader {
@@ -116,7 +129,11 @@ impl BlobBuilder {
             .map_err(|e| e.into_error())?;
         let mut spool_file = spool.reopen()?;
         spool_file.seek(SeekFrom::Start(0))?;
-        let out = tempfile::NamedTempFile::new()?;
+        let dir = spool.path().parent().map(|p| p.to_path_buf());
+        let out = match &dir {
+            Some(d) => tempfile::NamedTempFile::new_in(d)?,
+            None => tempfile::NamedTempFile::new()?,
+        };
         let hashing = HashingWriter::new(BufWriter::new(out.reopen()?));
         let mut enc = zstd::Encoder::new(hashing, 3)?;
         enc.include_checksum(true)?;
@@ -126,8 +143,9 @@ impl BlobBuilder {
         enc.write_all(&header)?;
         std::io::copy(&mut BufReader::new(spool_file), &mut enc)?;
         let mut hashing = enc.finish()?;
+        // No fsync: the spooled blob is a temporary file that a crash makes worthless anyway; the
+        // remote makes its own copy durable.
         hashing.inner.flush()?;
-        hashing.inner.get_ref().sync_all()?;
         Ok(SpooledBlob {
             file: out,
             header: self.header,
@@ -234,7 +252,7 @@ impl BlobReader {
         }
         Ok(BlobReader {
             name: name.to_string(),
-            records: RecordReader::new(dec).with_label(format!("blob {name}")),
+            records: RecordReader::new(dec),
             last_version: header.from_version,
             header,
             entries: 0,
@@ -251,15 +269,21 @@ impl BlobReader {
         SyncError::corrupt(format!("blob {}", self.name), detail)
     }
 
+    /// A record-level error, naming the blob and the record once each.
+    fn record_error(&self, e: strata_engine::Error) -> SyncError {
+        match e {
+            strata_engine::Error::Corrupt { what, detail } => {
+                SyncError::corrupt(format!("blob {} {what}", self.name), detail)
+            }
+            other => self.corrupt(other.to_string()),
+        }
+    }
+
     /// Walks every record frame to the end checking lengths and CRC-32s, without decoding values (the
     /// apply pass decodes, inside one transaction that any later error rolls back). Returns the header.
     pub fn verify_frames(file: &File, name: &str) -> Result<BlobHeader> {
         let mut r = BlobReader::open(file, name)?;
-        while r
-            .records
-            .next_frame()
-            .map_err(|e| r.corrupt(e.to_string()))?
-        {}
+        while r.records.next_frame().map_err(|e| r.record_error(e))? {}
         if r.records.records() != r.header.record_count {
             return Err(r.corrupt(format!(
                 "header says {} records, the blob holds {}",
@@ -273,11 +297,7 @@ impl BlobReader {
     /// The next change set with its values left encoded, checking its version against the header and,
     /// at the end, the record and entry counts. The one place those checks live.
     fn next_checked(&mut self) -> Result<Option<RawChangeSet>> {
-        let Some(cs) = self
-            .records
-            .next_raw()
-            .map_err(|e| self.corrupt(e.to_string()))?
-        else {
+        let Some(cs) = self.records.next_raw().map_err(|e| self.record_error(e))? else {
             if self.records.records() != self.header.record_count
                 || self.entries != self.header.entry_count
             {
@@ -315,10 +335,11 @@ impl BlobReader {
         let out = match self.next_checked() {
             Ok(None) => None,
             Ok(Some(cs)) => Some(f(cs)),
-            Err(e) => Some(Err(strata_engine::Error::Corrupt {
-                what: "sync blob".into(),
-                detail: e.to_string(),
-            })),
+            Err(SyncError::Corrupt { what, detail }) => {
+                Some(Err(strata_engine::Error::Corrupt { what, detail }))
+            }
+            Err(SyncError::Engine(e)) => Some(Err(e)),
+            Err(e) => Some(Err(strata_engine::Error::InvalidOperation(e.to_string()))),
         };
         self.done = !matches!(out, Some(Ok(_)));
         out

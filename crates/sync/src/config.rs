@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use strata_engine::{Strata, Value};
+use strata_engine::{Note, Strata, Value};
 
 use crate::error::{Result, SyncError};
 
 /// The internal branch holding sync metadata.
-pub const META_BRANCH: &str = "_strata";
+pub const META_BRANCH: &str = strata_engine::META_BRANCH;
 /// The space inside it.
 pub const SYNC_SPACE: &str = "_sync";
 
@@ -69,14 +69,8 @@ pub struct SyncState {
     pub last_synced_micros: u64,
 }
 
-fn meta(db: &Strata) -> Result<strata_engine::Scope<'_>> {
-    if !db.branch_exists(META_BRANCH)? {
-        match db.create_internal_branch(META_BRANCH, None) {
-            Ok(_) | Err(strata_engine::Error::BranchExists(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(db.on(META_BRANCH).internal().space(SYNC_SPACE)?)
+fn meta_get(db: &Strata, key: &str) -> Result<Option<Value>> {
+    Ok(db.replication().meta_get(SYNC_SPACE, key)?)
 }
 
 /// Checks a remote name: 1–64 of `A-Z a-z 0-9 . _ -`, not starting with `-` or `.`.
@@ -96,37 +90,45 @@ pub fn validate_remote_name(name: &str) -> Result<()> {
     }
 }
 
-/// Adds a remote; fails if the name is taken.
-pub fn add_remote(db: &Strata, cfg: &RemoteConfig) -> Result<()> {
+/// Adds a remote; fails if the name is taken. `check` validates the URL and options exactly as
+/// opening the remote would (a `strata_remote::Connector`'s `check`).
+pub fn add_remote(
+    db: &Strata,
+    cfg: &RemoteConfig,
+    check: impl FnOnce(&str, &BTreeMap<String, String>) -> Result<()>,
+) -> Result<()> {
     validate_remote_name(&cfg.name)?;
-    crate::open::check_config(&cfg.url, &cfg.options)?;
-    let m = meta(db)?;
+    check(&cfg.url, &cfg.options)?;
     let key = format!("remote/{}", cfg.name);
-    if m.kv_get(&key)?.is_some() {
+    if meta_get(db, &key)?.is_some() {
         return Err(SyncError::Config(format!(
             "remote {:?} already exists",
             cfg.name
         )));
     }
-    m.kv_put(&key, to_value(cfg))?;
+    db.replication()
+        .meta_write(&[Note::put(SYNC_SPACE, &key, to_value(cfg))])?;
     Ok(())
 }
 
-/// Removes a remote and its sync state (its mirrors are deleted by the caller).
+/// Removes a remote and its sync state, in one transaction (its mirrors are deleted by the caller).
 pub fn remove_remote(db: &Strata, name: &str) -> Result<RemoteConfig> {
     let cfg = get_remote(db, name)?;
-    let m = meta(db)?;
-    m.kv_delete(&format!("remote/{name}"))?;
-    for (k, _) in m.kv_list(&format!("state/{name}/"))? {
-        m.kv_delete(&k)?;
+    let mut notes = vec![Note::delete(SYNC_SPACE, &format!("remote/{name}"))];
+    for (k, _) in db
+        .replication()
+        .meta_list(SYNC_SPACE, &format!("state/{name}/"))?
+    {
+        notes.push(Note::delete(SYNC_SPACE, &k));
     }
+    db.replication().meta_write(&notes)?;
     Ok(cfg)
 }
 
 /// One remote's configuration.
 pub fn get_remote(db: &Strata, name: &str) -> Result<RemoteConfig> {
     validate_remote_name(name)?;
-    match meta(db)?.kv_get(&format!("remote/{name}"))? {
+    match meta_get(db, &format!("remote/{name}"))? {
         Some(v) => from_value(&v),
         None => Err(SyncError::NotFound(format!(
             "no remote named {name:?} (see `strata remote add`)"
@@ -136,8 +138,8 @@ pub fn get_remote(db: &Strata, name: &str) -> Result<RemoteConfig> {
 
 /// Every configured remote, by name.
 pub fn list_remotes(db: &Strata) -> Result<Vec<RemoteConfig>> {
-    meta(db)?
-        .kv_list("remote/")?
+    db.replication()
+        .meta_list(SYNC_SPACE, "remote/")?
         .iter()
         .map(|(_, v)| from_value(v))
         .collect()
@@ -145,40 +147,35 @@ pub fn list_remotes(db: &Strata) -> Result<Vec<RemoteConfig>> {
 
 /// The sync state of one branch of one remote (default if never synced).
 pub fn get_state(db: &Strata, remote: &str, branch: &str) -> Result<SyncState> {
-    match meta(db)?.kv_get(&format!("state/{remote}/{branch}"))? {
+    match meta_get(db, &format!("state/{remote}/{branch}"))? {
         Some(v) => from_value(&v),
         None => Ok(SyncState::default()),
     }
 }
 
-/// Records the sync state of one branch of one remote.
-pub fn set_state(db: &Strata, remote: &str, branch: &str, state: &SyncState) -> Result<()> {
-    // A sync that changed nothing within a minute of the last one does not commit a new version of
-    // the metadata branch (a polling pull would otherwise add one per poll).
-    let old = get_state(db, remote, branch)?;
-    if old.merged_remote_version == state.merged_remote_version
-        && old.branch_version == state.branch_version
-        && state
-            .last_synced_micros
-            .saturating_sub(old.last_synced_micros)
-            < 60_000_000
-    {
-        return Ok(());
-    }
-    meta(db)?.kv_put(&format!("state/{remote}/{branch}"), to_value(state))?;
-    Ok(())
+/// The note that records the sync state of one branch of one remote, for the replication step that
+/// brings the branch to that state (so both commit in one transaction).
+pub fn state_note(remote: &str, branch: &str, state: &SyncState) -> Note {
+    Note::put(
+        SYNC_SPACE,
+        &format!("state/{remote}/{branch}"),
+        to_value(state),
+    )
 }
 
 /// This database's random identity, created on first use; written into the blobs it uploads.
 pub fn db_id(db: &Strata) -> Result<String> {
-    let m = meta(db)?;
-    if let Some(Value::String(s)) = m.state_get("db_id")? {
-        return Ok(s);
-    }
-    // Two processes may race here; the state cell's init-if-absent decides the winner.
-    m.state_init("db_id", uuid::Uuid::new_v4().simple().to_string().as_str())?;
-    match m.state_get("db_id")? {
-        Some(Value::String(s)) => Ok(s),
+    // Two processes may race here; the atomic init-if-absent decides the winner.
+    let v = match db.replication().meta_state(SYNC_SPACE, "db_id")? {
+        Some(v) => v,
+        None => db.replication().meta_init(
+            SYNC_SPACE,
+            "db_id",
+            Value::from(uuid::Uuid::new_v4().simple().to_string().as_str()),
+        )?,
+    };
+    match v {
+        Value::String(s) => Ok(s),
         other => Err(SyncError::Config(format!(
             "stored database id is unreadable: {other:?}"
         ))),

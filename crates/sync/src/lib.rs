@@ -3,10 +3,12 @@
 //! Git-style sync of Strata branches through any [`strata_remote::Remote`]: push, pull, fetch, clone,
 //! status, garbage collection and compaction, written once over `&dyn Remote`.
 //!
-//! ```no_run
+//! ```ignore
 //! # async fn demo() -> strata_sync::Result<()> {
 //! use strata_engine::Strata;
 //! use strata_sync::SyncExt;
+//! // Once per process: which backends can be opened by URL (folders, buckets…).
+//! strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
 //! let db = Strata::open("/agent-a/data")?;
 //! db.remote_add("origin", "/shared/strata-remote")?;
 //! db.main().kv_put("task:1", "done")?;
@@ -20,7 +22,12 @@
 //! - `ops`: the algorithm (push, pull, fetch, status, gc, compact).
 //! - `blob`: the delta/snapshot blob format; `layout`: remote paths and the cursor document.
 //! - `config`: remotes and sync state in the internal `_strata` branch (space `_sync`).
-//! - `open`: URL → backend. `progress`: transfer progress hooks.
+//! - `open`: the registered [`strata_remote::Connector`] that opens remotes by URL (this crate
+//!   depends on no backend). `progress`: transfer progress hooks.
+//!
+//! ## The async boundary
+//! Every public async function here runs its engine calls, zstd passes and file work on tokio's
+//! blocking pool, so it never parks a runtime worker on SQLite's lock or the disk.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -40,10 +47,13 @@ use strata_engine::Strata;
 
 pub use config::{RemoteConfig, SyncState};
 pub use error::{Result, SyncError};
-pub use open::{check_config, check_url, open_remote, open_url, open_url_with};
+pub use open::{
+    check_config, check_url, connector, open_remote, open_url, open_url_with, set_connector,
+};
 pub use ops::{
-    compact, fetch, gc, list_remote_branches, mirror_name, pull, push, status, FetchReport,
-    GcReport, PullOptions, PullReport, PushOptions, PushReport, RemoteBranch, SyncStatus,
+    compact, fetch, gc, list_remote_branches, mirror_name, pull, push, status, status_with,
+    FetchReport, GcReport, Hook, PullOptions, PullReport, PushOptions, PushReport, RemoteBranch,
+    StepHook, SyncStatus, PAGE_BYTES, PUBLISH_WITHIN,
 };
 pub use ops::{fetch_with as fetch_from, pull_with as pull_from, push_with as push_to};
 pub use progress::{Progress, ProgressSink};
@@ -78,17 +88,14 @@ pub trait SyncExt {
 #[async_trait]
 impl SyncExt for Strata {
     fn remote_add(&self, name: &str, url: &str) -> Result<()> {
-        config::add_remote(
-            self,
-            &RemoteConfig {
-                name: name.into(),
-                url: url.into(),
-                options: Default::default(),
-            },
-        )
+        self.remote_add_with(RemoteConfig {
+            name: name.into(),
+            url: url.into(),
+            options: Default::default(),
+        })
     }
     fn remote_add_with(&self, cfg: RemoteConfig) -> Result<()> {
-        config::add_remote(self, &cfg)
+        config::add_remote(self, &cfg, open::check_config)
     }
     fn remote_list(&self) -> Result<Vec<RemoteConfig>> {
         config::list_remotes(self)
@@ -98,7 +105,10 @@ impl SyncExt for Strata {
         let prefix = format!("_origin:{name}:");
         for b in self.list_branches(true)? {
             if b.name.starts_with(&prefix) {
-                self.delete_branch(&b.name)?;
+                match self.delete_branch(&b.name) {
+                    Ok(()) | Err(strata_engine::Error::BranchNotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(cfg)
@@ -165,12 +175,24 @@ pub async fn clone_with_options(
     path: impl AsRef<Path>,
     progress: &Progress,
 ) -> Result<(Strata, CloneReport)> {
-    let path = path.as_ref();
-    if path.exists() && std::fs::read_dir(path)?.next().is_some() {
-        return Err(SyncError::Config(format!(
-            "{} exists and is not empty",
-            path.display()
-        )));
+    let path = path.as_ref().to_path_buf();
+    if path.exists() {
+        if !path.is_dir() {
+            return Err(SyncError::Config(format!(
+                "cannot clone into {}: it is a file, not a folder",
+                path.display()
+            )));
+        }
+        let not_empty = std::fs::read_dir(&path)
+            .map_err(|e| SyncError::Config(format!("cannot read {}: {e}", path.display())))?
+            .next()
+            .is_some();
+        if not_empty {
+            return Err(SyncError::Config(format!(
+                "cannot clone into {}: it exists and is not empty",
+                path.display()
+            )));
+        }
     }
     let remote = open::open_url_with(url, options)?;
     let branches = list_remote_branches(&*remote).await?;
@@ -185,12 +207,17 @@ pub async fn clone_with_options(
     }
     let created = !path.exists();
     let result = async {
-        let db = Strata::open(path)?;
-        db.remote_add_with(RemoteConfig {
-            name: "origin".into(),
-            url: url.into(),
-            options: options.clone(),
-        })?;
+        let (url, options, p) = (url.to_string(), options.clone(), path.clone());
+        let db = ops::blocking(move || {
+            let db = Strata::open(&p)?;
+            db.remote_add_with(RemoteConfig {
+                name: "origin".into(),
+                url,
+                options,
+            })?;
+            Ok(db)
+        })
+        .await?;
         let mut report = CloneReport { branches: vec![] };
         let opts = PullOptions {
             progress: progress.clone(),
@@ -203,8 +230,21 @@ pub async fn clone_with_options(
         Ok((db, report))
     }
     .await;
-    if result.is_err() && created {
-        let _ = std::fs::remove_dir_all(path);
+    if result.is_err() {
+        let p = path.clone();
+        let _ = ops::blocking(move || {
+            if created {
+                let _ = std::fs::remove_dir_all(&p);
+            } else if let Ok(entries) = std::fs::read_dir(&p) {
+                // The folder existed (empty): empty it again.
+                for e in entries.flatten() {
+                    let _ = std::fs::remove_dir_all(e.path())
+                        .or_else(|_| std::fs::remove_file(e.path()));
+                }
+            }
+            Ok(())
+        })
+        .await;
     }
     result
 }

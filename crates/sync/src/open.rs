@@ -1,58 +1,49 @@
-//! Opening a remote from its URL and options.
+//! Opening remotes: sync depends on no backend. A front end registers a
+//! [`strata_remote::Connector`] once (the CLI and the Python SDK register `strata-remotes`, with the
+//! backends their build enables), and every sync operation that names a remote opens it through it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
-use strata_remote::{InMemoryRemote, Remote};
-use strata_remote_fs::FsRemote;
-use strata_remote_s3::{is_bucket_url, BucketOptions, BucketUrl, ObjectStoreRemote};
+use strata_remote::{Connector, Remote};
 
 use crate::config::RemoteConfig;
 use crate::error::{Result, SyncError};
 
-const SCHEMES: &str = "a folder path, file:///path, s3://bucket/prefix, gs://bucket/prefix, \
-                       az://container/prefix, or memory://name";
-
-fn scheme(url: &str) -> Option<&str> {
-    url.split_once("://").map(|(s, _)| s)
+fn slot() -> &'static RwLock<Option<Arc<dyn Connector>>> {
+    static SLOT: RwLock<Option<Arc<dyn Connector>>> = RwLock::new(None);
+    &SLOT
 }
 
-/// Checks that a URL names a supported remote, without touching it.
-pub fn check_url(url: &str) -> Result<()> {
-    if url.trim().is_empty() {
-        return Err(SyncError::Config("remote URL is empty".into()));
-    }
-    if is_bucket_url(url) {
-        BucketUrl::parse(url).map_err(|e| SyncError::Config(e.to_string()))?;
-        return Ok(());
-    }
-    match scheme(url) {
-        None | Some("file") | Some("memory") => Ok(()),
-        Some(other) => Err(SyncError::Config(format!(
-            "unsupported remote URL scheme {other:?} in {url:?} (supported: {SCHEMES})"
-        ))),
-    }
+/// Registers the connector that opens remotes by URL for this process (e.g.
+/// `strata_remotes::Remotes::new()`). Replaces any earlier one.
+pub fn set_connector(connector: Arc<dyn Connector>) {
+    *slot().write().unwrap_or_else(|e| e.into_inner()) = Some(connector);
 }
 
-/// Checks a URL and the options given with it: bucket remotes take exactly [`BucketOptions`] (unknown
-/// keys and credentials are refused); folder and memory remotes use none and keep any given as they are.
+/// The registered connector.
+pub fn connector() -> Result<Arc<dyn Connector>> {
+    slot()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or_else(|| {
+            SyncError::Config(
+                "no remote backends are registered in this process: call \
+                 strata_sync::set_connector(Arc::new(strata_remotes::Remotes::new())) at start-up"
+                    .into(),
+            )
+        })
+}
+
+/// Checks a URL and its options exactly as opening it would, without touching the remote.
 pub fn check_config(url: &str, options: &BTreeMap<String, String>) -> Result<()> {
-    check_url(url)?;
-    if is_bucket_url(url) {
-        bucket_options(options)?;
-    }
-    Ok(())
+    Ok(connector()?.check(url, options)?)
 }
 
-fn bucket_options(options: &BTreeMap<String, String>) -> Result<BucketOptions> {
-    BucketOptions::from_map(options).map_err(|e| SyncError::Config(e.to_string()))
-}
-
-/// In-process memory remotes by name, so that several databases in one process (tests, demos) can
-/// share one.
-fn memory_registry() -> &'static Mutex<HashMap<String, InMemoryRemote>> {
-    static REG: OnceLock<Mutex<HashMap<String, InMemoryRemote>>> = OnceLock::new();
-    REG.get_or_init(Default::default)
+/// Checks a URL with no options.
+pub fn check_url(url: &str) -> Result<()> {
+    check_config(url, &BTreeMap::new())
 }
 
 /// Opens the remote a URL names, with no options.
@@ -60,25 +51,9 @@ pub fn open_url(url: &str) -> Result<Arc<dyn Remote>> {
     open_url_with(url, &BTreeMap::new())
 }
 
-/// Opens the remote a URL names, with backend options (see [`check_config`]). Bucket remotes take
-/// their credentials from the environment.
+/// Opens the remote a URL names, with backend options. Opening changes nothing at the location.
 pub fn open_url_with(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Remote>> {
-    check_config(url, options)?;
-    if is_bucket_url(url) {
-        let opts =
-            BucketOptions::from_map(options).map_err(|e| SyncError::Config(e.to_string()))?;
-        return Ok(Arc::new(
-            ObjectStoreRemote::open(url, &opts).map_err(|e| SyncError::Config(e.to_string()))?,
-        ));
-    }
-    match scheme(url) {
-        Some("memory") => {
-            let name = &url["memory://".len()..];
-            let mut reg = memory_registry().lock().unwrap_or_else(|e| e.into_inner());
-            Ok(Arc::new(reg.entry(name.to_string()).or_default().clone()))
-        }
-        _ => Ok(Arc::new(FsRemote::from_url(url)?)),
-    }
+    Ok(connector()?.open(url, options)?)
 }
 
 /// Opens a configured remote.

@@ -1,5 +1,13 @@
 //! The sync algorithm, written once over `&dyn Remote`.
 //!
+//! **Beside other writers.** Another handle, thread or process may commit between any two steps.
+//! Every change this module makes to the database is one call of the engine's replication API
+//! ([`strata_engine::Replication`]), which checks its own precondition inside its transaction; when
+//! one fails (`HeadMoved`), the step reads again and decides again.
+//!
+//! **Inside async hosts.** Every engine call, zstd pass and file operation runs on tokio's blocking
+//! pool ([`blocking`]), so no runtime worker waits on SQLite's lock or on the disk.
+//!
 //! A branch `b` synced with remote `r` has an **origin mirror** `_origin:r:b`: an internal branch
 //! holding exactly the remote's state, with the remote's version numbers. A push uploads
 //! `diff(mirror, b)` as one new remote version (one delta blob), compare-and-swaps the cursor, then
@@ -8,16 +16,22 @@
 //! merges mirror into branch. Diffs between the two follow only what changed since the last equal
 //! point, so sync costs what changed, not what the branch holds.
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use strata_engine::{
-    ChangeSet, EntryKey, MergeStrategy, RawChangeSet, Rev, Strata, Value, CHANGE_PAGE,
+    ChangeSet, EntryKey, FastForward, MergeStrategy, RawChangeSet, Rev, Strata, Value, CHANGE_PAGE,
 };
 use strata_remote::{ByteStream, CursorToken, Remote, RemoteError, RemoteExt, RemotePath};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::blob::{BlobBuilder, BlobReader, HashingWriter, SpooledBlob};
+use crate::blob::{BlobBuilder, BlobReader, SpooledBlob};
 use crate::config::{self, SyncState};
 use crate::error::{Result, SyncError};
 use crate::layout::{self, BlobRef, CursorDoc};
@@ -28,6 +42,37 @@ pub fn mirror_name(remote: &str, branch: &str) -> String {
     format!("_origin:{remote}:{branch}")
 }
 
+/// Called at each step boundary of a push or pull with the step's name. Tests use it to commit from
+/// a second handle at every boundary and prove that no step trusts an earlier read.
+pub type StepHook = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// An optional [`StepHook`].
+#[derive(Clone, Default)]
+pub struct Hook(pub Option<StepHook>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Hook(set)"
+        } else {
+            "Hook(none)"
+        })
+    }
+}
+
+impl Hook {
+    fn at(&self, step: &'static str) {
+        if let Some(h) = &self.0 {
+            h(step);
+        }
+    }
+}
+
+/// How long a push may take between starting a blob's upload and publishing it in the cursor. A push
+/// that takes longer uploads the blob again under a fresh name, so garbage collection with a grace
+/// period longer than this can never delete a blob that a push is about to publish.
+pub const PUBLISH_WITHIN: Duration = Duration::from_secs(600);
+
 /// Push options.
 #[derive(Clone, Debug)]
 pub struct PushOptions {
@@ -37,6 +82,10 @@ pub struct PushOptions {
     pub snapshot_bytes: u64,
     /// Progress reporting.
     pub progress: Progress,
+    /// See [`PUBLISH_WITHIN`] (the default); garbage collection must use a longer grace period.
+    pub publish_within: Duration,
+    /// Step hook (tests).
+    pub hook: Hook,
 }
 
 impl Default for PushOptions {
@@ -45,6 +94,8 @@ impl Default for PushOptions {
             snapshot_every: 32,
             snapshot_bytes: 8 << 20,
             progress: Progress::none(),
+            publish_within: PUBLISH_WITHIN,
+            hook: Hook::default(),
         }
     }
 }
@@ -58,6 +109,8 @@ pub struct PullOptions {
     pub conflict_branch: Option<String>,
     /// Progress reporting.
     pub progress: Progress,
+    /// Step hook (tests).
+    pub hook: Hook,
 }
 
 impl Default for PullOptions {
@@ -66,6 +119,7 @@ impl Default for PullOptions {
             strategy: MergeStrategy::LastWriterWins,
             conflict_branch: None,
             progress: Progress::none(),
+            hook: Hook::default(),
         }
     }
 }
@@ -115,8 +169,10 @@ pub struct PullReport {
     pub applied: u64,
     /// Conflicting keys resolved in the remote's favour (last writer wins).
     pub conflicts_resolved: u64,
-    /// Whether the branch was created from the remote (nothing local to merge).
+    /// Whether the branch was created from the remote (it did not exist).
     pub created: bool,
+    /// Whether the branch, which had nothing of its own, moved forward in place to the remote's version.
+    pub fast_forward: bool,
 }
 
 /// Where a branch stands against a remote.
@@ -158,12 +214,71 @@ pub struct RemoteBranch {
 pub struct GcReport {
     /// Blobs referenced by some cursor.
     pub referenced: usize,
-    /// Unreferenced blobs younger than the grace period, kept.
+    /// Unreferenced blobs younger than the grace period (by the store's clock), kept.
     pub kept_young: usize,
+    /// Unreferenced blobs whose age the store does not report, kept.
+    pub kept_unknown_age: usize,
     /// Blobs deleted.
     pub deleted: usize,
     /// Bytes freed.
     pub bytes_freed: u64,
+}
+
+// ----- the async boundary, retries, spooling --------------------------------------------------------
+
+/// Runs blocking work (SQLite, zstd, files) on tokio's blocking pool, so no runtime worker waits on
+/// it. A panic inside is resumed in the caller.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(SyncError::Io(std::io::Error::other(e))),
+    }
+}
+
+/// Retries of an idempotent remote step (a read, a download, a put-if-absent of a fresh blob name)
+/// after a retryable error. A compare-and-swap is never retried blindly.
+const RETRIES: u32 = 3;
+
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let base = 100u64 << attempt.min(6);
+    Duration::from_millis(base + h.finish() % (base / 2 + 1))
+}
+
+/// Runs `f(attempt)` until it succeeds, fails with an error that is not retryable, or has been retried
+/// [`RETRIES`] times, sleeping with jittered exponential backoff in between.
+async fn retrying<T, F, Fut>(what: &str, mut f: F) -> std::result::Result<T, RemoteError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = std::result::Result<T, RemoteError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f(attempt).await {
+            Err(e) if e.is_retryable() && attempt < RETRIES => {
+                let wait = backoff(attempt);
+                tracing::warn!(what, attempt, error = %e, ?wait, "retrying after a transient remote error");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Where sync spools blobs: a `tmp` folder inside the database folder (not the system temp folder,
+/// which is often memory), created on first use.
+pub(crate) fn spool_dir(db: &Strata) -> Result<PathBuf> {
+    let dir = db.path().join("tmp");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 // ----- helpers ------------------------------------------------------------------------------------
@@ -173,28 +288,30 @@ async fn read_cursor(
     branch: &str,
 ) -> Result<Option<(CursorDoc, CursorToken)>> {
     let name = layout::cursor_name(branch);
-    match remote.read_cursor(&name).await? {
+    let c = retrying("read cursor", |_| remote.read_cursor(&name)).await?;
+    match c {
         None => Ok(None),
         Some(c) => Ok(Some((CursorDoc::parse(name.as_str(), &c.value)?, c.token))),
     }
 }
 
-fn mirror_head(db: &Strata, mirror: &str) -> Result<Option<u64>> {
-    match db.branch_info(mirror) {
-        Ok(i) => Ok(Some(i.head)),
-        Err(strata_engine::Error::BranchNotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+async fn head_of(db: &Strata, branch: &str) -> Result<Option<u64>> {
+    let (db, branch) = (db.clone(), branch.to_string());
+    blocking(move || Ok(db.replication().head(&branch)?)).await
+}
+
+async fn db_id(db: &Strata) -> Result<String> {
+    let db = db.clone();
+    blocking(move || config::db_id(&db)).await
 }
 
 fn is_internal_space(k: &EntryKey) -> bool {
     k.space.starts_with('_')
 }
 
-fn file_stream(file: std::fs::File, progress: Progress) -> ByteStream {
-    let f = tokio::fs::File::from_std(file);
+fn file_stream(file: tokio::fs::File, progress: Progress) -> ByteStream {
     Box::pin(futures::stream::unfold(
-        (f, progress),
+        (file, progress),
         |(mut f, p)| async move {
             let mut buf = vec![0u8; 1 << 20];
             match f.read(&mut buf).await {
@@ -210,67 +327,113 @@ fn file_stream(file: std::fs::File, progress: Progress) -> ByteStream {
     ))
 }
 
+/// Uploads a spooled blob with put-if-absent, retrying transient failures. The name is fresh (a
+/// random id), so "already exists" on a retry means an earlier attempt landed.
 #[tracing::instrument(level = "debug", skip_all, fields(blob = %path, bytes = blob.bytes))]
 async fn upload(
     remote: &dyn Remote,
     path: &RemotePath,
     blob: &SpooledBlob,
+    label: &str,
     progress: &Progress,
 ) -> Result<()> {
-    let file = blob.file.reopen()?;
-    progress.start(&format!("upload {}", path.file_name()), Some(blob.bytes));
-    let r = remote
-        .put_blob_if_absent(path, file_stream(file, progress.clone()))
-        .await;
-    progress.finish();
-    Ok(r?)
+    let file_path = blob.file.path().to_path_buf();
+    retrying("upload", |attempt| {
+        let file_path = file_path.clone();
+        async move {
+            let f = tokio::fs::File::open(&file_path).await?;
+            progress.start(label, Some(blob.bytes));
+            let r = remote
+                .put_blob_if_absent(path, file_stream(f, progress.clone()))
+                .await;
+            progress.finish();
+            match r {
+                Err(RemoteError::AlreadyExists(_)) if attempt > 0 => Ok(()),
+                other => other,
+            }
+        }
+    })
+    .await?;
+    Ok(())
 }
 
-/// Downloads a blob to a temporary file, checking its size and SHA-256 against the cursor's record.
+/// Downloads a blob into the spool folder, checking its size and SHA-256 against the cursor's record
+/// while it streams. Retries transient failures from the start.
 #[tracing::instrument(level = "debug", skip_all, fields(blob = %r.path, bytes = r.bytes))]
 async fn download(
     remote: &dyn Remote,
     r: &BlobRef,
+    dir: &Path,
+    label: &str,
     progress: &Progress,
 ) -> Result<tempfile::NamedTempFile> {
-    use std::io::Write;
     let path =
         RemotePath::parse(&r.path).map_err(|e| SyncError::corrupt("cursor", e.to_string()))?;
-    let mut stream = remote.get_blob(&path).await?;
-    let tmp = tempfile::NamedTempFile::new()?;
-    let mut w = HashingWriter::new(std::io::BufWriter::new(tmp.reopen()?));
-    progress.start(&format!("download {}", path.file_name()), Some(r.bytes));
-    let mut n = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        n += chunk.len() as u64;
-        if n > r.bytes {
-            progress.finish();
-            return Err(SyncError::corrupt(
-                format!("blob {}", r.path),
-                format!("longer than the {} bytes recorded", r.bytes),
-            ));
+    let dir = dir.to_path_buf();
+    let tmp = blocking(move || Ok(tempfile::NamedTempFile::new_in(dir)?)).await?;
+    let tmp_path = tmp.path().to_path_buf();
+    let mut attempt = 0;
+    loop {
+        match download_once(remote, &path, r, &tmp_path, label, progress).await {
+            Err(SyncError::Remote(e)) if e.is_retryable() && attempt < RETRIES => {
+                let wait = backoff(attempt);
+                tracing::warn!(blob = %r.path, attempt, error = %e, ?wait, "retrying a download");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(tmp),
         }
-        w.write_all(&chunk)?;
-        progress.advance(chunk.len() as u64);
     }
+}
+
+async fn download_once(
+    remote: &dyn Remote,
+    path: &RemotePath,
+    r: &BlobRef,
+    to: &Path,
+    label: &str,
+    progress: &Progress,
+) -> Result<()> {
+    let mut stream = remote.get_blob(path).await?;
+    let mut f = tokio::io::BufWriter::new(tokio::fs::File::create(to).await?);
+    let mut hash = Sha256::new();
+    progress.start(label, Some(r.bytes));
+    let mut n = 0u64;
+    let res: Result<()> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            n += chunk.len() as u64;
+            if n > r.bytes {
+                return Err(SyncError::corrupt(
+                    format!("blob {}", r.path),
+                    format!("longer than the {} bytes recorded", r.bytes),
+                ));
+            }
+            hash.update(&chunk);
+            f.write_all(&chunk).await?;
+            progress.advance(chunk.len() as u64);
+        }
+        f.flush().await?;
+        Ok(())
+    }
+    .await;
     progress.finish();
-    w.flush()?;
-    let (sha, len) = w.digest();
-    drop(w);
-    if len != r.bytes {
+    res?;
+    if n != r.bytes {
         return Err(SyncError::corrupt(
             format!("blob {}", r.path),
-            format!("{len} bytes, but the cursor records {}", r.bytes),
+            format!("{n} bytes, but the cursor records {}", r.bytes),
         ));
     }
+    let sha = hex::encode(hash.finalize());
     if sha != r.sha256 {
         return Err(SyncError::corrupt(
             format!("blob {}", r.path),
             format!("SHA-256 {sha} does not match the cursor's {}", r.sha256),
         ));
     }
-    Ok(tmp)
+    Ok(())
 }
 
 /// Verifies a downloaded blob completely and checks it is the one the cursor describes.
@@ -305,10 +468,32 @@ fn blob_ref(path: &RemotePath, blob: &SpooledBlob, origin: &str, source_version:
     }
 }
 
-/// Streams change sets into a blob builder in chunks of at most `CHANGE_PAGE` entries.
+/// Most value bytes one change set of a blob holds (besides [`CHANGE_PAGE`] entries), so memory
+/// follows a page, not the size of the values.
+pub const PAGE_BYTES: usize = 4 << 20;
+
+/// A cheap upper estimate of a value's encoded size.
+fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 5,
+        Value::Bytes(b) => b.len() + 5,
+        Value::Array(a) => 5 + a.iter().map(approx_size).sum::<usize>(),
+        Value::Object(o) => {
+            5 + o
+                .iter()
+                .map(|(k, v)| k.len() + 5 + approx_size(v))
+                .sum::<usize>()
+        }
+        _ => 9,
+    }
+}
+
+/// Streams change sets into a blob builder in pages of at most `CHANGE_PAGE` entries or about
+/// [`PAGE_BYTES`] bytes.
 struct Chunker {
     builder: BlobBuilder,
     cur: ChangeSet,
+    cur_bytes: usize,
     err: Option<SyncError>,
 }
 
@@ -322,16 +507,25 @@ impl Chunker {
                 puts: vec![],
                 deletes: vec![],
             },
+            cur_bytes: 0,
             err: None,
         }
     }
 
+    fn entries(&self) -> u64 {
+        self.builder.entries() + self.cur.len() as u64
+    }
+
     fn add(&mut self, k: &EntryKey, v: Option<Value>) -> strata_engine::Result<()> {
+        self.cur_bytes += k.key.len() + k.space.len() + 8;
         match v {
-            Some(v) => self.cur.puts.push((k.clone(), v)),
+            Some(v) => {
+                self.cur_bytes += approx_size(&v);
+                self.cur.puts.push((k.clone(), v));
+            }
             None => self.cur.deletes.push(k.clone()),
         }
-        if self.cur.len() >= CHANGE_PAGE {
+        if self.cur.len() >= CHANGE_PAGE || self.cur_bytes >= PAGE_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -346,6 +540,7 @@ impl Chunker {
             deletes: std::mem::take(&mut self.cur.deletes),
             ..self.cur.clone()
         };
+        self.cur_bytes = 0;
         if let Err(e) = self.builder.push(&cs) {
             let msg = e.to_string();
             self.err = Some(e);
@@ -370,10 +565,10 @@ fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// A snapshot blob of `rev` (without internal spaces) at remote version `version`.
+/// A snapshot blob of `rev` (without internal spaces) at remote version `version`. Blocking.
 fn build_snapshot(db: &Strata, rev: &Rev, branch: &str, version: u64) -> Result<SpooledBlob> {
     let mut ch = Chunker::new(
-        BlobBuilder::new("snapshot", branch, 0, version.max(1))?,
+        BlobBuilder::new_in(&spool_dir(db)?, "snapshot", branch, 0, version.max(1))?,
         version.max(1),
     );
     for cs in db.snapshot(rev)? {
@@ -399,8 +594,8 @@ async fn fetch_into_mirror(
     progress: &Progress,
 ) -> Result<FetchReport> {
     let mirror = mirror_name(remote_name, branch);
-    sweep_stale_staging(db)?;
-    let m = mirror_head(db, &mirror)?.unwrap_or(0);
+    let found = head_of(db, &mirror).await?;
+    let m = found.unwrap_or(0);
     let mut report = FetchReport {
         branch: branch.to_string(),
         remote_version: doc.version,
@@ -409,12 +604,19 @@ async fn fetch_into_mirror(
         bytes: 0,
     };
     if doc.version == m {
-        if m == 0 && mirror_head(db, &mirror)?.is_none() {
+        if found.is_none() {
             // A branch pushed while empty (version 0): the mirror exists, empty.
-            match db.create_internal_branch(&mirror, None) {
-                Ok(_) | Err(strata_engine::Error::BranchExists(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            let (db, mirror) = (db.clone(), mirror.clone());
+            blocking(move || {
+                match db
+                    .replication()
+                    .apply(&mirror, 0, std::iter::empty(), None, &[])
+                {
+                    Ok(_) | Err(strata_engine::Error::HeadMoved { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?;
         }
         return Ok(report);
     }
@@ -440,67 +642,76 @@ async fn fetch_into_mirror(
              (the remote was reset or replaced)"
         )));
     };
-    let mut files = Vec::new();
-    let mut refs: Vec<&BlobRef> = Vec::new();
+    let mut refs: Vec<BlobRef> = Vec::new();
     if use_snapshot {
-        refs.push(doc.snapshot.as_ref().expect("checked"));
+        refs.push(doc.snapshot.clone().expect("checked"));
     }
-    refs.extend(deltas);
-    for r in &refs {
-        let f = download(remote, r, progress).await?;
-        verify_blob(&f, r, branch)?;
+    refs.extend(deltas.into_iter().cloned());
+    let dir = {
+        let db = db.clone();
+        blocking(move || spool_dir(&db)).await?
+    };
+    let mut files = Vec::new();
+    for (i, r) in refs.iter().enumerate() {
+        let label = if refs.len() > 1 {
+            format!("download {branch} ({}/{})", i + 1, refs.len())
+        } else {
+            format!("download {branch}")
+        };
+        let f = download(remote, r, &dir, &label, progress).await?;
         report.bytes += r.bytes;
         files.push(f);
     }
-    if mirror_head(db, &mirror)?.is_none() {
-        match db.create_internal_branch(&mirror, None) {
-            Ok(_) | Err(strata_engine::Error::BranchExists(_)) => {}
-            Err(e) => return Err(e.into()),
+    let (db2, mirror2, branch2) = (db.clone(), mirror.clone(), branch.to_string());
+    let version = doc.version;
+    let applied = blocking(move || {
+        for (f, r) in files.iter().zip(&refs) {
+            verify_blob(f, r, &branch2)?;
         }
+        let mut readers: Vec<BlobReader> = Vec::new();
+        for (f, r) in files.iter().zip(&refs) {
+            readers.push(BlobReader::open(f.as_file(), &r.path)?);
+        }
+        let rep = db2.replication();
+        // Blobs are applied with their values left encoded: no decode-and-encode round trip.
+        let res = if use_snapshot && m > 0 {
+            // The mirror holds an old state the remote no longer describes by deltas: its difference
+            // from the snapshot becomes one version at the snapshot's number, then the deltas follow.
+            let snap = readers.remove(0);
+            // The snapshot's difference is a commit at `snap_to` already; an end marker there would
+            // not follow it.
+            let end = (version > snap_to).then(|| Ok(end_marker(version)));
+            let rest = readers.into_iter().flat_map(BlobReader::raw).chain(end);
+            rep.reset_and_apply(&mirror2, m, snap.raw(), snap_to, rest, &[])
+        } else {
+            let chain = readers
+                .into_iter()
+                .flat_map(BlobReader::raw)
+                .chain(std::iter::once(Ok(end_marker(version))));
+            rep.apply(&mirror2, m, chain, None, &[])
+        };
+        drop(files);
+        match res {
+            Ok(a) => Ok(Some(a)),
+            // Another handle fetched the same versions first: fine if it got as far.
+            Err(strata_engine::Error::HeadMoved { actual, .. }) if actual >= Some(version) => {
+                Ok(None)
+            }
+            Err(strata_engine::Error::HeadMoved { .. }) => {
+                Err(SyncError::Engine(strata_engine::Error::Conflict(format!(
+                    "another fetch of {branch2:?} is running; try again"
+                ))))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    if let Some(a) = applied {
+        report.versions = a.versions;
+        report.entries = a.entries;
     }
-    let mut readers: Vec<BlobReader> = Vec::new();
-    for (f, r) in files.iter().zip(&refs) {
-        readers.push(BlobReader::open(f.as_file(), &r.path)?);
-    }
-    // Blobs are applied with their values left encoded: no decode-and-encode round trip per entry.
-    if use_snapshot && m > 0 {
-        // The mirror holds an old state the remote no longer describes by deltas: load the snapshot
-        // into a staging branch and turn the difference into one version at the snapshot's number.
-        let staging = format!("_staging:{}", uuid::Uuid::new_v4().simple());
-        db.create_internal_branch(&staging, None)?;
-        let snap = readers.remove(0);
-        let res = (|| -> Result<SpooledBlob> {
-            db.apply_raw_changes(&staging, snap.raw())?;
-            let mut ch = Chunker::new(BlobBuilder::new("delta", branch, m, snap_to)?, snap_to);
-            db.diff_each(
-                &Rev::at(&mirror, m),
-                &Rev::at(&staging, snap_to),
-                |k, _, b| ch.add(k, b),
-            )?;
-            ch.finish()
-        })();
-        let _ = db.delete_branch(&staging);
-        let reset = res?;
-        let reset_reader = BlobReader::open(reset.file.as_file(), "snapshot reset")?;
-        let chain = std::iter::once(reset_reader)
-            .chain(readers)
-            .flat_map(BlobReader::raw)
-            .chain(std::iter::once(Ok(end_marker(doc.version))));
-        let applied = db.apply_raw_changes(&mirror, chain)?;
-        report.versions = applied.versions;
-        report.entries = applied.entries;
-    } else {
-        // Values stay encoded from blob to row: no decode-and-encode round trip per entry.
-        let chain = readers
-            .into_iter()
-            .flat_map(BlobReader::raw)
-            .chain(std::iter::once(Ok(end_marker(doc.version))));
-        let applied = db.apply_raw_changes(&mirror, chain)?;
-        report.versions = applied.versions;
-        report.entries = applied.entries;
-    }
-    let now = mirror_head(db, &mirror)?.unwrap_or(0);
-    if now != doc.version {
+    let now = head_of(db, &mirror).await?.unwrap_or(0);
+    if now < doc.version {
         return Err(SyncError::corrupt(
             format!("cursor of {branch:?}"),
             format!(
@@ -517,22 +728,6 @@ async fn fetch_into_mirror(
         "fetched"
     );
     Ok(report)
-}
-
-/// Deletes staging branches left by fetches that were killed (older than ten minutes, so a fetch running
-/// in another process keeps its own).
-fn sweep_stale_staging(db: &Strata) -> Result<()> {
-    let cutoff = now_micros().saturating_sub(600_000_000);
-    for b in db.list_branches(true)? {
-        if b.name.starts_with("_staging:") && b.created_micros < cutoff {
-            tracing::info!(branch = %b.name, "removing a staging branch left by an interrupted fetch");
-            match db.delete_branch(&b.name) {
-                Ok(()) | Err(strata_engine::Error::BranchNotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(())
 }
 
 /// An empty change set at the cursor's version, applied last: it folds into the last blob's version,
@@ -553,8 +748,10 @@ async fn require_cursor(remote: &dyn Remote, branch: &str) -> Result<(CursorDoc,
         Some(c) => Ok(c),
         None => {
             let marker = RemotePath::parse(layout::MARKER).expect("valid");
-            if !remote.blob_exists(&marker).await?
-                && remote.list_cursors("branches").await?.is_empty()
+            if !retrying("read marker", |_| remote.blob_exists(&marker)).await?
+                && retrying("list cursors", |_| remote.list_cursors("branches"))
+                    .await?
+                    .is_empty()
             {
                 Err(SyncError::NotAStrataRemote(remote.to_string()))
             } else {
@@ -573,9 +770,15 @@ pub async fn fetch(
     branch: &str,
     progress: &Progress,
 ) -> Result<FetchReport> {
-    let cfg = config::get_remote(db, remote_name)?;
-    let remote = crate::open::open_remote(&cfg)?;
+    let remote = open_named(db, remote_name).await?;
     fetch_with(db, &*remote, remote_name, branch, progress).await
+}
+
+/// Opens the remote configured under `remote_name`, with the registered connector.
+pub(crate) async fn open_named(db: &Strata, remote_name: &str) -> Result<Arc<dyn Remote>> {
+    let (db, name) = (db.clone(), remote_name.to_string());
+    let cfg = blocking(move || config::get_remote(&db, &name)).await?;
+    crate::open::open_remote(&cfg)
 }
 
 /// [`fetch`] over a given remote rather than the configured one (`remote_name` still names the mirror).
@@ -601,11 +804,12 @@ async fn fetch_doc(
     progress: &Progress,
 ) -> Result<(FetchReport, CursorDoc)> {
     // A blob can vanish between reading the cursor and downloading it (compaction plus gc by another
-    // client); read the cursor again once in that case.
+    // client), and another fetch may race this one: read the cursor again once in those cases.
     for attempt in 0..2 {
         let (doc, _) = require_cursor(remote, branch).await?;
         match fetch_into_mirror(db, remote, remote_name, branch, &doc, progress).await {
             Err(SyncError::Remote(RemoteError::NotFound(_))) if attempt == 0 => continue,
+            Err(SyncError::Engine(strata_engine::Error::Conflict(_))) if attempt == 0 => continue,
             other => return other.map(|r| (r, doc)),
         }
     }
@@ -621,10 +825,12 @@ pub async fn pull(
     branch: &str,
     opts: &PullOptions,
 ) -> Result<PullReport> {
-    let cfg = config::get_remote(db, remote_name)?;
-    let remote = crate::open::open_remote(&cfg)?;
+    let remote = open_named(db, remote_name).await?;
     pull_with(db, &*remote, remote_name, branch, opts).await
 }
+
+/// How often a pull's local step is tried again when another writer moves the branch under it.
+const LOCAL_ATTEMPTS: usize = 8;
 
 /// [`pull`] over a given remote rather than the configured one (`remote_name` still names the mirror
 /// and the sync state). Re-exported as `pull_from`; lets tests run a pull over a `FaultyRemote`.
@@ -638,90 +844,83 @@ pub async fn pull_with(
 ) -> Result<PullReport> {
     strata_engine::names::validate_branch_name(branch, false)?;
     let mirror = mirror_name(remote_name, branch);
-    let before = mirror_head(db, &mirror)?.unwrap_or(0);
+    let before = head_of(db, &mirror).await?.unwrap_or(0);
+    opts.hook.at("pull:before-fetch");
     let (fetch, doc) = fetch_doc(db, remote, remote_name, branch, &opts.progress).await?;
     let r = fetch.remote_version;
+    opts.hook.at("pull:after-fetch");
     if r > before {
         // If this database's own push landed but its reply was lost, the newest own blob says which
         // local version the remote then equalled: record it, so the merge below treats those changes
         // as already here instead of as remote changes that would overwrite newer local writes.
-        if let Ok(info) = db.branch_info(branch) {
-            let origin = config::db_id(db)?;
-            let own = doc
-                .deltas
-                .iter()
-                .chain(doc.snapshot.iter())
-                .filter(|d| d.to > before && d.to <= r && d.origin == origin);
-            if let Some(d) = own.max_by_key(|d| d.to) {
-                if d.source_version > 0 && d.source_version <= info.head {
-                    db.record_merge(&Rev::at(&mirror, d.to), &Rev::at(branch, d.source_version))?;
-                    db.record_merge(&Rev::at(branch, d.source_version), &Rev::at(&mirror, d.to))?;
+        let origin = db_id(db).await?;
+        let own = doc
+            .deltas
+            .iter()
+            .chain(doc.snapshot.iter())
+            .filter(|d| d.to > before && d.to <= r && d.origin == origin)
+            .max_by_key(|d| d.to)
+            .cloned();
+        if let Some(d) = own {
+            let (db, mirror, branch) = (db.clone(), mirror.clone(), branch.to_string());
+            blocking(move || {
+                let head = db.replication().head(&branch)?;
+                if d.source_version > 0 && head.is_some_and(|h| d.source_version <= h) {
+                    db.replication().mark_equal(
+                        &Rev::at(&mirror, d.to),
+                        &Rev::at(&branch, d.source_version),
+                        &[],
+                    )?;
                 }
-            }
+                Ok(())
+            })
+            .await?;
         }
+        opts.hook.at("pull:after-own-check");
     }
-    let mirror_rev = Rev::at(&mirror, r);
     let mut report = PullReport {
         fetch,
         merged_version: None,
         applied: 0,
         conflicts_resolved: 0,
         created: false,
+        fast_forward: false,
     };
-    let local = match db.branch_info(branch) {
-        Ok(i) => Some(i),
-        Err(strata_engine::Error::BranchNotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let fresh = match &local {
-        None => true,
-        Some(i) => i.head == 0 && i.parent.is_none(),
-    };
-    // A branch that is still an untouched fork of its mirror (a clone) fast-forwards by forking again
-    // at the new mirror version: nothing is copied.
-    let fast_forward = match &local {
-        Some(i) => i.parent.as_deref() == Some(mirror.as_str()) && i.fork_version == Some(i.head),
-        None => false,
-    };
-    let fresh = fresh || fast_forward;
-    if fresh {
-        // Nothing local: the branch becomes a copy-on-write fork of the mirror (no rows copied).
-        db.refork_branch(branch, mirror_rev.clone())?;
-        report.created = true;
-    } else if !db.contains(&Rev::head(branch), &mirror_rev)? {
-        let pre = local.as_ref().map(|i| i.head).unwrap_or(0);
-        let clean = before > 0 && db.contains(&Rev::at(&mirror, before), &Rev::at(branch, pre))?;
-        match db.merge(&mirror_rev, branch, opts.strategy) {
-            Ok(m) => {
-                report.merged_version = m.version;
-                report.applied = m.applied;
-                report.conflicts_resolved = m.conflicts_resolved;
-            }
-            Err(strata_engine::Error::MergeConflicts(c)) => {
-                if let Some(name) = &opts.conflict_branch {
-                    db.save_conflicts(branch, &c, name)?;
-                }
-                return Err(SyncError::Conflicts(c));
-            }
-            Err(e) => return Err(e.into()),
+    let (db2, mirror2, branch2, name2) = (
+        db.clone(),
+        mirror.clone(),
+        branch.to_string(),
+        remote_name.to_string(),
+    );
+    let strategy = opts.strategy;
+    let conflict_branch = opts.conflict_branch.clone();
+    let hook = opts.hook.clone();
+    let outcome = blocking(move || {
+        merge_mirror(
+            &db2,
+            &mirror2,
+            &branch2,
+            &name2,
+            r,
+            before,
+            strategy,
+            conflict_branch.as_deref(),
+            &hook,
+        )
+    })
+    .await?;
+    match outcome {
+        Merged::FastForward(f) => {
+            report.created = f == FastForward::Created;
+            report.fast_forward = f == FastForward::Advanced;
         }
-        if clean {
-            // The branch had nothing unpushed, so it now equals the mirror: record that both ways so
-            // the next push diffs only what changes from here.
-            db.record_merge(&Rev::head(branch), &mirror_rev)?;
+        Merged::Merge(m) => {
+            report.merged_version = m.version;
+            report.applied = m.applied;
+            report.conflicts_resolved = m.conflicts_resolved;
         }
+        Merged::Nothing => {}
     }
-    let head = db.branch_info(branch)?.head;
-    config::set_state(
-        db,
-        remote_name,
-        branch,
-        &SyncState {
-            merged_remote_version: r,
-            branch_version: head,
-            last_synced_micros: now_micros(),
-        },
-    )?;
     tracing::info!(
         remote = remote_name,
         branch,
@@ -730,6 +929,102 @@ pub async fn pull_with(
         "pulled"
     );
     Ok(report)
+}
+
+enum Merged {
+    FastForward(FastForward),
+    Merge(strata_engine::MergeReport),
+    Nothing,
+}
+
+/// The local half of a pull: brings `branch` up to `mirror@r`, by a fast-forward when the branch has
+/// nothing of its own, else by a three-way merge. Each attempt is one replication call that checks its
+/// precondition; when another writer commits in between, it decides again. Blocking.
+#[allow(clippy::too_many_arguments)]
+fn merge_mirror(
+    db: &Strata,
+    mirror: &str,
+    branch: &str,
+    remote_name: &str,
+    r: u64,
+    before: u64,
+    strategy: MergeStrategy,
+    conflict_branch: Option<&str>,
+    hook: &Hook,
+) -> Result<Merged> {
+    let rep = db.replication();
+    let mirror_rev = Rev::at(mirror, r);
+    let state = |head: u64| {
+        config::state_note(
+            remote_name,
+            branch,
+            &SyncState {
+                merged_remote_version: r,
+                branch_version: head,
+                last_synced_micros: now_micros(),
+            },
+        )
+    };
+    let mut try_fast_forward = true;
+    for _ in 0..LOCAL_ATTEMPTS {
+        let local = match db.branch_info(branch) {
+            Ok(i) => Some(i),
+            Err(strata_engine::Error::BranchNotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        hook.at("pull:before-merge");
+        let expected = local.as_ref().map(|i| i.head).unwrap_or(0);
+        // A branch with nothing of its own (absent, empty, or an untouched fork of its mirror, as after
+        // a clone) fast-forwards in place: nothing is copied.
+        let ff = try_fast_forward
+            && match &local {
+                None => true,
+                Some(i) => {
+                    (i.head == 0 && i.parent.is_none())
+                        || (i.parent.as_deref() == Some(mirror) && i.fork_version == Some(i.head))
+                }
+            };
+        if ff {
+            match rep.fast_forward(branch, expected, &mirror_rev, &[state(r)]) {
+                Ok(f) => return Ok(Merged::FastForward(f)),
+                Err(strata_engine::Error::HeadMoved { .. }) => continue,
+                // The branch has commits of its own after all, or the mirror descends from it:
+                // merge instead.
+                Err(strata_engine::Error::InvalidOperation(_)) => {
+                    try_fast_forward = false;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if db.contains(&Rev::at(branch, expected), &mirror_rev)? {
+            // Already merged: only the sync state changes.
+            rep.meta_write(&[state(expected)])?;
+            return Ok(Merged::Nothing);
+        }
+        let base = (before > 0).then(|| Rev::at(mirror, before));
+        match rep.merge(
+            &mirror_rev,
+            branch,
+            strategy,
+            base.as_ref(),
+            Some(expected),
+            |after| vec![state(after)],
+        ) {
+            Ok(m) => return Ok(Merged::Merge(m.merge)),
+            Err(strata_engine::Error::HeadMoved { .. }) => continue,
+            Err(strata_engine::Error::MergeConflicts(c)) => {
+                if let Some(name) = conflict_branch {
+                    db.save_conflicts(branch, &c, name)?;
+                }
+                return Err(SyncError::Conflicts(c));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SyncError::Engine(strata_engine::Error::Conflict(format!(
+        "branch {branch:?} kept moving under {LOCAL_ATTEMPTS} merge attempts; pull again"
+    ))))
 }
 
 // ----- push ---------------------------------------------------------------------------------------
@@ -741,9 +1036,21 @@ pub async fn push(
     branch: &str,
     opts: &PushOptions,
 ) -> Result<PushReport> {
-    let cfg = config::get_remote(db, remote_name)?;
-    let remote = crate::open::open_remote(&cfg)?;
+    let remote = open_named(db, remote_name).await?;
     push_with(db, &*remote, remote_name, branch, opts).await
+}
+
+/// What the blocking half of a push decided after reading the remote cursor.
+struct Plan {
+    /// The branch version pushed.
+    h: u64,
+    /// The mirror's head when planned (`None`: no mirror).
+    m_head: Option<u64>,
+    /// The blob to upload (`None`: an empty first push, or nothing to push).
+    blob: Option<SpooledBlob>,
+    kind: &'static str,
+    first: bool,
+    up_to_date: bool,
 }
 
 /// [`push`] over a given remote rather than the configured one (`remote_name` still names the mirror
@@ -757,13 +1064,18 @@ pub async fn push_with(
     opts: &PushOptions,
 ) -> Result<PushReport> {
     strata_engine::names::validate_branch_name(branch, false)?;
-    let info = db.branch_info(branch)?;
-    let origin = config::db_id(db)?;
+    let h = {
+        let (db, branch) = (db.clone(), branch.to_string());
+        blocking(move || Ok(db.branch_info(&branch)?.head)).await?
+    };
+    let origin = db_id(db).await?;
     let mirror = mirror_name(remote_name, branch);
-    let mut m_head = mirror_head(db, &mirror)?;
+    let mut m_head = head_of(db, &mirror).await?;
+    opts.hook.at("push:before-read-cursor");
     let cur = read_cursor(remote, branch).await?;
+    opts.hook.at("push:after-read-cursor");
     let r = cur.as_ref().map(|c| c.0.version).unwrap_or(0);
-    let mut m = m_head.unwrap_or(0);
+    let m = m_head.unwrap_or(0);
     if let Some((doc, _)) = &cur {
         if r > m {
             // Accept only if every newer blob is this database's own upload (a push that died after
@@ -784,93 +1096,64 @@ pub async fn push_with(
                 )));
             }
             fetch_into_mirror(db, remote, remote_name, branch, doc, &opts.progress).await?;
-            m_head = mirror_head(db, &mirror)?;
-            m = r;
-            // The newest blob brought the remote to this branch's state at the version it records:
-            // the mirror now equals that point.
-            let newest = doc
-                .deltas
-                .last()
-                .or(doc.snapshot.as_ref())
-                .map(|b| b.source_version)
-                .unwrap_or(0);
-            if newest > 0 && newest <= info.head {
-                db.record_merge(&Rev::at(&mirror, r), &Rev::at(branch, newest))?;
-                db.record_merge(&Rev::at(branch, newest), &Rev::at(&mirror, r))?;
-            }
+            m_head = head_of(db, &mirror).await?;
+            opts.hook.at("push:after-own-fetch");
         }
     }
+    let m = m_head.unwrap_or(0);
     if r < m {
         return Err(SyncError::Diverged(format!(
             "remote branch {branch:?} is at version {r} but this database pushed or fetched version {m} \
              (the remote was reset or replaced)"
         )));
     }
-    if m > 0 && !db.contains(&Rev::head(branch), &Rev::at(&mirror, m))? {
-        // A push (or its re-run) that died between updating the mirror and recording the equal point
-        // leaves the mirror at this database's own newest upload: record that point and look again.
-        if let Some((doc, _)) = &cur {
-            let newest = doc.deltas.last().or(doc.snapshot.as_ref());
-            if let Some(d) = newest.filter(|d| d.to == m && d.origin == origin) {
-                if d.source_version > 0 && d.source_version <= info.head {
-                    db.record_merge(&Rev::at(&mirror, m), &Rev::at(branch, d.source_version))?;
-                    db.record_merge(&Rev::at(branch, d.source_version), &Rev::at(&mirror, m))?;
-                }
-            }
-        }
-    }
-    if m > 0 && !db.contains(&Rev::head(branch), &Rev::at(&mirror, m))? {
-        return Err(SyncError::Rejected(format!(
-            "fetched changes from {remote_name} are not merged into {branch:?}; pull first"
-        )));
-    }
-    let h = info.head;
-    let main_rev = Rev::at(branch, h);
-    let first = m_head.is_none_or(|v| v == 0) && r == 0;
-    let new_version = if first { h } else { r + 1 };
-
-    // Build the blob: the whole state for a first push, else the difference mirror -> branch.
-    let (blob, kind) = if first {
-        if h == 0 {
-            (None, "snapshot")
-        } else {
-            (Some(build_snapshot(db, &main_rev, branch, h)?), "snapshot")
-        }
-    } else {
-        let mut ch = Chunker::new(
-            BlobBuilder::new("delta", branch, r, new_version)?,
-            new_version,
+    // The newest blob this database uploaded, if it is the cursor's newest: the remote equals the
+    // branch at the version it records.
+    let newest_own = cur.as_ref().and_then(|(doc, _)| {
+        doc.deltas
+            .last()
+            .or(doc.snapshot.as_ref())
+            .filter(|d| d.to == m && d.origin == origin && d.source_version > 0)
+            .map(|d| d.source_version)
+    });
+    let plan = {
+        let (db, mirror, branch, name) = (
+            db.clone(),
+            mirror.clone(),
+            branch.to_string(),
+            remote_name.to_string(),
         );
-        db.diff_each(&Rev::at(&mirror, m), &main_rev, |k, _, b| {
-            if is_internal_space(k) {
-                Ok(())
-            } else {
-                ch.add(k, b)
-            }
-        })?;
-        let entries = ch.builder.entries() + ch.cur.len() as u64;
-        if entries == 0 {
-            // Nothing differs: note the equal point so the next diff starts here.
-            db.record_merge(&Rev::at(&mirror, m), &main_rev)?;
-            db.record_merge(&main_rev, &Rev::at(&mirror, m))?;
-            return Ok(PushReport {
-                branch: branch.to_string(),
-                remote_version: r,
-                up_to_date: true,
-                entries: 0,
-                bytes: 0,
-                blob: None,
-                snapshot: None,
-            });
-        }
-        (Some(ch.finish()?), "delta")
+        blocking(move || plan_push(&db, &mirror, &branch, &name, h, m_head, r, newest_own)).await?
     };
+    opts.hook.at("push:after-build");
+    if plan.up_to_date {
+        return Ok(PushReport {
+            branch: branch.to_string(),
+            remote_version: r,
+            up_to_date: true,
+            entries: 0,
+            bytes: 0,
+            blob: None,
+            snapshot: None,
+        });
+    }
+    let Plan {
+        h,
+        m_head,
+        blob,
+        kind,
+        first,
+        ..
+    } = plan;
+    let new_version = if first { h } else { r + 1 };
 
     if cur.is_none() {
         let marker = RemotePath::parse(layout::MARKER).expect("valid");
-        match remote
-            .put_bytes_if_absent(&marker, Bytes::from(layout::marker_bytes()))
-            .await
+        let bytes = Bytes::from(layout::marker_bytes());
+        match retrying("write marker", |_| {
+            remote.put_bytes_if_absent(&marker, bytes.clone())
+        })
+        .await
         {
             Ok(()) | Err(RemoteError::AlreadyExists(_)) => {}
             Err(e) => return Err(e.into()),
@@ -896,13 +1179,25 @@ pub async fn push_with(
             deltas: vec![],
         },
     };
+    let label = format!("upload {branch}");
+    let mut published_at = Instant::now();
     if let Some(b) = &blob {
-        let path = if kind == "snapshot" {
-            layout::snapshot_path(branch, new_version)
-        } else {
-            layout::delta_path(branch, r, new_version)
-        };
-        upload(remote, &path, b, &opts.progress).await?;
+        let mut path;
+        loop {
+            path = if kind == "snapshot" {
+                layout::snapshot_path(branch, new_version)
+            } else {
+                layout::delta_path(branch, r, new_version)
+            };
+            published_at = Instant::now();
+            upload(remote, &path, b, &label, &opts.progress).await?;
+            opts.hook.at("push:after-upload");
+            if published_at.elapsed() < opts.publish_within / 2 {
+                break;
+            }
+            // Too slow to publish safely beside gc: a fresh name restarts the clock.
+            tracing::warn!(blob = %path, "upload took too long to publish safely; uploading again");
+        }
         report.entries = b.header.entry_count;
         report.bytes += b.bytes;
         report.blob = Some(path.to_string());
@@ -922,36 +1217,35 @@ pub async fn push_with(
         && (doc.deltas.len() >= opts.snapshot_every
             || (doc.delta_bytes() > opts.snapshot_bytes && doc.delta_bytes() > snap_bytes))
     {
-        let snap = build_snapshot(db, &main_rev, branch, new_version)?;
+        let snap = {
+            let (db, branch) = (db.clone(), branch.to_string());
+            blocking(move || build_snapshot(&db, &Rev::at(&branch, h), &branch, new_version))
+                .await?
+        };
         let path = layout::snapshot_path(branch, new_version);
-        upload(remote, &path, &snap, &opts.progress).await?;
+        upload(remote, &path, &snap, &label, &opts.progress).await?;
         report.bytes += snap.bytes;
         report.snapshot = Some(path.to_string());
         doc.snapshot = Some(blob_ref(&path, &snap, &origin, h));
         doc.deltas.clear();
     }
-    let token = cur.as_ref().map(|c| &c.1);
-    match remote.write_cursor(&layout::cursor_name(branch), Bytes::from(doc.to_bytes()), token).await {
-        Ok(_) => {}
-        Err(RemoteError::Conflict(_)) => {
-            return Err(SyncError::Rejected(format!(
-                "remote has changes; pull first (another client pushed to {remote_name} during this push)"
-            )))
-        }
-        Err(e) => return Err(e.into()),
+    opts.hook.at("push:before-cas");
+    if published_at.elapsed() >= opts.publish_within {
+        return Err(SyncError::Remote(RemoteError::Transient(
+            format!(
+                "the push took longer than {:?} between upload and publication, so garbage collection \
+                 may remove its blob; push again",
+                opts.publish_within
+            )
+            .into(),
+        )));
     }
-    // The remote now equals the branch at `h`; make the mirror say so.
-    if first {
-        if m_head.is_some() {
-            db.delete_branch(&mirror)?;
-        }
-        db.create_internal_branch(&mirror, Some(main_rev.clone()))?;
-    } else if let Some(b) = &blob {
-        let reader = BlobReader::open(b.file.as_file(), "pushed delta")?.raw();
-        db.apply_raw_changes_equal_to(&mirror, reader, &main_rev)?;
-    }
-    config::set_state(
-        db,
+    let token = cur.as_ref().map(|c| c.1.clone());
+    publish(remote, remote_name, branch, &doc, token.as_ref()).await?;
+    opts.hook.at("push:after-cas");
+    // The remote now equals the branch at `h`; make the mirror say so, in one transaction with the sync
+    // state. Another handle may have fetched our version into the mirror already: that is as good.
+    let state = config::state_note(
         remote_name,
         branch,
         &SyncState {
@@ -959,7 +1253,35 @@ pub async fn push_with(
             branch_version: h,
             last_synced_micros: now_micros(),
         },
-    )?;
+    );
+    let (db2, mirror2, branch2) = (db.clone(), mirror.clone(), branch.to_string());
+    blocking(move || {
+        let rep = db2.replication();
+        let branch_rev = Rev::at(&branch2, h);
+        let res = if first {
+            rep.set_fork(&mirror2, m_head, &branch_rev, &[state.clone()])
+                .map(|_| ())
+        } else {
+            let b = blob.as_ref().expect("a delta push has a blob");
+            let reader = BlobReader::open(b.file.as_file(), "pushed delta")?.raw();
+            rep.apply(&mirror2, m, reader, Some(&branch_rev), &[state.clone()])
+                .map(|_| ())
+        };
+        match res {
+            Ok(()) => Ok(()),
+            Err(strata_engine::Error::HeadMoved { .. })
+                if rep.head(&mirror2)?.is_some_and(|v| v >= new_version) =>
+            {
+                rep.mark_equal(&Rev::at(&mirror2, new_version), &branch_rev, &[state])?;
+                Ok(())
+            }
+            Err(e) => Err(SyncError::Engine(strata_engine::Error::Conflict(format!(
+                "the push reached the remote (version {new_version}) but recording it here failed: {e}; \
+                 push again to record it"
+            )))),
+        }
+    })
+    .await?;
     tracing::info!(
         remote = remote_name,
         branch,
@@ -971,29 +1293,179 @@ pub async fn push_with(
     Ok(report)
 }
 
+/// The blocking half of a push before any upload: checks the branch contains the mirror, records an
+/// equal point a crashed push left unrecorded, and builds the blob (the whole state for a first push,
+/// else the difference mirror → branch). A push with nothing to upload records the sync state and
+/// returns `up_to_date`.
+#[allow(clippy::too_many_arguments)]
+fn plan_push(
+    db: &Strata,
+    mirror: &str,
+    branch: &str,
+    remote_name: &str,
+    h: u64,
+    m_head: Option<u64>,
+    r: u64,
+    newest_own: Option<u64>,
+) -> Result<Plan> {
+    let rep = db.replication();
+    let m = m_head.unwrap_or(0);
+    let branch_rev = Rev::at(branch, h);
+    let mirror_rev = Rev::at(mirror, m);
+    if m > 0 && !db.contains(&branch_rev, &mirror_rev)? {
+        // A push (or its re-run) that died between moving the cursor and recording the equal point
+        // leaves the mirror at this database's own newest upload: record that point and look again.
+        if let Some(sv) = newest_own.filter(|&sv| sv <= h) {
+            rep.mark_equal(&mirror_rev, &Rev::at(branch, sv), &[])?;
+        }
+    }
+    if m > 0 && !db.contains(&branch_rev, &mirror_rev)? {
+        return Err(SyncError::Rejected(format!(
+            "fetched changes from {remote_name} are not merged into {branch:?}; pull first"
+        )));
+    }
+    let first = m == 0 && r == 0;
+    let state = |v: u64| {
+        config::state_note(
+            remote_name,
+            branch,
+            &SyncState {
+                merged_remote_version: v,
+                branch_version: h,
+                last_synced_micros: now_micros(),
+            },
+        )
+    };
+    if first {
+        let blob = if h == 0 {
+            None
+        } else {
+            Some(build_snapshot(db, &branch_rev, branch, h)?)
+        };
+        return Ok(Plan {
+            h,
+            m_head,
+            blob,
+            kind: "snapshot",
+            first,
+            up_to_date: false,
+        });
+    }
+    let new_version = r + 1;
+    let mut ch = Chunker::new(
+        BlobBuilder::new_in(&spool_dir(db)?, "delta", branch, r, new_version)?,
+        new_version,
+    );
+    db.diff_each(&mirror_rev, &branch_rev, |k, _, b| {
+        if is_internal_space(k) {
+            Ok(())
+        } else {
+            ch.add(k, b)
+        }
+    })?;
+    if ch.entries() == 0 {
+        // Nothing differs: note the equal point (so the next diff starts here) and the sync state.
+        rep.mark_equal(&mirror_rev, &branch_rev, &[state(r)])?;
+        return Ok(Plan {
+            h,
+            m_head,
+            blob: None,
+            kind: "delta",
+            first,
+            up_to_date: true,
+        });
+    }
+    Ok(Plan {
+        h,
+        m_head,
+        blob: Some(ch.finish()?),
+        kind: "delta",
+        first,
+        up_to_date: false,
+    })
+}
+
+/// Compare-and-swaps the cursor to `doc`. A lost race is `Rejected`. A transient failure is not retried
+/// blindly: the cursor is read again, and the write counts as done if the cursor now holds `doc`, is
+/// retried only if the cursor still holds the version it replaces, and is rejected otherwise.
+async fn publish(
+    remote: &dyn Remote,
+    remote_name: &str,
+    branch: &str,
+    doc: &CursorDoc,
+    token: Option<&CursorToken>,
+) -> Result<()> {
+    let name = layout::cursor_name(branch);
+    let bytes = Bytes::from(doc.to_bytes());
+    let rejected = || {
+        SyncError::Rejected(format!(
+            "remote has changes; pull first (another client pushed to {remote_name} during this push)"
+        ))
+    };
+    let mut attempt = 0;
+    loop {
+        match remote.write_cursor(&name, bytes.clone(), token).await {
+            Ok(_) => return Ok(()),
+            Err(RemoteError::Conflict(_)) => return Err(rejected()),
+            Err(e) if e.is_retryable() && attempt < RETRIES => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                let now = retrying("read cursor", |_| remote.read_cursor(&name)).await?;
+                match now {
+                    Some(c) if c.value == bytes => return Ok(()),
+                    Some(c) if Some(&c.token) == token => continue,
+                    None if token.is_none() => continue,
+                    _ => return Err(rejected()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 // ----- status, listing, gc, compaction ------------------------------------------------------------
 
 /// Where a branch stands against a remote (reads the remote cursor).
 #[tracing::instrument(level = "debug", skip_all, fields(remote = remote_name, branch))]
 pub async fn status(db: &Strata, remote_name: &str, branch: &str) -> Result<SyncStatus> {
-    let cfg = config::get_remote(db, remote_name)?;
-    let remote = crate::open::open_remote(&cfg)?;
+    let remote = open_named(db, remote_name).await?;
+    status_with(db, &*remote, remote_name, branch).await
+}
+
+/// [`status`] over a given remote.
+pub async fn status_with(
+    db: &Strata,
+    remote: &dyn Remote,
+    remote_name: &str,
+    branch: &str,
+) -> Result<SyncStatus> {
+    let cur = read_cursor(remote, branch).await?;
+    let (db, remote_name, branch) = (db.clone(), remote_name.to_string(), branch.to_string());
+    blocking(move || local_status(&db, &remote_name, &branch, cur.map(|c| c.0))).await
+}
+
+fn local_status(
+    db: &Strata,
+    remote_name: &str,
+    branch: &str,
+    cur: Option<CursorDoc>,
+) -> Result<SyncStatus> {
     let info = db.branch_info(branch)?;
     let mirror = mirror_name(remote_name, branch);
-    let m = mirror_head(db, &mirror)?;
+    let m = db.replication().head(&mirror)?;
     let state = config::get_state(db, remote_name, branch)?;
-    let cur = read_cursor(&*remote, branch).await?;
+    let head = Rev::at(branch, info.head);
     let mut ahead_entries = 0u64;
     match m {
         Some(mv) => {
             // Count local changes only: against the mirror version the branch last merged or pushed,
             // not against remote changes fetched but not merged yet.
-            let base = if db.contains(&Rev::head(branch), &Rev::at(&mirror, mv))? {
+            let base = if db.contains(&head, &Rev::at(&mirror, mv))? {
                 mv
             } else {
                 state.merged_remote_version.min(mv)
             };
-            db.diff_each(&Rev::at(&mirror, base), &Rev::head(branch), |k, _, _| {
+            db.diff_each(&Rev::at(&mirror, base), &head, |k, _, _| {
                 if !is_internal_space(k) {
                     ahead_entries += 1;
                 }
@@ -1001,7 +1473,7 @@ pub async fn status(db: &Strata, remote_name: &str, branch: &str) -> Result<Sync
             })?
         }
         None => {
-            for cs in db.snapshot(&Rev::head(branch))? {
+            for cs in db.snapshot(&head)? {
                 ahead_entries += cs?
                     .puts
                     .iter()
@@ -1011,9 +1483,9 @@ pub async fn status(db: &Strata, remote_name: &str, branch: &str) -> Result<Sync
         }
     }
     let synced = state.last_synced_micros > 0;
-    let remote_version = cur.as_ref().map(|c| c.0.version);
+    let remote_version = cur.as_ref().map(|c| c.version);
     let behind_entries = match &cur {
-        Some((doc, _)) => {
+        Some(doc) => {
             doc.deltas
                 .iter()
                 .filter(|d| d.from >= state.merged_remote_version)
@@ -1026,11 +1498,17 @@ pub async fn status(db: &Strata, remote_name: &str, branch: &str) -> Result<Sync
         }
         None => 0,
     };
+    // Versions ahead: none when nothing differs from what the remote last saw.
+    let ahead_versions = if ahead_entries == 0 {
+        0
+    } else {
+        info.head.saturating_sub(state.branch_version)
+    };
     Ok(SyncStatus {
         branch: branch.to_string(),
         remote_version,
         mirror_version: m.unwrap_or(0),
-        ahead_versions: info.head.saturating_sub(state.branch_version),
+        ahead_versions,
         ahead_entries,
         behind_versions: remote_version
             .unwrap_or(0)
@@ -1043,9 +1521,9 @@ pub async fn status(db: &Strata, remote_name: &str, branch: &str) -> Result<Sync
 /// The branches a remote holds.
 pub async fn list_remote_branches(remote: &dyn Remote) -> Result<Vec<RemoteBranch>> {
     let mut out = Vec::new();
-    for name in remote.list_cursors("branches").await? {
+    for name in retrying("list cursors", |_| remote.list_cursors("branches")).await? {
         let branch = layout::branch_of_cursor(&name)?;
-        if let Some(c) = remote.read_cursor(&name).await? {
+        if let Some(c) = retrying("read cursor", |_| remote.read_cursor(&name)).await? {
             let doc = CursorDoc::parse(name.as_str(), &c.value)?;
             out.push(RemoteBranch {
                 name: branch,
@@ -1058,35 +1536,64 @@ pub async fn list_remote_branches(remote: &dyn Remote) -> Result<Vec<RemoteBranc
     Ok(out)
 }
 
-/// Deletes blobs that no cursor references and that are older than `grace`. Safe while others push:
-/// a push uploads its blob before it moves the cursor, and a young blob is never deleted.
+/// The store's own clock, in milliseconds since the Unix epoch: the modification time the store gives
+/// a probe blob written now (0 if the store reports none).
+async fn store_clock(remote: &dyn Remote) -> Result<u64> {
+    let dir = format!("gc-clock/{}", uuid::Uuid::new_v4().simple());
+    let probe = RemotePath::parse(&format!("{dir}/probe")).expect("valid path");
+    let probe_ref = &probe;
+    retrying("write gc clock probe", |attempt| async move {
+        match remote
+            .put_bytes_if_absent(probe_ref, Bytes::from_static(b"strata gc clock probe\n"))
+            .await
+        {
+            Err(RemoteError::AlreadyExists(_)) if attempt > 0 => Ok(()),
+            other => other,
+        }
+    })
+    .await?;
+    let listed = retrying("list gc clock probe", |_| remote.list_blobs(&dir)).await;
+    let _ = remote.delete_blob(&probe).await;
+    Ok(listed?
+        .iter()
+        .find(|m| m.path == probe)
+        .map(|m| m.modified_millis)
+        .unwrap_or(0))
+}
+
+/// Deletes blobs that no cursor references and that are older than `grace` **by the store's clock**.
+/// Safe while others push: the store's time comes from a probe blob written before the cursors are
+/// read, a blob whose age the store does not report is never deleted, and a push refuses to publish a
+/// blob whose upload started more than [`PUBLISH_WITHIN`] ago, so with a longer grace period a blob
+/// that gc sees as unreferenced and old can no longer become referenced.
 #[tracing::instrument(level = "info", skip_all, fields(remote = %remote))]
-pub async fn gc(remote: &dyn Remote, grace: std::time::Duration) -> Result<GcReport> {
+pub async fn gc(remote: &dyn Remote, grace: Duration) -> Result<GcReport> {
+    let now = store_clock(remote).await?;
     let mut referenced = std::collections::HashSet::new();
-    for name in remote.list_cursors("branches").await? {
-        if let Some(c) = remote.read_cursor(&name).await? {
+    for name in retrying("list cursors", |_| remote.list_cursors("branches")).await? {
+        if let Some(c) = retrying("read cursor", |_| remote.read_cursor(&name)).await? {
             for b in CursorDoc::parse(name.as_str(), &c.value)?.blobs() {
                 referenced.insert(b.path.clone());
             }
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
     let mut report = GcReport {
         referenced: referenced.len(),
         ..Default::default()
     };
-    for meta in remote.list_blobs("branches").await? {
+    for meta in retrying("list blobs", |_| remote.list_blobs("branches")).await? {
         if referenced.contains(meta.path.as_str()) {
+            continue;
+        }
+        if meta.modified_millis == 0 || now == 0 {
+            report.kept_unknown_age += 1;
             continue;
         }
         if now.saturating_sub(meta.modified_millis) < grace.as_millis() as u64 {
             report.kept_young += 1;
             continue;
         }
-        remote.delete_blob(&meta.path).await?;
+        retrying("delete blob", |_| remote.delete_blob(&meta.path)).await?;
         report.deleted += 1;
         report.bytes_freed += meta.size;
     }
@@ -1103,9 +1610,8 @@ pub async fn compact(
     branch: &str,
     progress: &Progress,
 ) -> Result<PushReport> {
-    let cfg = config::get_remote(db, remote_name)?;
-    let remote = crate::open::open_remote(&cfg)?;
-    let origin = config::db_id(db)?;
+    let remote = open_named(db, remote_name).await?;
+    let origin = db_id(db).await?;
     let (doc, token) = require_cursor(&*remote, branch).await?;
     fetch_into_mirror(db, &*remote, remote_name, branch, &doc, progress).await?;
     if doc.version == 0 || (doc.deltas.is_empty() && doc.snapshot.is_some()) {
@@ -1121,9 +1627,19 @@ pub async fn compact(
         });
     }
     let mirror = mirror_name(remote_name, branch);
-    let snap = build_snapshot(db, &Rev::at(&mirror, doc.version), branch, doc.version)?;
+    let snap = {
+        let (db, branch, v) = (db.clone(), branch.to_string(), doc.version);
+        blocking(move || build_snapshot(&db, &Rev::at(&mirror, v), &branch, v)).await?
+    };
     let path = layout::snapshot_path(branch, doc.version.max(1));
-    upload(&*remote, &path, &snap, progress).await?;
+    upload(
+        &*remote,
+        &path,
+        &snap,
+        &format!("upload {branch}"),
+        progress,
+    )
+    .await?;
     let mut new = doc.clone();
     new.snapshot = Some(blob_ref(&path, &snap, &origin, 0));
     new.deltas.clear();

@@ -46,6 +46,7 @@ fn key(r: &ObjectStoreRemote, rel: &str) -> Path {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clone_from_a_bucket_and_refuse_what_is_not_a_remote() {
+    common::init();
     for provider in PROVIDERS {
         let Some(e) = emulator(provider, "clone") else {
             return;
@@ -123,6 +124,7 @@ async fn clone_from_a_bucket_and_refuse_what_is_not_a_remote() {
 /// with errors naming them, and nothing is applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn damaged_objects_are_refused_by_name() {
+    common::init();
     for provider in PROVIDERS {
         let Some(e) = emulator(provider, "damaged") else {
             return;
@@ -214,6 +216,7 @@ async fn damaged_objects_are_refused_by_name() {
 /// bucket remote, and a bucket's objects downloaded into a folder form a valid folder remote.
 #[tokio::test(flavor = "multi_thread")]
 async fn folder_and_bucket_remotes_copy_both_ways() {
+    common::init();
     for provider in PROVIDERS {
         let Some(e) = emulator(provider, "copy") else {
             return;
@@ -318,6 +321,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// What one push of one small change costs in HTTP requests (what the bucket bills), and a pull of it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_small_push_is_a_handful_of_requests() {
+    common::init();
     for provider in PROVIDERS {
         let Some(e) = emulator(provider, "requests") else {
             return;

@@ -734,6 +734,7 @@ proptest! {
         snapshot_every in prop_oneof![Just(2usize), Just(3), Just(32)],
         steps in proptest::collection::vec(step_strategy(), 1..60),
     ) {
+        common::init();
         block_on(run_model(n, snapshot_every, steps, true));
     }
 }
@@ -748,6 +749,7 @@ proptest! {
         snapshot_every in prop_oneof![Just(2usize), Just(3), Just(32)],
         steps in proptest::collection::vec(step_strategy(), 1..60),
     ) {
+        common::init();
         block_on(run_model(n, snapshot_every, steps, false));
     }
 }
@@ -755,6 +757,7 @@ proptest! {
 /// A fixed scenario through the model, as a smoke test that runs even with few proptest cases.
 #[test]
 fn model_fixed_scenario() {
+    common::init();
     let w = |c, space, prim, key, val| Step::Write {
         c,
         w: Write {

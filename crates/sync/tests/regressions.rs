@@ -41,7 +41,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::*;
 use strata_engine::{Strata, Value};
-use strata_remote::{Failure, FaultyRemote, InMemoryRemote, Op, Remote, RemoteExt, RemotePath};
+use strata_remote::{
+    Failure, FaultyRemote, InMemoryRemote, Op, Remote, RemoteError, RemoteExt, RemotePath,
+};
 use strata_sync::layout::{cursor_name, CursorDoc};
 use strata_sync::{pull_from, push_to, PullOptions, PushOptions, SyncError, SyncExt};
 
@@ -70,6 +72,7 @@ async fn pull(db: &Strata, r: &dyn Remote) -> strata_sync::Result<strata_sync::P
 #[tokio::test(flavor = "multi_thread")]
 
 async fn first_push_of_a_branch_with_no_live_entries_can_be_pulled() {
+    common::init();
     let r = InMemoryRemote::new();
     let a = Strata::open_temp().unwrap();
     a.main().kv_put("k", 1).unwrap();
@@ -86,6 +89,7 @@ async fn first_push_of_a_branch_with_no_live_entries_can_be_pulled() {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn compaction_snapshot_of_an_emptied_branch_can_be_pulled() {
+    common::init();
     let r = InMemoryRemote::new();
     let a = Strata::open_temp().unwrap();
     a.main().kv_put("k", 1).unwrap();
@@ -102,6 +106,7 @@ async fn compaction_snapshot_of_an_emptied_branch_can_be_pulled() {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn far_behind_pull_when_the_snapshot_equals_the_mirror() {
+    common::init();
     let r = InMemoryRemote::new();
     let a = Strata::open_temp().unwrap();
     let b = Strata::open_temp().unwrap();
@@ -127,6 +132,7 @@ async fn far_behind_pull_when_the_snapshot_equals_the_mirror() {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn pull_of_a_branch_pushed_empty() {
+    common::init();
     let r = InMemoryRemote::new();
     let a = Strata::open_temp().unwrap();
     let rep = push(&a, &r).await.unwrap();
@@ -145,6 +151,7 @@ async fn pull_of_a_branch_pushed_empty() {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn compact_of_a_branch_at_version_0() {
+    common::init();
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("remote").to_str().unwrap().to_string();
     let a = Strata::open_temp().unwrap();
@@ -167,6 +174,7 @@ async fn compact_of_a_branch_at_version_0() {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn push_after_someone_elses_compaction_is_rejected() {
+    common::init();
     let r = InMemoryRemote::new();
     let a = Strata::open_temp().unwrap();
     let b = Strata::open_temp().unwrap();
@@ -201,6 +209,7 @@ async fn push_after_someone_elses_compaction_is_rejected() {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn push_after_someone_elses_compaction_converges() {
+    common::init();
     let r = InMemoryRemote::new();
     let a = Strata::open_temp().unwrap();
     let b = Strata::open_temp().unwrap();
@@ -293,6 +302,7 @@ async fn one_delta_behind(mem: &InMemoryRemote) -> (Strata, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn bad_frame_checksum_with_matching_hash_is_corrupt() {
+    common::init();
     let mem = InMemoryRemote::new();
     let (b, mut bytes) = one_delta_behind(&mem).await;
     *bytes.last_mut().unwrap() ^= 0x55;
@@ -310,6 +320,7 @@ async fn bad_frame_checksum_with_matching_hash_is_corrupt() {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn bad_record_crc_with_matching_hash_is_corrupt() {
+    common::init();
     let mem = InMemoryRemote::new();
     let (b, bytes) = one_delta_behind(&mem).await;
     // Re-compress the blob with one byte of its last record (inside the CRC) changed.
@@ -335,13 +346,20 @@ async fn bad_record_crc_with_matching_hash_is_corrupt() {
 #[tokio::test(flavor = "multi_thread")]
 
 async fn pull_after_lost_push_response_keeps_newer_local_write() {
+    common::init();
     let mem = InMemoryRemote::new();
     let faulty = FaultyRemote::new(Arc::new(mem.clone()));
     let a = Strata::open_temp().unwrap();
     a.main().kv_put("k", 1).unwrap();
     push(&a, &faulty).await.unwrap();
     a.main().kv_put("k", 2).unwrap();
-    faulty.arm(Failure::nth_of(Op::WriteCursor, 1).after_write());
+    // The write lands and the reply is an error sync cannot see through (a transient one it would
+    // resolve by reading the cursor again).
+    faulty.arm(
+        Failure::nth_of(Op::WriteCursor, 1)
+            .after_write()
+            .with_error(|m| RemoteError::Other(m.into())),
+    );
     push(&a, &faulty).await.unwrap_err();
     faulty.clear();
     a.main().kv_put("k", 3).unwrap();

@@ -208,6 +208,7 @@ fn hold(dir: &str, branch: &str, cfg: &Config) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, rest)) = args.split_first() else {
         return usage();

@@ -138,3 +138,8 @@ pub fn cursor_records(remote_dir: &Path) -> Vec<(u64, strata_sync::layout::Curso
     out.sort_by_key(|(s, _)| *s);
     out
 }
+
+/// Registers every backend this build has (folders, buckets, memory://), once per test process.
+pub fn init() {
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
+}

@@ -162,3 +162,8 @@ pub fn check_event_logs(c: &Contents, who: &str) -> std::collections::BTreeSet<u
     }
     ids
 }
+
+/// Registers every backend this build has (folders, buckets, memory://), once per test process.
+pub fn init() {
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
+}
