@@ -222,7 +222,11 @@ impl Strata {
 
     /// Creates or forks an internal branch (its name must start with `_`).
     #[allow(dead_code)]
-    pub(crate) fn create_internal_branch(&self, name: &str, source: Option<Rev>) -> Result<BranchInfo> {
+    pub(crate) fn create_internal_branch(
+        &self,
+        name: &str,
+        source: Option<Rev>,
+    ) -> Result<BranchInfo> {
         validate_branch_name(name, true)?;
         if !name.starts_with('_') {
             return Err(Error::invalid(

@@ -269,7 +269,15 @@ impl Replication<'_> {
             let first_row = store::max_rowid(conn)? + 1;
             let k = EntryKey::new(space.to_string(), Kind::State, key.to_string());
             store::write_row(conn, row.id, version, &k, Some(&value))?;
-            store::record_commit(conn, row.id, version, store::now_micros(), "commit", "", first_row)?;
+            store::record_commit(
+                conn,
+                row.id,
+                version,
+                store::now_micros(),
+                "commit",
+                "",
+                first_row,
+            )?;
             Ok(value)
         })
     }
@@ -336,11 +344,7 @@ impl Replication<'_> {
             }
             // Load the snapshot into a staging branch, write the difference as one version, drop the
             // staging branch: inside this transaction, so nothing of it is ever visible.
-            let staging = insert_branch(
-                conn,
-                &format!("_staging:{}", uuid_like(conn)?),
-                None,
-            )?;
+            let staging = insert_branch(conn, &format!("_staging:{}", uuid_like(conn)?), None)?;
             let loaded = apply_in_txn(conn, &staging, snapshot, "apply")?;
             let staged = store::view_at(conn, staging.id, loaded.head)?;
             let old = store::view_at(conn, row.id, row.head)?;
@@ -520,27 +524,29 @@ impl Replication<'_> {
             )));
         }
         let mut out = None;
-        let merge = self.db.merge_inner(source, target, strategy, |conn, tgt, after| {
-            if let Some(e) = expected_head {
-                if tgt.head != e {
-                    return Err(moved(target, e, Some(tgt.head)));
+        let merge = self
+            .db
+            .merge_inner(source, target, strategy, |conn, tgt, after| {
+                if let Some(e) = expected_head {
+                    if tgt.head != e {
+                        return Err(moved(target, e, Some(tgt.head)));
+                    }
                 }
-            }
-            let clean = match base {
-                Some(b) => {
-                    let (bb, bv, _) = rev_view(conn, b)?;
-                    bv > 0 && contains_in(conn, (bb.id, bv), (tgt.id, tgt.head))?
+                let clean = match base {
+                    Some(b) => {
+                        let (bb, bv, _) = rev_view(conn, b)?;
+                        bv > 0 && contains_in(conn, (bb.id, bv), (tgt.id, tgt.head))?
+                    }
+                    None => false,
+                };
+                if clean {
+                    let (s, sv, _) = rev_view(conn, source)?;
+                    equal_in(conn, (tgt.id, after), (s.id, sv))?;
                 }
-                None => false,
-            };
-            if clean {
-                let (s, sv, _) = rev_view(conn, source)?;
-                equal_in(conn, (tgt.id, after), (s.id, sv))?;
-            }
-            write_notes(conn, &notes(after))?;
-            out = Some((tgt.head, after, clean));
-            Ok(())
-        })?;
+                write_notes(conn, &notes(after))?;
+                out = Some((tgt.head, after, clean));
+                Ok(())
+            })?;
         let (before, after, clean) = out.expect("the hook runs before a successful merge commits");
         Ok(ReplicaMerge {
             merge,

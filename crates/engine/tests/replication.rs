@@ -50,12 +50,20 @@ fn fast_forward_moves_in_place_and_keeps_identity_and_forks() {
     db.fork_branch(Rev::at("main", 1), "child").unwrap();
     let r = db
         .replication()
-        .fast_forward("main", 1, &Rev::at("_m", 2), &[Note::put("_sync", "s", Value::from(2))])
+        .fast_forward(
+            "main",
+            1,
+            &Rev::at("_m", 2),
+            &[Note::put("_sync", "s", Value::from(2))],
+        )
         .unwrap();
     assert_eq!(r, FastForward::Advanced);
     let after = db.branch_info("main").unwrap();
     assert_eq!(after.head, 2);
-    assert_eq!(after.created_micros, before.created_micros, "same branch, not a new one");
+    assert_eq!(
+        after.created_micros, before.created_micros,
+        "same branch, not a new one"
+    );
     assert_eq!(kv(&db, "main", "b"), Some(Value::from("2")));
     assert_eq!(
         db.get_at(&Rev::at("main", 1), "default", strata_engine::Kind::Kv, "b")
@@ -64,7 +72,11 @@ fn fast_forward_moves_in_place_and_keeps_identity_and_forks() {
         "old versions read as before"
     );
     let child = db.branch_info("child").unwrap();
-    assert_eq!(child.parent.as_deref(), Some("main"), "the fork's parent is still main");
+    assert_eq!(
+        child.parent.as_deref(),
+        Some("main"),
+        "the fork's parent is still main"
+    );
     assert_eq!(kv(&db, "child", "a"), Some(Value::from("1")));
     assert_eq!(kv(&db, "child", "b"), None);
     // The note committed with it.
@@ -81,9 +93,24 @@ fn fast_forward_refuses_when_another_handle_committed() {
     second(&db).on("main").kv_put("local", "mine").unwrap();
     let err = db
         .replication()
-        .fast_forward("main", 1, &Rev::at("_m", 2), &[Note::put("_sync", "s", Value::from(1))])
+        .fast_forward(
+            "main",
+            1,
+            &Rev::at("_m", 2),
+            &[Note::put("_sync", "s", Value::from(1))],
+        )
         .unwrap_err();
-    assert!(matches!(err, Error::HeadMoved { expected: 1, actual: Some(2), .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::HeadMoved {
+                expected: 1,
+                actual: Some(2),
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Nothing was lost or written: the local commit is there, no note.
     assert_eq!(kv(&db, "main", "local"), Some(Value::from("mine")));
     assert_eq!(db.replication().meta_get("_sync", "s").unwrap(), None);
@@ -142,7 +169,9 @@ fn merge_marks_equal_only_when_clean_inside_its_own_transaction() {
         )
         .unwrap();
     assert!(m.clean);
-    assert!(db.contains(&Rev::at("_m", 3), &Rev::at("main", m.after)).unwrap());
+    assert!(db
+        .contains(&Rev::at("_m", 3), &Rev::at("main", m.after))
+        .unwrap());
 }
 
 #[test]
@@ -181,7 +210,16 @@ fn apply_checks_the_expected_head_and_records_equal_points() {
     let err = rep
         .apply("_m", 1, vec![Ok(put_set(2, "c", "3"))], None, &[])
         .unwrap_err();
-    assert!(matches!(err, Error::HeadMoved { actual: Some(2), .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::HeadMoved {
+                actual: Some(2),
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(kv(&db, "_m", "c"), None);
     // Internal branches only.
     assert!(rep
@@ -189,7 +227,13 @@ fn apply_checks_the_expected_head_and_records_equal_points() {
         .is_err());
     // Equal points need explicit versions ("the head" may have moved).
     let err = rep
-        .apply("_m", 2, vec![Ok(put_set(3, "d", "4"))], Some(&Rev::head("main")), &[])
+        .apply(
+            "_m",
+            2,
+            vec![Ok(put_set(3, "d", "4"))],
+            Some(&Rev::head("main")),
+            &[],
+        )
         .unwrap_err();
     assert!(matches!(err, Error::InvalidOperation(_)), "{err}");
 }
@@ -247,7 +291,8 @@ fn set_fork_replaces_only_the_expected_mirror() {
         Err(Error::HeadMoved { .. })
     ));
     db.on("main").kv_put("b", "2").unwrap();
-    rep.set_fork("_m", Some(1), &Rev::at("main", 2), &[]).unwrap();
+    rep.set_fork("_m", Some(1), &Rev::at("main", 2), &[])
+        .unwrap();
     assert_eq!(kv(&db, "_m", "b"), Some(Value::from("2")));
 }
 
@@ -266,14 +311,22 @@ fn meta_init_is_first_writer_wins_and_notes_live_in_the_meta_branch() {
             .unwrap(),
         Value::from("a")
     );
-    assert_eq!(rep.meta_state("_sync", "id").unwrap(), Some(Value::from("a")));
-    rep.meta_write(&[Note::put("_sync", "k1", Value::from(1)), Note::put("_sync", "k2", Value::from(2))])
-        .unwrap();
+    assert_eq!(
+        rep.meta_state("_sync", "id").unwrap(),
+        Some(Value::from("a"))
+    );
+    rep.meta_write(&[
+        Note::put("_sync", "k1", Value::from(1)),
+        Note::put("_sync", "k2", Value::from(2)),
+    ])
+    .unwrap();
     let list = rep.meta_list("_sync", "k").unwrap();
     assert_eq!(list.len(), 2);
     rep.meta_write(&[Note::delete("_sync", "k1")]).unwrap();
     assert_eq!(rep.meta_list("_sync", "k").unwrap().len(), 1);
     assert!(db.branch_exists(META_BRANCH).unwrap());
     // Notes go to internal spaces only.
-    assert!(rep.meta_write(&[Note::put("public", "k", Value::from(1))]).is_err());
+    assert!(rep
+        .meta_write(&[Note::put("public", "k", Value::from(1))])
+        .is_err());
 }

@@ -157,10 +157,13 @@ pub(crate) fn read(dir: &Path, name: &RemotePath) -> Result<Option<Cursor>> {
             Err(e) => return Err(map_io(what(), e)),
         }
     }
-    Err(RemoteError::Transient(format!(
-        "{}: the cursor kept changing faster than it could be read",
-        what()
-    )))
+    Err(RemoteError::Transient(
+        format!(
+            "{}: the cursor kept changing faster than it could be read",
+            what()
+        )
+        .into(),
+    ))
 }
 
 /// If the head in `dir` is newer than every record (a folder copied from a bucket), publishes it as a
@@ -224,7 +227,11 @@ pub(crate) fn write(
     grace: Duration,
 ) -> Result<CursorToken> {
     let what = format!("write cursor {name}");
-    let conflict = |why: String| Err(RemoteError::Conflict(format!("cursor {name}: {why}")));
+    let conflict = |why: String| {
+        Err(RemoteError::Conflict(
+            format!("cursor {name}: {why}").into(),
+        ))
+    };
     let started = Instant::now();
     let seqs = adopt_head(dir, tmp_dir, name, &what)?;
     let (next, parent) = match expected {

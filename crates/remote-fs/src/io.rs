@@ -17,19 +17,19 @@ pub(crate) fn map_io(what: impl Display, e: io::Error) -> RemoteError {
     use io::ErrorKind as K;
     let msg = format!("{what}: {e}");
     match e.kind() {
-        K::NotFound | K::NotADirectory => RemoteError::NotFound(msg),
-        K::AlreadyExists => RemoteError::AlreadyExists(msg),
-        K::PermissionDenied | K::ReadOnlyFilesystem => RemoteError::PermissionDenied(msg),
+        K::NotFound | K::NotADirectory => RemoteError::NotFound(msg.into()),
+        K::AlreadyExists => RemoteError::AlreadyExists(msg.into()),
+        K::PermissionDenied | K::ReadOnlyFilesystem => RemoteError::PermissionDenied(msg.into()),
         K::Interrupted
         | K::TimedOut
         | K::WouldBlock
         | K::ConnectionReset
         | K::ConnectionAborted
         | K::StaleNetworkFileHandle
-        | K::ResourceBusy => RemoteError::Transient(msg),
-        K::UnexpectedEof | K::InvalidData => RemoteError::Corrupt(msg),
-        K::InvalidInput | K::InvalidFilename | K::Unsupported => RemoteError::Invalid(msg),
-        _ => RemoteError::Other(msg),
+        | K::ResourceBusy => RemoteError::Transient(msg.into()),
+        K::UnexpectedEof | K::InvalidData => RemoteError::Corrupt(msg.into()),
+        K::InvalidInput | K::InvalidFilename | K::Unsupported => RemoteError::Invalid(msg.into()),
+        _ => RemoteError::Other(msg.into()),
     }
 }
 
@@ -205,7 +205,7 @@ pub(crate) fn publish(
                     "{what}: this file system cannot create hard links ({e}); a folder remote needs them \
                      for atomic create-if-absent (SMB/CIFS shares and FAT volumes often lack them): use a \
                      local or NFS folder, or a bucket remote"
-                )));
+                ).into()));
             }
             Err(e) => return Err(collision_or(what, e)),
         }
@@ -239,7 +239,7 @@ fn collision(what: &dyn Display, at: &Path) -> RemoteError {
         "{what}: {} is a folder of other entries; on a folder remote a path cannot be both an entry and \
          the parent of other entries",
         at.display()
-    ))
+    ).into())
 }
 
 /// Maps an error from creating folders or linking; "not a directory" there means a parent path is an
@@ -249,7 +249,7 @@ fn collision_or(what: &dyn Display, e: io::Error) -> RemoteError {
         io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => RemoteError::Invalid(format!(
             "{what}: a parent path is an existing entry ({e}); on a folder remote a path cannot be both \
              an entry and the parent of other entries"
-        )),
+        ).into()),
         _ => map_io(what, e),
     }
 }

@@ -164,14 +164,18 @@ impl FsRemote {
                 "folder remote: the root path is empty".into(),
             ));
         }
-        let root = std::path::absolute(&root)
-            .map_err(|e| RemoteError::Invalid(format!("folder remote {}: {e}", root.display())))?;
+        let root = std::path::absolute(&root).map_err(|e| {
+            RemoteError::Invalid(format!("folder remote {}: {e}", root.display()).into())
+        })?;
         match fs::metadata(&root) {
             Ok(m) if !m.is_dir() => {
-                return Err(RemoteError::Invalid(format!(
-                    "folder remote {}: exists and is not a folder",
-                    root.display()
-                )))
+                return Err(RemoteError::Invalid(
+                    format!(
+                        "folder remote {}: exists and is not a folder",
+                        root.display()
+                    )
+                    .into(),
+                ))
             }
             _ => {}
         }
@@ -224,10 +228,13 @@ impl FsRemote {
         io::create_dirs(root).map_err(|e| match e.kind() {
             // Not a blob that exists: the root (or a parent) is a file.
             std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
-                RemoteError::Invalid(format!(
-                    "folder remote {}: cannot create the folder: {e}",
-                    root.display()
-                ))
+                RemoteError::Invalid(
+                    format!(
+                        "folder remote {}: cannot create the folder: {e}",
+                        root.display()
+                    )
+                    .into(),
+                )
             }
             _ => map_io(format_args!("create folder remote {}", root.display()), e),
         })?;
@@ -262,7 +269,7 @@ impl fmt::Display for FsRemote {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| RemoteError::Other(format!("folder remote task failed: {e}")))?
+        .map_err(|e| RemoteError::Other(format!("folder remote task failed: {e}").into()))?
 }
 
 /// Opens a blob file for reading, refusing anything but a regular file (a folder, or a symbolic link
@@ -280,19 +287,17 @@ fn open_blob(file: &Path, path: &RemotePath) -> Result<fs::File> {
         Ok(f) => f,
         #[cfg(unix)]
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(RemoteError::NotFound(format!(
-                "{}: not a regular file",
-                what()
-            )));
+            return Err(RemoteError::NotFound(
+                format!("{}: not a regular file", what()).into(),
+            ));
         }
         Err(e) => return Err(map_io(what(), e)),
     };
     let meta = f.metadata().map_err(|e| map_io(what(), e))?;
     if !meta.is_file() {
-        return Err(RemoteError::NotFound(format!(
-            "{}: not a regular file",
-            what()
-        )));
+        return Err(RemoteError::NotFound(
+            format!("{}: not a regular file", what()).into(),
+        ));
     }
     Ok(f)
 }
@@ -319,7 +324,9 @@ impl Remote for FsRemote {
 
         // Refuse early, before reading the body, if the blob is already there.
         match tokio::fs::symlink_metadata(&dest).await {
-            Ok(m) if m.is_file() => return Err(RemoteError::AlreadyExists(format!("blob {path}"))),
+            Ok(m) if m.is_file() => {
+                return Err(RemoteError::AlreadyExists(format!("blob {path}").into()))
+            }
             _ => {}
         }
 
@@ -350,7 +357,7 @@ impl Remote for FsRemote {
         .await?;
         match outcome {
             Published::Done => Ok(()),
-            Published::Exists => Err(RemoteError::AlreadyExists(format!("blob {path}"))),
+            Published::Exists => Err(RemoteError::AlreadyExists(format!("blob {path}").into())),
         }
     }
 

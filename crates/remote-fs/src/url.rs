@@ -14,9 +14,9 @@ use strata_remote::{RemoteError, Result};
 /// [`RemoteError::Invalid`], naming the URL.
 pub fn parse_url(url: &str) -> Result<PathBuf> {
     let bad = |why: &str| {
-        Err(RemoteError::Invalid(format!(
-            "folder remote URL {url:?}: {why}"
-        )))
+        Err(RemoteError::Invalid(
+            format!("folder remote URL {url:?}: {why}").into(),
+        ))
     };
     if url.is_empty() {
         return bad("is empty");
@@ -52,9 +52,9 @@ pub fn parse_url(url: &str) -> Result<PathBuf> {
                 return bad("has a NUL byte");
             }
             bytes_to_path(bytes).ok_or_else(|| {
-                RemoteError::Invalid(format!(
-                    "folder remote URL {url:?}: the path is not valid here"
-                ))
+                RemoteError::Invalid(
+                    format!("folder remote URL {url:?}: the path is not valid here").into(),
+                )
             })?
         }
         Some(s) => {
@@ -65,7 +65,7 @@ pub fn parse_url(url: &str) -> Result<PathBuf> {
         None => PathBuf::from(url),
     };
     std::path::absolute(&path)
-        .map_err(|e| RemoteError::Invalid(format!("folder remote URL {url:?}: {e}")))
+        .map_err(|e| RemoteError::Invalid(format!("folder remote URL {url:?}: {e}").into()))
 }
 
 /// The URL scheme of `s`, if it starts with one: `scheme:` followed by `//`, or `file:` alone. A plain

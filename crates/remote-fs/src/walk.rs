@@ -13,7 +13,7 @@ use crate::io::{is_absent, map_io};
 /// Parses a listing prefix (the rule of [`RemotePath::parse_prefix`]), naming it in the error.
 fn parse_prefix(prefix: &str) -> Result<Option<RemotePath>> {
     RemotePath::parse_prefix(prefix)
-        .map_err(|e| RemoteError::Invalid(format!("listing prefix {prefix:?}: {e}")))
+        .map_err(|e| RemoteError::Invalid(format!("listing prefix {prefix:?}: {e}").into()))
 }
 
 /// Joins the segments of a path (already validated: no `.`, `..`, separators or empty segments) under

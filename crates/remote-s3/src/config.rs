@@ -1,21 +1,29 @@
 //! Options of a bucket remote, credentials from the environment, and building the object store.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
+#[cfg(feature = "azure")]
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+#[cfg(feature = "gcp")]
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::ObjectStore;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+use strata_remote::ErrorDetail;
 use strata_remote::{RemoteError, Result};
 
 use crate::counting::RequestCounter;
 use crate::url::{BucketUrl, Provider};
 
 /// Azurite's well-known development account (public, documented by Microsoft; not a secret).
+#[cfg(feature = "azure")]
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+#[cfg(feature = "azure")]
 const EMULATOR_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
@@ -105,7 +113,7 @@ impl BucketOptions {
         let mut o = BucketOptions::default();
         for (key, value) in map {
             let bad = |why: &str| {
-                RemoteError::Invalid(format!("bucket remote option {key}={value:?}: {why}"))
+                RemoteError::Invalid(format!("bucket remote option {key}={value:?}: {why}").into())
             };
             let v = value.trim();
             match key.as_str() {
@@ -150,13 +158,13 @@ impl BucketOptions {
                         "bucket remote option {other:?} looks like a credential; Strata never stores \
                          credentials: set the cloud's standard environment variables instead \
                          (AWS_ACCESS_KEY_ID…, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_KEY…)"
-                    )))
+                    ).into()))
                 }
                 other => {
                     return Err(RemoteError::Invalid(format!(
                         "unknown bucket remote option {other:?} (known: {})",
                         OPTION_KEYS.join(", ")
-                    )))
+                    ).into()))
                 }
             }
         }
@@ -231,7 +239,8 @@ impl Env {
         Env { vars: Some(vars) }
     }
 
-    fn get(&self, key: &str) -> Option<String> {
+    #[allow(dead_code)] // unused in builds without any provider
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
         match &self.vars {
             Some(m) => m.get(key).cloned(),
             None => std::env::var(key).ok(),
@@ -239,7 +248,8 @@ impl Env {
         .filter(|v| !v.is_empty())
     }
 
-    fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+    #[allow(dead_code)] // unused in builds without any provider
+    pub(crate) fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
         let all: Vec<(String, String)> = match &self.vars {
             Some(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             None => std::env::vars_os()
@@ -252,16 +262,58 @@ impl Env {
     }
 }
 
-/// Builds the object store for a bucket URL.
+/// Builds the object store for a bucket URL. A provider this build was compiled without is refused
+/// with [`RemoteError::Invalid`] naming the feature to build with.
 pub(crate) fn build_store(
     url: &BucketUrl,
     opts: &BucketOptions,
     env: &Env,
     counter: Option<&RequestCounter>,
 ) -> Result<Arc<dyn ObjectStore>> {
-    let invalid = |e: object_store::Error| {
-        RemoteError::Invalid(format!("bucket remote {url}: {}", crate::remote::clean(&e)))
+    match url.provider {
+        #[cfg(feature = "aws")]
+        Provider::S3 => s3(url, opts, env, counter),
+        #[cfg(feature = "gcp")]
+        Provider::Gcs => gcs(url, opts, env, counter),
+        #[cfg(feature = "azure")]
+        Provider::Azure => azure(url, opts, env, counter),
+        #[allow(unreachable_patterns)] // every provider is compiled in by default
+        other => {
+            let _ = (opts, env, counter);
+            Err(not_compiled(other))
+        }
+    }
+}
+
+/// The error for a URL of a provider this build was compiled without.
+fn not_compiled(provider: Provider) -> RemoteError {
+    let (feature, own) = match provider {
+        Provider::S3 => ("s3", "aws"),
+        Provider::Gcs => ("gcs", "gcp"),
+        Provider::Azure => ("azure", "azure"),
     };
+    RemoteError::Invalid(
+        format!(
+            "this build of Strata has no {}:// support; rebuild with feature {feature} \
+             (feature {own} of strata-remote-s3)",
+            provider.scheme()
+        )
+        .into(),
+    )
+}
+
+/// The error for a store `object_store` refuses to build.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn invalid(url: &BucketUrl, e: object_store::Error) -> RemoteError {
+    RemoteError::Invalid(ErrorDetail::with_source(
+        format!("bucket remote {url}: the store cannot be set up"),
+        e,
+    ))
+}
+
+/// HTTP client settings and the retry policy from the options.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+pub(crate) fn client_and_retry(opts: &BucketOptions) -> (ClientOptions, RetryConfig) {
     let mut client = ClientOptions::new().with_allow_http(opts.allow_http);
     if let Some(t) = opts.timeout {
         client = client.with_timeout(t);
@@ -283,242 +335,151 @@ pub(crate) fn build_store(
     if let Some(t) = opts.retry_timeout {
         retry.retry_timeout = t;
     }
-    let store: Arc<dyn ObjectStore> = match url.provider {
-        Provider::S3 => {
-            let mut b = AmazonS3Builder::new();
-            for (k, v) in env.with_prefix("AWS_") {
-                if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-                    b = b.with_config(key, v);
-                }
-            }
-            if env.get("AWS_ACCESS_KEY_ID").is_none() && !opts.skip_signature {
-                if let Some(p) = aws_profile(env)? {
-                    if let (Some(id), Some(secret)) = (p.access_key_id, p.secret_access_key) {
-                        b = b.with_access_key_id(id).with_secret_access_key(secret);
-                        if let Some(t) = p.session_token {
-                            b = b.with_token(t);
-                        }
-                    }
-                    if env.get("AWS_REGION").is_none() && env.get("AWS_DEFAULT_REGION").is_none() {
-                        if let Some(r) = p.region {
-                            b = b.with_region(r);
-                        }
-                    }
-                    if env.get("AWS_ENDPOINT_URL").is_none() && env.get("AWS_ENDPOINT").is_none() {
-                        if let Some(e) = p.endpoint_url {
-                            b = b.with_endpoint(e);
-                        }
-                    }
-                }
-            }
-            if let Some(e) = &opts.endpoint {
-                b = b.with_endpoint(e);
-                if e.starts_with("http://") {
-                    client = client.with_allow_http(true);
-                }
-            }
-            if let Some(r) = &opts.region {
-                b = b.with_region(r);
-            }
-            if let Some(v) = opts.virtual_hosted_style {
-                b = b.with_virtual_hosted_style_request(v);
-            }
-            if let Some(c) = counter {
-                b = b.with_http_connector(c.connector());
-            }
-            b.with_bucket_name(&url.bucket)
-                .with_skip_signature(opts.skip_signature)
-                // Put-if-absent of a large blob: multipart upload to tmp/, then a copy that S3
-                // completes only if the destination does not exist.
-                .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
-                .with_client_options(client)
-                .with_retry(retry)
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                .map_err(invalid)?
-        }
-        Provider::Gcs => {
-            let mut b = GoogleCloudStorageBuilder::new();
-            if let Some(p) = env.get("SERVICE_ACCOUNT") {
-                b = b.with_service_account_path(p);
-            }
-            for (k, v) in env.with_prefix("GOOGLE_") {
-                if let Ok(key) = k.to_ascii_lowercase().parse::<GoogleConfigKey>() {
-                    b = b.with_config(key, v);
-                }
-            }
-            if let Some(e) = &opts.endpoint {
-                b = b.with_base_url(e);
-                if e.starts_with("http://") {
-                    client = client.with_allow_http(true);
-                }
-            }
-            if let Some(c) = counter {
-                b = b.with_http_connector(c.connector());
-            }
-            b.with_bucket_name(&url.bucket)
-                .with_skip_signature(opts.skip_signature)
-                .with_client_options(client)
-                .with_retry(retry)
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                .map_err(invalid)?
-        }
-        Provider::Azure => {
-            let mut b = MicrosoftAzureBuilder::new();
-            for (k, v) in env.with_prefix("AZURE_") {
-                if let Ok(key) = k.to_ascii_lowercase().parse::<AzureConfigKey>() {
-                    // The emulator switch is handled below, with an explicit endpoint.
-                    if key != AzureConfigKey::UseEmulator {
-                        b = b.with_config(key, v);
-                    }
-                }
-            }
-            let emulator = opts.use_emulator
-                || env
-                    .get("AZURE_STORAGE_USE_EMULATOR")
-                    .and_then(|v| parse_bool(&v))
-                    .unwrap_or(false);
-            let mut endpoint = opts.endpoint.clone();
-            if emulator {
-                let account = opts
-                    .account
-                    .clone()
-                    .unwrap_or_else(|| EMULATOR_ACCOUNT.to_string());
-                b = b.with_account(&account);
-                if env.get("AZURE_STORAGE_ACCOUNT_KEY").is_none()
-                    && env.get("AZURE_STORAGE_ACCESS_KEY").is_none()
-                {
-                    b = b.with_access_key(EMULATOR_KEY);
-                }
-                // Azurite serves accounts path-style: http://host:port/<account>.
-                let base = endpoint
-                    .or_else(|| env.get("AZURITE_BLOB_STORAGE_URL"))
-                    .unwrap_or_else(|| "http://127.0.0.1:10000".to_string());
-                let base = base.trim_end_matches('/').to_string();
-                endpoint = Some(if base.ends_with(&format!("/{account}")) {
-                    base
-                } else {
-                    format!("{base}/{account}")
-                });
-            } else if let Some(a) = &opts.account {
-                b = b.with_account(a);
-            }
-            if let Some(e) = &endpoint {
-                b = b.with_endpoint(e.clone());
-                if e.starts_with("http://") {
-                    client = client.with_allow_http(true);
-                }
-            }
-            if let Some(c) = counter {
-                b = b.with_http_connector(c.connector());
-            }
-            b.with_container_name(&url.bucket)
-                .with_skip_signature(opts.skip_signature)
-                .with_client_options(client)
-                .with_retry(retry)
-                .build()
-                .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-                .map_err(invalid)?
-        }
-    };
-    Ok(store)
+    (client, retry)
 }
 
-/// What an AWS profile gives.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct AwsProfile {
-    pub(crate) access_key_id: Option<String>,
-    pub(crate) secret_access_key: Option<String>,
-    pub(crate) session_token: Option<String>,
-    pub(crate) region: Option<String>,
-    pub(crate) endpoint_url: Option<String>,
-}
-
-/// Reads the profile named by `AWS_PROFILE` (default `default`) from the shared credentials file
-/// (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`) and the config file (`AWS_CONFIG_FILE`,
-/// default `~/.aws/config`), as the AWS CLI and SDKs do. A profile named explicitly but found in
-/// neither file is an error; the absent default profile is not.
-pub(crate) fn aws_profile(env: &Env) -> Result<Option<AwsProfile>> {
-    let explicit = env.get("AWS_PROFILE");
-    let name = explicit.clone().unwrap_or_else(|| "default".to_string());
-    let home = env.get("HOME").map(PathBuf::from);
-    let file = |var: &str, rel: &str| {
-        env.get(var)
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(rel)))
-    };
-    let creds_file = file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
-    let config_file = file("AWS_CONFIG_FILE", ".aws/config");
-    let read = |p: &Option<PathBuf>| p.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
-    let creds = read(&creds_file)
-        .map(|t| ini_section(&t, &name))
-        .unwrap_or_default();
-    let config_section = if name == "default" {
-        "default".to_string()
-    } else {
-        format!("profile {name}")
-    };
-    let config = read(&config_file)
-        .map(|t| ini_section(&t, &config_section))
-        .unwrap_or_default();
-    if creds.is_none() && config.is_none() {
-        return match explicit {
-            Some(_) => Err(RemoteError::Invalid(format!(
-                "AWS_PROFILE={name:?} names a profile found neither in {} nor in {}",
-                creds_file
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "~/.aws/credentials".into()),
-                config_file
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "~/.aws/config".into()),
-            ))),
-            None => Ok(None),
-        };
+#[cfg(feature = "aws")]
+fn s3(
+    url: &BucketUrl,
+    opts: &BucketOptions,
+    env: &Env,
+    counter: Option<&RequestCounter>,
+) -> Result<Arc<dyn ObjectStore>> {
+    let (mut client, retry) = client_and_retry(opts);
+    let mut b = AmazonS3Builder::new();
+    for (k, v) in env.with_prefix("AWS_") {
+        if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+            b = b.with_config(key, v);
+        }
     }
-    let (creds, config) = (creds.unwrap_or_default(), config.unwrap_or_default());
-    let pick = |k: &str| creds.get(k).or_else(|| config.get(k)).cloned();
-    Ok(Some(AwsProfile {
-        access_key_id: pick("aws_access_key_id"),
-        secret_access_key: pick("aws_secret_access_key"),
-        session_token: pick("aws_session_token"),
-        region: pick("region"),
-        endpoint_url: pick("endpoint_url"),
-    }))
+    if let Some(e) = &opts.endpoint {
+        b = b.with_endpoint(e);
+        if e.starts_with("http://") {
+            client = client.with_allow_http(true);
+        }
+    }
+    if let Some(r) = &opts.region {
+        b = b.with_region(r);
+    }
+    if let Some(v) = opts.virtual_hosted_style {
+        b = b.with_virtual_hosted_style_request(v);
+    }
+    if let Some(c) = counter {
+        b = b.with_http_connector(c.connector());
+    }
+    let b = b
+        .with_bucket_name(&url.bucket)
+        .with_skip_signature(opts.skip_signature)
+        // Put-if-absent of a large blob: multipart upload to tmp/, then a copy that S3
+        // completes only if the destination does not exist.
+        .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
+        .with_client_options(client)
+        .with_retry(retry);
+    // Credentials (and the profile's region and endpoint, unless set otherwise).
+    let b = crate::aws_credentials::configure(b, url, opts, env)?;
+    b.build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        .map_err(|e| invalid(url, e))
 }
 
-/// The `key = value` pairs of section `[name]` of an INI text; `None` if there is no such section.
-/// Nested (indented) settings, such as a config file's `s3 =` block, are skipped.
-fn ini_section(text: &str, name: &str) -> Option<BTreeMap<String, String>> {
-    let mut found = None;
-    let mut current: Option<bool> = None;
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
+#[cfg(feature = "gcp")]
+fn gcs(
+    url: &BucketUrl,
+    opts: &BucketOptions,
+    env: &Env,
+    counter: Option<&RequestCounter>,
+) -> Result<Arc<dyn ObjectStore>> {
+    let (mut client, retry) = client_and_retry(opts);
+    let mut b = GoogleCloudStorageBuilder::new();
+    if let Some(p) = env.get("SERVICE_ACCOUNT") {
+        b = b.with_service_account_path(p);
+    }
+    for (k, v) in env.with_prefix("GOOGLE_") {
+        if let Ok(key) = k.to_ascii_lowercase().parse::<GoogleConfigKey>() {
+            b = b.with_config(key, v);
         }
-        if let Some(sec) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            let here = sec.trim() == name;
-            if here && found.is_none() {
-                found = Some(BTreeMap::new());
-            }
-            current = Some(here);
-            continue;
+    }
+    if let Some(e) = &opts.endpoint {
+        b = b.with_base_url(e);
+        if e.starts_with("http://") {
+            client = client.with_allow_http(true);
         }
-        if current != Some(true) || raw.starts_with([' ', '\t']) {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim();
-            if !v.is_empty() {
-                found
-                    .as_mut()
-                    .expect("inside the section")
-                    .insert(k.trim().to_ascii_lowercase(), v.to_string());
+    }
+    if let Some(c) = counter {
+        b = b.with_http_connector(c.connector());
+    }
+    b.with_bucket_name(&url.bucket)
+        .with_skip_signature(opts.skip_signature)
+        .with_client_options(client)
+        .with_retry(retry)
+        .build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        .map_err(|e| invalid(url, e))
+}
+
+#[cfg(feature = "azure")]
+fn azure(
+    url: &BucketUrl,
+    opts: &BucketOptions,
+    env: &Env,
+    counter: Option<&RequestCounter>,
+) -> Result<Arc<dyn ObjectStore>> {
+    let (mut client, retry) = client_and_retry(opts);
+    let mut b = MicrosoftAzureBuilder::new();
+    for (k, v) in env.with_prefix("AZURE_") {
+        if let Ok(key) = k.to_ascii_lowercase().parse::<AzureConfigKey>() {
+            // The emulator switch is handled below, with an explicit endpoint.
+            if key != AzureConfigKey::UseEmulator {
+                b = b.with_config(key, v);
             }
         }
     }
-    found
+    let emulator = opts.use_emulator
+        || env
+            .get("AZURE_STORAGE_USE_EMULATOR")
+            .and_then(|v| parse_bool(&v))
+            .unwrap_or(false);
+    let mut endpoint = opts.endpoint.clone();
+    if emulator {
+        let account = opts
+            .account
+            .clone()
+            .unwrap_or_else(|| EMULATOR_ACCOUNT.to_string());
+        b = b.with_account(&account);
+        if env.get("AZURE_STORAGE_ACCOUNT_KEY").is_none()
+            && env.get("AZURE_STORAGE_ACCESS_KEY").is_none()
+        {
+            b = b.with_access_key(EMULATOR_KEY);
+        }
+        // Azurite serves accounts path-style: http://host:port/<account>.
+        let base = endpoint
+            .or_else(|| env.get("AZURITE_BLOB_STORAGE_URL"))
+            .unwrap_or_else(|| "http://127.0.0.1:10000".to_string());
+        let base = base.trim_end_matches('/').to_string();
+        endpoint = Some(if base.ends_with(&format!("/{account}")) {
+            base
+        } else {
+            format!("{base}/{account}")
+        });
+    } else if let Some(a) = &opts.account {
+        b = b.with_account(a);
+    }
+    if let Some(e) = &endpoint {
+        b = b.with_endpoint(e.clone());
+        if e.starts_with("http://") {
+            client = client.with_allow_http(true);
+        }
+    }
+    if let Some(c) = counter {
+        b = b.with_http_connector(c.connector());
+    }
+    b.with_container_name(&url.bucket)
+        .with_skip_signature(opts.skip_signature)
+        .with_client_options(client)
+        .with_retry(retry)
+        .build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        .map_err(|e| invalid(url, e))
 }
 
 #[cfg(test)]
@@ -567,54 +528,5 @@ mod tests {
                 other => panic!("{k}={v}: {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn aws_profiles_are_read_like_the_cli_does() {
-        let dir = std::env::temp_dir().join(format!("strata-aws-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let creds = dir.join("credentials");
-        let config = dir.join("config");
-        std::fs::write(
-            &creds,
-            "[default]\naws_access_key_id = AKDEFAULT\naws_secret_access_key = s1\n\n\
-             # comment\n[work]\naws_access_key_id=AKWORK\naws_secret_access_key = s2\naws_session_token = t2\n",
-        )
-        .unwrap();
-        std::fs::write(
-            &config,
-            "[default]\nregion = eu-west-1\n[profile work]\nregion = us-west-2\ns3 =\n  addressing_style = path\nendpoint_url = http://minio:9000\n",
-        )
-        .unwrap();
-        let env = |profile: Option<&str>| {
-            let mut m = map(&[
-                ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
-                ("AWS_CONFIG_FILE", config.to_str().unwrap()),
-            ]);
-            if let Some(p) = profile {
-                m.insert("AWS_PROFILE".into(), p.into());
-            }
-            Env::from_map(m)
-        };
-        let d = aws_profile(&env(None)).unwrap().unwrap();
-        assert_eq!(d.access_key_id.as_deref(), Some("AKDEFAULT"));
-        assert_eq!(d.region.as_deref(), Some("eu-west-1"));
-        let w = aws_profile(&env(Some("work"))).unwrap().unwrap();
-        assert_eq!(
-            w,
-            AwsProfile {
-                access_key_id: Some("AKWORK".into()),
-                secret_access_key: Some("s2".into()),
-                session_token: Some("t2".into()),
-                region: Some("us-west-2".into()),
-                endpoint_url: Some("http://minio:9000".into()),
-            }
-        );
-        match aws_profile(&env(Some("nope"))) {
-            Err(RemoteError::Invalid(m)) => assert!(m.contains("\"nope\""), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(aws_profile(&Env::from_map(BTreeMap::new())).unwrap(), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

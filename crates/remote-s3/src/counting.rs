@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use async_trait::async_trait;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
 };
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use object_store::ClientOptions;
 
 /// Counts the HTTP requests of every remote opened with it, by method (`GET`, `PUT`, `POST`, `HEAD`,
@@ -32,6 +35,7 @@ pub struct RequestRecord {
     pub conditions: BTreeMap<String, String>,
 }
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 const LOGGED_HEADERS: &[&str] = &[
     "if-none-match",
     "if-match",
@@ -74,12 +78,14 @@ impl RequestCounter {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
     pub(crate) fn connector(&self) -> CountingConnector {
         CountingConnector {
             counter: self.clone(),
         }
     }
 
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
     fn record(&self, req: &HttpRequest) {
         *self
             .counts
@@ -113,11 +119,13 @@ impl RequestCounter {
     }
 }
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 #[derive(Debug)]
 pub(crate) struct CountingConnector {
     counter: RequestCounter,
 }
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 impl HttpConnector for CountingConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
         Ok(HttpClient::new(CountingService {
@@ -127,12 +135,14 @@ impl HttpConnector for CountingConnector {
     }
 }
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 #[derive(Debug)]
 struct CountingService {
     inner: HttpClient,
     counter: RequestCounter,
 }
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 #[async_trait]
 impl HttpService for CountingService {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {

@@ -14,8 +14,12 @@
 //! Only each cloud's standard mechanisms, never the remote's configuration:
 //! - **S3**: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
 //!   `AWS_ENDPOINT_URL`; or the profile named by `AWS_PROFILE` (default `default`) in
-//!   `~/.aws/credentials` and `~/.aws/config`; or web identity, container and instance credentials
-//!   (through `object_store`).
+//!   `~/.aws/credentials` and `~/.aws/config`, with static keys or a `credential_process` (run as
+//!   the AWS CLI runs it, again before its `Expiration`); or web identity, container and instance
+//!   credentials (through `object_store`). Profiles that need a sign-in Strata does not implement
+//!   (`sso_*`, `role_arn` / `source_profile`, `web_identity_token_file`) are refused, naming the key
+//!   and how to export credentials instead. With no credentials anywhere, the error says where
+//!   Strata looked rather than what the instance metadata address answered.
 //! - **GCS**: `GOOGLE_APPLICATION_CREDENTIALS` or `GOOGLE_SERVICE_ACCOUNT` (a key file),
 //!   `GOOGLE_SERVICE_ACCOUNT_KEY` (its contents), or application default credentials.
 //! - **Azure**: `AZURE_STORAGE_ACCOUNT_NAME` with `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_KEY`,
@@ -45,11 +49,23 @@
 //!   429), with exponential backoff, up to `max_retries` times within `retry_timeout`.
 //!
 //! ## Errors
-//! A missing bucket, wrong credentials and refused access come back as `NotFound`, `Unauthorized`
-//! and `PermissionDenied` naming the bucket and, for credentials, the variables that supply them.
+//! A store error is classified by its `object_store` type, the transport failure's kind, the HTTP
+//! status and the store's error code, never by the words of its message: 408, 429, 500, 502, 503,
+//! 504, timeouts and connection failures are `Transient` (retryable); 401, and 400/403 whose code
+//! says the credentials are wrong or expired, are `Unauthorized`; other 403s `PermissionDenied`;
+//! 404 is `NotFound` (naming the bucket when its code says the bucket is missing); 409/412 are a
+//! lost `Conflict` for cursors and `AlreadyExists` for blobs; anything else is `Other`. The message
+//! says what failed and how (`HTTP 503, SlowDown`); the `object_store` error is the source.
+//!
+//! ## Features
+//! `aws`, `gcp` and `azure` (all default) each compile one provider in. A URL for a provider left
+//! out fails with `Invalid`, naming the feature to build with.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+#[cfg(feature = "aws")]
+mod aws_credentials;
+mod classify;
 mod config;
 mod counting;
 mod remote;

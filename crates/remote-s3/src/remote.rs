@@ -20,9 +20,11 @@ use strata_remote::layout::{
     CURSORS_DIR, HEAD_NAME, TMP_DIR,
 };
 use strata_remote::{
-    BlobMeta, ByteStream, Cursor, CursorToken, Remote, RemoteError, RemotePath, Result,
+    report, BlobMeta, ByteStream, Cursor, CursorToken, ErrorDetail, Remote, RemoteError,
+    RemotePath, Result,
 };
 
+use crate::classify::{classify, take_credential_error, Class, Classified};
 use crate::config::{build_store, BucketOptions, Env};
 use crate::counting::RequestCounter;
 use crate::url::BucketUrl;
@@ -152,56 +154,111 @@ impl ObjectStoreRemote {
         k.strip_prefix(dir)?.strip_prefix('/')
     }
 
-    /// Maps a store error, for the operation `what`.
+    /// Maps a store error, for the operation `what` ("get blobs/x"). The class comes from
+    /// [`classify`] (the error's type, HTTP status and error code); the message says what failed and
+    /// how in a few words, and the store's error is kept as the source. A lost condition (409, 412)
+    /// is a `Conflict` here; put-if-absent callers use [`put_err`](Self::put_err) instead.
     fn err(&self, what: &str, e: object_store::Error) -> RemoteError {
-        let msg = format!("{self}: {what}: {}", clean(&e));
-        let creds = |msg: String| {
-            RemoteError::Unauthorized(format!("{msg} ({})", self.url.provider.credential_hint()))
+        let e = match take_credential_error(e) {
+            Ok(c) => {
+                let msg = format!("{self}: {what}: {}", c.message);
+                return RemoteError::Unauthorized(match c.source {
+                    Some(s) => ErrorDetail::with_source(msg, s),
+                    None => ErrorDetail::new(msg),
+                });
+            }
+            Err(e) => e,
         };
-        if is_missing_bucket(&msg) {
-            return self.missing_bucket(e);
+        let c = classify(&e);
+        let note = c.note();
+        let paren = if note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({note})")
+        };
+        let hint = self.url.provider.credential_hint();
+        if c.class == Class::MissingBucket {
+            return self.missing_bucket(&c, e);
         }
-        match e {
-            object_store::Error::NotFound { .. } => RemoteError::NotFound(msg),
-            object_store::Error::AlreadyExists { .. } => RemoteError::AlreadyExists(msg),
-            object_store::Error::Precondition { .. } => RemoteError::Conflict(msg),
-            object_store::Error::Unauthenticated { .. } => creds(msg),
-            object_store::Error::PermissionDenied { .. } if is_bad_credentials(&msg) => creds(msg),
-            object_store::Error::PermissionDenied { .. } => RemoteError::PermissionDenied(msg),
-            object_store::Error::InvalidPath { .. }
-            | object_store::Error::NotSupported { .. }
-            | object_store::Error::NotImplemented { .. }
-            | object_store::Error::UnknownConfigurationKey { .. } => RemoteError::Invalid(msg),
-            // Some calls (listings) report every status as a generic error: read the status.
-            _ if is_bad_credentials(&msg) || msg.contains("401 Unauthorized") => creds(msg),
-            _ if msg.contains("403 Forbidden") => RemoteError::PermissionDenied(msg),
-            _ if is_transient(&msg) => RemoteError::Transient(msg),
-            _ => RemoteError::Other(msg),
+        let detail = |msg: String| ErrorDetail::with_source(msg, e);
+        match c.class {
+            Class::Transient => {
+                let how = if note.is_empty() { "failed" } else { &note };
+                RemoteError::Transient(detail(format!("{self}: {what}: {how}")))
+            }
+            Class::Credentials => RemoteError::Unauthorized(detail(format!(
+                "{self}: {what}: the credentials were refused{paren}; {hint}"
+            ))),
+            Class::Forbidden => RemoteError::PermissionDenied(detail(format!(
+                "{self}: {what}: access denied{paren}; {hint}"
+            ))),
+            Class::NotFound | Class::MissingBucket => {
+                RemoteError::NotFound(detail(format!("{self}: {what}{paren}")))
+            }
+            Class::Condition => RemoteError::Conflict(detail(format!(
+                "{self}: {what}: a condition of the request did not hold{paren}"
+            ))),
+            Class::Invalid => RemoteError::Invalid(detail(format!(
+                "{self}: {what}: the store refused the request as invalid"
+            ))),
+            Class::Other => RemoteError::Other(detail(format!("{self}: {what} failed{paren}"))),
         }
     }
 
+    /// Maps the error of a put-if-absent of blob `path`: a lost condition means the blob exists.
+    fn put_err(&self, path: &RemotePath, e: object_store::Error) -> RemoteError {
+        if classify(&e).class == Class::Condition {
+            return RemoteError::AlreadyExists(ErrorDetail::with_source(
+                format!("{self}: blob {path} already exists"),
+                e,
+            ));
+        }
+        self.err(&format!("put {path}"), e)
+    }
+
     /// The error for a missing bucket.
-    fn missing_bucket(&self, e: object_store::Error) -> RemoteError {
-        RemoteError::NotFound(format!(
-            "{self}: the {} {:?} does not exist ({})",
-            self.url.provider.bucket_word(),
-            self.url.bucket,
-            clean(&e)
+    fn missing_bucket(&self, c: &Classified, e: object_store::Error) -> RemoteError {
+        let note = c.note();
+        let paren = if note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({note})")
+        };
+        RemoteError::NotFound(ErrorDetail::with_source(
+            format!(
+                "{self}: the {} {:?} does not exist{paren}",
+                self.url.provider.bucket_word(),
+                self.url.bucket,
+            ),
+            e,
         ))
+    }
+
+    /// The error of a listing: there, a 404 means the bucket is missing.
+    fn list_err(&self, what: &str, e: object_store::Error) -> RemoteError {
+        let c = classify(&e);
+        match c.class {
+            Class::NotFound | Class::MissingBucket => self.missing_bucket(&c, e),
+            _ => self.err(what, e),
+        }
     }
 
     /// One listing page of a folder: the objects directly in it. A 404 means the bucket is missing.
     async fn list_dir(&self, dir: &Path) -> Result<Vec<object_store::ObjectMeta>> {
-        match self.store.list_with_delimiter(Some(dir)).await {
-            Ok(r) => Ok(r.objects),
-            Err(e @ object_store::Error::NotFound { .. }) => Err(self.missing_bucket(e)),
-            Err(e) => Err(self.err(&format!("list {dir}"), e)),
-        }
+        self.store
+            .list_with_delimiter(Some(dir))
+            .await
+            .map(|r| r.objects)
+            .map_err(|e| self.list_err(&format!("list {dir}"), e))
     }
 
     /// After a 404 on `what`: whether the bucket exists (one listing request). Turns the 404 into
     /// "the bucket does not exist" when it does not.
     async fn not_found(&self, what: String, e: object_store::Error) -> RemoteError {
+        let c = classify(&e);
+        if c.class == Class::MissingBucket {
+            return self.missing_bucket(&c, e);
+        }
         match self.list_dir(&self.key(BLOBS_DIR)).await {
             Ok(_) => self.err(&what, e),
             Err(bucket) => bucket,
@@ -211,11 +268,7 @@ impl ObjectStoreRemote {
     /// All objects under `prefix/` (recursive), sorted by the store.
     async fn list_all(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
         let res: std::result::Result<Vec<_>, _> = self.store.list(Some(prefix)).try_collect().await;
-        match res {
-            Ok(v) => Ok(v),
-            Err(e @ object_store::Error::NotFound { .. }) => Err(self.missing_bucket(e)),
-            Err(e) => Err(self.err(&format!("list {prefix}"), e)),
-        }
+        res.map_err(|e| self.list_err(&format!("list {prefix}"), e))
     }
 
     /// Removes staged uploads older than [`STALE_TMP_AGE`], once per remote handle. Best effort.
@@ -231,7 +284,7 @@ impl ObjectStoreRemote {
             let modified: SystemTime = o.last_modified.into();
             if now.duration_since(modified).unwrap_or_default() > STALE_TMP_AGE {
                 if let Err(e) = self.store.delete(&o.location).await {
-                    tracing::debug!(key = %o.location, error = %clean(&e), "could not remove a stale upload");
+                    tracing::debug!(key = %o.location, error = %report(&e), "could not remove a stale upload");
                 }
             }
         }
@@ -251,9 +304,9 @@ impl ObjectStoreRemote {
         // Refuse early (and cheaply) when the blob is already there.
         match self.store.head(&dest).await {
             Ok(_) => {
-                return Err(RemoteError::AlreadyExists(format!(
-                    "{self}: blob {path} already exists"
-                )))
+                return Err(RemoteError::AlreadyExists(
+                    format!("{self}: blob {path} already exists").into(),
+                ))
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(self.err(&what, e)),
@@ -275,7 +328,7 @@ impl ObjectStoreRemote {
             .expect("the guard still holds the upload");
         if let Err(e) = uploaded {
             if let Err(abort) = upload.abort().await {
-                tracing::debug!(error = %clean(&abort), "could not abort a multipart upload");
+                tracing::debug!(error = %report(&abort), "could not abort a multipart upload");
             }
             return Err(e);
         }
@@ -296,14 +349,11 @@ impl ObjectStoreRemote {
             .await;
         staged_guard.key = None;
         if let Err(e) = self.store.delete(&staged).await {
-            tracing::debug!(key = %staged, error = %clean(&e), "could not remove a staged upload");
+            tracing::debug!(key = %staged, error = %report(&e), "could not remove a staged upload");
         }
         match copied {
             Ok(()) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(RemoteError::AlreadyExists(
-                format!("{self}: blob {path} already exists"),
-            )),
-            Err(e) => Err(self.err(&what, e)),
+            Err(e) => Err(self.put_err(path, e)),
         }
     }
 
@@ -364,6 +414,13 @@ impl ObjectStoreRemote {
     }
 
     /// Writes the head object of a cursor folder; maps a lost condition to `Conflict`.
+    ///
+    /// The token returned names the version the store gave the new head (e_tag and version). A store
+    /// that names neither gets a token that holds only the sequence number `seq`. The version is
+    /// deliberately NOT fetched with a separate request here: by then another writer may have replaced
+    /// the head, and its version would let this writer's next compare-and-swap overwrite that value
+    /// unseen. [`write_cursor`](Remote::write_cursor) resolves such a token when it is used instead
+    /// (see [`current_version`](Self::current_version)).
     async fn put_head(
         &self,
         name: &RemotePath,
@@ -379,31 +436,80 @@ impl ObjectStoreRemote {
         let payload = PutPayload::from(encode_head(seq, value));
         match self.store.put_opts(head, payload, opts).await {
             Ok(PutResult { e_tag, version, .. }) => {
-                let mut v = UpdateVersion { e_tag, version };
-                if v.e_tag.is_none() && v.version.is_none() {
-                    // The store did not say; ask (needed for the next compare-and-swap).
-                    let meta = self
-                        .store
-                        .head(head)
-                        .await
-                        .map_err(|e| self.err(&format!("write cursor {name}"), e))?;
-                    v = UpdateVersion {
-                        e_tag: meta.e_tag,
-                        version: meta.version,
-                    };
-                }
-                Ok(Self::head_token(seq, &v))
+                Ok(Self::head_token(seq, &UpdateVersion { e_tag, version }))
             }
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. }
-                | object_store::Error::NotFound { .. },
-            ) => Err(RemoteError::Conflict(format!(
-                "{self}: cursor {name} changed since it was read"
-            ))),
-            Err(e) => Err(self.err(&format!("write cursor {name}"), e)),
+            Err(e) => match classify(&e).class {
+                // Created meanwhile, changed meanwhile, or removed meanwhile.
+                Class::Condition | Class::NotFound => {
+                    Err(RemoteError::Conflict(ErrorDetail::with_source(
+                        format!("{self}: cursor {name} changed since it was read"),
+                        e,
+                    )))
+                }
+                _ => Err(self.err(&format!("write cursor {name}"), e)),
+            },
         }
     }
+
+    /// The head of a cursor as it is now: its sequence number, its value and the version the store
+    /// names for it; `None` if there is no head.
+    async fn read_head(
+        &self,
+        name: &RemotePath,
+        head: &Path,
+    ) -> Result<Option<(u64, Bytes, UpdateVersion)>> {
+        let what = format!("read cursor {name}");
+        match self.store.get_opts(head, GetOptions::default()).await {
+            Ok(res) => {
+                let v = UpdateVersion {
+                    e_tag: res.meta.e_tag.clone(),
+                    version: res.meta.version.clone(),
+                };
+                let bytes = res.bytes().await.map_err(|e| self.err(&what, e))?;
+                let (seq, value) = decode_head(&bytes, &format!("{self}/{}", head_rel(name)))?;
+                Ok(Some((seq, value, v)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(&what, e)),
+        }
+    }
+
+    /// For a token that holds only sequence number `seq` (its store named no version, see
+    /// [`put_head`](Self::put_head)): the version of the head if the head is still number `seq`.
+    ///
+    /// This is safe because head numbers only grow and each number is written by exactly one
+    /// conditional write (the one that replaced number `seq - 1`, or the create): a head still at
+    /// `seq` is the very value the token was issued for. The write that follows is conditional on the
+    /// version read here, so a change after this read still makes it fail.
+    async fn current_version(
+        &self,
+        name: &RemotePath,
+        head: &Path,
+        seq: u64,
+    ) -> Result<UpdateVersion> {
+        match self.read_head(name, head).await? {
+            Some((now, _, v)) if now == seq => {
+                if v.e_tag.is_none() && v.version.is_none() {
+                    return Err(RemoteError::Invalid(
+                        format!(
+                            "{self}: cursor {name}: the store names no version (ETag) for its \
+                             objects, so a compare-and-swap cannot be made conditional"
+                        )
+                        .into(),
+                    ));
+                }
+                Ok(v)
+            }
+            _ => Err(RemoteError::Conflict(
+                format!("{self}: cursor {name} changed since it was read").into(),
+            )),
+        }
+    }
+}
+
+/// The head object's path relative to the remote, for messages.
+fn head_rel(name: &RemotePath) -> String {
+    format!("{}/{HEAD_NAME}", cursor_dir_key(name))
 }
 
 /// Aborts a multipart upload whose future was dropped before it finished (in the background, if a
@@ -437,86 +543,12 @@ impl Drop for StagedGuard {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
                     if let Err(e) = store.delete(&key).await {
-                        tracing::debug!(key = %key, error = %clean(&e), "could not remove a staged upload");
+                        tracing::debug!(key = %key, error = %report(&e), "could not remove a staged upload");
                     }
                 });
             }
         }
     }
-}
-
-/// A store error's message on one line: the XML error body a store sends back is cut down to its
-/// code and message, and a URL's query (which can carry a SAS token) is dropped.
-pub(crate) fn clean(e: &object_store::Error) -> String {
-    let mut msg = e.to_string();
-    if let Some(i) = msg.find("<?xml").or_else(|| msg.find("<Error>")) {
-        let body = msg[i..].to_string();
-        let tag = |t: &str| {
-            let open = format!("<{t}>");
-            let start = body.find(&open)? + open.len();
-            let end = body[start..].find(&format!("</{t}>"))? + start;
-            Some(body[start..end].trim().to_string())
-        };
-        msg.truncate(i);
-        if let Some(code) = tag("Code") {
-            msg.push_str(&code);
-            if let Some(m) = tag("Message") {
-                msg.push_str(": ");
-                msg.push_str(m.lines().next().unwrap_or("").trim());
-            }
-        }
-    }
-    let mut out = String::with_capacity(msg.len());
-    for word in msg.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        match word.find('?') {
-            Some(i) if word.contains("://") => {
-                out.push_str(&word[..i]);
-                out.push_str("?…");
-            }
-            _ => out.push_str(word),
-        }
-    }
-    out
-}
-
-fn is_missing_bucket(msg: &str) -> bool {
-    ["NoSuchBucket", "ContainerNotFound"]
-        .iter()
-        .any(|s| msg.contains(s))
-}
-
-fn is_bad_credentials(msg: &str) -> bool {
-    [
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "AuthenticationFailed",
-        "AuthorizationFailure",
-        "InvalidToken",
-        "ExpiredToken",
-        "AuthorizationHeaderMalformed",
-        "invalid_grant",
-    ]
-    .iter()
-    .any(|s| msg.contains(s))
-}
-
-fn is_transient(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    [
-        "timed out",
-        "timeout",
-        "connection",
-        "error sending request",
-        "retries",
-        "503",
-        "500",
-        "slowdown",
-    ]
-    .iter()
-    .any(|s| m.contains(s))
 }
 
 #[async_trait]
@@ -548,16 +580,10 @@ impl Remote for ObjectStoreRemote {
             .await
         {
             Ok(_) => Ok(()),
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Err(RemoteError::AlreadyExists(format!(
-                "{self}: blob {path} already exists"
-            ))),
             Err(e @ object_store::Error::NotFound { .. }) => {
                 Err(self.not_found(format!("put {path}"), e).await)
             }
-            Err(e) => Err(self.err(&format!("put {path}"), e)),
+            Err(e) => Err(self.put_err(path, e)),
         }
     }
 
@@ -567,8 +593,9 @@ impl Remote for ObjectStoreRemote {
             Ok(res) => {
                 let this = self.to_string();
                 let p = path.clone();
+                // A download that breaks after it started is worth retrying whatever the cause.
                 Ok(Box::pin(res.into_stream().map_err(move |e| {
-                    RemoteError::Transient(format!("{this}: download of {p} failed: {}", clean(&e)))
+                    RemoteError::transient(format!("{this}: download of {p} broke"), e)
                 })))
             }
             Err(e @ object_store::Error::NotFound { .. }) => {
@@ -627,21 +654,11 @@ impl Remote for ObjectStoreRemote {
         let dir = cursor_dir_key(name);
         let head = self.key(&format!("{dir}/{HEAD_NAME}"));
         let what = format!("read cursor {name}");
-        match self.store.get_opts(&head, GetOptions::default()).await {
-            Ok(res) => {
-                let v = UpdateVersion {
-                    e_tag: res.meta.e_tag.clone(),
-                    version: res.meta.version.clone(),
-                };
-                let bytes = res.bytes().await.map_err(|e| self.err(&what, e))?;
-                let (seq, value) = decode_head(&bytes, &format!("{self}/{dir}/{HEAD_NAME}"))?;
-                return Ok(Some(Cursor {
-                    value,
-                    token: Self::head_token(seq, &v),
-                }));
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(self.err(&what, e)),
+        if let Some((seq, value, v)) = self.read_head(name, &head).await? {
+            return Ok(Some(Cursor {
+                value,
+                token: Self::head_token(seq, &v),
+            }));
         }
         // No head: records left by a folder remote whose files were copied here, if any.
         let newest = self
@@ -680,9 +697,9 @@ impl Remote for ObjectStoreRemote {
         let dir = cursor_dir_key(name);
         let head = self.key(&format!("{dir}/{HEAD_NAME}"));
         let conflict = |why: String| {
-            Err(RemoteError::Conflict(format!(
-                "{self}: cursor {name}: {why}"
-            )))
+            Err(RemoteError::Conflict(
+                format!("{self}: cursor {name}: {why}").into(),
+            ))
         };
         match expected {
             None => {
@@ -709,9 +726,13 @@ impl Remote for ObjectStoreRemote {
                     let Ok(seq) = seq.parse::<u64>() else {
                         return conflict(format!("token {tok:?} is not a version of this remote"));
                     };
-                    let v = UpdateVersion {
-                        e_tag: (!etag.is_empty()).then(|| etag.to_string()),
-                        version: (!version.is_empty()).then(|| version.to_string()),
+                    let v = if etag.is_empty() && version.is_empty() {
+                        self.current_version(name, &head, seq).await?
+                    } else {
+                        UpdateVersion {
+                            e_tag: (!etag.is_empty()).then(|| etag.to_string()),
+                            version: (!version.is_empty()).then(|| version.to_string()),
+                        }
                     };
                     self.put_head(name, &head, seq + 1, &value, PutMode::Update(v))
                         .await

@@ -38,7 +38,8 @@ impl Provider {
         match self {
             Provider::S3 => {
                 "credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), \
-                 or the profile named by AWS_PROFILE in ~/.aws/credentials"
+                 or the profile named by AWS_PROFILE in ~/.aws/credentials and ~/.aws/config (static \
+                 keys or credential_process)"
             }
             Provider::Gcs => {
                 "credentials come from GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT \
@@ -82,7 +83,7 @@ impl BucketUrl {
     /// Parses `s3://bucket[/prefix]`, `gs://bucket[/prefix]` or `az://container[/prefix]`. A trailing
     /// `/` is ignored. Fails with [`RemoteError::Invalid`] naming what is wrong.
     pub fn parse(url: &str) -> Result<BucketUrl> {
-        let bad = |why: String| RemoteError::Invalid(format!("bucket URL {url:?}: {why}"));
+        let bad = |why: String| RemoteError::Invalid(format!("bucket URL {url:?}: {why}").into());
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("has no scheme (want s3://, gs:// or az://)".into()))?;

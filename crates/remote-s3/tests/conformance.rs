@@ -1,6 +1,8 @@
 //! The full remote conformance suite against real emulators: moto (S3) and Azurite (Azure), started
 //! by scripts/emulators.sh. GCS runs it against the in-test fake server (see gcs.rs).
 
+#![cfg(all(feature = "aws", feature = "azure"))]
+
 use std::sync::Arc;
 
 use strata_remote_s3::testing::emulator;

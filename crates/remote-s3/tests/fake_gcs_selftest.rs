@@ -2,6 +2,8 @@
 //! Strata code), to show the fake is faithful enough and strict about
 //! conditional writes.
 
+#![cfg(feature = "gcp")]
+
 #[path = "support/fake_gcs.rs"]
 mod fake_gcs;
 

@@ -4,6 +4,8 @@
 //! published by a conditional copy. A real bucket runs the suite too when one is configured
 //! (`STRATA_TEST_GCS_BUCKET`).
 
+#![cfg(feature = "gcp")]
+
 #[path = "support/fake_gcs.rs"]
 mod fake_gcs;
 

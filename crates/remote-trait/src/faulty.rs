@@ -27,7 +27,9 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 
-use crate::{BlobMeta, ByteStream, Cursor, CursorToken, Remote, RemoteError, RemotePath, Result};
+use crate::{
+    BlobMeta, ByteStream, Cursor, CursorToken, ErrorDetail, Remote, RemoteError, RemotePath, Result,
+};
 
 /// A kind of [`Remote`] operation: what [`FaultyRemote`] counts, and what a [`Failure`] may target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,7 +113,7 @@ pub struct Failure {
     nth: u64,
     times: u64,
     when: FailWhen,
-    error: fn(String) -> RemoteError,
+    error: fn(ErrorDetail) -> RemoteError,
 }
 
 impl Failure {
@@ -162,7 +164,7 @@ impl Failure {
 
     /// The error to fail with, as a constructor taking a message: e.g. `RemoteError::Unauthorized`.
     /// The default is `RemoteError::Transient`.
-    pub fn with_error(mut self, error: fn(String) -> RemoteError) -> Failure {
+    pub fn with_error(mut self, error: fn(ErrorDetail) -> RemoteError) -> Failure {
         self.error = error;
         self
     }
@@ -444,7 +446,7 @@ impl<R: Remote + ?Sized> FaultyRemote<R> {
                     "injected fault: {op} #{} of {target:?} ({:?})",
                     armed.seen, f.when
                 );
-                fail = Some((f.when, (f.error)(msg)));
+                fail = Some((f.when, (f.error)(msg.into())));
             }
         }
         if fail.is_some() {
@@ -607,7 +609,7 @@ impl DamagedStream {
     fn broken(&mut self, after: u64) -> Poll<Option<Result<Bytes>>> {
         self.done = true;
         let msg = format!("injected fault: body broke after {after} bytes");
-        Poll::Ready(Some(Err(RemoteError::Transient(msg))))
+        Poll::Ready(Some(Err(RemoteError::Transient(msg.into()))))
     }
 }
 

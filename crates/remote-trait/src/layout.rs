@@ -123,7 +123,7 @@ pub fn encode_head(seq: u64, value: &[u8]) -> Vec<u8> {
 /// Decodes a cursor head into its sequence number and value. `what` names it in errors
 /// ([`RemoteError::Corrupt`]).
 pub fn decode_head(bytes: &Bytes, what: &str) -> Result<(u64, Bytes)> {
-    let corrupt = |why: String| RemoteError::Corrupt(format!("cursor head {what}: {why}"));
+    let corrupt = |why: String| RemoteError::Corrupt(format!("cursor head {what}: {why}").into());
     let Some(nl) = bytes.iter().take(MAX_HEAD_LINE).position(|&b| b == b'\n') else {
         return Err(corrupt(format!(
             "no header line in its first {MAX_HEAD_LINE} bytes ({} bytes in all)",

@@ -13,7 +13,8 @@
 //! bytes, identical on every backend.
 //!
 //! ## Layout
-//! - `error`: [`RemoteError`] with `is_retryable()`.
+//! - `error`: [`RemoteError`] with `is_retryable()`; each variant holds an [`ErrorDetail`] (a message
+//!   and the cause, kept as the source), and [`report`] prints a whole chain once.
 //! - `path`: [`RemotePath`], a validated relative path (no `..`, no absolute paths), and
 //!   [`encode_segment`] for names with arbitrary characters.
 //! - `memory`: [`InMemoryRemote`], the reference backend.
@@ -42,7 +43,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 
-pub use error::{RemoteError, Result};
+pub use error::{report, BoxError, ErrorDetail, RemoteError, Result};
 pub use faulty::{FailWhen, Failure, FaultPlan, FaultyRemote, Op, OpCounts, StreamFault};
 pub use memory::InMemoryRemote;
 pub use path::{decode_segment, encode_segment, RemotePath, MAX_PATH_BYTES};
@@ -188,11 +189,7 @@ impl<T: Remote + ?Sized> RemoteExt for T {}
 /// backend), and sync takes one, so that the sync algorithm depends on no backend.
 pub trait Connector: Debug + Send + Sync + 'static {
     /// Checks a URL and its options exactly as [`open`](Connector::open) would, without any I/O.
-    fn check(
-        &self,
-        url: &str,
-        options: &std::collections::BTreeMap<String, String>,
-    ) -> Result<()>;
+    fn check(&self, url: &str, options: &std::collections::BTreeMap<String, String>) -> Result<()>;
 
     /// Opens the remote a URL names. Opening changes nothing at the location: a folder remote is
     /// created by its first write, never by an open or a read.

@@ -136,7 +136,7 @@ fn under<'a, V>(map: &'a BTreeMap<String, V>, prefix: &str) -> Result<Vec<(Remot
 #[async_trait]
 impl Remote for InMemoryRemote {
     async fn put_blob_if_absent(&self, path: &RemotePath, body: ByteStream) -> Result<()> {
-        let exists = || RemoteError::AlreadyExists(format!("{self}/{path}"));
+        let exists = || RemoteError::AlreadyExists(format!("{self}/{path}").into());
         // Fail early without reading the body; the check is repeated below, where it counts.
         if self.state().blobs.contains_key(path.as_str()) {
             return Err(exists());
@@ -166,7 +166,7 @@ impl Remote for InMemoryRemote {
     async fn get_blob(&self, path: &RemotePath) -> Result<ByteStream> {
         let bytes = match self.state().blobs.get(path.as_str()) {
             Some(b) => b.bytes.clone(),
-            None => return Err(RemoteError::NotFound(format!("{self}/{path}"))),
+            None => return Err(RemoteError::NotFound(format!("{self}/{path}").into())),
         };
         // Slices of `Bytes` share the buffer: no copy.
         let chunks: Vec<Result<Bytes>> = (0..bytes.len())
@@ -215,19 +215,19 @@ impl Remote for InMemoryRemote {
             (None, None) => {}
             (Some(cur), Some(exp)) if cur == exp.0 => {}
             (Some(_), None) => {
-                return Err(RemoteError::Conflict(format!(
-                    "{self} cursor {name}: already exists"
-                )))
+                return Err(RemoteError::Conflict(
+                    format!("{self} cursor {name}: already exists").into(),
+                ))
             }
             (None, Some(_)) => {
-                return Err(RemoteError::Conflict(format!(
-                    "{self} cursor {name}: does not exist"
-                )))
+                return Err(RemoteError::Conflict(
+                    format!("{self} cursor {name}: does not exist").into(),
+                ))
             }
             (Some(_), Some(_)) => {
-                return Err(RemoteError::Conflict(format!(
-                    "{self} cursor {name}: changed"
-                )))
+                return Err(RemoteError::Conflict(
+                    format!("{self} cursor {name}: changed").into(),
+                ))
             }
         }
         state.next_token += 1;

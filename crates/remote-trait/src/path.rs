@@ -13,7 +13,11 @@ pub const MAX_PATH_BYTES: usize = 1024;
 impl RemotePath {
     /// Validates a path.
     pub fn parse(s: &str) -> Result<RemotePath> {
-        let bad = |why: &str| Err(RemoteError::Invalid(format!("remote path {s:?}: {why}")));
+        let bad = |why: &str| {
+            Err(RemoteError::Invalid(
+                format!("remote path {s:?}: {why}").into(),
+            ))
+        };
         if s.is_empty() {
             return bad("is empty");
         }
@@ -135,7 +139,7 @@ pub fn decode_segment(seg: &str) -> Result<String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
-                    RemoteError::Invalid(format!("bad escape in encoded name {seg:?}"))
+                    RemoteError::Invalid(format!("bad escape in encoded name {seg:?}").into())
                 })?;
             out.push(hex);
             i += 3;
@@ -145,7 +149,7 @@ pub fn decode_segment(seg: &str) -> Result<String> {
         }
     }
     String::from_utf8(out)
-        .map_err(|_| RemoteError::Invalid(format!("encoded name {seg:?} is not UTF-8")))
+        .map_err(|_| RemoteError::Invalid(format!("encoded name {seg:?} is not UTF-8").into()))
 }
 
 #[cfg(test)]

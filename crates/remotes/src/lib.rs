@@ -101,7 +101,7 @@ impl Remotes {
     /// Parses and validates `url` and `options`: everything [`Connector::open`] does before it
     /// builds the remote, and no I/O.
     fn resolve(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Target> {
-        let bad = |why: String| RemoteError::Invalid(format!("remote URL {url:?}: {why}"));
+        let bad = |why: String| RemoteError::Invalid(format!("remote URL {url:?}: {why}").into());
         if url.is_empty() {
             return Err(bad("is empty".into()));
         }
@@ -303,12 +303,15 @@ fn resolve_bucket(
 }
 
 fn not_compiled(kind: BucketKind, url: &str) -> RemoteError {
-    RemoteError::Invalid(format!(
+    RemoteError::Invalid(
+        format!(
         "remote URL {url:?}: {} remotes are not compiled into this build (enable the cargo feature \
          {:?} of strata-remotes)",
         kind.store(),
         kind.feature()
-    ))
+    )
+        .into(),
+    )
 }
 
 /// Refuses any option for a backend that takes none.
@@ -323,31 +326,22 @@ fn no_options(url: &str, options: &BTreeMap<String, String>, backend: &str) -> R
     );
     #[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
     let hint = "";
-    Err(RemoteError::Invalid(format!(
-        "remote URL {url:?}: option {key:?}: {backend} remotes take no options{hint}"
-    )))
+    Err(RemoteError::Invalid(
+        format!("remote URL {url:?}: option {key:?}: {backend} remotes take no options{hint}")
+            .into(),
+    ))
 }
 
 /// Makes sure an error from a backend names the URL the user gave.
 fn name_url(url: &str, e: RemoteError) -> RemoteError {
     let quoted = format!("{url:?}");
-    let name = |m: String| {
+    e.map_message(|m| {
         if m.contains(&quoted) {
             m
         } else {
             format!("remote URL {quoted}: {m}")
         }
-    };
-    match e {
-        RemoteError::Invalid(m) => RemoteError::Invalid(name(m)),
-        RemoteError::NotFound(m) => RemoteError::NotFound(name(m)),
-        RemoteError::PermissionDenied(m) => RemoteError::PermissionDenied(name(m)),
-        RemoteError::Unauthorized(m) => RemoteError::Unauthorized(name(m)),
-        RemoteError::Transient(m) => RemoteError::Transient(name(m)),
-        RemoteError::Corrupt(m) => RemoteError::Corrupt(name(m)),
-        RemoteError::Other(m) => RemoteError::Other(name(m)),
-        other => RemoteError::Other(name(other.to_string())),
-    }
+    })
 }
 
 /// In-process memory remotes by name, so that several databases in one process (tests, demos) can

@@ -28,11 +28,11 @@ fn p(s: &str) -> RemotePath {
 /// containing each of `words`.
 fn refused(c: &dyn Connector, url: &str, options: &BTreeMap<String, String>, words: &[&str]) {
     let checked = match c.check(url, options) {
-        Err(RemoteError::Invalid(m)) => m,
+        Err(RemoteError::Invalid(m)) => m.to_string(),
         other => panic!("check({url:?}, {options:?}) should be Invalid, got {other:?}"),
     };
     let opened = match c.open(url, options) {
-        Err(RemoteError::Invalid(m)) => m,
+        Err(RemoteError::Invalid(m)) => m.to_string(),
         Err(e) => panic!("open({url:?}, {options:?}) should be Invalid, got {e:?}"),
         Ok(r) => panic!("open({url:?}, {options:?}) should be refused, opened {r}"),
     };

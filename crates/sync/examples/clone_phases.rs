@@ -39,8 +39,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("decode only ({count}): {:?}", t.elapsed());
     let dst = Strata::open_temp()?;
     let t = Instant::now();
-    dst.replication()
-        .apply("_m", 0, BlobReader::open(blob.file.as_file(), "x")?.raw(), None, &[])?;
+    dst.replication().apply(
+        "_m",
+        0,
+        BlobReader::open(blob.file.as_file(), "x")?.raw(),
+        None,
+        &[],
+    )?;
     println!("apply: {:?}", t.elapsed());
     let rt = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;

@@ -283,11 +283,7 @@ impl BlobReader {
     /// apply pass decodes, inside one transaction that any later error rolls back). Returns the header.
     pub fn verify_frames(file: &File, name: &str) -> Result<BlobHeader> {
         let mut r = BlobReader::open(file, name)?;
-        while r
-            .records
-            .next_frame()
-            .map_err(|e| r.record_error(e))?
-        {}
+        while r.records.next_frame().map_err(|e| r.record_error(e))? {}
         if r.records.records() != r.header.record_count {
             return Err(r.corrupt(format!(
                 "header says {} records, the blob holds {}",
@@ -301,11 +297,7 @@ impl BlobReader {
     /// The next change set with its values left encoded, checking its version against the header and,
     /// at the end, the record and entry counts. The one place those checks live.
     fn next_checked(&mut self) -> Result<Option<RawChangeSet>> {
-        let Some(cs) = self
-            .records
-            .next_raw()
-            .map_err(|e| self.record_error(e))?
-        else {
+        let Some(cs) = self.records.next_raw().map_err(|e| self.record_error(e))? else {
             if self.records.records() != self.header.record_count
                 || self.entries != self.header.entry_count
             {

@@ -156,7 +156,11 @@ pub fn get_state(db: &Strata, remote: &str, branch: &str) -> Result<SyncState> {
 /// The note that records the sync state of one branch of one remote, for the replication step that
 /// brings the branch to that state (so both commit in one transaction).
 pub fn state_note(remote: &str, branch: &str, state: &SyncState) -> Note {
-    Note::put(SYNC_SPACE, &format!("state/{remote}/{branch}"), to_value(state))
+    Note::put(
+        SYNC_SPACE,
+        &format!("state/{remote}/{branch}"),
+        to_value(state),
+    )
 }
 
 /// This database's random identity, created on first use; written into the blobs it uploads.

@@ -238,7 +238,8 @@ pub async fn clone_with_options(
             } else if let Ok(entries) = std::fs::read_dir(&p) {
                 // The folder existed (empty): empty it again.
                 for e in entries.flatten() {
-                    let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                    let _ = std::fs::remove_dir_all(e.path())
+                        .or_else(|_| std::fs::remove_file(e.path()));
                 }
             }
             Ok(())

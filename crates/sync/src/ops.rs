@@ -52,7 +52,11 @@ pub struct Hook(pub Option<StepHook>);
 
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Hook(set)" } else { "Hook(none)" })
+        f.write_str(if self.0.is_some() {
+            "Hook(set)"
+        } else {
+            "Hook(none)"
+        })
     }
 }
 
@@ -474,7 +478,12 @@ fn approx_size(v: &Value) -> usize {
         Value::String(s) => s.len() + 5,
         Value::Bytes(b) => b.len() + 5,
         Value::Array(a) => 5 + a.iter().map(approx_size).sum::<usize>(),
-        Value::Object(o) => 5 + o.iter().map(|(k, v)| k.len() + 5 + approx_size(v)).sum::<usize>(),
+        Value::Object(o) => {
+            5 + o
+                .iter()
+                .map(|(k, v)| k.len() + 5 + approx_size(v))
+                .sum::<usize>()
+        }
         _ => 9,
     }
 }
@@ -599,7 +608,10 @@ async fn fetch_into_mirror(
             // A branch pushed while empty (version 0): the mirror exists, empty.
             let (db, mirror) = (db.clone(), mirror.clone());
             blocking(move || {
-                match db.replication().apply(&mirror, 0, std::iter::empty(), None, &[]) {
+                match db
+                    .replication()
+                    .apply(&mirror, 0, std::iter::empty(), None, &[])
+                {
                     Ok(_) | Err(strata_engine::Error::HeadMoved { .. }) => Ok(()),
                     Err(e) => Err(e.into()),
                 }
@@ -685,11 +697,11 @@ async fn fetch_into_mirror(
             Err(strata_engine::Error::HeadMoved { actual, .. }) if actual >= Some(version) => {
                 Ok(None)
             }
-            Err(strata_engine::Error::HeadMoved { .. }) => Err(SyncError::Engine(
-                strata_engine::Error::Conflict(format!(
+            Err(strata_engine::Error::HeadMoved { .. }) => {
+                Err(SyncError::Engine(strata_engine::Error::Conflict(format!(
                     "another fetch of {branch2:?} is running; try again"
-                )),
-            )),
+                ))))
+            }
             Err(e) => Err(e.into()),
         }
     })
@@ -966,12 +978,12 @@ fn merge_mirror(
         // a clone) fast-forwards in place: nothing is copied.
         let ff = try_fast_forward
             && match &local {
-            None => true,
-            Some(i) => {
-                (i.head == 0 && i.parent.is_none())
-                    || (i.parent.as_deref() == Some(mirror) && i.fork_version == Some(i.head))
-            }
-        };
+                None => true,
+                Some(i) => {
+                    (i.head == 0 && i.parent.is_none())
+                        || (i.parent.as_deref() == Some(mirror) && i.fork_version == Some(i.head))
+                }
+            };
         if ff {
             match rep.fast_forward(branch, expected, &mirror_rev, &[state(r)]) {
                 Ok(f) => return Ok(Merged::FastForward(f)),
@@ -1620,7 +1632,14 @@ pub async fn compact(
         blocking(move || build_snapshot(&db, &Rev::at(&mirror, v), &branch, v)).await?
     };
     let path = layout::snapshot_path(branch, doc.version.max(1));
-    upload(&*remote, &path, &snap, &format!("upload {branch}"), progress).await?;
+    upload(
+        &*remote,
+        &path,
+        &snap,
+        &format!("upload {branch}"),
+        progress,
+    )
+    .await?;
     let mut new = doc.clone();
     new.snapshot = Some(blob_ref(&path, &snap, &origin, 0));
     new.deltas.clear();

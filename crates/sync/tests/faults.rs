@@ -275,15 +275,7 @@ async fn rerun_push_after_lost_response_fails_at_every_operation() {
         let recovery_ops = {
             let (mem, faulty) = env();
             let (a, opts) = push_case(case, &faulty).await;
-            let landed = faulted_push(
-                &a,
-                &mem,
-                &faulty,
-                &opts,
-                lost_reply(),
-                "landed after",
-            )
-            .await;
+            let landed = faulted_push(&a, &mem, &faulty, &opts, lost_reply(), "landed after").await;
             assert_eq!(landed, Some(true));
             faulty.reset_counts();
             let rep = push(&a, &faulty, &opts).await.unwrap();
@@ -304,15 +296,7 @@ async fn rerun_push_after_lost_response_fails_at_every_operation() {
                 );
                 let (mem, faulty) = env();
                 let (a, opts) = push_case(case, &faulty).await;
-                faulted_push(
-                    &a,
-                    &mem,
-                    &faulty,
-                    &opts,
-                    lost_reply(),
-                    "landed after",
-                )
-                .await;
+                faulted_push(&a, &mem, &faulty, &opts, lost_reply(), "landed after").await;
                 let cursor = cursor_bytes(&mem, "main").await;
                 let failure = if after {
                     Failure::nth(n).times(OUTAGE).after_write()
@@ -340,15 +324,7 @@ async fn rerun_push_after_lost_response_with_new_work() {
     common::init();
     let (mem, faulty) = env();
     let (a, opts) = push_case(PushCase::Delta, &faulty).await;
-    faulted_push(
-        &a,
-        &mem,
-        &faulty,
-        &opts,
-        lost_reply(),
-        "landed after",
-    )
-    .await;
+    faulted_push(&a, &mem, &faulty, &opts, lost_reply(), "landed after").await;
     a.main().kv_put("config", json!({"model": "m3"})).unwrap();
     a.main().kv_put("new", 1).unwrap();
     let rep = push(&a, &faulty, &opts).await.unwrap();
@@ -369,15 +345,7 @@ async fn lost_response_then_someone_else_pushes() {
     let (a, opts) = push_case(PushCase::Delta, &faulty).await;
     let b = Strata::open_temp().unwrap();
     pull(&b, &mem).await.unwrap();
-    faulted_push(
-        &a,
-        &mem,
-        &faulty,
-        &opts,
-        lost_reply(),
-        "landed after",
-    )
-    .await;
+    faulted_push(&a, &mem, &faulty, &opts, lost_reply(), "landed after").await;
     pull(&b, &mem).await.unwrap();
     b.main().kv_put("from-b", 1).unwrap();
     push(&b, &mem, &opts).await.unwrap();

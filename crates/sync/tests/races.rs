@@ -30,7 +30,11 @@ const PULL_STEPS: &[&str] = &[
 
 /// A hook that commits `race:<step>` on `branch` through a second handle the first time `step` is
 /// reached, and records every step it saw.
-fn racing_hook(db: &Strata, branch: &str, step: &'static str) -> (Hook, Arc<AtomicBool>, Arc<Mutex<Vec<&'static str>>>) {
+fn racing_hook(
+    db: &Strata,
+    branch: &str,
+    step: &'static str,
+) -> (Hook, Arc<AtomicBool>, Arc<Mutex<Vec<&'static str>>>) {
     let other = Strata::open(db.path()).unwrap();
     let branch = branch.to_string();
     let fired = Arc::new(AtomicBool::new(false));
@@ -52,7 +56,11 @@ fn get(db: &Strata, key: &str) -> Option<Value> {
     db.main().kv_get(key).unwrap()
 }
 
-async fn push(db: &Strata, remote: &dyn Remote, hook: Hook) -> Result<strata_sync::PushReport, SyncError> {
+async fn push(
+    db: &Strata,
+    remote: &dyn Remote,
+    hook: Hook,
+) -> Result<strata_sync::PushReport, SyncError> {
     strata_sync::push_to(
         db,
         remote,
@@ -66,7 +74,11 @@ async fn push(db: &Strata, remote: &dyn Remote, hook: Hook) -> Result<strata_syn
     .await
 }
 
-async fn pull(db: &Strata, remote: &dyn Remote, hook: Hook) -> Result<strata_sync::PullReport, SyncError> {
+async fn pull(
+    db: &Strata,
+    remote: &dyn Remote,
+    hook: Hook,
+) -> Result<strata_sync::PullReport, SyncError> {
     strata_sync::pull_from(
         db,
         remote,
@@ -93,7 +105,9 @@ async fn fresh_copy(remote: &dyn Remote) -> Strata {
 async fn push_until_equal(db: &Strata, remote: &dyn Remote) {
     for _ in 0..3 {
         push(db, remote, Hook::default()).await.unwrap();
-        let st = strata_sync::status_with(db, remote, "hub", "main").await.unwrap();
+        let st = strata_sync::status_with(db, remote, "hub", "main")
+            .await
+            .unwrap();
         if st.ahead_entries == 0 {
             return;
         }
@@ -134,14 +148,25 @@ async fn a_commit_at_any_push_step_is_kept_and_pushed_next_time() {
             covered.insert(step);
             if let Err(e) = &res {
                 // A race may make the push fail cleanly, never silently.
-                assert!(e.is_retryable() || matches!(e, SyncError::Rejected(_)), "{step}: {e}");
+                assert!(
+                    e.is_retryable() || matches!(e, SyncError::Rejected(_)),
+                    "{step}: {e}"
+                );
             }
             let key = format!("race:{step}");
-            assert_eq!(get(&db, &key), Some(Value::from("acknowledged")), "{step}: lost locally");
+            assert_eq!(
+                get(&db, &key),
+                Some(Value::from("acknowledged")),
+                "{step}: lost locally"
+            );
             assert_eq!(get(&db, "local"), Some(Value::from(2)), "{step}");
             push_until_equal(&db, &remote).await;
             let copy = fresh_copy(&remote).await;
-            assert_eq!(get(&copy, &key), Some(Value::from("acknowledged")), "{step}: never pushed");
+            assert_eq!(
+                get(&copy, &key),
+                Some(Value::from("acknowledged")),
+                "{step}: never pushed"
+            );
             assert_eq!(get(&copy, "local"), Some(Value::from(2)), "{step}");
             if own_unacked {
                 assert_eq!(get(&copy, "local2"), Some(Value::from(3)), "{step}");
@@ -196,13 +221,25 @@ async fn a_commit_at_any_pull_step_is_kept_and_pushed_next_time() {
             covered.insert(step);
             res.unwrap_or_else(|e| panic!("{step} (ff={fast_forward}): {e}"));
             let key = format!("race:{step}");
-            assert_eq!(get(&b, &key), Some(Value::from("acknowledged")), "{step}: lost locally");
-            assert_eq!(get(&b, "a2"), Some(Value::from(2)), "{step}: pull incomplete");
+            assert_eq!(
+                get(&b, &key),
+                Some(Value::from("acknowledged")),
+                "{step}: lost locally"
+            );
+            assert_eq!(
+                get(&b, "a2"),
+                Some(Value::from(2)),
+                "{step}: pull incomplete"
+            );
             // One more pull may be needed if the race commit landed after the merge decided.
             let _ = pull(&b, &remote, Hook::default()).await;
             push_until_equal(&b, &remote).await;
             let copy = fresh_copy(&remote).await;
-            assert_eq!(get(&copy, &key), Some(Value::from("acknowledged")), "{step} (ff={fast_forward}): never pushed");
+            assert_eq!(
+                get(&copy, &key),
+                Some(Value::from("acknowledged")),
+                "{step} (ff={fast_forward}): never pushed"
+            );
             if !fast_forward {
                 assert_eq!(get(&copy, "b2"), Some(Value::from(2)), "{step}");
             }
@@ -233,9 +270,15 @@ async fn fast_forward_keeps_the_branch_identity_and_its_forks() {
         assert!(r.fast_forward && !r.created, "{r:?}");
     }
     let info = b.branch_info("main").unwrap();
-    assert_eq!(info.created_micros, created, "a pull must not re-create the branch");
+    assert_eq!(
+        info.created_micros, created,
+        "a pull must not re-create the branch"
+    );
     assert_eq!(get(&b, "k"), Some(Value::from(4)));
     let fork = b.branch_info("experiment").unwrap();
     assert_eq!(fork.parent.as_deref(), Some("main"), "{fork:?}");
-    assert_eq!(b.on("experiment").kv_get("k").unwrap(), Some(Value::from(1)));
+    assert_eq!(
+        b.on("experiment").kv_get("k").unwrap(),
+        Some(Value::from(1))
+    );
 }

@@ -41,7 +41,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::*;
 use strata_engine::{Strata, Value};
-use strata_remote::{RemoteError, Failure, FaultyRemote, InMemoryRemote, Op, Remote, RemoteExt, RemotePath};
+use strata_remote::{
+    Failure, FaultyRemote, InMemoryRemote, Op, Remote, RemoteError, RemoteExt, RemotePath,
+};
 use strata_sync::layout::{cursor_name, CursorDoc};
 use strata_sync::{pull_from, push_to, PullOptions, PushOptions, SyncError, SyncExt};
 

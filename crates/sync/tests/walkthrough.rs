@@ -375,10 +375,7 @@ async fn clone_uses_snapshot_and_tail_and_refuses_non_remotes() {
     let e = strata_sync::clone("ftp://host/x", w.remote_dir.parent().unwrap().join("y"))
         .await
         .unwrap_err();
-    assert!(
-        e.to_string().contains("unsupported scheme"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("unsupported scheme"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
