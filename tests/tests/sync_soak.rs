@@ -202,12 +202,22 @@ fn a_writer_and_two_syncing_databases_in_separate_processes_converge() {
             "--pause-ms",
             "20",
             "--snapshot-every",
-            "8",
+            "16",
         ],
     );
     let mut sync_b = Torture::spawn(
         TORTURE,
-        &["soak-sync", &b, &remote, "--write", "b", "--pause-ms", "30"],
+        &[
+            "soak-sync",
+            &b,
+            &remote,
+            "--write",
+            "b",
+            "--pause-ms",
+            "60",
+            "--snapshot-every",
+            "16",
+        ],
     );
     std::thread::sleep(soak_for());
 
@@ -237,7 +247,7 @@ fn a_writer_and_two_syncing_databases_in_separate_processes_converge() {
     assert!(writer_acks.len() >= 20, "the writer hardly wrote");
     assert!(b_acks.len() >= 10, "B hardly wrote");
     assert!(
-        run_a.rounds_with_push >= 3 && run_b.rounds_with_push >= 5,
+        run_a.rounds_with_push >= 3 && run_b.rounds_with_push >= 3,
         "the syncers hardly pushed: A {run_a:?}, B {:?}",
         run_b.totals
     );

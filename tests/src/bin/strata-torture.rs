@@ -32,8 +32,9 @@
 //! strata-torture soak-sync DB REMOTE [--write TAG] [--pause-ms MS] [--snapshot-every N]
 //!     Rounds until a line `stop` or the end of stdin: with --write, commit key `{TAG}:{i}` = i and
 //!     event `soak` (payload "{TAG}:{i}") in one transaction and print `ack {i}`; then pull `main`
-//!     (LWW; an empty remote is skipped) and push it, where a rejection only ends the round; print
-//!     `round {remote_version}`; sleep --pause-ms. Other processes may write to DB meanwhile. Ends with
+//!     (LWW; an empty remote is skipped) and push it, pulling and pushing again up to 4 times while
+//!     the push is rejected; print `round {remote_version}` (`round -` if every push was rejected);
+//!     sleep about --pause-ms (0.5 to 1.5 times). Other processes may write to DB meanwhile. Ends with
 //!     `stopped {rounds} {pulls} {pushes} {rejections} {retries}` and exit 0.
 //! ```
 //!
@@ -495,6 +496,9 @@ fn stop_on_stdin() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     stop
 }
 
+/// Pull-and-push attempts per `soak-sync` round while pushes are rejected.
+const REJECTED_RETRIES: u32 = 4;
+
 fn soak_sync(dir: &str, remote_dir: &str, cfg: &Config) -> Result<(), SyncFail> {
     let db = open_synced(dir, remote_dir, cfg)?;
     let stop = stop_on_stdin();
@@ -513,28 +517,34 @@ fn soak_sync(dir: &str, remote_dir: &str, cfg: &Config) -> Result<(), SyncFail> 
                 say(format_args!("ack {i}"));
                 i += 1;
             }
-            if pull_main(&db, &mut rng).await?.is_some() {
-                pulls += 1;
-            }
+            // Pull, then push; a rejection (someone pushed in between) pulls and pushes again, a few
+            // times, as a syncing client would.
             let mut version = None;
-            for _ in 0..MAX_RETRIES {
-                match db.push_with(REMOTE, "main", &opts).await {
-                    Ok(r) => {
-                        pushes += 1;
-                        version = Some(r.remote_version);
-                        break;
+            let mut tries = 0;
+            'round: for _ in 0..REJECTED_RETRIES {
+                if pull_main(&db, &mut rng).await?.is_some() {
+                    pulls += 1;
+                }
+                loop {
+                    match db.push_with(REMOTE, "main", &opts).await {
+                        Ok(r) => {
+                            pushes += 1;
+                            version = Some(r.remote_version);
+                            break 'round;
+                        }
+                        Err(SyncError::Rejected(msg)) => {
+                            eprintln!("strata-torture: push rejected: {msg}");
+                            rejections += 1;
+                            break;
+                        }
+                        Err(e) if e.is_retryable() && tries < MAX_RETRIES => {
+                            eprintln!("strata-torture: push: {e}; retrying");
+                            tries += 1;
+                            retries += 1;
+                            backoff(&mut rng, 1, 10).await;
+                        }
+                        Err(e) => return Err(e.into()),
                     }
-                    Err(SyncError::Rejected(msg)) => {
-                        eprintln!("strata-torture: push rejected: {msg}");
-                        rejections += 1;
-                        break;
-                    }
-                    Err(e) if e.is_retryable() => {
-                        eprintln!("strata-torture: push: {e}; retrying");
-                        retries += 1;
-                        backoff(&mut rng, 1, 10).await;
-                    }
-                    Err(e) => return Err(e.into()),
                 }
             }
             rounds += 1;
@@ -542,8 +552,10 @@ fn soak_sync(dir: &str, remote_dir: &str, cfg: &Config) -> Result<(), SyncFail> 
                 Some(v) => say(format_args!("round {v}")),
                 None => say(format_args!("round -")),
             }
-            if !cfg.pause.is_zero() {
-                tokio::time::sleep(cfg.pause).await;
+            // A pause of half to one and a half times --pause-ms, so that rounds do not fall into step.
+            let ms = cfg.pause.as_millis() as u64;
+            if ms > 0 {
+                backoff(&mut rng, ms / 2, ms + ms / 2).await;
             }
         }
         Ok::<_, SyncFail>(())
