@@ -246,6 +246,19 @@ fn remote_targets(
     Ok(None)
 }
 
+/// Fails with "not a Strata remote" unless the remote holds the Strata marker or some branch. Reads
+/// only.
+async fn require_strata_remote(r: &dyn strata_remote::Remote) -> Result<(), SyncError> {
+    use strata_remote::RemoteExt;
+    let marker =
+        strata_remote::RemotePath::parse(strata_sync::layout::MARKER).map_err(SyncError::Remote)?;
+    if r.blob_exists(&marker).await? || !r.list_cursors("branches").await?.is_empty() {
+        Ok(())
+    } else {
+        Err(SyncError::NotAStrataRemote(r.to_string()))
+    }
+}
+
 fn branch_of<'a>(g: &'a Global, t: &'a SyncTarget) -> &'a str {
     t.branch_name.as_deref().unwrap_or(&g.branch)
 }
@@ -287,6 +300,9 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
         RemoteCmd::Gc { name, grace } => {
             let cfg = strata_sync::config::get_remote(&db, &name)?;
             let r = strata_sync::open_remote(&cfg)?;
+            // gc writes a probe blob to read the store's clock: never do that to a folder or
+            // bucket that holds no Strata remote (it would create one there).
+            rt.block_on(require_strata_remote(&*r))?;
             let report = rt.block_on(strata_sync::gc(&*r, Duration::from_secs(grace)))?;
             out.emit(render::gc(&name, grace, &report));
         }

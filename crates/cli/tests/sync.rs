@@ -132,20 +132,43 @@ fn remote_add_list_remove() {
     let w = World::new();
     let db = Db { path: w.path("a") };
     assert_eq!(db.json(&["remote", "list"]), json!([]));
-    let added = db.json(&[
+    // Folder remotes take no options: a misplaced one is refused, and nothing is stored.
+    let out = db.fail(
+        &["remote", "add", "origin", &w.remote(), "-o", "region=eu"],
+        2,
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("folder remotes take no options"), "{err}");
+    assert_eq!(db.json(&["remote", "list"]), json!([]));
+    let added = db.json(&["remote", "add", "origin", &w.remote()]);
+    assert_eq!(added["name"], "origin");
+    // Bucket remotes take their options, stored and listed; a credential-like one is refused
+    // without echoing its value.
+    let bucket = db.json(&[
         "remote",
         "add",
-        "origin",
-        &w.remote(),
+        "bucket",
+        "s3://some-bucket/prefix",
         "-o",
-        "token=sk-secret-123",
-        "--option",
         "region=eu",
-        "-o",
-        "token_env=HUB_TOKEN",
+        "--option",
+        "endpoint=http://127.0.0.1:9",
     ]);
-    assert_eq!(added["name"], "origin");
-    assert!(!added.to_string().contains("sk-secret-123"), "{added}");
+    assert_eq!(bucket["name"], "bucket");
+    let out = db.fail(
+        &[
+            "remote",
+            "add",
+            "leaky",
+            "s3://some-bucket/p",
+            "-o",
+            "token=sk-secret-123",
+        ],
+        2,
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("never stores credentials"), "{err}");
+    assert!(!err.contains("sk-secret-123"), "{err}");
     // A relative folder path is stored as an absolute one.
     strata()
         .current_dir(w.dir.path())
@@ -161,12 +184,12 @@ fn remote_add_list_remove() {
         list,
         json!([
             {"name": "backup", "url": w.path("backup-folder").to_str().unwrap(), "options": {}},
-            {"name": "origin", "url": w.remote(), "options": {"region": "eu", "token": "***", "token_env": "HUB_TOKEN"}},
+            {"name": "bucket", "url": "s3://some-bucket/prefix", "options": {"endpoint": "http://127.0.0.1:9", "region": "eu"}},
+            {"name": "origin", "url": w.remote(), "options": {}},
         ])
     );
     let shown = db.ok(&["remote", "list"]);
-    assert!(!shown.contains("sk-secret-123"), "{shown}");
-    assert!(shown.contains("token=***"), "{shown}");
+    assert!(shown.contains("region=eu"), "{shown}");
     assert!(
         shown.contains("origin") && shown.contains(&w.remote()),
         "{shown}"
@@ -181,10 +204,11 @@ fn remote_add_list_remove() {
     let out = db.fail(&["remote", "add", "x", "ftp://b/p"], 2);
     let err = text(&out.stderr);
     assert!(
-        err.contains("\"ftp\"") && err.contains("unsupported"),
+        err.contains("\"ftp\"") && err.contains("unsupported scheme"),
         "{err}"
     );
 
+    db.ok(&["remote", "remove", "bucket"]);
     let removed = db.json(&["remote", "remove", "backup"]);
     assert_eq!(removed["removed"], true);
     assert!(db
@@ -233,10 +257,14 @@ fn push_pull_fetch_status_clone() {
     );
     assert!(st["last_synced"].as_str().unwrap().ends_with('Z'));
 
-    // B pulls into an empty database.
+    // B pulls into an empty database: its empty main fast-forwards (it is not re-created).
     let b = w.db("b");
     let r = b.json(&["pull"]);
-    assert_eq!(r["created"], true);
+    assert_eq!(
+        (&r["created"], &r["fast_forward"]),
+        (&json!(false), &json!(true)),
+        "{r}"
+    );
     assert_eq!(r["fetch"]["remote_version"], 3);
     assert_eq!(b.keys("main"), ["config", "task:1"]);
     assert_eq!(
@@ -677,7 +705,7 @@ fn bucket_remotes_from_the_cli() {
         assert!(!err.contains("hunter2"), "{err}");
         // An unsupported scheme, a bad bucket URL.
         let out = a.fail(&["remote", "add", "y", "ftp://host/x"], 2);
-        assert!(text(&out.stderr).contains("unsupported remote URL scheme"));
+        assert!(text(&out.stderr).contains("unsupported scheme"));
         let out = a.fail(&["remote", "add", "y", "s3://"], 2);
         assert!(
             text(&out.stderr).contains("names no bucket"),
@@ -705,4 +733,328 @@ fn bucket_remotes_from_the_cli() {
         );
         assert!(!w.path("c").exists() && !w.path("d").exists());
     }
+}
+
+// ----- refusals that must leave everything as it was ----------------------------------------------
+
+/// Every path under `root`, relative, sorted, with a trailing `/` on folders (SQLite's `-wal` and `-shm`
+/// side files left out: they come and go with connections).
+fn listing(root: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if rel.ends_with("-wal") || rel.ends_with("-shm") {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                out.push(format!("{rel}/"));
+                walk(root, &p, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// Asserts a listing holds no folder a remote or a spool would create.
+fn assert_no_remote_folders(list: &[String], what: &str) {
+    for p in list {
+        for seg in ["blobs", "cursors", "tmp"] {
+            assert!(
+                !p.split('/').any(|s| s == seg),
+                "{what}: {p} appeared in {list:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_remote_urls_fail_and_store_nothing() {
+    let w = World::new();
+    let db = Db { path: w.path("a") };
+    for url in ["file://", "file://host/x"] {
+        let out = db.fail(&["remote", "add", "r", url], 2);
+        let err = text(&out.stderr);
+        assert!(err.contains(&format!("{url:?}")), "{url}: {err}");
+        assert_eq!(db.json(&["remote", "list"]), json!([]), "{url}");
+    }
+    let out = db.fail(&["remote", "add", "r", "memory://x"], 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("memory://") && err.contains("vanish when it exits"),
+        "the refusal says why: {err}"
+    );
+    assert_eq!(db.json(&["remote", "list"]), json!([]));
+    // Clone refuses them the same way, creating nothing.
+    for url in ["file://", "file://host/x", "memory://x"] {
+        fail(w.run(&["clone", url, "dest"]), &["clone", url], 2);
+        assert!(!w.path("dest").exists(), "{url}");
+    }
+    assert_no_remote_folders(&listing(w.dir.path()), "bad URLs");
+}
+
+#[test]
+fn commands_against_a_missing_or_foreign_folder_touch_nothing() {
+    let w = World::new();
+    let db = Db { path: w.path("a") };
+    db.ok(&["kv", "put", "k", "1"]);
+    db.ok(&["remote", "add", "m", w.path("missing").to_str().unwrap()]);
+    std::fs::create_dir(w.path("unrelated")).unwrap();
+    std::fs::write(w.path("unrelated").join("notes.txt"), "mine").unwrap();
+    db.ok(&["remote", "add", "u", w.path("unrelated").to_str().unwrap()]);
+    let before = listing(w.dir.path());
+    assert_no_remote_folders(&before, "set-up");
+
+    for remote in ["m", "u"] {
+        for (args, code) in [
+            (vec!["pull", remote], Some(3)),
+            (vec!["pull", remote, "--all"], None),
+            (vec!["fetch", remote], Some(3)),
+            (vec!["fetch", remote, "--all"], None),
+            (vec!["status", remote], None),
+            (vec!["remote", "branches", remote], None),
+            (vec!["remote", "gc", remote], Some(3)),
+        ] {
+            let out = db.run(&args);
+            assert_eq!(
+                listing(w.dir.path()),
+                before,
+                "{args:?} changed the filesystem"
+            );
+            if let Some(code) = code {
+                fail(out, &args, code);
+            }
+        }
+    }
+    for (url, dest) in [("./missing", "dest1"), ("./unrelated", "dest2")] {
+        let out = fail(w.run(&["clone", url, dest]), &["clone", url], 3);
+        assert!(
+            text(&out.stderr).contains("not a Strata remote"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            listing(w.dir.path()),
+            before,
+            "clone {url} changed the filesystem"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(w.path("unrelated").join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn clone_into_an_existing_file_names_it() {
+    let w = World::new();
+    let a = w.db("a");
+    a.ok(&["kv", "put", "k", "1"]);
+    a.ok(&["push"]);
+    std::fs::write(w.path("afile"), "keep me").unwrap();
+    let before = listing(w.dir.path());
+    let out = fail(w.run(&["clone", &w.remote(), "afile"]), &["clone"], 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("afile") && err.contains("file"), "{err}");
+    assert_eq!(std::fs::read_to_string(w.path("afile")).unwrap(), "keep me");
+    assert_eq!(listing(w.dir.path()), before);
+}
+
+// ----- reports -------------------------------------------------------------------------------------
+
+#[test]
+fn every_all_json_entry_names_its_branch() {
+    let w = World::new();
+    let a = w.db("a");
+    a.ok(&["kv", "put", "k", "1"]);
+    for b in ["feat", "zeta"] {
+        a.ok(&["branch", "fork", "main", b]);
+        a.ok(&["-b", b, "kv", "put", b, "1"]);
+    }
+    let names = |doc: &Value| -> Vec<String> {
+        doc["branches"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{doc}"))
+            .iter()
+            .map(|e| {
+                e["branch"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("entry without a branch: {e}"))
+                    .to_string()
+            })
+            .collect()
+    };
+    let all = ["feat", "main", "zeta"];
+    assert_eq!(names(&a.json(&["push", "--all"])), all);
+    let b = w.db("b");
+    assert_eq!(names(&b.json(&["fetch", "--all"])), all);
+    assert_eq!(names(&b.json(&["pull", "--all"])), all);
+    assert_eq!(names(&b.json(&["pull", "--all"])), all, "up to date");
+    assert_eq!(names(&b.json(&["status", "--all"])), all);
+    // A failing entry names its branch too.
+    b.ok(&["-b", "feat", "kv", "put", "feat", "2"]);
+    a.ok(&["-b", "feat", "kv", "put", "feat", "3"]);
+    a.ok(&["push", "--all"]);
+    let (doc, _) = b.fail_json(&["pull", "--all", "--strategy", "strict"], 4);
+    assert_eq!(names(&doc), all);
+    assert_eq!(doc["branches"][0]["ok"], false, "{doc}");
+}
+
+#[test]
+fn a_fast_forward_pull_does_not_recreate_the_branch() {
+    let w = World::new();
+    let a = w.db("a");
+    let b = w.db("b");
+    let created = b.json(&["branch", "info", "main"])["created_micros"].clone();
+    assert!(created.as_u64().is_some(), "{created}");
+    for i in 0..3 {
+        a.ok(&["kv", "put", "k", &i.to_string()]);
+        a.ok(&["push"]);
+        let out = b.ok(&["pull"]);
+        assert!(!out.contains("created"), "round {i}: {out}");
+        assert!(out.contains("fast-forwarded main"), "round {i}: {out}");
+        let info = b.json(&["branch", "info", "main"]);
+        assert_eq!(info["created_micros"], created, "round {i}: {info}");
+        assert_eq!(b.json(&["kv", "get", "k"]), json!(i));
+    }
+    // A branch the database lacks is created, and says so.
+    a.ok(&["branch", "fork", "main", "feat"]);
+    a.ok(&["push", "origin", "feat"]);
+    let out = b.ok(&["pull", "origin", "feat"]);
+    assert!(out.contains("created feat"), "{out}");
+}
+
+/// The one delta blob of the remote's `main` from version `from`.
+fn delta_file(w: &World, from: u64) -> PathBuf {
+    let dir = w.path("remote").join("blobs/branches/main/deltas");
+    let prefix = format!("{from:020}-");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&prefix)
+        })
+        .unwrap_or_else(|| panic!("no delta from {from} in {}", dir.display()))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut f = tempfile::tempfile().unwrap();
+    f.write_all(bytes).unwrap();
+    strata_sync::blob::hash_file(&f).unwrap().0
+}
+
+#[test]
+fn a_corrupt_blob_is_named_once() {
+    let w = World::new();
+    let a = w.db("a");
+    a.ok(&["kv", "put", "k", "1"]);
+    a.ok(&["push"]);
+    a.ok(&["kv", "put", "k", "2"]);
+    a.ok(&["push"]);
+    let file = delta_file(&w, 1);
+    let blob = format!(
+        "branches/main/deltas/{}",
+        file.file_name().unwrap().to_str().unwrap()
+    );
+    let good = std::fs::read(&file).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    let check = |what: &str| {
+        for (i, args) in [&["pull"][..], &["fetch"]].iter().enumerate() {
+            let db = w.db(&format!("{what}-{i}"));
+            let out = db.fail(args, 6);
+            let err = text(&out.stderr);
+            assert_eq!(err.matches(&blob).count(), 1, "{what} {args:?}: {err}");
+            assert_eq!(err.matches("corrupt").count(), 1, "{what} {args:?}: {err}");
+        }
+        let out = fail(w.run(&["clone", &w.remote(), what]), &["clone"], 6);
+        let err = text(&out.stderr);
+        assert_eq!(err.matches(&blob).count(), 1, "{what} clone: {err}");
+        assert!(!w.path(what).exists(), "a failed clone leaves nothing");
+    };
+    // Damaged on disk: the hash does not match the cursor's.
+    std::fs::write(&file, &bad).unwrap();
+    check("flipped");
+    // Forged: the cursor agrees with the damaged bytes, so the frames themselves are checked.
+    let (old, new) = (sha256_hex(&good), sha256_hex(&bad));
+    let cursors = w.path("remote").join("cursors/branches/main");
+    for e in std::fs::read_dir(&cursors).unwrap() {
+        let p = e.unwrap().path();
+        let s = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, s.replace(&old, &new)).unwrap();
+    }
+    check("forged");
+}
+
+#[test]
+fn status_after_a_rerun_push_shows_nothing_ahead_or_behind() {
+    let w = World::new();
+    let a = w.db("a");
+    let clean = |db: &Db, what: &str| {
+        let st = db.json(&["status"]);
+        for k in [
+            "ahead_versions",
+            "ahead_entries",
+            "behind_versions",
+            "behind_entries",
+        ] {
+            assert_eq!(st[k], 0, "{what}: {k} in {st}");
+        }
+        let t = db.ok(&["status"]);
+        assert!(t.contains("main is up to date with origin"), "{what}: {t}");
+    };
+    // A push re-run after it succeeded.
+    a.ok(&["kv", "put", "k", "1"]);
+    a.ok(&["push"]);
+    assert_eq!(a.json(&["push"])["up_to_date"], true);
+    clean(&a, "re-run");
+    // A push whose reply was lost: the database is copied before the push, and the copy (same
+    // identity, nothing recorded) pushes again.
+    for first in [true, false] {
+        let name = if first { "fresh" } else { "later" };
+        let src = w.db(&format!("{name}-src"));
+        src.ok(&["remote", "remove", "origin"]);
+        let remote = w.path(&format!("remote-{name}"));
+        src.ok(&["remote", "add", "origin", remote.to_str().unwrap()]);
+        src.ok(&["kv", "put", "k", "1"]);
+        // The database's identity (written into what it uploads) is made by its first push
+        // anywhere; the copy must share it, as the database whose reply was lost does.
+        let scratch = w.path(&format!("scratch-{name}"));
+        src.ok(&["remote", "add", "scratch", scratch.to_str().unwrap()]);
+        src.ok(&["push", "scratch"]);
+        if !first {
+            src.ok(&["push"]);
+            src.ok(&["kv", "put", "k2", "2"]);
+        }
+        let copy = w.path(&format!("{name}-copy"));
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(&src.path)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(src.json(&["push"])["up_to_date"], false);
+        let copy = Db { path: copy };
+        let p = copy.json(&["push"]);
+        assert_eq!(p["up_to_date"], true, "{name}: {p}");
+        clean(&copy, name);
+        clean(&src, name);
+    }
+    // A commit that changes nothing (the same value again) pushes as up to date.
+    a.ok(&["kv", "put", "k", "1"]);
+    assert_eq!(a.json(&["push"])["up_to_date"], true);
+    clean(&a, "same value");
 }

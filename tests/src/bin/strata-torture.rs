@@ -1,11 +1,12 @@
 //! `strata-torture`: a child process for Strata's end-to-end tests.
 //!
 //! ```text
-//! strata-torture write-loop DB START [--durability full|normal] [--count N]
+//! strata-torture write-loop DB START [--durability full|normal] [--count N] [--pause-ms MS]
 //!     Commits transactions on `main`: transaction i (from START) writes keys t{i}:k0..k4 = i, appends
 //!     event `tick` with payload i and sets cell `last` = i, all in one transaction. After each commit
 //!     returns it prints `ack {i} {version}` and flushes. Runs until killed; with --count N it stops
-//!     after N transactions, prints `finished` and then waits (still running) to be killed.
+//!     after N transactions, prints `finished` and then waits (still running) to be killed. With
+//!     --pause-ms it sleeps that long after each commit.
 //! strata-torture increment DB N BRANCH [--busy-ms MS] [--barrier stdin]
 //!     N times: in one transaction read cell `counter` (absent = 0) and write counter+1 (commit message
 //!     `pid {pid}`); a retryable error retries the whole transaction. Prints `retries {r}` then `done`.
@@ -28,6 +29,13 @@
 //! strata-torture pull-loop DB REMOTE_DIR
 //!     Forever: pull `main` from `hub` (LWW) and print `pulled {remote_version}` (an empty remote is
 //!     skipped).
+//! strata-torture soak-sync DB REMOTE [--write TAG] [--pause-ms MS] [--snapshot-every N]
+//!     Rounds until a line `stop` or the end of stdin: with --write, commit key `{TAG}:{i}` = i and
+//!     event `soak` (payload "{TAG}:{i}") in one transaction and print `ack {i}`; then pull `main`
+//!     (LWW; an empty remote is skipped) and push it, pulling and pushing again up to 4 times while
+//!     the push is rejected; print `round {remote_version}` (`round -` if every push was rejected);
+//!     sleep about --pause-ms (0.5 to 1.5 times). Other processes may write to DB meanwhile. Ends with
+//!     `stopped {rounds} {pulls} {pushes} {rejections} {retries}` and exit 0.
 //! ```
 //!
 //! Exit codes: 0 success, 1 engine or sync error, 2 usage error, 3 stdout closed.
@@ -47,7 +55,8 @@ fn usage() -> ExitCode {
          strata-torture increment DB N BRANCH [--busy-ms MS] [--barrier stdin]\n  strata-torture hold DB BRANCH\n  \
          strata-torture sync-loop DB REMOTE CLIENT N [--barrier stdin] [--snapshot-every N] [--option K=V]...\n  \
          strata-torture push-loop DB REMOTE_DIR START [--snapshot-every N]\n  \
-         strata-torture pull-loop DB REMOTE_DIR"
+         strata-torture pull-loop DB REMOTE_DIR\n  \
+         strata-torture soak-sync DB REMOTE [--write TAG] [--pause-ms MS] [--snapshot-every N]"
     );
     ExitCode::from(2)
 }
@@ -78,6 +87,10 @@ struct Config {
     snapshot_every: Option<usize>,
     /// Remote options (`--option KEY=VALUE`, repeatable), e.g. a bucket's endpoint.
     remote_options: std::collections::BTreeMap<String, String>,
+    /// A pause after each commit or round.
+    pause: Duration,
+    /// `soak-sync`: the tag of the keys it writes, if it writes.
+    write_tag: Option<String>,
 }
 
 fn config(flags: &[(String, String)]) -> Result<Config, String> {
@@ -87,6 +100,8 @@ fn config(flags: &[(String, String)]) -> Result<Config, String> {
         barrier: false,
         snapshot_every: None,
         remote_options: Default::default(),
+        pause: Duration::ZERO,
+        write_tag: None,
     };
     for (k, v) in flags {
         match k.as_str() {
@@ -103,6 +118,11 @@ fn config(flags: &[(String, String)]) -> Result<Config, String> {
                     Duration::from_millis(v.parse().map_err(|_| format!("bad --busy-ms {v:?}"))?)
             }
             "barrier" => c.barrier = v == "stdin",
+            "pause-ms" => {
+                c.pause =
+                    Duration::from_millis(v.parse().map_err(|_| format!("bad --pause-ms {v:?}"))?)
+            }
+            "write" => c.write_tag = Some(v.clone()),
             "snapshot-every" => {
                 c.snapshot_every = Some(
                     v.parse()
@@ -164,6 +184,9 @@ fn write_loop(dir: &str, start: u64, cfg: &Config) -> Result<(), Error> {
         let v = tx.commit()?.expect("the transaction wrote entries");
         say(format_args!("ack {i} {v}"));
         i += 1;
+        if !cfg.pause.is_zero() {
+            std::thread::sleep(cfg.pause);
+        }
     }
 }
 
@@ -246,6 +269,7 @@ fn main() -> ExitCode {
             Err(_) => return usage(),
         },
         ("pull-loop", [dir, remote]) => return finish(cmd, pull_loop(dir, remote, &cfg)),
+        ("soak-sync", [dir, remote]) => return finish(cmd, soak_sync(dir, remote, &cfg)),
         _ => return usage(),
     };
     finish(cmd, r)
@@ -453,4 +477,91 @@ fn pull_loop(dir: &str, remote_dir: &str, cfg: &Config) -> Result<(), SyncFail> 
             }
         }
     })
+}
+
+/// A flag set when stdin says `stop` or ends (read on its own thread).
+fn stop_on_stdin() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            match line {
+                Ok(l) if l.trim() != "stop" => continue,
+                _ => break,
+            }
+        }
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    stop
+}
+
+/// Pull-and-push attempts per `soak-sync` round while pushes are rejected.
+const REJECTED_RETRIES: u32 = 4;
+
+fn soak_sync(dir: &str, remote_dir: &str, cfg: &Config) -> Result<(), SyncFail> {
+    let db = open_synced(dir, remote_dir, cfg)?;
+    let stop = stop_on_stdin();
+    let opts = push_options(cfg);
+    let mut rng = Lcg::new(u64::from(std::process::id()));
+    let (mut rounds, mut pulls, mut pushes, mut rejections, mut retries) = (0u64, 0, 0, 0, 0);
+    runtime()?.block_on(async {
+        let mut i = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(tag) = &cfg.write_tag {
+                let key = format!("{tag}:{i}");
+                let mut tx = db.begin("main")?;
+                tx.kv_put(&key, i as i64)?;
+                tx.event_append("soak", key.as_str())?;
+                tx.commit()?;
+                say(format_args!("ack {i}"));
+                i += 1;
+            }
+            // Pull, then push; a rejection (someone pushed in between) pulls and pushes again, a few
+            // times, as a syncing client would.
+            let mut version = None;
+            let mut tries = 0;
+            'round: for _ in 0..REJECTED_RETRIES {
+                if pull_main(&db, &mut rng).await?.is_some() {
+                    pulls += 1;
+                }
+                loop {
+                    match db.push_with(REMOTE, "main", &opts).await {
+                        Ok(r) => {
+                            pushes += 1;
+                            version = Some(r.remote_version);
+                            break 'round;
+                        }
+                        Err(SyncError::Rejected(msg)) => {
+                            eprintln!("strata-torture: push rejected: {msg}");
+                            rejections += 1;
+                            break;
+                        }
+                        Err(e) if e.is_retryable() && tries < MAX_RETRIES => {
+                            eprintln!("strata-torture: push: {e}; retrying");
+                            tries += 1;
+                            retries += 1;
+                            backoff(&mut rng, 1, 10).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            rounds += 1;
+            match version {
+                Some(v) => say(format_args!("round {v}")),
+                None => say(format_args!("round -")),
+            }
+            // A pause of half to one and a half times --pause-ms, so that rounds do not fall into step.
+            let ms = cfg.pause.as_millis() as u64;
+            if ms > 0 {
+                backoff(&mut rng, ms / 2, ms + ms / 2).await;
+            }
+        }
+        Ok::<_, SyncFail>(())
+    })?;
+    say(format_args!(
+        "stopped {rounds} {pulls} {pushes} {rejections} {retries}"
+    ));
+    Ok(())
 }
