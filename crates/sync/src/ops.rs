@@ -73,6 +73,21 @@ impl Hook {
 /// period longer than this can never delete a blob that a push is about to publish.
 pub const PUBLISH_WITHIN: Duration = Duration::from_secs(600);
 
+/// Uploads of one blob a push tries before it gives up on a store too slow to publish within
+/// [`PUBLISH_WITHIN`].
+const MAX_UPLOADS: usize = 3;
+
+fn too_slow(within: Duration, uploads: usize) -> SyncError {
+    SyncError::Remote(RemoteError::Transient(
+        format!(
+            "the remote is too slow: {uploads} uploads of the blob each took more than {:?}, half the \
+             time a push may take to publish it safely beside garbage collection; try again later",
+            within / 2
+        )
+        .into(),
+    ))
+}
+
 /// Push options.
 #[derive(Clone, Debug)]
 pub struct PushOptions {
@@ -1183,6 +1198,7 @@ pub async fn push_with(
     let mut published_at = Instant::now();
     if let Some(b) = &blob {
         let mut path;
+        let mut uploads = 0;
         loop {
             path = if kind == "snapshot" {
                 layout::snapshot_path(branch, new_version)
@@ -1192,8 +1208,12 @@ pub async fn push_with(
             published_at = Instant::now();
             upload(remote, &path, b, &label, &opts.progress).await?;
             opts.hook.at("push:after-upload");
+            uploads += 1;
             if published_at.elapsed() < opts.publish_within / 2 {
                 break;
+            }
+            if uploads >= MAX_UPLOADS {
+                return Err(too_slow(opts.publish_within, uploads));
             }
             // Too slow to publish safely beside gc: a fresh name restarts the clock.
             tracing::warn!(blob = %path, "upload took too long to publish safely; uploading again");
@@ -1230,18 +1250,9 @@ pub async fn push_with(
         doc.deltas.clear();
     }
     opts.hook.at("push:before-cas");
-    if published_at.elapsed() >= opts.publish_within {
-        return Err(SyncError::Remote(RemoteError::Transient(
-            format!(
-                "the push took longer than {:?} between upload and publication, so garbage collection \
-                 may remove its blob; push again",
-                opts.publish_within
-            )
-            .into(),
-        )));
-    }
     let token = cur.as_ref().map(|c| c.1.clone());
-    publish(remote, remote_name, branch, &doc, token.as_ref()).await?;
+    let deadline = (published_at, opts.publish_within);
+    publish(remote, remote_name, branch, &doc, token.as_ref(), deadline).await?;
     opts.hook.at("push:after-cas");
     // The remote now equals the branch at `h`; make the mirror say so, in one transaction with the sync
     // state. Another handle may have fetched our version into the mirror already: that is as good.
@@ -1259,12 +1270,12 @@ pub async fn push_with(
         let rep = db2.replication();
         let branch_rev = Rev::at(&branch2, h);
         let res = if first {
-            rep.set_fork(&mirror2, m_head, &branch_rev, &[state.clone()])
+            rep.set_fork(&mirror2, m_head, &branch_rev, std::slice::from_ref(&state))
                 .map(|_| ())
         } else {
             let b = blob.as_ref().expect("a delta push has a blob");
             let reader = BlobReader::open(b.file.as_file(), "pushed delta")?.raw();
-            rep.apply(&mirror2, m, reader, Some(&branch_rev), &[state.clone()])
+            rep.apply(&mirror2, m, reader, Some(&branch_rev), std::slice::from_ref(&state))
                 .map(|_| ())
         };
         match res {
@@ -1394,6 +1405,7 @@ async fn publish(
     branch: &str,
     doc: &CursorDoc,
     token: Option<&CursorToken>,
+    (uploaded_at, within): (Instant, Duration),
 ) -> Result<()> {
     let name = layout::cursor_name(branch);
     let bytes = Bytes::from(doc.to_bytes());
@@ -1404,6 +1416,16 @@ async fn publish(
     };
     let mut attempt = 0;
     loop {
+        // Checked before every attempt: past the window, gc may have removed the blob.
+        if uploaded_at.elapsed() >= within {
+            return Err(SyncError::Remote(RemoteError::Transient(
+                format!(
+                    "the push took longer than {within:?} between upload and publication, so garbage \
+                     collection may remove its blob; push again"
+                )
+                .into(),
+            )));
+        }
         match remote.write_cursor(&name, bytes.clone(), token).await {
             Ok(_) => return Ok(()),
             Err(RemoteError::Conflict(_)) => return Err(rejected()),
@@ -1568,6 +1590,15 @@ async fn store_clock(remote: &dyn Remote) -> Result<u64> {
 /// that gc sees as unreferenced and old can no longer become referenced.
 #[tracing::instrument(level = "info", skip_all, fields(remote = %remote))]
 pub async fn gc(remote: &dyn Remote, grace: Duration) -> Result<GcReport> {
+    // The probe below writes: never into a location that holds no Strata remote.
+    let marker = RemotePath::parse(layout::MARKER).expect("valid");
+    if !retrying("read marker", |_| remote.blob_exists(&marker)).await?
+        && retrying("list cursors", |_| remote.list_cursors("branches"))
+            .await?
+            .is_empty()
+    {
+        return Err(SyncError::NotAStrataRemote(remote.to_string()));
+    }
     let now = store_clock(remote).await?;
     let mut referenced = std::collections::HashSet::new();
     for name in retrying("list cursors", |_| remote.list_cursors("branches")).await? {

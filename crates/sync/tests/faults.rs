@@ -19,7 +19,7 @@ const OUTAGE: u64 = 4;
 fn lost_reply() -> Failure {
     Failure::nth_of(Op::WriteCursor, 1)
         .after_write()
-        .with_error(|m| RemoteError::Other(m.into()))
+        .with_error(RemoteError::Other)
 }
 
 use std::path::{Path, PathBuf};
@@ -979,7 +979,7 @@ async fn gc_deletes_what_failed_pushes_left_and_keeps_the_rest() {
     faulty.arm(
         Failure::nth_of(Op::PutBlob, 1)
             .after_write()
-            .with_error(|m| RemoteError::Other(m.into())),
+            .with_error(RemoteError::Other),
     );
     push(&a, &faulty, &PushOptions::default())
         .await

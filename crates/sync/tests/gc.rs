@@ -394,6 +394,8 @@ async fn race(
                         run.gc_runs += 1;
                         run.gc_deleted += r.deleted as u64;
                     }
+                    // Before the first push lands there is no remote to collect.
+                    Err(SyncError::NotAStrataRemote(_)) => {}
                     Err(e) => panic!("gc: {e}"),
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -566,8 +568,6 @@ async fn the_race_check_sees_what_a_grace_of_zero_breaks() {
 
 /// A store so slow that every upload takes more than half of `publish_within`: the push must end
 /// (with an error saying why) rather than upload again forever.
-#[ignore = "bug: push_with re-uploads under a fresh name without bound while each upload takes more \
-            than publish_within / 2 (crates/sync/src/ops.rs, the upload loop in push_with)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_through_a_store_too_slow_to_publish_ends() {
     common::init();
@@ -597,9 +597,6 @@ async fn a_push_through_a_store_too_slow_to_publish_ends() {
 /// A cursor write that fails transiently is retried (after reading the cursor again) without looking
 /// at `publish_within` again: its retry can land after gc, with a grace longer than
 /// `publish_within`, has deleted the blob it publishes.
-#[ignore = "bug: publish() retries a transiently failed cursor write after backoff without checking \
-            publish_within again, so an acknowledged push can name a blob gc already deleted \
-            (crates/sync/src/ops.rs, publish and the check before it in push_with)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_cursor_write_never_publishes_a_collected_blob() {
     common::init();

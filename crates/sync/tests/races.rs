@@ -133,7 +133,7 @@ async fn a_commit_at_any_push_step_is_kept_and_pushed_next_time() {
                 faulty.arm(
                     Failure::nth_of(Op::WriteCursor, 1)
                         .after_write()
-                        .with_error(|m| RemoteError::Other(m.into())),
+                        .with_error(RemoteError::Other),
                 );
                 assert!(push(&db, &faulty, Hook::default()).await.is_err());
                 db.main().kv_put("local2", 3).unwrap();
@@ -203,7 +203,7 @@ async fn a_commit_at_any_pull_step_is_kept_and_pushed_next_time() {
                 faulty.arm(
                     Failure::nth_of(Op::WriteCursor, 1)
                         .after_write()
-                        .with_error(|m| RemoteError::Other(m.into())),
+                        .with_error(RemoteError::Other),
                 );
                 assert!(push(&b, &faulty, Hook::default()).await.is_err());
                 b.main().kv_put("b3", 3).unwrap();

@@ -358,7 +358,7 @@ async fn pull_after_lost_push_response_keeps_newer_local_write() {
     faulty.arm(
         Failure::nth_of(Op::WriteCursor, 1)
             .after_write()
-            .with_error(|m| RemoteError::Other(m.into())),
+            .with_error(RemoteError::Other),
     );
     push(&a, &faulty).await.unwrap_err();
     faulty.clear();
