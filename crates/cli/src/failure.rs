@@ -76,7 +76,8 @@ pub fn sync_exit_code(e: &SyncError) -> u8 {
 
 impl From<SyncError> for Failure {
     fn from(e: SyncError) -> Failure {
-        Failure::new(sync_exit_code(&e), e.to_string())
+        // The whole cause chain (e.g. the OS error under a remote I/O failure), each text once.
+        Failure::new(sync_exit_code(&e), strata_remote::report(&e))
     }
 }
 
