@@ -21,20 +21,23 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 }
 
 /// The `strata` CLI of the same build as this benchmark: `strata` next to this executable (cargo puts
-/// both in `target/<profile>/`). When it is missing or older than this executable, it is built first
-/// with `cargo build --profile <same> -p strata-cli --bin strata` (a no-op when it is up to date), so
-/// the figures never come from a stale binary; without cargo an existing binary is used as it is.
+/// both in `target/<profile>/`). When it is missing, it is built first with
+/// `cargo build --locked --profile <same> -p strata-cli --bin strata`. When it is older than this
+/// executable it is used, with a warning: rebuilding it here could pick other features than the
+/// build that made it (`cargo test --workspace` unifies features differently) and so rebuild many
+/// crates, and a `cargo build --release -p strata-cli` before the benchmark is what keeps it fresh.
 pub(crate) fn strata_exe() -> Result<PathBuf> {
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(p) = FOUND.get() {
+        return Ok(p.clone());
+    }
+    let exe = find_strata()?;
+    Ok(FOUND.get_or_init(|| exe).clone())
+}
+
+fn find_strata() -> Result<PathBuf> {
     let me = std::env::current_exe().context("locating the benchmark executable")?;
     let exe = me.with_file_name(format!("strata{}", std::env::consts::EXE_SUFFIX));
-    let missing = !exe.is_file();
-    let older = match (mtime(&exe), mtime(&me)) {
-        (Some(cli), Some(bench)) => cli < bench,
-        _ => false,
-    };
-    if !missing && !older {
-        return Ok(exe);
-    }
     let dir = exe
         .parent()
         .context("the benchmark executable has no folder")?;
@@ -43,18 +46,25 @@ pub(crate) fn strata_exe() -> Result<PathBuf> {
         Some(p) => p.to_string(),
         None => bail!("cannot tell the cargo profile of {}", me.display()),
     };
+    let build = format!("cargo build --locked --profile {profile} -p strata-cli --bin strata");
+    if exe.is_file() {
+        if let (Some(cli), Some(bench)) = (mtime(&exe), mtime(&me)) {
+            if cli < bench {
+                progress(format!(
+                    "note: {} is older than this benchmark; if the sources changed since it was \
+                     built, rebuild it ({build})",
+                    exe.display()
+                ));
+            }
+        }
+        return Ok(exe);
+    }
     let target_dir = dir.parent().context("no cargo target folder")?;
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     progress(format!(
-        "the strata CLI at {} is {}: building it (cargo build --profile {profile} -p strata-cli \
-         --bin strata)",
-        exe.display(),
-        if missing {
-            "missing"
-        } else {
-            "older than this benchmark"
-        }
+        "the strata CLI is missing at {}: building it ({build})",
+        exe.display()
     ));
     let status = Command::new(&cargo)
         .args(["build", "--locked", "--profile", &profile])
@@ -64,28 +74,13 @@ pub(crate) fn strata_exe() -> Result<PathBuf> {
         .status();
     match status {
         Ok(s) if s.success() && exe.is_file() => Ok(exe),
-        Ok(s) if !missing => {
-            progress(format!(
-                "  cargo build failed ({s}); using the existing {}",
-                exe.display()
-            ));
-            Ok(exe)
-        }
-        Err(e) if !missing => {
-            progress(format!(
-                "  cannot run cargo ({e}); using the existing {}",
-                exe.display()
-            ));
-            Ok(exe)
-        }
         Ok(s) => bail!(
-            "the strata CLI is missing at {} and `cargo build --profile {profile} -p strata-cli` \
-             failed ({s}); build it first",
+            "the strata CLI is missing at {} and `{build}` failed ({s}); build it first",
             exe.display()
         ),
         Err(e) => bail!(
-            "the strata CLI is missing at {} and cargo could not be run ({e}); build it with \
-             `cargo build --release -p strata-cli` first",
+            "the strata CLI is missing at {} and cargo could not be run ({e}); build it first \
+             ({build})",
             exe.display()
         ),
     }
