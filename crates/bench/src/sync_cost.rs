@@ -37,8 +37,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use strata_engine::Durability;
-use strata_sync::SyncExt;
+use strata_sync::{Hook, PullOptions, PushOptions, SyncExt};
 
 use crate::child::{run_measured, strace_installed, strace_syncs, strata_exe, ChildRun, SyncCalls};
 use crate::sync::{
@@ -98,6 +102,77 @@ fn summarize(runs: &[SyncCalls]) -> (f64, String) {
         format!("{} rounds, {lo:.0} to {hi:.0}", runs.len())
     };
     (med, format!("{range}; one round: {}", pick.breakdown()))
+}
+
+/// Times the phases of a push or pull through the sync core's step hook: the time from each step
+/// (or the start) to the next one (or the end), named by the step that ends it.
+#[derive(Clone, Default)]
+struct Phases(Arc<Mutex<Vec<(&'static str, Instant)>>>);
+
+impl Phases {
+    fn hook(&self) -> Hook {
+        let marks = self.0.clone();
+        Hook(Some(Arc::new(move |step| {
+            marks
+                .lock()
+                .expect("phase marks")
+                .push((step, Instant::now()))
+        })))
+    }
+    /// Clears the marks and records the start.
+    fn start(&self) {
+        let mut m = self.0.lock().expect("phase marks");
+        m.clear();
+        m.push(("start", Instant::now()));
+    }
+    /// Adds this run's phases (seconds) to `into`, with the time after the last step as `end`.
+    fn finish(&self, into: &mut BTreeMap<String, Vec<f64>>) {
+        let mut m = self.0.lock().expect("phase marks");
+        m.push(("end", Instant::now()));
+        for w in m.windows(2) {
+            let name = w[1].0.split_once(':').map_or(w[1].0, |(_, s)| s);
+            into.entry(name.to_string())
+                .or_default()
+                .push(secs(w[1].1 - w[0].1));
+        }
+    }
+}
+
+/// "up to read-cursor 0.2 ms, …": the median of each phase, in the order the steps came.
+fn show_phases(order: &[&str], phases: &mut BTreeMap<String, Vec<f64>>) -> String {
+    let mut names: Vec<String> = order.iter().map(|s| s.to_string()).collect();
+    names.extend(
+        phases
+            .keys()
+            .filter(|k| !order.contains(&k.as_str()))
+            .cloned(),
+    );
+    names
+        .iter()
+        .filter_map(|n| {
+            let v = phases.get_mut(n)?;
+            Some(format!("{n} {}", show_secs(median(v))))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The median time of writing 4 KiB to a file in `dir` and `fdatasync`ing it (what a WAL commit or a
+/// remote publish waits for), over `n` tries.
+fn fsync_latency(dir: &Path, n: usize) -> Result<f64> {
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path)?;
+    let block = [7u8; 4096];
+    let mut t = Vec::new();
+    for _ in 0..n {
+        let s = Instant::now();
+        f.write_all(&block)?;
+        f.sync_data()?;
+        t.push(secs(s.elapsed()));
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(median(&mut t))
 }
 
 fn value_label(v: usize) -> String {
@@ -373,6 +448,16 @@ impl Ctx {
              folder",
             s.rsync_reps
         ));
+        let phases = Phases::default();
+        let push_opts = PushOptions {
+            hook: phases.hook(),
+            ..PushOptions::default()
+        };
+        let pull_opts = PullOptions {
+            hook: phases.hook(),
+            ..PullOptions::default()
+        };
+        let (mut push_ph, mut pull_ph) = (BTreeMap::new(), BTreeMap::new());
         let (mut push_t, mut pull_t, mut both) = (Vec::new(), Vec::new(), Vec::new());
         let (mut wal, mut ckpt, mut wal_mb, mut ckpt_mb) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -385,13 +470,21 @@ impl Ctx {
             db_file_changed +=
                 usize::from(file_stamp(&a_dir.join(strata_engine::DB_FILE))? != before);
             let w = rsync_with(&["-a"], &a_dir, &copy)?;
+            phases.start();
             let t = Instant::now();
-            let pushed = self.rt.block_on(fix.big.push("hub", "main"))?;
+            let pushed = self
+                .rt
+                .block_on(fix.big.push_with("hub", "main", &push_opts))?;
             let p = secs(t.elapsed());
+            phases.finish(&mut push_ph);
             check_push(&pushed, n, "the big branch")?;
+            phases.start();
             let t = Instant::now();
-            let pulled = self.rt.block_on(b.pull("origin", "main"))?;
+            let pulled = self
+                .rt
+                .block_on(b.pull_with("origin", "main", &pull_opts))?;
             let q = secs(t.elapsed());
+            phases.finish(&mut pull_ph);
             ensure!(
                 pulled.fetch.entries == n as u64,
                 "the pull fetched {} entries, expected {n}",
@@ -418,7 +511,35 @@ impl Ctx {
             ckpt_mb.push(c.transferred as f64 / 1e6);
         }
         drop(b);
+        let fsync_t = fsync_latency(work.path(), 20)?;
         drop(work);
+        let push_phases = show_phases(
+            &[
+                "before-read-cursor",
+                "after-read-cursor",
+                "after-build",
+                "after-upload",
+                "before-cas",
+                "after-cas",
+                "end",
+            ],
+            &mut push_ph,
+        );
+        let pull_phases = show_phases(
+            &[
+                "before-fetch",
+                "after-fetch",
+                "after-own-check",
+                "before-merge",
+                "end",
+            ],
+            &mut pull_ph,
+        );
+        progress(format!(
+            "  push phases (median, each up to the step named): {push_phases}; pull phases: \
+             {pull_phases}; one 4 KiB write + fdatasync here: {}",
+            show_secs(fsync_t)
+        ));
         let sync = Measure::Time {
             secs: median(&mut both),
         };
@@ -437,9 +558,13 @@ impl Ctx {
             format!(
                 "{how}; rsync -a of A's {folder_mb:.0} MB folder copied {:.2} MB of whole files \
                  (median); the commit of the {n} changes rewrote strata.db in {db_file_changed} of \
-                 {} rounds (else only -wal)",
+                 {} rounds (else only -wal); push phases (median, each up to the step named): \
+                 {push_phases}; pull phases: {pull_phases}; one 4 KiB write + fdatasync in this \
+                 folder takes {} (a push makes 5 fsyncs in a long-lived process, a pull 2-3: see \
+                 fsyncs)",
                 median(&mut wal_mb),
-                s.rsync_reps
+                s.rsync_reps,
+                show_secs(fsync_t)
             ),
         ));
         self.rows.push(row(
