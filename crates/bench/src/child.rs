@@ -216,11 +216,25 @@ pub(crate) fn run_measured(
     })
 }
 
-pub(crate) fn strace_installed() -> bool {
-    Command::new("strace")
-        .arg("-V")
+/// Whether strace can trace here: it may be missing, or present but refused `ptrace` (a container
+/// without `CAP_SYS_PTRACE`, or `kernel.yama.ptrace_scope` = 3). `Err` says which.
+pub(crate) fn strace_usable() -> std::result::Result<(), String> {
+    match Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=fsync", "-o", "/dev/null", "true"])
+        .stdin(Stdio::null())
         .output()
-        .is_ok_and(|o| o.status.success())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err("strace not installed (apt-get install strace)".into())
+        }
+        Err(e) => Err(format!("strace cannot run: {e}")),
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "strace cannot trace here ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+    }
 }
 
 /// The sync system calls of one traced command.

@@ -10,8 +10,9 @@
 //!     pushing database's folder onto an earlier copy of it, under the same strace. The note breaks
 //!     the calls down by file and gives, from one more untraced round, the wall time of each command
 //!     (process start included) and of that `rsync -a`, plus the fsyncs of a command that only opens
-//!     and closes the database (`strata branch list`). Needs `strace`: without it the rows say so,
-//!     unless `STRATA_BENCH_REQUIRE_STRACE=1`, which makes it an error.
+//!     and closes the database (`strata branch list`). Needs `strace` allowed to trace: without it
+//!     (missing, or refused `ptrace` in a container) the rows say why, unless
+//!     `STRATA_BENCH_REQUIRE_STRACE=1`, which makes it an error.
 //! 15. `push_pull` — the `sync_big`-key database of benchmark 7 (A, already pushed) and a clone of
 //!     its remote (B). Each of `rsync_reps` rounds changes `push_changes` keys in A (one transaction,
 //!     untimed), runs `rsync -a A/ copy/` onto a copy of A's folder made before the first round
@@ -44,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use strata_engine::Durability;
 use strata_sync::{Hook, PullOptions, PushOptions, SyncExt};
 
-use crate::child::{run_measured, strace_installed, strace_syncs, strata_exe, ChildRun, SyncCalls};
+use crate::child::{run_measured, strace_syncs, strace_usable, strata_exe, ChildRun, SyncCalls};
 use crate::sync::{
     change_keys, check_push, checkpoint, file_stamp, noise_value, rsync_installed, rsync_with,
     tree_bytes, url,
@@ -205,21 +206,16 @@ impl Ctx {
             target: Some(Target::CountAtMost(targets[i])),
             note,
         };
-        if !strace_installed() {
+        if let Err(why) = strace_usable() {
             if std::env::var_os(REQUIRE_STRACE).is_some_and(|v| v == "1") {
-                bail!("strace is not installed and {REQUIRE_STRACE}=1 (apt-get install strace)");
+                bail!("{why}, and {REQUIRE_STRACE}=1");
             }
             progress(format!(
-                "fsyncs: skipped, strace is not installed (apt-get install strace; \
-                 {REQUIRE_STRACE}=1 makes this an error)"
+                "fsyncs: skipped: {why} ({REQUIRE_STRACE}=1 makes this an error)"
             ));
             for i in 0..2 {
-                self.rows.push(row(
-                    i,
-                    Err("strace not installed (apt-get install strace)".into()),
-                    Measure::Missing,
-                    String::new(),
-                ));
+                self.rows
+                    .push(row(i, Err(why.clone()), Measure::Missing, String::new()));
             }
             return Ok(());
         }
@@ -599,9 +595,10 @@ impl Ctx {
         let raw_mb = (keys * v) as f64 / 1e6;
         let work = self.tempdir("strata-bench-syncrss-")?;
         let w = work.path();
-        let (a, b, c, remote, cp_dst) = (
+        let (a, b, b2, c, remote, cp_dst) = (
             w.join("a"),
             w.join("b"),
+            w.join("b2"),
             w.join("c"),
             w.join("remote"),
             w.join("cp"),
@@ -616,6 +613,8 @@ impl Ctx {
             db.remote_add("hub", url(&remote)?)?;
             self.rt.block_on(db.push("hub", "main"))?;
             drop(self.rt.block_on(strata_sync::clone(url(&remote)?, &b))?);
+            // A second clone, to split the pull into its fetch and its merge afterwards.
+            drop(self.rt.block_on(strata_sync::clone(url(&remote)?, &b2))?);
             let per = (LOAD_TX_BYTES / v).clamp(1, LOAD_TX_KEYS);
             let t = Instant::now();
             let mut i = 0;
@@ -659,6 +658,11 @@ impl Ctx {
         );
         let b_mb = tree_bytes(&b)? as f64 / 1e6;
         std::fs::remove_dir_all(&b)?;
+        // The same pull in two processes: `fetch` (download, verify, apply to the mirror), then a
+        // `pull` that has nothing to fetch and only merges the mirror into the branch.
+        let fetch = cli(exe, &db_args(&b2, &["fetch"]), "strata fetch")?;
+        let merge = cli(exe, &db_args(&b2, &["pull"]), "strata pull (merge only)")?;
+        std::fs::remove_dir_all(&b2)?;
         let mut clone_args: Vec<OsString> = vec!["--json".into(), "clone".into()];
         clone_args.push(remote.clone().into());
         clone_args.push(c.clone().into());
@@ -677,12 +681,15 @@ impl Ctx {
         );
         drop(work);
         progress(format!(
-            "  peak RSS: push {:.1} MB ({}), pull {:.1} MB ({}), clone {:.1} MB ({}); cp {:.1} MB; \
-             strata branch list {:.1} MB; load {}; {sizes_note}",
+            "  peak RSS: push {:.1} MB ({}), pull {:.1} MB ({}; split: fetch {:.1} MB, merge {:.1} \
+             MB), clone {:.1} MB ({}); cp {:.1} MB; strata branch list {:.1} MB; load {}; \
+             {sizes_note}",
             push.rss_mb(),
             show_secs(push.secs),
             pull.rss_mb(),
             show_secs(pull.secs),
+            fetch.rss_mb(),
+            merge.rss_mb(),
             clone.rss_mb(),
             show_secs(clone.secs),
             cp.rss_mb(),
@@ -707,7 +714,15 @@ impl Ctx {
             (
                 "pull",
                 &pull,
-                format!("strata pull of the delta into a clone taken before it; {sizes_note}"),
+                format!(
+                    "strata pull of the delta into a clone taken before it; the same split on \
+                     another clone: `strata fetch` {:.1} MB ({}), then the merge-only `strata pull` \
+                     {:.1} MB ({}); {sizes_note}",
+                    fetch.rss_mb(),
+                    show_secs(fetch.secs),
+                    merge.rss_mb(),
+                    show_secs(merge.secs)
+                ),
             ),
             (
                 "clone",
