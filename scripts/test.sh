@@ -42,6 +42,21 @@ strata_emulators_start
 echo "== cargo test"
 cargo test --workspace --locked
 
+# Best effort, like rclone in scripts/emulators.sh: the benchmark counts fsyncs with strace and compares
+# sync against rsync; without them those rows say "not installed" and the run goes on. Never fails.
+bench_tools_missing=()
+for tool in strace rsync; do
+    command -v "$tool" >/dev/null 2>&1 || bench_tools_missing+=("$tool")
+done
+if ((${#bench_tools_missing[@]})) && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ${bench_tools_missing[*]} for the benchmark (apt-get, best effort)"
+    mkdir -p .emulators/logs
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${bench_tools_missing[@]}" ||
+        { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${bench_tools_missing[@]}"; }; } \
+        >>.emulators/logs/apt.log 2>&1 || echo "   apt-get failed (see .emulators/logs/apt.log); rows skipped"
+fi
+
 echo "== benchmark smoke run (tiny sizes; figures are not meaningful here)"
 cargo run --locked -q -p strata-bench -- --quick >/dev/null
 echo "benchmark smoke run: ok"

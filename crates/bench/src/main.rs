@@ -57,14 +57,24 @@
 //!    them their rows say "not available" and the run goes on; without `rclone` on PATH only their
 //!    baselines are missing. See the `bucket` module for exactly what each measures.
 //!
+//! 14–16. What one sync step costs a user of the `strata` CLI (found next to this executable, and
+//!    built first with cargo when it is missing or older): `fsyncs` (fsync-family calls of a push
+//!    and a pull of one change, counted with `strace -f`, against `rsync -a`; targets ≤ 6 and ≤ 3;
+//!    needs strace, and `STRATA_BENCH_REQUIRE_STRACE=1` makes its absence an error), `push_pull`
+//!    (push + pull of 100 changes on the 1M-key database against `rsync -a` of its folder; target
+//!    ≥ 20×) and `sync_rss` (peak RSS of `strata push`, `pull` and `clone` child processes, read with
+//!    `wait4`, for a 500 MB delta of 1 KB, 10 KB, 40 KB and 1 MB values; target ≤ 100 MB). See the
+//!    `sync_cost` module for exactly what each measures.
+//!
 //! At the end the peak resident set size of the process (VmHWM) and the load average at start and end
 //! are printed: other work on the machine skews every figure, so compare ratios, not absolute rates.
 //!
 //! Default sizes: N = 200,000 (5 runs), 2,000 single commits per variant, 200,000 gets, BIG = 1,000,000
 //! keys, 50 forks per database, 200 `changes_since` repetitions; sync: 1M- and 1k-key branches, 10
 //! pushes of 100 changed keys each, 5 rsync rounds, a 500k × 1 KB delta for `pull_rss`; buckets: 100k
-//! keys × 100 B, 3 rounds. `--quick` shrinks them by about 10× (the sync ones more; buckets: 5k keys,
-//! 2 rounds) for smoke runs.
+//! keys × 100 B, 3 rounds; 3 traced rounds for `fsyncs`; 500 MB deltas for `sync_rss`. `--quick`
+//! shrinks them by about 10× (the sync ones more; buckets: 5k keys, 2 rounds; 20 MB deltas) for smoke
+//! runs.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -76,9 +86,11 @@ use strata_engine::{Durability, Options, Strata, Value, DB_FILE};
 use tempfile::TempDir;
 
 mod bucket;
+mod child;
 mod sync;
+mod sync_cost;
 
-const BENCHES: [&str; 13] = [
+const BENCHES: [&str; 16] = [
     "kv_put_batch",
     "kv_put_single",
     "kv_get",
@@ -92,7 +104,13 @@ const BENCHES: [&str; 13] = [
     "s3_push",
     "s3_clone",
     "s3_requests",
+    "fsyncs",
+    "push_pull",
+    "sync_rss",
 ];
+
+/// The value sizes of `sync_rss`: 1 KB, 10 KB, 40 KB and 1 MB.
+const RSS_VALUES: [usize; 4] = [1_000, 10_000, 40_000, 1_000_000];
 
 /// `changes_since` stops repeating after `Sizes::changes_budget` (but not before this many reads), so
 /// that a slow engine cannot make the run take far longer than planned.
@@ -111,7 +129,8 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// Run only these benchmarks (repeatable or comma-separated): kv_put_batch, kv_put_single, kv_get,
-    /// fork, changes_since, bundle, push, clone, rsync, pull_rss, s3_push, s3_clone, s3_requests.
+    /// fork, changes_since, bundle, push, clone, rsync, pull_rss, s3_push, s3_clone, s3_requests,
+    /// fsyncs, push_pull, sync_rss.
     #[arg(
         long,
         value_name = "NAME",
@@ -123,6 +142,9 @@ struct Cli {
     /// be on disk, not tmpfs, for the durability figures to mean anything.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Value sizes in bytes of the `sync_rss` rows (comma-separated; default 1000,10000,40000,1000000).
+    #[arg(long, value_name = "BYTES", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    rss_values: Vec<u64>,
 }
 
 /// Benchmark sizes.
@@ -156,6 +178,10 @@ struct Sizes {
     s3_keys: usize,
     s3_value: usize,
     s3_reps: usize,
+    /// Traced rounds of `fsyncs` (14).
+    fsync_reps: usize,
+    /// Bytes of values in each `sync_rss` delta (16).
+    rss_delta: usize,
 }
 
 impl Sizes {
@@ -184,6 +210,8 @@ impl Sizes {
                 s3_keys: 5_000,
                 s3_value: 100,
                 s3_reps: 2,
+                fsync_reps: 2,
+                rss_delta: 20_000_000,
             }
         } else {
             Sizes {
@@ -209,6 +237,8 @@ impl Sizes {
                 s3_keys: 100_000,
                 s3_value: 100,
                 s3_reps: 3,
+                fsync_reps: 3,
+                rss_delta: 500_000_000,
             }
         }
     }
@@ -316,9 +346,11 @@ impl Row {
         r.is_finite().then_some(r)
     }
     fn met(&self) -> Option<bool> {
-        match (self.target, self.ratio(), &self.strata) {
-            (Some(t), Some(r), Ok(m)) => Some(t.met(r, m.value())),
-            _ => None,
+        let (t, m) = (self.target?, self.strata.as_ref().ok()?);
+        match t {
+            // Targets on the figure itself need no ratio (the baseline may be 0 or missing).
+            Target::MbAtMost(_) | Target::CountAtMost(_) => Some(t.met(f64::NAN, m.value())),
+            Target::AtLeast(_) | Target::AtMost(_) => Some(t.met(self.ratio()?, m.value())),
         }
     }
     fn status(&self) -> &'static str {
@@ -514,6 +546,8 @@ struct Ctx {
     bucket: Option<bucket::BucketFix>,
     rt: tokio::runtime::Runtime,
     rows: Vec<Row>,
+    /// Value sizes of `sync_rss` (16).
+    rss_values: Vec<usize>,
 }
 
 impl Ctx {
@@ -1110,7 +1144,10 @@ fn print_table(rows: &[Row]) {
          big/small, clone is strata/baseline (lower is better); rsync is rsync/push (higher is \
          better); pull_rss is the child's peak RSS against the delta size, the target is on the RSS; \
          s3_push and s3_clone are strata MB/s / rclone MB/s (higher is better); s3_requests is the \
-         computed per-key baseline / strata requests, the target is on strata's count"
+         computed per-key baseline / strata requests, the target is on strata's count; fsyncs are \
+         counts (the target is on strata's count; rsync makes none, so no ratio); push_pull is \
+         rsync/(push+pull) (higher is better); sync_rss is the child's peak RSS against cp's, the \
+         target is on the RSS"
     );
     for r in rows {
         if let Err(e) = &r.strata {
@@ -1122,9 +1159,14 @@ fn print_table(rows: &[Row]) {
 }
 
 fn main() -> Result<()> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The intermediate process of benchmarks 14–16, which runs a command and reports its peak RSS;
+    // first, so that it stays as small as it can.
+    if args.get(1).is_some_and(|a| a == child::RSS_CHILD) {
+        return child::rss_child(&args[2..]);
+    }
     strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
     // The child process of benchmark 10, which pulls a delta and reports its own peak RSS.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == sync::PULL_CHILD) {
         return sync::pull_child(&args[2..]);
     }
@@ -1150,13 +1192,18 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?,
         rows: Vec::new(),
+        rss_values: if cli.rss_values.is_empty() {
+            RSS_VALUES.to_vec()
+        } else {
+            cli.rss_values.iter().map(|&v| v as usize).collect()
+        },
     };
     let started = Instant::now();
     let load_start = loadavg();
     progress(format!("sizes: {sizes:?}"));
 
     type Bench = fn(&mut Ctx) -> Result<()>;
-    let benches: [(&str, Bench); 13] = [
+    let benches: [(&str, Bench); 16] = [
         ("kv_put_batch", Ctx::bench_kv_put_batch),
         ("kv_put_single", Ctx::bench_kv_put_single),
         ("kv_get", Ctx::bench_kv_get),
@@ -1170,6 +1217,9 @@ fn main() -> Result<()> {
         ("s3_push", Ctx::bench_s3_push),
         ("s3_clone", Ctx::bench_s3_clone),
         ("s3_requests", Ctx::bench_s3_requests),
+        ("fsyncs", Ctx::bench_fsyncs),
+        ("push_pull", Ctx::bench_push_pull),
+        ("sync_rss", Ctx::bench_sync_rss),
     ];
     for (name, f) in benches {
         if selected(name) {
@@ -1182,7 +1232,11 @@ fn main() -> Result<()> {
     let load_end = loadavg();
     let rss = peak_rss_kib();
     let Ctx {
-        rows, root, bytes, ..
+        rows,
+        root,
+        bytes,
+        rss_values,
+        ..
     } = ctx;
 
     if cli.json {
@@ -1210,6 +1264,9 @@ fn main() -> Result<()> {
                 "s3_keys": sizes.s3_keys,
                 "s3_value_bytes": sizes.s3_value,
                 "s3_reps": sizes.s3_reps,
+                "fsync_reps": sizes.fsync_reps,
+                "sync_rss_delta_bytes": sizes.rss_delta,
+                "sync_rss_value_bytes": rss_values,
             },
             "value_bytes": bytes.len(),
             "temp_root": root.display().to_string(),
@@ -1255,6 +1312,16 @@ fn main() -> Result<()> {
         println!(
             "buckets (S3 emulator): {} keys x {} pseudo-random bytes; {} rounds of push and clone",
             sizes.s3_keys, sizes.s3_value, sizes.s3_reps
+        );
+        println!(
+            "sync cost: fsyncs {} traced rounds; push_pull {} rounds of {} changes on {} keys; \
+             sync_rss {} MB deltas of {:?}-byte values",
+            sizes.fsync_reps,
+            sizes.rsync_reps,
+            sizes.push_changes,
+            sizes.sync_big,
+            sizes.rss_delta / 1_000_000,
+            rss_values
         );
         println!();
         print_table(&rows);

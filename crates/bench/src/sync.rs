@@ -43,15 +43,15 @@ pub(crate) const PULL_CHILD: &str = "__pull-child";
 
 /// The databases and remotes of benchmarks 7–9.
 pub(crate) struct SyncFix {
-    dir: TempDir,
-    big: Strata,
+    pub(crate) dir: TempDir,
+    pub(crate) big: Strata,
     small: Strata,
-    big_remote: PathBuf,
+    pub(crate) big_remote: PathBuf,
     /// Change rounds made so far; round `r` changes keys no earlier round changed.
-    round: usize,
+    pub(crate) round: usize,
 }
 
-fn url(p: &Path) -> Result<&str> {
+pub(crate) fn url(p: &Path) -> Result<&str> {
     p.to_str()
         .with_context(|| format!("{} is not valid UTF-8", p.display()))
 }
@@ -64,7 +64,7 @@ fn spread(n: usize, i: usize) -> usize {
 }
 
 /// Changes `count` keys of the `n`-key main branch in one transaction (round `round`'s keys and value).
-fn change_keys(db: &Strata, n: usize, round: usize, count: usize) -> Result<()> {
+pub(crate) fn change_keys(db: &Strata, n: usize, round: usize, count: usize) -> Result<()> {
     // A different `turn` than the loaded 42, of the same encoded size.
     let v = sample_value_turn(100 + (round % 27) as i64);
     let mut tx = db.begin("main")?;
@@ -112,7 +112,7 @@ pub(crate) fn tree_bytes(dir: &Path) -> Result<u64> {
 }
 
 /// Moves the WAL of the database in `dir` into its main file and truncates the WAL.
-fn checkpoint(dir: &Path) -> Result<()> {
+pub(crate) fn checkpoint(dir: &Path) -> Result<()> {
     let c = Connection::open(dir.join(DB_FILE))?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
     let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
@@ -125,12 +125,12 @@ fn checkpoint(dir: &Path) -> Result<()> {
 }
 
 /// Size and modification time of a file, to tell whether a commit touched it.
-fn file_stamp(p: &Path) -> Result<(u64, std::time::SystemTime)> {
+pub(crate) fn file_stamp(p: &Path) -> Result<(u64, std::time::SystemTime)> {
     let m = std::fs::metadata(p)?;
     Ok((m.len(), m.modified()?))
 }
 
-fn rsync_installed() -> bool {
+pub(crate) fn rsync_installed() -> bool {
     Command::new("rsync")
         .arg("--version")
         .output()
@@ -138,21 +138,29 @@ fn rsync_installed() -> bool {
 }
 
 /// What one rsync run moved.
-struct RsyncRun {
-    secs: f64,
-    literal: u64,
-    matched: u64,
+pub(crate) struct RsyncRun {
+    pub(crate) secs: f64,
+    pub(crate) literal: u64,
+    pub(crate) matched: u64,
+    /// Total size of the files rsync transferred (whole files, whatever part of them was sent).
+    pub(crate) transferred: u64,
 }
 
 /// `rsync -a --inplace --no-whole-file --stats src/ dst/`, timed (wall clock, process included).
 fn rsync(src: &Path, dst: &Path) -> Result<RsyncRun> {
+    rsync_with(&["-a", "--inplace", "--no-whole-file"], src, dst)
+}
+
+/// `rsync ARGS --stats src/ dst/`, timed (wall clock, process included).
+pub(crate) fn rsync_with(args: &[&str], src: &Path, dst: &Path) -> Result<RsyncRun> {
     let mut s = src.as_os_str().to_owned();
     s.push("/");
     let mut d = dst.as_os_str().to_owned();
     d.push("/");
     let t = Instant::now();
     let out = Command::new("rsync")
-        .args(["-a", "--inplace", "--no-whole-file", "--stats"])
+        .args(args)
+        .arg("--stats")
         .arg(&s)
         .arg(&d)
         .output()
@@ -181,6 +189,7 @@ fn rsync(src: &Path, dst: &Path) -> Result<RsyncRun> {
         secs,
         literal: stat("Literal data:"),
         matched: stat("Matched data:"),
+        transferred: stat("Total transferred file size:"),
     })
 }
 
@@ -195,7 +204,7 @@ pub(crate) fn noise_value(i: usize, len: usize) -> Value {
     Value::Bytes(b)
 }
 
-fn check_push(r: &PushReport, entries: usize, what: &str) -> Result<()> {
+pub(crate) fn check_push(r: &PushReport, entries: usize, what: &str) -> Result<()> {
     ensure!(
         !r.up_to_date && r.entries == entries as u64,
         "push of {what} uploaded {} entries (up to date: {}), expected {entries}",
@@ -243,7 +252,7 @@ pub(crate) fn pull_child(args: &[OsString]) -> Result<()> {
 }
 
 impl Ctx {
-    fn ensure_sync(&mut self) -> Result<()> {
+    pub(crate) fn ensure_sync(&mut self) -> Result<()> {
         if self.sync.is_some() {
             return Ok(());
         }
