@@ -350,21 +350,13 @@ impl Replication<'_> {
             let old = store::view_at(conn, row.id, row.head)?;
             let first_row = store::max_rowid(conn)? + 1;
             let mut n = 0u64;
-            let mut pending: Vec<(EntryKey, Option<Value>)> = Vec::new();
+            // Written as the difference streams (as a merge does): the views read here end at the
+            // old head, below the version written, so nothing is held in memory.
             for_each_difference(conn, &old, &staged, |k, _, b| {
-                pending.push((k.clone(), b));
-                if pending.len() >= 1024 {
-                    for (k, v) in pending.drain(..) {
-                        store::write_row(conn, row.id, snapshot_version, &k, v.as_ref())?;
-                        n += 1;
-                    }
-                }
+                store::write_row(conn, row.id, snapshot_version, k, b.as_ref())?;
+                n += 1;
                 Ok(())
             })?;
-            for (k, v) in pending.drain(..) {
-                store::write_row(conn, row.id, snapshot_version, &k, v.as_ref())?;
-                n += 1;
-            }
             store::record_commit(
                 conn,
                 row.id,

@@ -102,8 +102,10 @@ pub(crate) fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// A connection's SQLite page cache (`PRAGMA cache_size`; negative is KiB): 64 MiB.
-pub(crate) const CACHE_SIZE: i64 = -65536;
+/// A connection's SQLite page cache (`PRAGMA cache_size`; negative is KiB): 16 MiB. A handle keeps
+/// several connections, and a sync streams far more than any cache holds, so a bigger cache only
+/// grows the process (the OS page cache still serves re-reads).
+pub(crate) const CACHE_SIZE: i64 = -16384;
 
 /// How many prepared statements a connection keeps cached.
 pub(crate) const STATEMENT_CACHE: usize = 64;
