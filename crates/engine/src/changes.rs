@@ -23,7 +23,7 @@ pub const CHANGE_PAGE: usize = 2048;
 pub const CHANGE_PAGE_BYTES: usize = 4 << 20;
 
 /// The page cache (`PRAGMA cache_size`, negative is KiB) a bulk replay runs with: 8 MiB instead of
-/// the connection's 64 MiB, so a large clone or pull does not hold a big cache of dirty pages.
+/// the connection's 16 MiB, so a large clone or pull does not hold a big cache of dirty pages.
 const APPLY_CACHE_SIZE: i64 = -8192;
 
 /// A streaming iterator over a branch's change sets, oldest first. It captures the branch head when it
