@@ -119,6 +119,17 @@ fn moved(branch: &str, expected: u64, actual: Option<u64>) -> Error {
     }
 }
 
+/// The row of `branch` if its head is `expected` (an absent branch counts as head 0 and is created
+/// empty when `create` is set); otherwise `HeadMoved`.
+fn at_head(conn: &Connection, branch: &str, expected: u64, create: bool) -> Result<BranchRow> {
+    match find(conn, branch)? {
+        Some(r) if r.head == expected => Ok(r),
+        Some(r) => Err(moved(branch, expected, Some(r.head))),
+        None if expected == 0 && create => insert_branch(conn, branch, None),
+        None => Err(moved(branch, expected, None)),
+    }
+}
+
 /// An explicit `branch@version`: equal points and merge bases must never be "the head".
 fn explicit(rev: &Rev) -> Result<u64> {
     rev.version.ok_or_else(|| {
@@ -172,12 +183,7 @@ pub(crate) fn write_notes(conn: &Connection, notes: &[Note]) -> Result<()> {
     if notes.is_empty() {
         return Ok(());
     }
-    let row = match find(conn, META_BRANCH)? {
-        Some(r) => r,
-        None => insert_branch(conn, META_BRANCH, None)?,
-    };
-    let version = row.head + 1;
-    let first_row = store::max_rowid(conn)? + 1;
+    let mut rows = Vec::with_capacity(notes.len());
     for n in notes {
         validate_space_name(&n.space, true)?;
         if !n.space.starts_with('_') {
@@ -188,8 +194,32 @@ pub(crate) fn write_notes(conn: &Connection, notes: &[Note]) -> Result<()> {
             ));
         }
         validate_key(&n.key)?;
-        let k = EntryKey::new(n.space.clone(), Kind::Kv, n.key.clone());
-        store::write_row(conn, row.id, version, &k, n.value.as_ref())?;
+        rows.push((
+            EntryKey::new(n.space.clone(), Kind::Kv, n.key.clone()),
+            n.value.as_ref(),
+        ));
+    }
+    commit_meta(conn, &meta_row(conn)?, &rows)
+}
+
+/// The metadata branch's row, created when absent.
+fn meta_row(conn: &Connection) -> Result<BranchRow> {
+    match find(conn, META_BRANCH)? {
+        Some(r) => Ok(r),
+        None => insert_branch(conn, META_BRANCH, None),
+    }
+}
+
+/// Commits `rows` as the next version of the metadata branch `row`.
+fn commit_meta(
+    conn: &Connection,
+    row: &BranchRow,
+    rows: &[(EntryKey, Option<&Value>)],
+) -> Result<()> {
+    let version = row.head + 1;
+    let first_row = store::max_rowid(conn)? + 1;
+    for (k, v) in rows {
+        store::write_row(conn, row.id, version, k, *v)?;
     }
     store::record_commit(
         conn,
@@ -257,27 +287,13 @@ impl Replication<'_> {
         validate_space_name(space, true)?;
         validate_key(key)?;
         self.db.write(|conn| {
-            let row = match find(conn, META_BRANCH)? {
-                Some(r) => r,
-                None => insert_branch(conn, META_BRANCH, None)?,
-            };
+            let row = meta_row(conn)?;
             let view = store::view_at(conn, row.id, row.head)?;
             if let Some(v) = store::get_value(conn, &view, Kind::State, space, key)? {
                 return Ok(v);
             }
-            let version = row.head + 1;
-            let first_row = store::max_rowid(conn)? + 1;
             let k = EntryKey::new(space.to_string(), Kind::State, key.to_string());
-            store::write_row(conn, row.id, version, &k, Some(&value))?;
-            store::record_commit(
-                conn,
-                row.id,
-                version,
-                store::now_micros(),
-                "commit",
-                "",
-                first_row,
-            )?;
+            commit_meta(conn, &row, &[(k, Some(&value))])?;
             Ok(value)
         })
     }
@@ -301,12 +317,7 @@ impl Replication<'_> {
             explicit(e)?;
         }
         self.txn(notes, |conn| {
-            let row = match find(conn, branch)? {
-                Some(r) if r.head == expected_head => r,
-                Some(r) => return Err(moved(branch, expected_head, Some(r.head))),
-                None if expected_head == 0 => insert_branch(conn, branch, None)?,
-                None => return Err(moved(branch, expected_head, None)),
-            };
+            let row = at_head(conn, branch, expected_head, true)?;
             let report = apply_in_txn(conn, &row, changes, "apply")?;
             if let Some(e) = equal {
                 let (other, ov, _) = rev_view(conn, e)?;
@@ -331,11 +342,7 @@ impl Replication<'_> {
     ) -> Result<ApplyReport> {
         internal_name(branch)?;
         self.txn(notes, |conn| {
-            let row = match find(conn, branch)? {
-                Some(r) if r.head == expected_head => r,
-                Some(r) => return Err(moved(branch, expected_head, Some(r.head))),
-                None => return Err(moved(branch, expected_head, None)),
-            };
+            let row = at_head(conn, branch, expected_head, false)?;
             if snapshot_version <= row.head {
                 return Err(Error::InvalidOperation(format!(
                     "snapshot version {snapshot_version} does not follow branch {branch:?} head {}",
