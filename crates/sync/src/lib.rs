@@ -176,24 +176,30 @@ pub async fn clone_with_options(
     progress: &Progress,
 ) -> Result<(Strata, CloneReport)> {
     let path = path.as_ref().to_path_buf();
-    if path.exists() {
-        if !path.is_dir() {
-            return Err(SyncError::Config(format!(
-                "cannot clone into {}: it is a file, not a folder",
-                path.display()
-            )));
+    // The checks touch the filesystem: off the runtime, like every other file operation here.
+    let p = path.clone();
+    ops::blocking(move || {
+        if p.exists() {
+            if !p.is_dir() {
+                return Err(SyncError::Config(format!(
+                    "cannot clone into {}: it is a file, not a folder",
+                    p.display()
+                )));
+            }
+            let not_empty = std::fs::read_dir(&p)
+                .map_err(|e| SyncError::Config(format!("cannot read {}: {e}", p.display())))?
+                .next()
+                .is_some();
+            if not_empty {
+                return Err(SyncError::Config(format!(
+                    "cannot clone into {}: it exists and is not empty",
+                    p.display()
+                )));
+            }
         }
-        let not_empty = std::fs::read_dir(&path)
-            .map_err(|e| SyncError::Config(format!("cannot read {}: {e}", path.display())))?
-            .next()
-            .is_some();
-        if not_empty {
-            return Err(SyncError::Config(format!(
-                "cannot clone into {}: it exists and is not empty",
-                path.display()
-            )));
-        }
-    }
+        Ok(())
+    })
+    .await?;
     let remote = open::open_url_with(url, options)?;
     let branches = list_remote_branches(&*remote).await?;
     if branches.is_empty() {
@@ -205,7 +211,10 @@ pub async fn clone_with_options(
             SyncError::NotAStrataRemote(remote.to_string())
         });
     }
-    let created = !path.exists();
+    let created = {
+        let p = path.clone();
+        ops::blocking(move || Ok(!p.exists())).await?
+    };
     let result = async {
         let (url, options, p) = (url.to_string(), options.clone(), path.clone());
         let db = ops::blocking(move || {
