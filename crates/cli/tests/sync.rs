@@ -427,7 +427,10 @@ fn strict_pull_conflict_exits_4_with_the_list() {
     );
     // B's own version still travels (history keeps it), then one version restores A's value.
     let p = b.json(&["push"]);
-    assert_eq!((&p["up_to_date"], &p["versions"]), (&json!(false), &json!(2)));
+    assert_eq!(
+        (&p["up_to_date"], &p["versions"]),
+        (&json!(false), &json!(2))
+    );
     assert_eq!(
         b.json(&["kv", "get", "task:1"])["result"],
         json!("approach A")
@@ -577,11 +580,17 @@ fn remote_gc_and_compact() {
     let c = a.json(&["remote", "compact", "origin"]);
     assert_eq!(c["branch"], "main");
     assert_eq!(c["remote_version"], 4);
-    assert_eq!((&c["blobs_before"], &c["blobs_after"]), (&json!(4), &json!(1)));
+    assert_eq!(
+        (&c["blobs_before"], &c["blobs_after"]),
+        (&json!(4), &json!(1))
+    );
     assert_eq!(c["versions_dropped"], 0);
     assert!(c["snapshot"].as_str().unwrap().contains("snap"), "{c}");
     let again = a.ok(&["remote", "compact", "origin", "main"]);
-    assert!(again.starts_with("origin/main is already compact"), "{again}");
+    assert!(
+        again.starts_with("origin/main is already compact"),
+        "{again}"
+    );
     // The replaced blobs are unreferenced now: a gc with a long grace keeps them, one without
     // deletes them.
     let g = a.json(&["remote", "gc", "origin"]);
