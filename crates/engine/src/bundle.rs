@@ -793,6 +793,12 @@ fn read_bundle<T>(
     Ok((manifest, out))
 }
 
+/// A change set as bundle format 1 writes it: without commit metadata.
+fn without_meta(mut cs: crate::types::ChangeSet) -> crate::types::ChangeSet {
+    cs.meta = None;
+    cs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -905,10 +911,4 @@ mod tests {
         assert!(e.contains("changed between verification and import"), "{e}");
         assert!(!dst.branch_exists("x").unwrap());
     }
-}
-
-/// A change set as bundle format 1 writes it: without commit metadata.
-fn without_meta(mut cs: crate::types::ChangeSet) -> crate::types::ChangeSet {
-    cs.meta = None;
-    cs
 }

@@ -936,6 +936,7 @@ pub(crate) fn event_positions(
 }
 
 /// Records a commit row and moves the branch head.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn record_commit(
     conn: &Connection,
     branch: i64,
@@ -1030,15 +1031,12 @@ pub(crate) fn commit_rows(
     // The unary `+` keeps SQLite from planning this through the (branch, …) index, which would scan
     // the whole branch: the rowid range alone must drive it. A value's length is read before its
     // bytes, so a row that would pass the byte limit is not loaded.
+    // One lower bound, computed here: with two (`BETWEEN first AND last AND rowid > after`) SQLite
+    // seeks to only one of them and filters the other row by row, so each page of a large commit
+    // rescanned it from its first row (a 1M-row commit read in quadratic time).
+    let lo = c.first_row.max(after.saturating_add(1));
     let mut st = conn.prepare_cached(COMMIT_ROWS_SQL)?;
-    let mut rows = st.query(params![
-        c.first_row,
-        c.last_row,
-        after,
-        branch,
-        c.version as i64,
-        limit as i64
-    ])?;
+    let mut rows = st.query(params![lo, c.last_row, branch, c.version as i64, limit as i64])?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     while let Some(r) = rows.next()? {
@@ -1060,7 +1058,7 @@ pub(crate) fn commit_rows(
 
 /// The page query of [`commit_rows`].
 pub(crate) const COMMIT_ROWS_SQL: &str = "SELECT rowid, kind, space, key, length(value), value FROM entries \
-     WHERE rowid BETWEEN ?1 AND ?2 AND rowid > ?3 AND +branch=?4 AND +version=?5 ORDER BY rowid LIMIT ?6";
+     WHERE rowid BETWEEN ?1 AND ?2 AND +branch=?3 AND +version=?4 ORDER BY rowid LIMIT ?5";
 
 #[cfg(test)]
 mod tests {
