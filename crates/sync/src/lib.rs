@@ -31,6 +31,7 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod admin;
 pub mod blob;
 pub mod config;
 mod error;
@@ -175,6 +176,20 @@ pub async fn clone_with_options(
     path: impl AsRef<Path>,
     progress: &Progress,
 ) -> Result<(Strata, CloneReport)> {
+    clone_branches(url, options, path, None, progress, &|_, _, _| {}).await
+}
+
+/// [`clone_with_options`], cloning only branch `only` when given (a missing one is
+/// [`SyncError::NotFound`] and creates nothing); `on_branch(name, index, count)` is called before
+/// each branch is pulled (for progress labels such as "branch 2 of 5").
+pub async fn clone_branches(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    path: impl AsRef<Path>,
+    only: Option<&str>,
+    progress: &Progress,
+    on_branch: &(dyn Fn(&str, usize, usize) + Sync),
+) -> Result<(Strata, CloneReport)> {
     let path = path.as_ref().to_path_buf();
     // The checks touch the filesystem: off the runtime, like every other file operation here.
     let p = path.clone();
@@ -201,7 +216,15 @@ pub async fn clone_with_options(
     })
     .await?;
     let remote = open::open_url_with(url, options)?;
-    let branches = list_remote_branches(&*remote).await?;
+    let mut branches = list_remote_branches(&*remote).await?;
+    if let Some(only) = only {
+        if !branches.is_empty() && !branches.iter().any(|b| b.name == only) {
+            return Err(SyncError::NotFound(format!(
+                "remote {remote} has no branch {only:?}"
+            )));
+        }
+        branches.retain(|b| b.name == only);
+    }
     if branches.is_empty() {
         let marker = strata_remote::RemotePath::parse(layout::MARKER).expect("valid");
         use strata_remote::RemoteExt;
@@ -232,7 +255,8 @@ pub async fn clone_with_options(
             progress: progress.clone(),
             ..Default::default()
         };
-        for b in &branches {
+        for (i, b) in branches.iter().enumerate() {
+            on_branch(&b.name, i, branches.len());
             let r = ops::pull_with(&db, &*remote, "origin", &b.name, &opts).await?;
             report.branches.push(r.fetch);
         }
