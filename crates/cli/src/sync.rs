@@ -22,18 +22,31 @@ use crate::render::{self, Out, Rendered};
 
 // ----- progress -------------------------------------------------------------------------------------
 
-/// Progress bars on stderr, one per transfer (upload or download of a blob), labelled with the
-/// operation, the branch and, with --all or clone, "branch N of M".
+/// Progress on stderr, labelled with the operation, the branch and, with --all or clone, "branch N
+/// of M": on a terminal a bar per transfer and a spinner per phase; elsewhere (`--progress` into a
+/// pipe or file) one plain line per phase and per transfer, as git does.
 #[derive(Default)]
 pub struct Bars {
     bar: Mutex<Option<ProgressBar>>,
     label: Mutex<String>,
+    /// Plain lines instead of bars.
+    plain: bool,
 }
 
 impl Bars {
     /// Sets the label that following transfers show.
     pub fn set_label(&self, label: String) {
         *self.label.lock().unwrap_or_else(|e| e.into_inner()) = label;
+    }
+
+    /// `label: what`, or `what` alone.
+    fn labelled(&self, what: &str) -> String {
+        let label = self.label.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if label.is_empty() {
+            what.to_string()
+        } else {
+            format!("{label}: {what}")
+        }
     }
 }
 
@@ -45,6 +58,11 @@ impl Bars {
 
 impl ProgressSink for Bars {
     fn start(&self, what: &str, total: Option<u64>) {
+        if self.plain {
+            let size = total.map(|t| format!(" ({})", render::bytes(t)));
+            eprintln!("{}{}", self.labelled(what), size.unwrap_or_default());
+            return;
+        }
         let bar = match total {
             Some(t) => {
                 let b = ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr());
@@ -65,12 +83,25 @@ impl ProgressSink for Bars {
                 b
             }
         };
-        let label = self.label.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        bar.set_message(if label.is_empty() {
-            what.to_string()
-        } else {
-            label
-        });
+        // The sync library names transfers by branch ("upload main", "download main (2/3)"); the
+        // label adds the branch's place in --all or clone ("branch 2 of 5").
+        bar.set_message(self.labelled(what));
+        if let Some(old) = self.slot().replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn phase(&self, phase: &str) {
+        if self.plain {
+            eprintln!("{}", self.labelled(phase));
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_msg}") {
+            bar.set_style(style);
+        }
+        bar.set_message(self.labelled(phase));
+        bar.enable_steady_tick(Duration::from_millis(120));
         if let Some(old) = self.slot().replace(bar) {
             old.finish_and_clear();
         }
@@ -119,10 +150,15 @@ impl Reporter {
 /// Progress bars on stderr with --progress, or when stderr is a terminal and neither --json, -q nor
 /// --no-progress is given.
 pub fn reporter(g: &Global, out: Out) -> Reporter {
-    let on = !g.no_progress
-        && (g.progress || (!out.json && !out.quiet && std::io::stderr().is_terminal()));
+    let tty = std::io::stderr().is_terminal();
+    let on = !g.no_progress && (g.progress || (!out.json && !out.quiet && tty));
     Reporter {
-        bars: on.then(|| Arc::new(Bars::default())),
+        bars: on.then(|| {
+            Arc::new(Bars {
+                plain: !tty,
+                ..Bars::default()
+            })
+        }),
     }
 }
 

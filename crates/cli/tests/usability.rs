@@ -735,8 +735,38 @@ fn remote_verbs_upstream_and_clone_defaults() {
         "{shown}"
     );
 
-    // clone: DIR defaults to the URL's last segment; -b clones one branch.
+    // Progress: phases and branch names, "branch N of M" with --all; off by default in a pipe.
+    ok(run_in(&a, &["kv", "put", "p", "1"], None), "put");
+    let out = run_in(&a, &["push", "hub"], None);
+    assert!(
+        text(&out.stderr).is_empty(),
+        "no progress unless asked: {}",
+        text(&out.stderr)
+    );
+    ok(run_in(&a, &["kv", "put", "p", "2"], None), "put");
+    let out = run_in(&a, &["--progress", "push", "hub"], None);
+    let err = text(&out.stderr);
+    for want in [
+        "push main: building the delta",
+        "push main: uploading",
+        "push main: upload main (",
+        "push main: publishing",
+    ] {
+        assert!(err.contains(want), "lacks {want:?}: {err}");
+    }
+    assert!(
+        !err.contains(".blob") && !err.contains("deltas/"),
+        "blob names shown: {err}"
+    );
     ok(run_in(&a, &["branch", "fork", "main", "exp"], None), "fork");
+    let out = run_in(&a, &["--progress", "push", "hub", "--all"], None);
+    let err = text(&out.stderr);
+    assert!(err.contains("push exp (branch 1 of 2): uploading"), "{err}");
+    assert!(err.contains("push main (branch 2 of 2)"), "{err}");
+    let out = run_in(&a, &["--progress", "--no-progress", "push", "hub"], None);
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+
+    // clone: DIR defaults to the URL's last segment; -b clones one branch.
     ok(run_in(&a, &["push", "hub", "--all"], None), "push --all");
     let clones = d.join("clones");
     std::fs::create_dir(&clones).unwrap();

@@ -667,6 +667,7 @@ async fn fetch_into_mirror(
         blocking(move || spool_dir(&db)).await?
     };
     let mut files = Vec::new();
+    progress.phase("downloading");
     for (i, r) in refs.iter().enumerate() {
         let label = if refs.len() > 1 {
             format!("download {branch} ({}/{})", i + 1, refs.len())
@@ -679,10 +680,13 @@ async fn fetch_into_mirror(
     }
     let (db2, mirror2, branch2) = (db.clone(), mirror.clone(), branch.to_string());
     let version = doc.version;
+    let phases = progress.clone();
     let applied = blocking(move || {
+        phases.phase("verifying");
         for (f, r) in files.iter().zip(&refs) {
             verify_blob(f, r, &branch2)?;
         }
+        phases.phase("applying");
         let mut readers: Vec<BlobReader> = Vec::new();
         for (f, r) in files.iter().zip(&refs) {
             readers.push(BlobReader::open(f.as_file(), &r.path)?);
@@ -862,6 +866,7 @@ pub async fn pull_with(
     let before = head_of(db, &mirror).await?.unwrap_or(0);
     opts.hook.at("pull:before-fetch");
     let (fetch, doc) = fetch_doc(db, remote, remote_name, branch, &opts.progress).await?;
+    opts.progress.phase("merging");
     let r = fetch.remote_version;
     opts.hook.at("pull:after-fetch");
     if r > before {
@@ -1131,6 +1136,7 @@ pub async fn push_with(
             .filter(|d| d.to == m && d.origin == origin && d.source_version > 0)
             .map(|d| d.source_version)
     });
+    opts.progress.phase("building the delta");
     let plan = {
         let (db, mirror, branch, name) = (
             db.clone(),
@@ -1196,6 +1202,9 @@ pub async fn push_with(
     };
     let label = format!("upload {branch}");
     let mut published_at = Instant::now();
+    if blob.is_some() {
+        opts.progress.phase("uploading");
+    }
     if let Some(b) = &blob {
         let mut path;
         let mut uploads = 0;
@@ -1250,6 +1259,7 @@ pub async fn push_with(
         doc.deltas.clear();
     }
     opts.hook.at("push:before-cas");
+    opts.progress.phase("publishing");
     let token = cur.as_ref().map(|c| c.1.clone());
     let deadline = (published_at, opts.publish_within);
     publish(remote, remote_name, branch, &doc, token.as_ref(), deadline).await?;
