@@ -43,11 +43,13 @@ Output:
 Exit codes:
   0  success
   1  error not listed below
-  2  usage: bad arguments, an invalid branch name, space name, key or JSON path, or a bad remote
-     name or URL (e.g. an unsupported scheme)
+  2  usage: bad arguments, an invalid branch name (git's ref rules), space name, key or JSON
+     path, a bad remote name or URL (e.g. an unsupported scheme), a value that starts like JSON
+     but does not parse, a bad import line, a write to BRANCH@VERSION, or a branch delete that
+     needs --force
   3  not found: no database (run strata init), branch, version, bundle file, remote, remote
-     branch, a location that is not a
-     Strata remote, or the key, document, path, cell or event that a get, del or history needs
+     branch, a location that is not a Strata remote, or the key, document, path, cell or event
+     that a get, del or history needs
   4  strict merge conflicts: nothing was merged; the conflict list is printed (also for pull
      --strategy strict)
   5  write conflict: the database is busy (another writer holds the lock) or a state cas did not match
@@ -194,6 +196,10 @@ pub enum Command {
         /// Record REMOTE as the branch's upstream: later bare push, pull and status use it
         #[arg(short = 'u', long)]
         set_upstream: bool,
+        /// Delete BRANCH on REMOTE (as `git push --delete`): clones and pulls no longer see it,
+        /// `remote gc` reclaims its blobs; the local branch stays
+        #[arg(short = 'd', long, conflicts_with_all = ["all", "set_upstream"])]
+        delete: bool,
     },
     /// Fetch a branch from a remote and merge it into the local branch (exit 4 on strict conflicts)
     Pull {

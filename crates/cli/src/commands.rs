@@ -52,15 +52,7 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
             let list = match rev.version {
                 None => db.log(&rev.branch, limit)?,
                 Some(v) => {
-                    let head = db.branch_info(&rev.branch)?.head;
-                    if v > head {
-                        return Err(Error::VersionNotFound {
-                            branch: rev.branch.clone(),
-                            version: v,
-                            head,
-                        }
-                        .into());
-                    }
+                    let head = checked_head(&db, &rev.branch, v)?;
                     let skip = usize::try_from(head - v).unwrap_or(usize::MAX);
                     db.log(&rev.branch, limit.saturating_add(skip))?
                         .into_iter()
@@ -89,15 +81,7 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
             };
             let mut list = db.history(&rev.branch, g.space(), kind, &stored)?;
             if let Some(v) = rev.version {
-                let head = db.branch_info(&rev.branch)?.head;
-                if v > head {
-                    return Err(Error::VersionNotFound {
-                        branch: rev.branch.clone(),
-                        version: v,
-                        head,
-                    }
-                    .into());
-                }
+                checked_head(&db, &rev.branch, v)?;
                 list.retain(|h| h.version <= v);
             }
             if list.is_empty() {
@@ -113,8 +97,14 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
         Command::Remote(c) => sync::remote(g, out, rt, c),
         Command::Push {
             target,
+            delete: true,
+            ..
+        } => sync::push_delete(g, out, rt, target),
+        Command::Push {
+            target,
             all,
             set_upstream,
+            delete: false,
         } => sync::push(g, out, rt, target, all, set_upstream),
         Command::Pull {
             target,
@@ -211,6 +201,20 @@ fn init(g: &Global, out: Out, dir: Option<PathBuf>) -> Result<(), Failure> {
         },
     });
     Ok(())
+}
+
+/// The head of `branch`, after checking that it has version `v` (exit 3 if not).
+fn checked_head(db: &Strata, branch: &str, v: u64) -> Result<u64, Failure> {
+    let head = db.branch_info(branch)?.head;
+    if v > head {
+        return Err(Error::VersionNotFound {
+            branch: branch.to_string(),
+            version: v,
+            head,
+        }
+        .into());
+    }
+    Ok(head)
 }
 
 /// The revision read commands use: --branch as `branch` or `branch@version`.

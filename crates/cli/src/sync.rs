@@ -520,6 +520,30 @@ pub fn push(
     })
 }
 
+/// `strata push --delete [REMOTE] BRANCH`.
+pub fn push_delete(g: &Global, out: Out, rt: &Runtime, t: SyncTarget) -> Result<(), Failure> {
+    let db = open(g)?;
+    // Deleting is explicit: the branch must be named (as in git), never taken from -b's default.
+    let Some(branch) = t.branch_name.clone() else {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "push --delete needs the remote and the branch: strata push --delete REMOTE BRANCH",
+        ));
+    };
+    let remote = remote_of(&db, &t, None)?;
+    let rep = rt.block_on(strata_sync::delete_remote_branch(&db, &remote, &branch))?;
+    let mut doc = serde_json::to_value(&rep).unwrap_or_default();
+    doc["remote"] = json!(remote);
+    out.emit(Rendered {
+        doc,
+        text: format!(
+            "deleted {remote}/{branch} (was at version {}; `strata remote gc {remote}` reclaims its {} blob(s)); the local branch is untouched",
+            rep.remote_version, rep.blobs
+        ),
+    });
+    Ok(())
+}
+
 /// `strata pull`.
 pub fn pull(
     g: &Global,

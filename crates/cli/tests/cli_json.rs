@@ -559,6 +559,23 @@ fn every_command_prints_the_documented_json() {
         "pull conflicts",
     );
 
+    w.ok("c", &["branch", "fork", "main", "gone"], branch_obj());
+    w.ok("c", &["push", "origin", "gone"], sync_doc(push_res()));
+    w.ok(
+        "c",
+        &["push", "--delete", "origin", "gone"],
+        json!({"remote": "string", "branch": "string",
+        "remote_version": "number", "blobs": "number", "mirror_deleted": "bool"}),
+    );
+    w.err(
+        "c",
+        &["push", "--delete", "origin", "gone"],
+        3,
+        "not_found",
+        None,
+    );
+    w.err("c", &["push", "--delete"], 2, "usage", None);
+
     w.ok(
         "a",
         &["remote", "remove", "origin"],

@@ -786,6 +786,47 @@ fn remote_verbs_upstream_and_clone_defaults() {
     );
     assert_eq!(c["branches"].as_array().unwrap().len(), 1);
     assert_eq!(c["branches"][0]["branch"], "exp");
+    // push --delete: gone for clones and listings, gc reclaims its blobs, a push brings it back.
+    let del = data(
+        run_in(&a, &["--json", "push", "--delete", "hub", "exp"], None),
+        "push --delete",
+    );
+    assert_eq!(del["branch"], "exp");
+    assert_eq!(del["mirror_deleted"], true);
+    let rb = data(
+        run_in(&a, &["--json", "remote", "branches", "hub"], None),
+        "branches",
+    );
+    assert_eq!(rb["branches"].as_array().unwrap().len(), 1, "{rb}");
+    let out = run_in(d, &["clone", "-b", "exp", "shared", "exp-clone"], None);
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    let gc = data(
+        run_in(&a, &["--json", "remote", "gc", "hub", "--grace", "0"], None),
+        "gc",
+    );
+    assert!(gc["deleted"].as_u64().unwrap() >= 1, "{gc}");
+    ok(
+        run_in(&a, &["-b", "exp", "kv", "put", "again", "1"], None),
+        "put",
+    );
+    ok(
+        run_in(&a, &["push", "hub", "exp"], None),
+        "push after delete",
+    );
+    let rb = data(
+        run_in(&a, &["--json", "remote", "branches", "hub"], None),
+        "branches",
+    );
+    assert_eq!(rb["branches"].as_array().unwrap().len(), 2, "{rb}");
+    ok(
+        run_in(d, &["clone", "-b", "exp", "shared", "exp-clone"], None),
+        "clone the re-pushed branch",
+    );
+    assert_eq!(
+        code(&run_in(&a, &["push", "--delete", "hub", "nope"], None)),
+        3
+    );
+
     let out = run_in(d, &["clone", "-b", "ghost", "shared", "ghost"], None);
     assert_eq!(code(&out), 3);
     assert!(!d.join("ghost").exists());

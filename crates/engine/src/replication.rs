@@ -298,6 +298,24 @@ impl Replication<'_> {
         })
     }
 
+    /// Deletes an internal branch (if it exists) and writes `notes`, in one transaction (e.g. an
+    /// origin mirror with its sync state when the remote branch is deleted).
+    pub fn delete_internal_branch(&self, name: &str, notes: &[Note]) -> Result<bool> {
+        if !name.starts_with('_') {
+            return Err(Error::InvalidOperation(format!(
+                "branch {name:?} is not internal; delete it with Strata::delete_branch"
+            )));
+        }
+        self.txn(notes, |conn| match find(conn, name)? {
+            Some(row) => {
+                conn.execute("UPDATE branches SET deleted=1 WHERE id=?1", [row.id])?;
+                purge_unreferenced(conn, row.id)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
     /// Writes notes on their own, in one transaction.
     pub fn meta_write(&self, notes: &[Note]) -> Result<()> {
         self.txn(notes, |_| Ok(()))

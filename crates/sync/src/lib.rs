@@ -52,9 +52,10 @@ pub use open::{
     check_config, check_url, connector, open_remote, open_url, open_url_with, set_connector,
 };
 pub use ops::{
-    compact, fetch, gc, list_remote_branches, mirror_name, pull, push, status, status_with,
-    FetchReport, GcReport, Hook, PullOptions, PullReport, PushOptions, PushReport, RemoteBranch,
-    StepHook, SyncStatus, PAGE_BYTES, PUBLISH_WITHIN,
+    compact, delete_remote_branch, delete_remote_branch_with, fetch, gc, list_remote_branches,
+    mirror_name, pull, push, status, status_with, DeleteReport, FetchReport, GcReport, Hook,
+    PullOptions, PullReport, PushOptions, PushReport, RemoteBranch, StepHook, SyncStatus,
+    PAGE_BYTES, PUBLISH_WITHIN,
 };
 pub use ops::{fetch_with as fetch_from, pull_with as pull_from, push_with as push_to};
 pub use progress::{Progress, ProgressSink};

@@ -764,7 +764,10 @@ fn end_marker(version: u64) -> RawChangeSet {
 /// Reads the cursor, with the error a user expects when the branch or the whole remote is missing.
 async fn require_cursor(remote: &dyn Remote, branch: &str) -> Result<(CursorDoc, CursorToken)> {
     match read_cursor(remote, branch).await? {
-        Some(c) => Ok(c),
+        Some(c) if !c.0.deleted => Ok(c),
+        Some(_) => Err(SyncError::NotFound(format!(
+            "remote {remote} has no branch {branch:?} (it was deleted)"
+        ))),
         None => {
             let marker = RemotePath::parse(layout::MARKER).expect("valid");
             if !retrying("read marker", |_| remote.blob_exists(&marker)).await?
@@ -1198,8 +1201,11 @@ pub async fn push_with(
             updated_micros: 0,
             snapshot: None,
             deltas: vec![],
+            deleted: false,
         },
     };
+    // A push re-creates a deleted branch over its tombstone.
+    doc.deleted = false;
     let label = format!("upload {branch}");
     let mut published_at = Instant::now();
     if blob.is_some() {
@@ -1471,7 +1477,7 @@ pub async fn status_with(
     remote_name: &str,
     branch: &str,
 ) -> Result<SyncStatus> {
-    let cur = read_cursor(remote, branch).await?;
+    let cur = read_cursor(remote, branch).await?.filter(|c| !c.0.deleted);
     let (db, remote_name, branch) = (db.clone(), remote_name.to_string(), branch.to_string());
     blocking(move || local_status(&db, &remote_name, &branch, cur.map(|c| c.0))).await
 }
@@ -1557,6 +1563,9 @@ pub async fn list_remote_branches(remote: &dyn Remote) -> Result<Vec<RemoteBranc
         let branch = layout::branch_of_cursor(&name)?;
         if let Some(c) = retrying("read cursor", |_| remote.read_cursor(&name)).await? {
             let doc = CursorDoc::parse(name.as_str(), &c.value)?;
+            if doc.deleted {
+                continue;
+            }
             out.push(RemoteBranch {
                 name: branch,
                 version: doc.version,
@@ -1566,6 +1575,87 @@ pub async fn list_remote_branches(remote: &dyn Remote) -> Result<Vec<RemoteBranc
         }
     }
     Ok(out)
+}
+
+/// What `delete_remote_branch` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeleteReport {
+    /// The branch.
+    pub branch: String,
+    /// The remote version it had.
+    pub remote_version: u64,
+    /// Blobs it referenced (gc reclaims them once they are older than its grace period).
+    pub blobs: usize,
+    /// Whether this database's origin mirror of it was deleted too.
+    pub mirror_deleted: bool,
+}
+
+/// Deletes branch `branch` on remote `remote_name` (git's `push --delete`): its cursor becomes a
+/// tombstone by compare-and-swap (a concurrent push makes this fail with [`SyncError::Rejected`]),
+/// so clones, pulls and listings no longer see it and `gc` reclaims its blobs; then the local origin
+/// mirror and sync state go, in one transaction. The local branch is untouched.
+#[tracing::instrument(level = "info", skip_all, fields(remote = remote_name, branch))]
+pub async fn delete_remote_branch(
+    db: &Strata,
+    remote_name: &str,
+    branch: &str,
+) -> Result<DeleteReport> {
+    let cfg = config::get_remote(db, remote_name)?;
+    let remote = crate::open::open_remote(&cfg)?;
+    delete_remote_branch_with(db, &*remote, remote_name, branch).await
+}
+
+/// [`delete_remote_branch`] over an open remote.
+pub async fn delete_remote_branch_with(
+    db: &Strata,
+    remote: &dyn Remote,
+    remote_name: &str,
+    branch: &str,
+) -> Result<DeleteReport> {
+    strata_engine::names::validate_branch_name(branch, false)?;
+    let (doc, token) = require_cursor(remote, branch).await?;
+    let tomb = CursorDoc {
+        format: layout::CURSOR_FORMAT,
+        branch: branch.to_string(),
+        version: 0,
+        updated_micros: now_micros(),
+        snapshot: None,
+        deltas: vec![],
+        deleted: true,
+    };
+    match remote
+        .write_cursor(
+            &layout::cursor_name(branch),
+            Bytes::from(tomb.to_bytes()),
+            Some(&token),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(RemoteError::Conflict(_)) => {
+            return Err(SyncError::Rejected(format!(
+                "remote has changes; branch {branch:?} on {remote_name} moved during the delete:                  pull, then delete again"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let (db2, mirror, state_key) = (
+        db.clone(),
+        mirror_name(remote_name, branch),
+        format!("state/{remote_name}/{branch}"),
+    );
+    let mirror_deleted = blocking(move || {
+        let notes = [strata_engine::Note::delete(config::SYNC_SPACE, &state_key)];
+        Ok(db2.replication().delete_internal_branch(&mirror, &notes)?)
+    })
+    .await?;
+    tracing::info!(remote = remote_name, branch, "deleted remote branch");
+    Ok(DeleteReport {
+        branch: branch.to_string(),
+        remote_version: doc.version,
+        blobs: doc.blobs().count(),
+        mirror_deleted,
+    })
 }
 
 /// The store's own clock, in milliseconds since the Unix epoch: the modification time the store gives
