@@ -114,3 +114,54 @@ fn ours_keeps_the_target_value_and_applies_the_rest() {
     db.merge(&Rev::head("f"), "main", MergeStrategy::Strict)
         .unwrap();
 }
+
+#[test]
+fn internal_branches_rename_and_delete_with_notes_all_or_nothing() {
+    use strata_engine::Note;
+    let db = Strata::open_temp().unwrap();
+    let rep = db.replication();
+    // Internal branches are made by the library; a fork through replication stands in for mirrors.
+    rep.meta_write(&[Note::put("_sync", "x", Value::from("1"))])
+        .unwrap();
+    for name in ["_origin:a:main", "_origin:a:f", "_origin:b:main"] {
+        rep.set_fork(name, None, &Rev::at("main", 0), &[]).unwrap();
+    }
+    let rn = |o: &str, n: &str| (o.to_string(), n.to_string());
+    // A clash anywhere renames nothing and writes no note.
+    let err = rep
+        .rename_internal_branches(
+            &[
+                rn("_origin:a:main", "_origin:c:main"),
+                rn("_origin:a:f", "_origin:b:main"),
+            ],
+            &[Note::put("_sync", "y", Value::from("2"))],
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::BranchExists(_)), "{err}");
+    assert!(db.branch_exists("_origin:a:main").unwrap());
+    assert!(!db.branch_exists("_origin:c:main").unwrap());
+    assert_eq!(rep.meta_get("_sync", "y").unwrap(), None);
+    // User branches are refused.
+    assert!(rep
+        .rename_internal_branches(&[rn("main", "_x")], &[])
+        .is_err());
+    rep.rename_internal_branches(
+        &[
+            rn("_origin:a:main", "_origin:c:main"),
+            rn("_origin:a:f", "_origin:c:f"),
+        ],
+        &[Note::put("_sync", "y", Value::from("2"))],
+    )
+    .unwrap();
+    assert!(db.branch_exists("_origin:c:f").unwrap() && !db.branch_exists("_origin:a:f").unwrap());
+    assert_eq!(rep.meta_get("_sync", "y").unwrap(), Some(Value::from("2")));
+    // Delete with a note, once; a missing branch deletes nothing but still writes the note.
+    assert!(rep
+        .delete_internal_branch("_origin:c:f", &[Note::delete("_sync", "y")])
+        .unwrap());
+    assert!(!db.branch_exists("_origin:c:f").unwrap());
+    assert_eq!(rep.meta_get("_sync", "y").unwrap(), None);
+    assert!(!rep.delete_internal_branch("_origin:c:f", &[]).unwrap());
+    assert!(rep.delete_internal_branch("main", &[]).is_err());
+    assert!(db.branch_exists("main").unwrap());
+}
