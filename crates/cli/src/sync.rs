@@ -467,14 +467,22 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
             let report = rt.block_on(strata_sync::gc(&*r, Duration::from_secs(grace)))?;
             out.emit(render::gc(&name, grace, &report));
         }
-        RemoteCmd::Compact { name, branch_name } => {
+        RemoteCmd::Compact {
+            name,
+            branch_name,
+            squash_before,
+        } => {
             let branch = match branch_name {
                 Some(b) => b,
                 None => crate::commands::write_branch(g)?.to_string(),
             };
             let rep = reporter(g, out);
             rep.label("compact", &branch, 0, 1);
-            let report = rt.block_on(strata_sync::compact(&db, &name, &branch, &rep.progress()))?;
+            let opts = strata_sync::CompactOptions {
+                squash_before,
+                progress: rep.progress(),
+            };
+            let report = rt.block_on(strata_sync::compact(&db, &name, &branch, &opts))?;
             out.emit(render::compacted(&name, &report));
         }
     }
@@ -679,12 +687,16 @@ pub fn clone(
     let url = normalize_url(url)?;
     let options = parse_options(options)?;
     let rep = reporter(g, out);
-    let (_db, report) = rt.block_on(strata_sync::clone_branches(
+    let what = strata_sync::CloneOptions {
+        branch: only,
+        ..Default::default()
+    };
+    let (_db, report) = rt.block_on(strata_sync::clone_labelled(
         &url,
         &options,
         &dir,
-        only.as_deref(),
         &rep.progress(),
+        &what,
         &|b: &str, i: usize, n: usize| rep.label("clone", b, i, n),
     ))?;
     out.emit(render::cloned(&url, &dir, &report));

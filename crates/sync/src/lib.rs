@@ -52,10 +52,10 @@ pub use open::{
     check_config, check_url, connector, open_remote, open_url, open_url_with, set_connector,
 };
 pub use ops::{
-    compact, delete_remote_branch, delete_remote_branch_with, fetch, gc, list_remote_branches,
-    mirror_name, pull, push, status, status_with, DeleteReport, FetchReport, GcReport, Hook,
-    PullOptions, PullReport, PushOptions, PushReport, RemoteBranch, StepHook, SyncStatus,
-    PAGE_BYTES, PUBLISH_WITHIN,
+    compact, compact_with, delete_remote_branch, delete_remote_branch_with, fetch, gc,
+    list_remote_branches, mirror_name, pull, push, status, status_with, CompactOptions,
+    CompactReport, DeleteReport, FetchReport, GcReport, Hook, PullOptions, PullReport, PushOptions,
+    PushReport, RemoteBranch, StepHook, SyncStatus, PAGE_BYTES, PUBLISH_WITHIN,
 };
 pub use ops::{fetch_with as fetch_from, pull_with as pull_from, push_with as push_to};
 pub use progress::{Progress, ProgressSink};
@@ -169,6 +169,16 @@ pub async fn clone_with(
     clone_with_options(url, &Default::default(), path, progress).await
 }
 
+/// What to clone besides the defaults (every branch, whole history).
+#[derive(Clone, Debug, Default)]
+pub struct CloneOptions {
+    /// Only this branch (`clone -b`).
+    pub branch: Option<String>,
+    /// Only about the last N versions of each branch, from the remote's shallow snapshot (written by
+    /// `remote compact`) when it leaves at most N versions after it; otherwise the whole history.
+    pub depth: Option<u64>,
+}
+
 /// [`clone_with`] for a remote that needs options (a bucket's `endpoint`, say); they are saved with
 /// the new database's `origin`.
 pub async fn clone_with_options(
@@ -177,18 +187,28 @@ pub async fn clone_with_options(
     path: impl AsRef<Path>,
     progress: &Progress,
 ) -> Result<(Strata, CloneReport)> {
-    clone_branches(url, options, path, None, progress, &|_, _, _| {}).await
+    clone_full(url, options, path, progress, &CloneOptions::default()).await
 }
 
-/// [`clone_with_options`], cloning only branch `only` when given (a missing one is
-/// [`SyncError::NotFound`] and creates nothing); `on_branch(name, index, count)` is called before
-/// each branch is pulled (for progress labels such as "branch 2 of 5").
-pub async fn clone_branches(
+/// The general clone: remote options, progress, and which branches and how much history.
+pub async fn clone_full(
     url: &str,
     options: &std::collections::BTreeMap<String, String>,
     path: impl AsRef<Path>,
-    only: Option<&str>,
     progress: &Progress,
+    what: &CloneOptions,
+) -> Result<(Strata, CloneReport)> {
+    clone_labelled(url, options, path, progress, what, &|_, _, _| {}).await
+}
+
+/// [`clone_full`], calling `on_branch(name, index, count)` before each branch is pulled (for
+/// progress labels such as "branch 2 of 5").
+pub async fn clone_labelled(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    path: impl AsRef<Path>,
+    progress: &Progress,
+    what: &CloneOptions,
     on_branch: &(dyn Fn(&str, usize, usize) + Sync),
 ) -> Result<(Strata, CloneReport)> {
     let path = path.as_ref().to_path_buf();
@@ -218,13 +238,15 @@ pub async fn clone_branches(
     .await?;
     let remote = open::open_url_with(url, options)?;
     let mut branches = list_remote_branches(&*remote).await?;
-    if let Some(only) = only {
-        if !branches.is_empty() && !branches.iter().any(|b| b.name == only) {
+    if let Some(only) = &what.branch {
+        let all: Vec<String> = branches.iter().map(|b| b.name.clone()).collect();
+        branches.retain(|b| &b.name == only);
+        if branches.is_empty() && !all.is_empty() {
             return Err(SyncError::NotFound(format!(
-                "remote {remote} has no branch {only:?}"
+                "remote {remote} has no branch {only:?} (it has: {})",
+                all.join(", ")
             )));
         }
-        branches.retain(|b| b.name == only);
     }
     if branches.is_empty() {
         let marker = strata_remote::RemotePath::parse(layout::MARKER).expect("valid");
@@ -254,6 +276,7 @@ pub async fn clone_branches(
         let mut report = CloneReport { branches: vec![] };
         let opts = PullOptions {
             progress: progress.clone(),
+            depth: what.depth,
             ..Default::default()
         };
         for (i, b) in branches.iter().enumerate() {
