@@ -94,7 +94,7 @@ mod import;
 mod sync;
 mod sync_cost;
 
-const BENCHES: [&str; 16] = [
+const BENCHES: [&str; 17] = [
     "kv_put_batch",
     "kv_put_single",
     "kv_get",
@@ -111,6 +111,7 @@ const BENCHES: [&str; 16] = [
     "fsyncs",
     "push_pull",
     "sync_rss",
+    "import",
 ];
 
 /// The value sizes of `sync_rss`: 1 KB, 10 KB, 40 KB and 1 MB.
