@@ -116,6 +116,17 @@ impl ChildRun {
         serde_json::from_str(self.stdout.trim())
             .with_context(|| format!("the command printed no JSON document: {:?}", self.stdout))
     }
+
+    /// The one branch result of a `strata --json push`, `pull`, `fetch` or `status` (the CLI's
+    /// envelope: `{"ok":true,"data":{"branches":[result]}}`, see docs/cli-json.md).
+    pub fn sync_result(&self) -> Result<serde_json::Value> {
+        let doc = self.json()?;
+        let r = &doc["data"]["branches"][0];
+        if doc["ok"] != true || !r.is_object() {
+            anyhow::bail!("not a one-branch sync result: {doc}");
+        }
+        Ok(r.clone())
+    }
 }
 
 fn read_all(mut f: std::fs::File) -> Result<String> {

@@ -65,6 +65,9 @@
 //!    ≥ 20×) and `sync_rss` (peak RSS of `strata push`, `pull` and `clone` child processes, read with
 //!    `wait4`, for a 500 MB delta of 1 KB, 10 KB, 40 KB and 1 MB values; target ≤ 100 MB). See the
 //!    `sync_cost` module for exactly what each measures.
+//! 17. `import` — `strata import FILE.jsonl` (the CLI process) of N small entries against raw
+//!    rusqlite parsing and inserting the same file in one transaction; target ≥ 100k entries/s. See
+//!    the `import` module.
 //!
 //! At the end the peak resident set size of the process (VmHWM) and the load average at start and end
 //! are printed: other work on the machine skews every figure, so compare ratios, not absolute rates.
@@ -87,10 +90,11 @@ use tempfile::TempDir;
 
 mod bucket;
 mod child;
+mod import;
 mod sync;
 mod sync_cost;
 
-const BENCHES: [&str; 17] = [
+const BENCHES: [&str; 18] = [
     "kv_put_batch",
     "kv_put_single",
     "kv_get",
@@ -108,6 +112,7 @@ const BENCHES: [&str; 17] = [
     "push_pull",
     "sync_rss",
     "history_clone",
+    "import",
 ];
 
 /// The value sizes of `sync_rss`: 1 KB, 10 KB, 40 KB and 1 MB.
@@ -261,6 +266,8 @@ enum Target {
     MbAtMost(f64),
     /// The strata figure itself (a count, such as requests) is at most this.
     CountAtMost(f64),
+    /// The strata figure itself (a rate) is at least this.
+    RateAtLeast(f64),
 }
 
 impl Target {
@@ -269,6 +276,7 @@ impl Target {
             Target::AtLeast(t) => ratio >= t,
             Target::AtMost(t) => ratio <= t,
             Target::MbAtMost(t) | Target::CountAtMost(t) => value <= t,
+            Target::RateAtLeast(t) => value >= t,
         }
     }
     fn label(self) -> String {
@@ -277,6 +285,7 @@ impl Target {
             Target::AtMost(t) => format!("<= {t:.2}x"),
             Target::MbAtMost(t) => format!("<= {t:.0} MB"),
             Target::CountAtMost(t) => format!("<= {t:.0}"),
+            Target::RateAtLeast(t) => format!(">= {}/s", si(t)),
         }
     }
 }
@@ -354,7 +363,9 @@ impl Row {
         let (t, m) = (self.target?, self.strata.as_ref().ok()?);
         match t {
             // Targets on the figure itself need no ratio (the baseline may be 0 or missing).
-            Target::MbAtMost(_) | Target::CountAtMost(_) => Some(t.met(f64::NAN, m.value())),
+            Target::MbAtMost(_) | Target::CountAtMost(_) | Target::RateAtLeast(_) => {
+                Some(t.met(f64::NAN, m.value()))
+            }
             Target::AtLeast(_) | Target::AtMost(_) => Some(t.met(self.ratio()?, m.value())),
         }
     }
@@ -1208,7 +1219,7 @@ fn main() -> Result<()> {
     progress(format!("sizes: {sizes:?}"));
 
     type Bench = fn(&mut Ctx) -> Result<()>;
-    let benches: [(&str, Bench); 17] = [
+    let benches: [(&str, Bench); 18] = [
         ("kv_put_batch", Ctx::bench_kv_put_batch),
         ("kv_put_single", Ctx::bench_kv_put_single),
         ("kv_get", Ctx::bench_kv_get),
@@ -1226,6 +1237,7 @@ fn main() -> Result<()> {
         ("push_pull", Ctx::bench_push_pull),
         ("sync_rss", Ctx::bench_sync_rss),
         ("history_clone", Ctx::bench_history_clone),
+        ("import", Ctx::bench_import),
     ];
     for (name, f) in benches {
         if selected(name) {

@@ -314,7 +314,9 @@ impl Ctx {
         };
         let push_t = cli(&exe, &push_args, "strata push")?.secs;
         let pull = cli(&exe, &db_args(&b, &["--json", "pull"]), "strata pull")?;
-        let fetched = pull.json()?["fetch"]["entries"].as_u64().unwrap_or(0);
+        let fetched = pull.sync_result()?["fetch"]["entries"]
+            .as_u64()
+            .unwrap_or(0);
         ensure!(
             fetched == 1,
             "the last pull fetched {fetched} entries, expected the one changed key"
@@ -630,7 +632,7 @@ impl Ctx {
         };
         let idle = cli(exe, &db_args(&a, &["branch", "list"]), "strata branch list")?;
         let push = cli(exe, &db_args(&a, &["--json", "push", "hub"]), "strata push")?;
-        let pj = push.json()?;
+        let pj = push.sync_result()?;
         let entries = pj["entries"].as_u64().unwrap_or(0);
         ensure!(
             entries == keys as u64,
@@ -651,7 +653,9 @@ impl Ctx {
         let a_mb = tree_bytes(&a)? as f64 / 1e6;
         std::fs::remove_dir_all(&a)?;
         let pull = cli(exe, &db_args(&b, &["--json", "pull"]), "strata pull")?;
-        let fetched = pull.json()?["fetch"]["entries"].as_u64().unwrap_or(0);
+        let fetched = pull.sync_result()?["fetch"]["entries"]
+            .as_u64()
+            .unwrap_or(0);
         ensure!(
             fetched == keys as u64,
             "strata pull fetched {fetched} entries, expected {keys}"

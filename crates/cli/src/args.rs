@@ -12,37 +12,46 @@ A database is a folder. Each branch holds spaces; each space holds key-value pai
 an append-only event log and state cells. Every write commits a new branch version (1, 2, 3, ...).
 Branches fork copy-on-write, diff, and merge three-way; bundles move a branch between databases.
 
+Start with `strata init`. Other commands find the database like git finds .git: --db, then
+STRATA_DB, then a .strata folder here or in a parent folder; they never create one.
+
 Data commands (kv, json, event, state, log, history) act on --branch (default main) and --space
-(default \"default\"). Branch and bundle commands name their branches as arguments.
+(default \"default\"). Read commands also take -b BRANCH@VERSION to read a past version. Branch and
+bundle commands name their branches as arguments.
 
 Sync commands (remote, push, pull, fetch, status, clone) move branches through a remote: a folder,
 file:///path, or a bucket (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix). Bucket credentials come from the cloud's usual variables (AWS_ACCESS_KEY_ID… or
 AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_NAME/KEY); for S3-compatible stores
-pass -o endpoint=URL. Push and pull default to remote `origin` and to --branch.";
+pass -o endpoint=URL. Push, pull and status use the branch's upstream (set by push -u), else the
+only remote, else `origin`; and --branch.";
 
 const AFTER_HELP: &str = "\
 Values:
-  VALUE arguments are parsed as JSON (42, 1.5, true, null, \"text\", [1,2], {\"a\":1}); an argument that
-  is not valid JSON is stored as a plain string. --string stores the argument as a string, as written.
-  Values are printed as JSON; bytes appear as {\"$bytes\": \"<base64>\"}.
+  VALUE arguments are parsed as JSON (42, 1.5, true, null, \"text\", [1,2], {\"a\":1}); other text
+  (plain words) is stored as a string. Text that starts like JSON ({, [ or \") but does not parse is
+  an error. --string stores the text as a string, as written. `-` reads the value from stdin and
+  @FILE from a file (any size). Values are printed as JSON; bytes appear as {\"$bytes\": \"<base64>\"}.
 
 Revisions:
   A revision is BRANCH (its head) or BRANCH@VERSION (a past version), e.g. main@4.
 
 Output:
-  Human-readable text by default. With --json, one JSON document on stdout.
-  Errors go to stderr as `error: <message>`.
+  Human-readable text by default. With --json, one JSON document on stdout:
+  {\"ok\":true,\"data\":...} or {\"ok\":false,\"error\":{\"code\":...,\"exit\":N,\"message\":...}}
+  (docs/cli-json.md describes every command's data). Errors also go to stderr as `error: <message>`.
 
 Exit codes:
   0  success
   1  error not listed below
-  2  usage: bad arguments, an invalid branch name, space name, key or JSON path, or a bad remote
-     name or URL (e.g. an unsupported scheme)
-  3  not found: branch, version, bundle file, remote, remote branch, a location that is not a
-     Strata remote, or the key, document, path, cell or event that a get, del or history needs
-     (nothing is printed on stdout)
-  4  strict merge conflicts: nothing was merged; the conflict list is printed on stdout (also for
-     pull --strategy strict)
+  2  usage: bad arguments, an invalid branch name (git's ref rules), space name, key or JSON
+     path, a bad remote name or URL (e.g. an unsupported scheme), a value that starts like JSON
+     but does not parse, a bad import line, a write to BRANCH@VERSION, or a branch delete that
+     needs --force
+  3  not found: no database (run strata init), branch, version, bundle file, remote, remote
+     branch, a location that is not a Strata remote, or the key, document, path, cell or event
+     that a get, del or history needs
+  4  strict merge conflicts: nothing was merged; the conflict list is printed (also for pull
+     --strategy strict)
   5  write conflict: the database is busy (another writer holds the lock) or a state cas did not match
   6  corrupt data: a damaged or unsupported bundle, a stored value that cannot be decoded, or a
      damaged blob or cursor on a remote
@@ -66,32 +75,37 @@ pub struct Cli {
 /// Options accepted before or after any subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Database folder (created if missing)
+    /// Database folder (default: .strata here or in the nearest parent folder that has one)
     #[arg(
         long,
         env = "STRATA_DB",
-        default_value = ".strata",
         global = true,
         value_name = "PATH",
         help_heading = "Global options"
     )]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
-    /// Branch that data commands read and write, and that sync commands default to
+    /// Branch that data commands read and write, and that sync commands default to (default: main);
+    /// read commands also take BRANCH@VERSION (a past version); clone -b clones only this branch
     #[arg(
         short,
         long,
         global = true,
-        default_value = "main",
+        value_name = "NAME[@VERSION]",
+        help_heading = "Global options"
+    )]
+    pub branch: Option<String>,
+    /// Space within the branch that data commands use (default: "default"; export: every space)
+    #[arg(
+        short,
+        long,
+        global = true,
         value_name = "NAME",
         help_heading = "Global options"
     )]
-    pub branch: String,
-    /// Space within the branch that data commands use
-    #[arg(short, long, global = true, default_value = DEFAULT_SPACE, value_name = "NAME", help_heading = "Global options")]
-    pub space: String,
+    pub space: Option<String>,
     /// How long a write waits for another writer before failing with exit code 5
     #[arg(
         long,
@@ -101,10 +115,29 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub busy_timeout: u64,
+    /// Print nothing on success (errors still go to stderr; --json output is still printed)
+    #[arg(short, long, global = true, help_heading = "Global options")]
+    pub quiet: bool,
+    /// Show progress bars on stderr even when it is not a terminal
+    #[arg(
+        long,
+        global = true,
+        overrides_with = "no_progress",
+        help_heading = "Global options"
+    )]
+    pub progress: bool,
+    /// Never show progress bars
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create an empty database in DIR/.strata (default: the current folder), or at --db
+    Init {
+        /// The folder to create `.strata` in (created if missing)
+        dir: Option<PathBuf>,
+    },
     /// Key-value pairs: put, get, delete, list
     #[command(subcommand)]
     Kv(KvCmd),
@@ -137,9 +170,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = KindArg::Kv)]
         kind: KindArg,
     },
-    /// Manage remotes: add, list, remove; list a remote's branches; gc and compact it
-    #[command(subcommand)]
-    Remote(RemoteCmd),
+    /// Load entries from a JSONL file (one {"space","kind","key","value"} a line) into --branch, as
+    /// one version
+    Import {
+        /// The JSONL file (`-` for stdin), as written by `strata export`
+        file: PathBuf,
+    },
+    /// Write every entry of --branch (or BRANCH@VERSION) as JSONL, one {"space","kind","key","value"}
+    /// a line; with --space, only that space
+    Export {
+        /// The file to write (default `-`: stdout; --json then needs a FILE for its summary)
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+    /// Manage remotes: add, list (-v), show, rename, set-url, remove; list a remote's branches; gc and
+    /// compact it
+    Remote(RemoteArgs),
     /// Upload a branch's new versions to a remote (exit 7 if the remote has changes: pull first)
     Push {
         #[command(flatten)]
@@ -147,6 +193,13 @@ pub enum Command {
         /// Push every local branch (except internal ones), continuing past failures
         #[arg(long, conflicts_with = "branch_name")]
         all: bool,
+        /// Record REMOTE as the branch's upstream: later bare push, pull and status use it
+        #[arg(short = 'u', long)]
+        set_upstream: bool,
+        /// Delete BRANCH on REMOTE (as `git push --delete`): clones and pulls no longer see it,
+        /// `remote gc` reclaims its blobs; the local branch stays
+        #[arg(short = 'd', long, conflicts_with_all = ["all", "set_upstream"])]
+        delete: bool,
     },
     /// Fetch a branch from a remote and merge it into the local branch (exit 4 on strict conflicts)
     Pull {
@@ -155,9 +208,9 @@ pub enum Command {
         /// Pull every branch the remote has, continuing past failures
         #[arg(long, conflicts_with = "branch_name")]
         all: bool,
-        /// On keys changed on both sides: lww takes the remote's value; strict fails, leaves the
-        /// branch unchanged and prints the conflicts
-        #[arg(long, value_enum, default_value_t = StrategyArg::Lww)]
+        /// On keys changed on both sides: theirs takes the remote's value, ours keeps the local one;
+        /// strict fails, leaves the branch unchanged and prints the conflicts
+        #[arg(long, value_enum, default_value_t = StrategyArg::Theirs)]
         strategy: StrategyArg,
         /// With --strategy strict: save the conflicts to this new branch (forked from the local
         /// branch, space `conflicts`); with --all, to NAME/BRANCH per branch
@@ -181,18 +234,28 @@ pub enum Command {
         all: bool,
     },
     /// Create a new database at DIR from the remote at URL (as remote `origin`), with every branch
+    /// (or only -b BRANCH)
     Clone {
         /// The remote: a folder path, file:///path, s3://bucket/prefix, gs://bucket/prefix or
         /// az://container/prefix
         url: String,
-        /// The new database folder (must not exist, or be empty); --db is not used
-        dir: PathBuf,
+        /// The new database folder (must not exist, or be empty; default: the URL's last path
+        /// segment); --db is not used
+        dir: Option<PathBuf>,
         /// A backend option KEY=VALUE (repeatable), saved with `origin`: for buckets endpoint=URL
         /// (S3-compatible stores, Azurite), region, allow_http, timeout, max_retries, part_size…
         /// Credentials are never options: they come from AWS_*, GOOGLE_* or AZURE_STORAGE_*
         #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
     },
+    /// Print a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `strata man > strata.1 && man ./strata.1`
+    Man,
     /// Run a guided tour: write, fork, diff, merge, conflict, bundles, then two agents syncing
     Demo {
         /// Keep the demo databases and bundle in DIR (default: a temporary folder, removed afterwards)
@@ -201,15 +264,38 @@ pub enum Command {
     },
 }
 
+impl Global {
+    /// The branch (or `branch@version`) data commands use: --branch, else `main`.
+    pub fn branch(&self) -> &str {
+        self.branch.as_deref().unwrap_or("main")
+    }
+
+    /// The space data commands use: --space, else `default`.
+    pub fn space(&self) -> &str {
+        self.space.as_deref().unwrap_or(DEFAULT_SPACE)
+    }
+}
+
 /// Which remote and branch a sync command acts on.
 #[derive(Debug, Clone, Args)]
 pub struct SyncTarget {
-    /// The remote's name
-    #[arg(default_value = "origin", value_name = "REMOTE")]
-    pub remote: String,
+    /// The remote's name (default: the branch's upstream, else the only remote, else origin)
+    #[arg(value_name = "REMOTE")]
+    pub remote: Option<String>,
     /// The branch (default: --branch, which defaults to main)
     #[arg(value_name = "BRANCH")]
     pub branch_name: Option<String>,
+}
+
+/// `strata remote [-v] [SUBCOMMAND]`: with no subcommand, lists remote names (with -v, their URLs).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RemoteArgs {
+    /// With no subcommand: show each remote's URL too
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub cmd: Option<RemoteCmd>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +322,25 @@ pub enum RemoteCmd {
     /// Remove a remote, its sync state and its origin mirror branches (the remote is untouched)
     #[command(visible_aliases = ["rm", "delete"])]
     Remove {
+        /// The remote's name
+        name: String,
+    },
+    /// Change a remote's URL (its options and sync state stay)
+    SetUrl {
+        /// The remote's name
+        name: String,
+        /// The new URL; a plain folder path is stored as an absolute path
+        url: String,
+    },
+    /// Rename a remote, with its sync state, upstreams and origin mirror branches
+    Rename {
+        /// The remote's name
+        old: String,
+        /// Its new name
+        new: String,
+    },
+    /// Show a remote: URL, options, and each branch it holds with where the local branch stands
+    Show {
         /// The remote's name
         name: String,
     },
@@ -276,16 +381,32 @@ pub struct ValueOpts {
 }
 
 impl ValueOpts {
-    /// Parses a VALUE argument: JSON if it parses (and --string is not set), else a string.
-    pub fn parse(self, arg: &str) -> Value {
-        if self.string {
-            return Value::String(arg.to_string());
-        }
-        match serde_json::from_str::<serde_json::Value>(arg) {
-            Ok(j) => Value::from_json(&j),
-            Err(_) => Value::String(arg.to_string()),
-        }
+    /// Parses VALUE text (already read from stdin or a file if so given): see [`parse_value`].
+    pub fn parse(self, text: &str) -> Result<Value, String> {
+        parse_value(text, self.string)
     }
+}
+
+/// Parses VALUE text: as a string when `as_string`; else JSON if it parses; else, unless it starts
+/// like JSON (`{`, `[` or `"`) and so is a typo, as a plain string.
+pub fn parse_value(text: &str, as_string: bool) -> Result<Value, String> {
+    if as_string {
+        return Ok(Value::String(text.to_string()));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(j) => Ok(Value::from_json(&j)),
+        Err(e) if looks_like_json(text) => Err(format!(
+            "value is not valid JSON ({e}); fix it, or pass --string to store the text as written"
+        )),
+        Err(_) => Ok(Value::String(text.to_string())),
+    }
+}
+
+fn looks_like_json(text: &str) -> bool {
+    matches!(
+        text.trim_start().as_bytes().first(),
+        Some(b'{' | b'[' | b'"')
+    )
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,7 +415,7 @@ pub enum KvCmd {
     Put {
         /// The key
         key: String,
-        /// The value (JSON, or a plain string)
+        /// The value (JSON, or a plain string; - reads stdin, @FILE a file)
         #[arg(allow_hyphen_values = true)]
         value: String,
         #[command(flatten)]
@@ -325,7 +446,7 @@ pub enum JsonCmd {
     Put {
         /// The document id
         id: String,
-        /// The document (JSON, or a plain string)
+        /// The document (JSON, or a plain string; - reads stdin, @FILE a file)
         #[arg(allow_hyphen_values = true)]
         value: String,
         #[command(flatten)]
@@ -345,7 +466,7 @@ pub enum JsonCmd {
         id: String,
         /// JSON Pointer, e.g. /a/b/0; an array index may be the length or `-` to append
         path: String,
-        /// The value (JSON, or a plain string)
+        /// The value (JSON, or a plain string; - reads stdin, @FILE a file)
         #[arg(allow_hyphen_values = true)]
         value: String,
         #[command(flatten)]
@@ -372,7 +493,7 @@ pub enum EventCmd {
         /// The event type, e.g. task_completed
         #[arg(value_name = "TYPE")]
         event_type: String,
-        /// The payload (JSON, or a plain string)
+        /// The payload (JSON, or a plain string; - reads stdin, @FILE a file)
         #[arg(allow_hyphen_values = true)]
         payload: String,
         #[command(flatten)]
@@ -398,7 +519,7 @@ pub enum StateCmd {
     Set {
         /// The cell name
         cell: String,
-        /// The value (JSON, or a plain string)
+        /// The value (JSON, or a plain string; - reads stdin, @FILE a file)
         #[arg(allow_hyphen_values = true)]
         value: String,
         #[command(flatten)]
@@ -413,7 +534,7 @@ pub enum StateCmd {
     Init {
         /// The cell name
         cell: String,
-        /// The value (JSON, or a plain string)
+        /// The value (JSON, or a plain string; - reads stdin, @FILE a file)
         #[arg(allow_hyphen_values = true)]
         value: String,
         #[command(flatten)]
@@ -472,11 +593,15 @@ pub enum BranchCmd {
         #[arg(long)]
         all: bool,
     },
-    /// Delete a branch
+    /// Delete a branch; refuses the current branch (--branch) and a branch whose versions --branch
+    /// does not contain, unless --force
     #[command(visible_alias = "del")]
     Delete {
         /// The branch to delete
         name: String,
+        /// Delete even the current branch or a branch with unmerged versions
+        #[arg(short, long)]
+        force: bool,
     },
     /// Show what B added, removed and modified relative to A, per space
     Diff {
@@ -494,8 +619,9 @@ pub enum BranchCmd {
         source: String,
         /// The branch to merge into
         target: String,
-        /// On keys changed on both sides: lww takes SOURCE's value; strict fails and writes nothing
-        #[arg(long, value_enum, default_value_t = StrategyArg::Lww)]
+        /// On keys changed on both sides: theirs takes SOURCE's value, ours keeps TARGET's; strict
+        /// fails and writes nothing
+        #[arg(long, value_enum, default_value_t = StrategyArg::Theirs)]
         strategy: StrategyArg,
         /// With --strategy strict: save the conflicts to this new branch (forked from TARGET, space
         /// `conflicts`, one KV entry per conflict)
@@ -566,9 +692,11 @@ impl From<KindArg> for Kind {
 /// A merge strategy, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StrategyArg {
-    /// Last writer wins: the source's value wins on conflicting keys
-    #[value(alias = "last-writer-wins")]
-    Lww,
+    /// The source's (the remote's) value wins on conflicting keys (alias: lww)
+    #[value(alias = "lww", alias = "last-writer-wins")]
+    Theirs,
+    /// The target's (the local) value wins on conflicting keys
+    Ours,
     /// Any conflicting key fails the merge with the conflict list; nothing is written
     Strict,
 }
@@ -576,7 +704,8 @@ pub enum StrategyArg {
 impl From<StrategyArg> for MergeStrategy {
     fn from(s: StrategyArg) -> MergeStrategy {
         match s {
-            StrategyArg::Lww => MergeStrategy::LastWriterWins,
+            StrategyArg::Theirs => MergeStrategy::LastWriterWins,
+            StrategyArg::Ours => MergeStrategy::Ours,
             StrategyArg::Strict => MergeStrategy::Strict,
         }
     }

@@ -186,7 +186,7 @@ pub fn run(dir: Option<PathBuf>, out: Out, rt: &Runtime) -> Result<(), Failure> 
         Rendered {
             doc: json!({"path": db_path.display().to_string()}),
             text: format!(
-                "opened {} (a folder; branch main is created empty)",
+                "strata --db {} init: a folder, with an empty branch main",
                 db_path.display()
             ),
         },
@@ -272,7 +272,7 @@ pub fn run(dir: Option<PathBuf>, out: Out, rt: &Runtime) -> Result<(), Failure> 
     let src = Rev::head("experiment");
     let report = db.merge(&src, "main", MergeStrategy::LastWriterWins)?;
     tour.step(
-        "Merge experiment into main (last writer wins)",
+        "Merge experiment into main (--strategy theirs: on a conflict the source wins)",
         join(
             vec![
                 render::merged(&src, "main", &report),
@@ -280,6 +280,30 @@ pub fn run(dir: Option<PathBuf>, out: Out, rt: &Runtime) -> Result<(), Failure> 
                 render::commits("main", &db.log("main", 20)?),
             ],
             &["merge", "contents", "log"],
+        ),
+    );
+
+    // 6b. Time travel: read main as it was before the merge.
+    let before = report.version.unwrap_or(1).saturating_sub(1).max(1);
+    let past = Rev::at("main", before);
+    let then = db.at(&past).kv_list("")?;
+    tour.step(
+        "Time travel: read main as it was before the merge",
+        join(
+            vec![
+                note(format!(
+                    "strata -b main@{before} kv list (writes to main@{before} are refused)"
+                )),
+                render::entries(
+                    render::ReadAt {
+                        rev: &past,
+                        space: "default",
+                    },
+                    Kind::Kv,
+                    &then,
+                ),
+            ],
+            &["command", "entries"],
         ),
     );
 
@@ -309,7 +333,14 @@ pub fn run(dir: Option<PathBuf>, out: Out, rt: &Runtime) -> Result<(), Failure> 
                 note("agent-a: kv put task:1 {\"result\":\"approach A\"}; agent-b: kv put task:1 {\"result\":\"approach B\"}"),
                 render::merged(&a, "main", &first),
                 render::conflicts("agent-b", "main", &conflicts, Some(&saved)),
-                render::entries(&saved_list),
+                render::entries(
+                    render::ReadAt {
+                        rev: &Rev::head(&saved.name),
+                        space: "conflicts",
+                    },
+                    Kind::Kv,
+                    &saved_list,
+                ),
             ],
             &["setup", "merge_agent_a", "merge_agent_b", "conflict_branch_entries"],
         ),
@@ -330,7 +361,7 @@ pub fn run(dir: Option<PathBuf>, out: Out, rt: &Runtime) -> Result<(), Failure> 
         "Import the bundle into a second, fresh database",
         join(
             vec![
-                note(format!("opened {}", replica_path.display())),
+                note(format!("strata --db {} init", replica_path.display())),
                 render::imported(&file, &rep),
                 render::commits(&rep.branch, &replica.log(&rep.branch, 20)?),
             ],
@@ -461,7 +492,7 @@ fn sync_tour(root: &std::path::Path, tour: &mut Tour, rt: &Runtime) -> Result<()
         join(
             vec![
                 note(format!(
-                    "opened {}; remote add {hub} {url}",
+                    "strata --db {} init; strata remote add {hub} {url}",
                     a_path.display()
                 )),
                 render::snapshot(&snapshot(&a, "main")?),
@@ -487,7 +518,7 @@ fn sync_tour(root: &std::path::Path, tour: &mut Tour, rt: &Runtime) -> Result<()
         join(
             vec![
                 note(format!(
-                    "opened {}; remote add {hub} {url}",
+                    "strata --db {} init; strata remote add {hub} {url}; strata pull",
                     b_path.display()
                 )),
                 said("B", render::pulled(hub, &pulled)),
@@ -608,12 +639,13 @@ fn sync_tour(root: &std::path::Path, tour: &mut Tour, rt: &Runtime) -> Result<()
         ),
     );
 
-    // B pulls with last writer wins: the remote's value wins; then B has nothing of its own to push.
+    // B pulls with --strategy theirs (the default): the remote's value wins; then B has nothing of its
+    // own to push.
     let pulled = rt.block_on(b.pull(hub, "main"))?;
     let b_value = b.main().kv_get("task:1")?.unwrap_or(Value::Null);
     let b_push = rt.block_on(b.push(hub, "main"))?;
     tour.step(
-        "B pulls again with last writer wins: A's value (from the remote) wins",
+        "B pulls again with --strategy theirs (the default): A's value (from the remote) wins",
         join(
             vec![
                 said("B", render::pulled(hub, &pulled)),
@@ -635,7 +667,7 @@ fn sync_tour(root: &std::path::Path, tour: &mut Tour, rt: &Runtime) -> Result<()
     let mut res = render::diff("A:main", "clone:main", &d);
     res.doc["entries_compared"] = sa.len().into();
     res.doc["clone"] = render::cloned(&url, &c_path, &cloned).doc;
-    res.doc["remote_branches"] = json!(branches);
+    res.doc["remote_branches"] = render::remote_branches(hub, &branches).doc["branches"].clone();
     res.text = format!(
         "{}\n\n{}\n\n{} ({} entries compared)",
         render::cloned(&url, &c_path, &cloned).text,

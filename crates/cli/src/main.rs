@@ -19,7 +19,27 @@ mod render;
 mod sync;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version print and exit 0; usage errors exit 2, as an envelope with --json.
+            let usage = e.use_stderr();
+            if usage && std::env::args_os().any(|a| a == "--json") {
+                let msg = e.kind().to_string();
+                let full = e.to_string();
+                let first = full
+                    .lines()
+                    .next()
+                    .unwrap_or(&msg)
+                    .trim_start_matches("error: ");
+                render::print_line(
+                    &render::error_envelope("usage", failure::EXIT_USAGE, first, None).to_string(),
+                );
+            }
+            e.exit();
+        }
+    };
+    let json = cli.global.json;
     // Remotes open by URL through every backend this build has; memory:// is refused (it would vanish
     // with the process).
     strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::persistent()));
@@ -35,7 +55,13 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let msg = format!("cannot start the async runtime: {e}");
+            eprintln!("error: {msg}");
+            if json {
+                render::print_line(
+                    &render::error_envelope("error", failure::EXIT_ERROR, &msg, None).to_string(),
+                );
+            }
             return ExitCode::from(failure::EXIT_ERROR);
         }
     };
@@ -43,6 +69,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {}", f.message);
+            if json {
+                render::print_line(
+                    &render::error_envelope(f.code_name(), f.code, &f.message, f.detail.as_ref())
+                        .to_string(),
+                );
+            }
             ExitCode::from(f.code)
         }
     }

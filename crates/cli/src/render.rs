@@ -36,17 +36,45 @@ fn r(doc: J, text: impl Into<String>) -> Rendered {
 #[derive(Debug, Clone, Copy)]
 pub struct Out {
     pub json: bool,
+    /// `-q`: no text on success.
+    pub quiet: bool,
 }
 
 impl Out {
-    /// Prints a result in the selected form. Empty texts print nothing.
+    /// Prints a result in the selected form: with `--json` the envelope `{"ok":true,"data":…}`.
+    /// Empty texts, and texts under `-q`, print nothing.
     pub fn emit(&self, res: Rendered) {
         if self.json {
-            print_line(&res.doc.to_string());
-        } else if !res.text.is_empty() {
+            print_line(&json!({"ok": true, "data": res.doc}).to_string());
+        } else {
+            self.text(&res.text);
+        }
+    }
+
+    /// Prints what a read was asked for: like [`Out::emit`], but `-q` does not silence it.
+    pub fn show(&self, res: Rendered) {
+        if self.json || res.text.is_empty() {
+            self.emit(res);
+        } else {
             print_line(res.text.trim_end_matches('\n'));
         }
     }
+
+    /// Prints a line of text unless `--json` or `-q`.
+    pub fn text(&self, text: &str) {
+        if !self.json && !self.quiet && !text.is_empty() {
+            print_line(text.trim_end_matches('\n'));
+        }
+    }
+}
+
+/// The `--json` error envelope: `{"ok":false,"error":{"code","exit","message"[,"detail"]}}`.
+pub fn error_envelope(code: &str, exit: u8, message: &str, detail: Option<&J>) -> J {
+    let mut e = json!({"code": code, "exit": exit, "message": message});
+    if let Some(d) = detail {
+        e["detail"] = d.clone();
+    }
+    json!({"ok": false, "error": e})
 }
 
 /// Writes one line to stdout, ignoring a closed pipe.
@@ -105,6 +133,18 @@ pub fn time(micros: u64) -> String {
     )
 }
 
+/// A time as RFC 3339 UTC with microseconds, e.g. `2025-06-03T12:00:00.000001Z` (for JSON).
+pub fn time_micros(micros: u64) -> String {
+    let base = time(micros);
+    format!("{}.{:06}Z", base.trim_end_matches('Z'), micros % 1_000_000)
+}
+
+/// Sets `{name}_micros` and `{name}` (RFC 3339) on a JSON object.
+fn set_time(doc: &mut J, name: &str, micros: Option<u64>) {
+    doc[format!("{name}_micros")] = json!(micros);
+    doc[name] = json!(micros.map(time_micros));
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -161,9 +201,24 @@ pub fn written(op: &str, kind: Kind, at: Target<'_>, key: &str, version: Option<
 
 // ----- listings -------------------------------------------------------------------------------------
 
+/// Where a read looked: a branch, at its head (`version` null) or a past version, and a space.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAt<'a> {
+    pub rev: &'a Rev,
+    pub space: &'a str,
+}
+
+impl ReadAt<'_> {
+    fn doc(&self) -> J {
+        json!({"branch": self.rev.branch, "version": self.rev.version, "space": self.space})
+    }
+}
+
 /// Key-value pairs or documents.
-pub fn entries(list: &[(String, Value)]) -> Rendered {
-    let doc = J::Array(
+pub fn entries(at: ReadAt<'_>, kind: Kind, list: &[(String, Value)]) -> Rendered {
+    let mut doc = at.doc();
+    doc["kind"] = json!(kind.name());
+    doc["entries"] = J::Array(
         list.iter()
             .map(|(k, v)| json!({"key": k, "value": v.to_json()}))
             .collect(),
@@ -177,14 +232,17 @@ pub fn entries(list: &[(String, Value)]) -> Rendered {
 }
 
 fn event_doc(e: &Event) -> J {
-    json!({
-        "seq": e.seq, "type": e.event_type, "payload": e.payload.to_json(), "timestamp_micros": e.timestamp_micros, "id": e.id,
-    })
+    let mut doc = json!({
+        "seq": e.seq, "type": e.event_type, "payload": e.payload.to_json(), "id": e.id.to_string(),
+    });
+    set_time(&mut doc, "timestamp", Some(e.timestamp_micros));
+    doc
 }
 
 /// Events.
-pub fn events(list: &[Event]) -> Rendered {
-    let doc = J::Array(list.iter().map(event_doc).collect());
+pub fn events(at: ReadAt<'_>, list: &[Event]) -> Rendered {
+    let mut doc = at.doc();
+    doc["events"] = J::Array(list.iter().map(event_doc).collect());
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|e| {
@@ -205,20 +263,30 @@ pub fn events(list: &[Event]) -> Rendered {
 }
 
 fn parent(b: &BranchInfo) -> String {
+    let deleted = if b.parent_deleted { " (deleted)" } else { "" };
     match (&b.parent, b.fork_version) {
-        (Some(p), Some(v)) => format!("{p}@{v}"),
-        (Some(p), None) => p.clone(),
+        (Some(p), Some(v)) => format!("{p}@{v}{deleted}"),
+        (Some(p), None) => format!("{p}{deleted}"),
         _ => "-".into(),
     }
 }
 
 fn branch_doc(b: &BranchInfo) -> J {
-    serde_json::to_value(b).unwrap_or(J::Null)
+    let mut doc = json!({
+        "branch": b.name,
+        "head": b.head,
+        "parent": b.parent,
+        "parent_deleted": b.parent_deleted,
+        "fork_version": b.fork_version,
+        "internal": b.internal,
+    });
+    set_time(&mut doc, "created", Some(b.created_micros));
+    doc
 }
 
 /// Branches as a table.
 pub fn branches(list: &[BranchInfo]) -> Rendered {
-    let doc = J::Array(list.iter().map(branch_doc).collect());
+    let doc = json!({"branches": list.iter().map(branch_doc).collect::<Vec<_>>()});
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|b| {
@@ -268,7 +336,12 @@ pub fn branch_created(b: &BranchInfo) -> Rendered {
 
 /// A branch's versions.
 pub fn commits(branch: &str, list: &[CommitInfo]) -> Rendered {
-    let doc = json!({"branch": branch, "versions": list});
+    let doc = json!({"branch": branch, "versions": list.iter().map(|c| {
+        // `author` joins these fields when commits carry one (see docs/cli-json.md).
+        let mut d = json!({"version": c.version, "kind": c.kind, "entries": c.entries, "message": c.message});
+        set_time(&mut d, "timestamp", Some(c.timestamp_micros));
+        d
+    }).collect::<Vec<_>>()});
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|c| {
@@ -290,14 +363,20 @@ pub fn commits(branch: &str, list: &[CommitInfo]) -> Rendered {
 }
 
 /// The past values of one entry.
-pub fn history(kind: Kind, key: &str, list: &[HistoryEntry]) -> Rendered {
-    let doc = json!({
-        "kind": kind.name(),
-        "key": key,
-        "history": list.iter().map(|h| json!({
-            "version": h.version, "timestamp_micros": h.timestamp_micros, "value": opt_json(h.value.as_ref()),
-        })).collect::<Vec<_>>(),
-    });
+pub fn history(at: ReadAt<'_>, kind: Kind, key: &str, list: &[HistoryEntry]) -> Rendered {
+    let mut doc = at.doc();
+    doc["kind"] = json!(kind.name());
+    doc["key"] = json!(key);
+    doc["history"] = list
+        .iter()
+        .map(|h| {
+            let mut d = json!({
+                "version": h.version, "deleted": h.value.is_none(), "value": opt_json(h.value.as_ref()),
+            });
+            set_time(&mut d, "timestamp", Some(h.timestamp_micros));
+            d
+        })
+        .collect();
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|h| {
@@ -459,6 +538,7 @@ pub fn merged(source: &Rev, target: &str, m: &MergeReport) -> Rendered {
 fn manifest_doc(file: &Path, m: &BundleManifest) -> J {
     let mut doc = serde_json::to_value(m).unwrap_or(J::Null);
     doc["file"] = json!(file.display().to_string());
+    set_time(&mut doc, "created", Some(m.created_micros));
     doc
 }
 
@@ -480,7 +560,7 @@ pub fn exported(file: &Path, m: &BundleManifest) -> Rendered {
 /// A bundle was verified.
 pub fn verified(file: &Path, m: &BundleManifest) -> Rendered {
     let mut doc = manifest_doc(file, m);
-    doc["ok"] = json!(true);
+    doc["verified"] = json!(true);
     let text = format!(
         "ok: {} holds branch {} versions {}..{} ({} versions, {} entries, {} records), format {}, sha256 {}",
         file.display(),
@@ -540,7 +620,7 @@ pub fn count(n: u64, what: &str) -> String {
 }
 
 fn remote_doc(cfg: &RemoteConfig) -> J {
-    json!({"name": cfg.name, "url": cfg.url, "options": cfg.redacted_options()})
+    json!({"remote": cfg.name, "url": cfg.url, "options": cfg.redacted_options()})
 }
 
 fn options_text(cfg: &RemoteConfig) -> String {
@@ -566,7 +646,7 @@ pub fn remote_added(cfg: &RemoteConfig) -> Rendered {
 
 /// Configured remotes; secret option values are redacted.
 pub fn remotes(list: &[RemoteConfig]) -> Rendered {
-    let doc = J::Array(list.iter().map(remote_doc).collect());
+    let doc = json!({"remotes": list.iter().map(remote_doc).collect::<Vec<_>>()});
     let text = if list.is_empty() {
         "no remotes (add one with `strata remote add NAME URL`)".to_string()
     } else {
@@ -593,9 +673,15 @@ pub fn remote_removed(cfg: &RemoteConfig, mirrors: usize) -> Rendered {
     )
 }
 
+fn remote_branch_doc(b: &RemoteBranch) -> J {
+    let mut d = json!({"branch": b.name, "version": b.version, "blobs": b.blobs});
+    set_time(&mut d, "updated", Some(b.updated_micros));
+    d
+}
+
 /// The branches a remote holds.
 pub fn remote_branches(remote: &str, list: &[RemoteBranch]) -> Rendered {
-    let doc = json!({"remote": remote, "branches": list});
+    let doc = json!({"remote": remote, "branches": list.iter().map(remote_branch_doc).collect::<Vec<_>>()});
     let text = if list.is_empty() {
         format!("remote {remote} has no branches")
     } else {
@@ -613,6 +699,65 @@ pub fn remote_branches(remote: &str, list: &[RemoteBranch]) -> Rendered {
         table(&["BRANCH", "VERSION", "UPDATED", "BLOBS"], &rows)
     };
     r(doc, text)
+}
+
+/// `remote show`: the remote, its branches, and where each local branch of the same name stands.
+pub fn remote_show(
+    cfg: &RemoteConfig,
+    rows: &[(RemoteBranch, Option<SyncStatus>)],
+    upstream_of: &[String],
+) -> Rendered {
+    let mut doc = remote_doc(cfg);
+    doc["upstream_of"] = json!(upstream_of);
+    doc["branches"] = rows
+        .iter()
+        .map(|(b, s)| {
+            let mut d = remote_branch_doc(b);
+            d["local"] = json!(s.is_some());
+            d["ahead_versions"] = json!(s.as_ref().map(|s| s.ahead_versions));
+            d["behind_versions"] = json!(s.as_ref().map(|s| s.behind_versions));
+            d
+        })
+        .collect();
+    let mut lines = vec![
+        format!("remote {}", cfg.name),
+        format!("  url:      {}", cfg.url),
+        format!("  options:  {}", options_text(cfg)),
+        format!(
+            "  upstream of: {}",
+            if upstream_of.is_empty() {
+                "-".to_string()
+            } else {
+                upstream_of.join(", ")
+            }
+        ),
+    ];
+    if rows.is_empty() {
+        lines.push("  no branches".into());
+    } else {
+        let table_rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(b, s)| {
+                let state = match s {
+                    None => "not local".to_string(),
+                    Some(s) if s.ahead_versions == 0 && s.behind_versions == 0 => {
+                        "up to date".to_string()
+                    }
+                    Some(s) => format!("ahead {}, behind {}", s.ahead_versions, s.behind_versions),
+                };
+                vec![
+                    b.name.clone(),
+                    b.version.to_string(),
+                    time(b.updated_micros),
+                    state,
+                ]
+            })
+            .collect();
+        for l in table(&["BRANCH", "VERSION", "UPDATED", "LOCAL"], &table_rows).lines() {
+            lines.push(format!("  {l}"));
+        }
+    }
+    r(doc, lines.join("\n"))
 }
 
 /// Garbage collection on a remote.
@@ -765,6 +910,7 @@ pub fn pulled(remote: &str, p: &PullReport) -> Rendered {
     };
     let mut doc = with_remote(remote, p);
     doc["branch"] = json!(b);
+    doc["fetch"].as_object_mut().map(|f| f.remove("branch"));
     r(doc, text)
 }
 
@@ -794,7 +940,7 @@ pub fn pull_conflicts(
 /// Where a branch stands against a remote.
 pub fn sync_status(remote: &str, s: &SyncStatus) -> Rendered {
     let mut doc = with_remote(remote, s);
-    doc["last_synced"] = json!(s.last_synced_micros.map(time));
+    set_time(&mut doc, "last_synced", s.last_synced_micros);
     let b = &s.branch;
     let synced = s
         .last_synced_micros
@@ -847,16 +993,18 @@ pub fn cloned(url: &str, path: &Path, c: &CloneReport) -> Rendered {
 
 // ----- whole-branch contents ------------------------------------------------------------------------
 
+/// One exported entry as a JSONL object: `{"space","kind","key","value"}` (events keyed by their
+/// sequence number).
+pub fn entry_line(k: &EntryKey, v: &Value) -> J {
+    json!({"space": k.space, "kind": k.kind.name(), "key": display_key(k), "value": v.to_json()})
+}
+
 /// Every live entry of a branch, by full key (events keyed by their sequence number).
 pub type Snapshot = BTreeMap<EntryKey, Value>;
 
 /// A branch's contents, grouped per space.
 pub fn snapshot(snap: &Snapshot) -> Rendered {
-    let doc = J::Array(
-        snap.iter()
-            .map(|(k, v)| json!({"space": k.space, "kind": k.kind.name(), "key": display_key(k), "value": v.to_json()}))
-            .collect(),
-    );
+    let doc = json!({"entries": snap.iter().map(|(k, v)| entry_line(k, v)).collect::<Vec<_>>()});
     let mut lines = Vec::new();
     let mut space = None;
     for (k, v) in snap {
@@ -897,6 +1045,10 @@ mod tests {
         assert_eq!(time(0), "1970-01-01T00:00:00Z");
         assert_eq!(time(951_782_400_000_000), "2000-02-29T00:00:00Z");
         assert_eq!(time(1_717_416_245_000_000), "2024-06-03T12:04:05Z");
+        assert_eq!(
+            time_micros(1_717_416_245_000_007),
+            "2024-06-03T12:04:05.000007Z"
+        );
     }
 
     #[test]

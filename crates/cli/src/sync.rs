@@ -11,21 +11,43 @@ use serde_json::json;
 use strata_engine::names::validate_branch_name;
 use strata_engine::Strata;
 use strata_sync::{
-    Progress, ProgressSink, PullOptions, PushOptions, RemoteConfig, SyncError, SyncExt,
+    admin, Progress, ProgressSink, PullOptions, PushOptions, RemoteConfig, SyncError, SyncExt,
 };
 use tokio::runtime::Runtime;
 
-use crate::args::{Global, RemoteCmd, StrategyArg, SyncTarget};
+use crate::args::{Global, RemoteArgs, RemoteCmd, StrategyArg, SyncTarget};
 use crate::commands::open;
 use crate::failure::{Failure, EXIT_ERROR, EXIT_MERGE_CONFLICT, EXIT_USAGE};
 use crate::render::{self, Out, Rendered};
 
 // ----- progress -------------------------------------------------------------------------------------
 
-/// Progress bars on stderr, one per transfer (upload or download of a blob).
+/// Progress on stderr, labelled with the operation, the branch and, with --all or clone, "branch N
+/// of M": on a terminal a bar per transfer and a spinner per phase; elsewhere (`--progress` into a
+/// pipe or file) one plain line per phase and per transfer, as git does.
 #[derive(Default)]
 pub struct Bars {
     bar: Mutex<Option<ProgressBar>>,
+    label: Mutex<String>,
+    /// Plain lines instead of bars.
+    plain: bool,
+}
+
+impl Bars {
+    /// Sets the label that following transfers show.
+    pub fn set_label(&self, label: String) {
+        *self.label.lock().unwrap_or_else(|e| e.into_inner()) = label;
+    }
+
+    /// `label: what`, or `what` alone.
+    fn labelled(&self, what: &str) -> String {
+        let label = self.label.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if label.is_empty() {
+            what.to_string()
+        } else {
+            format!("{label}: {what}")
+        }
+    }
 }
 
 impl Bars {
@@ -36,6 +58,11 @@ impl Bars {
 
 impl ProgressSink for Bars {
     fn start(&self, what: &str, total: Option<u64>) {
+        if self.plain {
+            let size = total.map(|t| format!(" ({})", render::bytes(t)));
+            eprintln!("{}{}", self.labelled(what), size.unwrap_or_default());
+            return;
+        }
         let bar = match total {
             Some(t) => {
                 let b = ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr());
@@ -56,7 +83,25 @@ impl ProgressSink for Bars {
                 b
             }
         };
-        bar.set_message(what.to_string());
+        // The sync library names transfers by branch ("upload main", "download main (2/3)"); the
+        // label adds the branch's place in --all or clone ("branch 2 of 5").
+        bar.set_message(self.labelled(what));
+        if let Some(old) = self.slot().replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn phase(&self, phase: &str) {
+        if self.plain {
+            eprintln!("{}", self.labelled(phase));
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_msg}") {
+            bar.set_style(style);
+        }
+        bar.set_message(self.labelled(phase));
+        bar.enable_steady_tick(Duration::from_millis(120));
         if let Some(old) = self.slot().replace(bar) {
             old.finish_and_clear();
         }
@@ -75,25 +120,60 @@ impl ProgressSink for Bars {
     }
 }
 
-/// Progress bars when stderr is a terminal and the output is text; otherwise none.
-pub fn progress(out: Out) -> Progress {
-    if !out.json && std::io::stderr().is_terminal() {
-        Progress::new(Arc::new(Bars::default()))
-    } else {
-        Progress::none()
+/// Where progress goes: bars (kept so that labels can be set), or nowhere.
+#[derive(Clone, Default)]
+pub struct Reporter {
+    bars: Option<Arc<Bars>>,
+}
+
+impl Reporter {
+    /// The progress handle to give the sync library.
+    pub fn progress(&self) -> Progress {
+        match &self.bars {
+            Some(b) => Progress::new(b.clone()),
+            None => Progress::none(),
+        }
+    }
+
+    /// Labels the transfers of one branch: `push main (branch 2 of 5)`.
+    pub fn label(&self, op: &str, branch: &str, index: usize, total: usize) {
+        if let Some(b) = &self.bars {
+            b.set_label(if total > 1 {
+                format!("{op} {branch} (branch {} of {total})", index + 1)
+            } else {
+                format!("{op} {branch}")
+            });
+        }
+    }
+}
+
+/// Progress bars on stderr with --progress, or when stderr is a terminal and neither --json, -q nor
+/// --no-progress is given.
+pub fn reporter(g: &Global, out: Out) -> Reporter {
+    let tty = std::io::stderr().is_terminal();
+    let on = !g.no_progress && (g.progress || (!out.json && !out.quiet && tty));
+    Reporter {
+        bars: on.then(|| {
+            Arc::new(Bars {
+                plain: !tty,
+                ..Bars::default()
+            })
+        }),
     }
 }
 
 // ----- helpers --------------------------------------------------------------------------------------
 
-/// Checks a URL and turns a plain folder path into an absolute one, so that the remote works from
-/// any working directory.
+/// Checks a URL and turns a plain folder path into an absolute one without `.` or `..`, so that
+/// the remote works from any working directory.
 fn normalize_url(url: &str) -> Result<String, Failure> {
     strata_sync::check_url(url)?;
     if url.contains("://") {
         Ok(url.to_string())
     } else {
-        Ok(std::path::absolute(url)?.to_string_lossy().into_owned())
+        Ok(crate::commands::absolute(Path::new(url))?
+            .to_string_lossy()
+            .into_owned())
     }
 }
 
@@ -117,7 +197,7 @@ fn parse_options(
 /// A failed per-branch operation: the failure, and what to show on stdout for it (a conflict list).
 struct Failed {
     failure: Failure,
-    shown: Option<Rendered>,
+    shown: Option<Box<Rendered>>,
 }
 
 impl<E: Into<Failure>> From<E> for Failed {
@@ -130,68 +210,64 @@ impl<E: Into<Failure>> From<E> for Failed {
 }
 
 /// Runs `f` for one branch, or for each of `branches` (with `--all`), continuing past failures.
+/// `f` gets the branch and its index. With `--json` the data is always
+/// `{"op","remote","branches":[{"branch","ok",…}],"failed":N}`, for one branch as for `--all`; a
+/// failure's envelope carries it as `error.detail`.
 fn for_branches(
     out: Out,
     op: &str,
     remote: &str,
     branches: Option<Vec<String>>,
     single: &str,
-    mut f: impl FnMut(&str) -> Result<Rendered, Failed>,
+    mut f: impl FnMut(&str, usize, usize) -> Result<Rendered, Failed>,
 ) -> Result<(), Failure> {
-    let Some(branches) = branches else {
-        return match f(single) {
-            Ok(res) => {
-                out.emit(res);
-                Ok(())
-            }
-            Err(Failed { failure, shown }) => {
-                if let Some(s) = shown {
-                    out.emit(s);
-                }
-                Err(failure)
-            }
-        };
-    };
+    let all = branches.is_some();
+    let branches = branches.unwrap_or_else(|| vec![single.to_string()]);
     let mut docs = Vec::new();
-    let mut failed: Vec<(String, u8)> = Vec::new();
-    if branches.is_empty() && !out.json {
-        render::print_line(&format!("{op} --all: no branches"));
+    let mut failed: Vec<(String, Failure)> = Vec::new();
+    if branches.is_empty() {
+        out.text(&format!("{op} --all: no branches"));
     }
-    for b in &branches {
-        match f(b) {
+    for (i, b) in branches.iter().enumerate() {
+        match f(b, i, branches.len()) {
             Ok(res) => {
-                if !out.json {
-                    render::print_line(&res.text);
-                }
+                out.text(&res.text);
                 let mut doc = res.doc;
+                doc["branch"] = json!(b);
                 doc["ok"] = json!(true);
                 docs.push(doc);
             }
             Err(Failed { failure, shown }) => {
-                let mut doc = json!({
-                    "branch": b, "ok": false, "error": failure.message, "exit_code": failure.code,
+                let mut err = json!({
+                    "code": failure.code_name(), "exit": failure.code, "message": failure.message,
                 });
                 if let Some(s) = shown {
-                    if !out.json {
-                        render::print_line(&s.text);
-                    }
-                    doc["detail"] = s.doc;
+                    out.text(&s.text);
+                    err["detail"] = s.doc;
                 }
-                eprintln!("error: {op} {remote}/{b}: {}", failure.message);
-                docs.push(doc);
-                failed.push((b.clone(), failure.code));
+                if all {
+                    eprintln!("error: {op} {remote}/{b}: {}", failure.message);
+                }
+                docs.push(json!({"branch": b, "ok": false, "error": err}));
+                failed.push((b.clone(), failure));
             }
         }
     }
-    if out.json {
-        out.emit(Rendered {
-            doc: json!({"op": op, "remote": remote, "branches": docs, "failed": failed.len()}),
-            text: String::new(),
-        });
-    }
+    let data = json!({"op": op, "remote": remote, "branches": docs, "failed": failed.len()});
     if failed.is_empty() {
+        if out.json {
+            out.emit(Rendered {
+                doc: data,
+                text: String::new(),
+            });
+        }
         return Ok(());
     }
+    if !all {
+        let (_, f) = failed.remove(0);
+        return Err(f.with_detail(data));
+    }
+    let failed: Vec<(String, u8)> = failed.into_iter().map(|(b, f)| (b, f.code)).collect();
     let code = if failed.iter().all(|(_, c)| *c == failed[0].1) {
         failed[0].1
     } else {
@@ -206,7 +282,8 @@ fn for_branches(
             branches.len(),
             names.join(", ")
         ),
-    ))
+    )
+    .with_detail(data))
 }
 
 /// Every local branch except internal ones.
@@ -259,15 +336,61 @@ async fn require_strata_remote(r: &dyn strata_remote::Remote) -> Result<(), Sync
     }
 }
 
-fn branch_of<'a>(g: &'a Global, t: &'a SyncTarget) -> &'a str {
-    t.branch_name.as_deref().unwrap_or(&g.branch)
+/// The branch a sync command acts on: BRANCH, else --branch (which must not name a version).
+fn branch_of(g: &Global, t: &SyncTarget) -> Result<String, Failure> {
+    match &t.branch_name {
+        Some(b) => Ok(b.clone()),
+        None => Ok(crate::commands::write_branch(g)?.to_string()),
+    }
+}
+
+/// The remote a push, pull, fetch or status uses: REMOTE, else the branch's upstream, else the only
+/// configured remote, else `origin`.
+fn remote_of(db: &Strata, t: &SyncTarget, branch: Option<&str>) -> Result<String, Failure> {
+    if let Some(r) = &t.remote {
+        return Ok(r.clone());
+    }
+    if let Some(b) = branch {
+        if let Some(up) = strata_sync::admin::get_upstream(db, b)? {
+            return Ok(up);
+        }
+    }
+    let list = db.remote_list()?;
+    Ok(match list.as_slice() {
+        [only] => only.name.clone(),
+        _ => "origin".to_string(),
+    })
 }
 
 // ----- commands -------------------------------------------------------------------------------------
 
 /// `strata remote ...`.
-pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), Failure> {
-    let db = open(g)?;
+pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<(), Failure> {
+    let Some(cmd) = args.cmd else {
+        // `strata remote [-v]`, as git: names, or names with URLs.
+        let db = crate::commands::open_read(g)?;
+        let list = db.remote_list()?;
+        let mut res = render::remotes(&list);
+        res.text = list
+            .iter()
+            .map(|c| {
+                if args.verbose {
+                    format!("{}\t{}", c.name, c.url)
+                } else {
+                    c.name.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        out.show(res);
+        return Ok(());
+    };
+    let db = match cmd {
+        RemoteCmd::List | RemoteCmd::Show { .. } | RemoteCmd::Branches { .. } => {
+            crate::commands::open_read(g)?
+        }
+        _ => open(g)?,
+    };
     match cmd {
         RemoteCmd::Add { name, url, options } => {
             let cfg = RemoteConfig {
@@ -278,7 +401,44 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
             db.remote_add_with(cfg.clone())?;
             out.emit(render::remote_added(&cfg));
         }
-        RemoteCmd::List => out.emit(render::remotes(&db.remote_list()?)),
+        RemoteCmd::List => out.show(render::remotes(&db.remote_list()?)),
+        RemoteCmd::SetUrl { name, url } => {
+            let old = strata_sync::config::get_remote(&db, &name)?.url;
+            let cfg = admin::set_url(&db, &name, &normalize_url(&url)?, strata_sync::check_config)?;
+            let mut res = render::remote_added(&cfg);
+            res.doc["previous_url"] = json!(old);
+            res.text = format!("remote {name}: {old} -> {}", cfg.url);
+            out.emit(res);
+        }
+        RemoteCmd::Rename { old, new } => {
+            let cfg = admin::rename_remote(&db, &old, &new)?;
+            let mut res = render::remote_added(&cfg);
+            res.doc["previous_name"] = json!(old);
+            res.text = format!("renamed remote {old} to {new}");
+            out.emit(res);
+        }
+        RemoteCmd::Show { name } => {
+            let cfg = strata_sync::config::get_remote(&db, &name)?;
+            let r = strata_sync::open_remote(&cfg)?;
+            let mut list = rt.block_on(strata_sync::list_remote_branches(&*r))?;
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut rows = Vec::new();
+            for b in &list {
+                let local = db.branch_exists(&b.name)?;
+                let status = if local {
+                    Some(rt.block_on(db.sync_status(&name, &b.name))?)
+                } else {
+                    None
+                };
+                rows.push((b.clone(), status));
+            }
+            let upstreams = admin::upstreams(&db)?
+                .into_iter()
+                .filter(|(_, r)| *r == name)
+                .map(|(b, _)| b)
+                .collect::<Vec<_>>();
+            out.show(render::remote_show(&cfg, &rows, &upstreams));
+        }
         RemoteCmd::Remove { name } => {
             strata_sync::config::get_remote(&db, &name)?;
             let prefix = format!("_origin:{name}:");
@@ -288,6 +448,7 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
                 .filter(|b| b.name.starts_with(&prefix))
                 .count();
             let cfg = db.remote_remove(&name)?;
+            admin::forget_upstreams(&db, &name)?;
             out.emit(render::remote_removed(&cfg, mirrors));
         }
         RemoteCmd::Branches { name } => {
@@ -295,7 +456,7 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
             let r = strata_sync::open_remote(&cfg)?;
             let mut list = rt.block_on(strata_sync::list_remote_branches(&*r))?;
             list.sort_by(|a, b| a.name.cmp(&b.name));
-            out.emit(render::remote_branches(&name, &list));
+            out.show(render::remote_branches(&name, &list));
         }
         RemoteCmd::Gc { name, grace } => {
             let cfg = strata_sync::config::get_remote(&db, &name)?;
@@ -311,12 +472,17 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
             branch_name,
             squash_before,
         } => {
-            let branch = branch_name.as_deref().unwrap_or(&g.branch);
+            let branch = match branch_name {
+                Some(b) => b,
+                None => crate::commands::write_branch(g)?.to_string(),
+            };
+            let rep = reporter(g, out);
+            rep.label("compact", &branch, 0, 1);
             let opts = strata_sync::CompactOptions {
                 squash_before,
-                progress: progress(out),
+                progress: rep.progress(),
             };
-            let report = rt.block_on(strata_sync::compact(&db, &name, branch, &opts))?;
+            let report = rt.block_on(strata_sync::compact(&db, &name, &branch, &opts))?;
             out.emit(render::compacted(&name, &report));
         }
     }
@@ -324,24 +490,66 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
 }
 
 /// `strata push`.
-pub fn push(g: &Global, out: Out, rt: &Runtime, t: SyncTarget, all: bool) -> Result<(), Failure> {
+pub fn push(
+    g: &Global,
+    out: Out,
+    rt: &Runtime,
+    t: SyncTarget,
+    all: bool,
+    set_upstream: bool,
+) -> Result<(), Failure> {
     let db = open(g)?;
-    let remote = &t.remote;
+    let single = branch_of(g, &t)?;
+    let remote = remote_of(&db, &t, (!all).then_some(single.as_str()))?;
+    let remote = &remote;
     // Fail early, once, on an unknown remote.
     strata_sync::config::get_remote(&db, remote)?;
-    let opts = PushOptions {
-        progress: progress(out),
-        ..Default::default()
-    };
+    let rep = reporter(g, out);
     let branches = if all {
         Some(local_branches(&db)?)
     } else {
         None
     };
-    for_branches(out, "push", remote, branches, branch_of(g, &t), |b| {
+    for_branches(out, "push", remote, branches, &single, |b, i, n| {
+        rep.label("push", b, i, n);
+        let opts = PushOptions {
+            progress: rep.progress(),
+            ..Default::default()
+        };
         let report = rt.block_on(db.push_with(remote, b, &opts))?;
-        Ok(render::pushed(remote, &report))
+        let mut res = render::pushed(remote, &report);
+        if set_upstream {
+            admin::set_upstream(&db, b, remote)?;
+            res.doc["upstream"] = json!(remote);
+            res.text
+                .push_str(&format!("\nbranch {b} now tracks {remote}"));
+        }
+        Ok(res)
     })
+}
+
+/// `strata push --delete [REMOTE] BRANCH`.
+pub fn push_delete(g: &Global, out: Out, rt: &Runtime, t: SyncTarget) -> Result<(), Failure> {
+    let db = open(g)?;
+    // Deleting is explicit: the branch must be named (as in git), never taken from -b's default.
+    let Some(branch) = t.branch_name.clone() else {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "push --delete needs the remote and the branch: strata push --delete REMOTE BRANCH",
+        ));
+    };
+    let remote = remote_of(&db, &t, None)?;
+    let rep = rt.block_on(strata_sync::delete_remote_branch(&db, &remote, &branch))?;
+    let mut doc = serde_json::to_value(&rep).unwrap_or_default();
+    doc["remote"] = json!(remote);
+    out.emit(Rendered {
+        doc,
+        text: format!(
+            "deleted {remote}/{branch} (was at version {}; `strata remote gc {remote}` reclaims its {} blob(s)); the local branch is untouched",
+            rep.remote_version, rep.blobs
+        ),
+    });
+    Ok(())
 }
 
 /// `strata pull`.
@@ -364,10 +572,13 @@ pub fn pull(
         validate_branch_name(name, false)?;
     }
     let db = open(g)?;
-    let remote = &t.remote;
+    let single = branch_of(g, &t)?;
+    let remote = remote_of(&db, &t, (!all).then_some(single.as_str()))?;
+    let remote = &remote;
     let branches = remote_targets(&db, rt, remote, all)?;
-    let progress = progress(out);
-    for_branches(out, "pull", remote, branches, branch_of(g, &t), |b| {
+    let rep = reporter(g, out);
+    for_branches(out, "pull", remote, branches, &single, |b, i, n| {
+        rep.label("pull", b, i, n);
         let opts = PullOptions {
             strategy: strategy.into(),
             conflict_branch: conflict_branch.as_ref().map(|n| {
@@ -377,7 +588,7 @@ pub fn pull(
                     n.clone()
                 }
             }),
-            progress: progress.clone(),
+            progress: rep.progress(),
             ..Default::default()
         };
         match rt.block_on(db.pull_with(remote, b, &opts)) {
@@ -395,7 +606,12 @@ pub fn pull(
                             list.len()
                         ),
                     ),
-                    shown: Some(render::pull_conflicts(remote, b, &list, saved.as_ref())),
+                    shown: Some(Box::new(render::pull_conflicts(
+                        remote,
+                        b,
+                        &list,
+                        saved.as_ref(),
+                    ))),
                 })
             }
             Err(e) => Err(e.into()),
@@ -406,11 +622,14 @@ pub fn pull(
 /// `strata fetch`.
 pub fn fetch(g: &Global, out: Out, rt: &Runtime, t: SyncTarget, all: bool) -> Result<(), Failure> {
     let db = open(g)?;
-    let remote = &t.remote;
+    let single = branch_of(g, &t)?;
+    let remote = remote_of(&db, &t, (!all).then_some(single.as_str()))?;
+    let remote = &remote;
     let branches = remote_targets(&db, rt, remote, all)?;
-    let progress = progress(out);
-    for_branches(out, "fetch", remote, branches, branch_of(g, &t), |b| {
-        let report = rt.block_on(strata_sync::fetch(&db, remote, b, &progress))?;
+    let rep = reporter(g, out);
+    for_branches(out, "fetch", remote, branches, &single, |b, i, n| {
+        rep.label("fetch", b, i, n);
+        let report = rt.block_on(strata_sync::fetch(&db, remote, b, &rep.progress()))?;
         Ok(render::fetched(remote, &report))
     })
 }
@@ -418,35 +637,68 @@ pub fn fetch(g: &Global, out: Out, rt: &Runtime, t: SyncTarget, all: bool) -> Re
 /// `strata status`.
 pub fn status(g: &Global, out: Out, rt: &Runtime, t: SyncTarget, all: bool) -> Result<(), Failure> {
     let db = open(g)?;
-    let remote = &t.remote;
+    let single = branch_of(g, &t)?;
+    let remote = remote_of(&db, &t, (!all).then_some(single.as_str()))?;
+    let remote = &remote;
     strata_sync::config::get_remote(&db, remote)?;
     let branches = if all {
         Some(local_branches(&db)?)
     } else {
         None
     };
-    for_branches(out, "status", remote, branches, branch_of(g, &t), |b| {
+    for_branches(out, "status", remote, branches, &single, |b, _, _| {
         let s = rt.block_on(db.sync_status(remote, b))?;
         Ok(render::sync_status(remote, &s))
     })
 }
 
-/// `strata clone URL DIR`.
+/// The folder `clone URL` creates when no DIR is given: the URL's last path segment, as git does.
+pub fn default_clone_dir(url: &str) -> Result<std::path::PathBuf, Failure> {
+    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some(seg) if !seg.is_empty() && seg != "." && seg != ".." && !path.ends_with(':') => {
+            Ok(std::path::PathBuf::from(seg))
+        }
+        _ => Err(Failure::new(
+            EXIT_USAGE,
+            format!("cannot name a folder after {url:?}; give the clone a DIR"),
+        )),
+    }
+}
+
+/// `strata clone URL [DIR]` (with -b BRANCH, only that branch).
 pub fn clone(
+    g: &Global,
     out: Out,
     rt: &Runtime,
     url: &str,
-    dir: &Path,
+    dir: Option<&Path>,
     options: &[String],
 ) -> Result<(), Failure> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => default_clone_dir(url)?,
+    };
+    let only = match &g.branch {
+        Some(b) => Some(crate::commands::write_branch(g)?.to_string()).filter(|_| !b.is_empty()),
+        None => None,
+    };
     let url = normalize_url(url)?;
     let options = parse_options(options)?;
-    let (_db, report) = rt.block_on(strata_sync::clone_with_options(
+    let rep = reporter(g, out);
+    let what = strata_sync::CloneOptions {
+        branch: only,
+        ..Default::default()
+    };
+    let (_db, report) = rt.block_on(strata_sync::clone_labelled(
         &url,
         &options,
-        dir,
-        &progress(out),
+        &dir,
+        &rep.progress(),
+        &what,
+        &|b: &str, i: usize, n: usize| rep.label("clone", b, i, n),
     ))?;
-    out.emit(render::cloned(&url, dir, &report));
+    out.emit(render::cloned(&url, &dir, &report));
     Ok(())
 }

@@ -11,7 +11,15 @@ struct Db {
 }
 
 impl Db {
+    /// A new database (`strata --db DIR init`).
     fn new() -> Db {
+        let db = Db::bare();
+        db.ok(&["init"]);
+        db
+    }
+
+    /// A temporary folder with no database yet.
+    fn bare() -> Db {
         Db {
             dir: tempfile::tempdir().unwrap(),
         }
@@ -45,18 +53,18 @@ impl Db {
         text(&out.stdout)
     }
 
-    /// Runs with `--json`, asserts success, parses stdout as one JSON document.
+    /// Runs with `--json`, asserts success and the envelope, returns its `data`.
     fn json(&self, args: &[&str]) -> Value {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
-        parse(&self.ok(&a))
+        data(parse(&self.ok(&a)))
     }
 
-    /// Runs with `--json`, asserts the exit code, parses stdout as one JSON document.
+    /// Runs with `--json`, asserts the exit code and the error envelope, returns its `error`.
     fn fail_json(&self, args: &[&str], code: i32) -> Value {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
-        parse(&text(&self.fail(&a, code).stdout))
+        error(parse(&text(&self.fail(&a, code).stdout)), code)
     }
 
     /// Runs, asserts the exit code, returns the output.
@@ -89,6 +97,21 @@ fn parse(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not one JSON document ({e}): {s:?}"))
 }
 
+/// The `data` of a success envelope.
+fn data(doc: Value) -> Value {
+    assert_eq!(doc["ok"], true, "not a success envelope: {doc}");
+    doc["data"].clone()
+}
+
+/// The `error` of a failure envelope, checked against the exit code.
+fn error(doc: Value, code: i32) -> Value {
+    assert_eq!(doc["ok"], false, "not an error envelope: {doc}");
+    assert_eq!(doc["error"]["exit"], code, "{doc}");
+    assert!(doc["error"]["code"].is_string(), "{doc}");
+    assert!(doc["error"]["message"].is_string(), "{doc}");
+    doc["error"].clone()
+}
+
 #[test]
 fn kv_put_get_list_del() {
     let db = Db::new();
@@ -118,7 +141,7 @@ fn kv_put_get_list_del() {
     );
 
     let list = db.json(&["kv", "list"]);
-    let keys: Vec<&str> = list
+    let keys: Vec<&str> = list["entries"]
         .as_array()
         .unwrap()
         .iter()
@@ -126,7 +149,7 @@ fn kv_put_get_list_del() {
         .collect();
     assert_eq!(keys, ["config", "n", "name", "neg", "task:1"]);
     assert_eq!(
-        db.json(&["kv", "list", "ta"]),
+        db.json(&["kv", "list", "ta"])["entries"],
         json!([{"key": "task:1", "value": true}])
     );
     assert!(db.ok(&["kv", "list"]).contains("name = \"plain words\""));
@@ -136,12 +159,13 @@ fn kv_put_get_list_del() {
     assert!(out.stdout.is_empty());
     assert!(text(&out.stderr).contains("\"name\""));
     db.fail(&["kv", "del", "name"], 3);
-    db.fail(&["--json", "kv", "get", "name"], 3);
+    let e = db.fail_json(&["kv", "get", "name"], 3);
+    assert_eq!(e["code"], "not_found");
 
     // Other spaces are separate.
     db.ok(&["-s", "other", "kv", "put", "config", "1"]);
     assert_eq!(
-        db.json(&["--space", "other", "kv", "list"]),
+        db.json(&["--space", "other", "kv", "list"])["entries"],
         json!([{"key": "config", "value": 1}])
     );
     db.fail(&["-s", "_sync", "kv", "put", "x", "1"], 2);
@@ -191,7 +215,7 @@ fn json_documents_and_paths() {
     db.ok(&["json", "set", "new-doc", "/a/b", "1"]);
     assert_eq!(db.json(&["json", "get", "new-doc"]), json!({"a": {"b": 1}}));
     assert_eq!(
-        db.json(&["json", "list", "new"]),
+        db.json(&["json", "list", "new"])["entries"],
         json!([{"key": "new-doc", "value": {"a": {"b": 1}}}])
     );
 
@@ -214,13 +238,18 @@ fn events_append_and_read() {
     let third = db.json(&["event", "append", "task_completed", r#"{"task":2}"#]);
     assert_eq!(third["seq"], 3);
 
-    let all = db.json(&["event", "read"]);
+    let all = db.json(&["event", "read"])["events"].clone();
+    assert!(all[0]["id"].is_string(), "{all}");
+    assert!(
+        all[0]["timestamp"].as_str().unwrap().ends_with('Z'),
+        "{all}"
+    );
     assert_eq!(all.as_array().unwrap().len(), 3);
     assert_eq!(all[1]["type"], "note");
     assert_eq!(all[1]["payload"], "hello");
     assert_eq!(all[0]["seq"], 1);
 
-    let typed = db.json(&["event", "read", "--type", "task_completed"]);
+    let typed = db.json(&["event", "read", "--type", "task_completed"])["events"].clone();
     let seqs: Vec<u64> = typed
         .as_array()
         .unwrap()
@@ -228,10 +257,11 @@ fn events_append_and_read() {
         .map(|e| e["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, [1, 3]);
-    let from = db.json(&["event", "read", "--from", "2", "--type", "task_completed"]);
+    let from =
+        db.json(&["event", "read", "--from", "2", "--type", "task_completed"])["events"].clone();
     assert_eq!(from.as_array().unwrap().len(), 1);
     assert_eq!(from[0]["payload"], json!({"task": 2}));
-    let limited = db.json(&["event", "read", "--from", "2", "--limit", "1"]);
+    let limited = db.json(&["event", "read", "--from", "2", "--limit", "1"])["events"].clone();
     assert_eq!(limited.as_array().unwrap().len(), 1);
     assert_eq!(limited[0]["seq"], 2);
     assert!(db.ok(&["event", "read"]).contains("task_completed"));
@@ -260,8 +290,9 @@ fn state_init_and_cas() {
 
     // A failed swap: exit 5, the current value reported, nothing changed.
     let doc = db.fail_json(&["state", "cas", "phase", "--expected", "research", "x"], 5);
-    assert_eq!(doc["swapped"], false);
-    assert_eq!(doc["current"], "experiment");
+    assert_eq!(doc["code"], "cas_failed");
+    assert_eq!(doc["detail"]["swapped"], false);
+    assert_eq!(doc["detail"]["current"], "experiment");
     let out = db.fail(&["state", "cas", "phase", "--absent", "x"], 5);
     assert!(out.stdout.is_empty());
     assert_eq!(db.json(&["state", "get", "phase"]), json!("experiment"));
@@ -294,7 +325,7 @@ fn branch_create_fork_list_diff_info_delete() {
     let old = db.json(&["branch", "fork", "main@1", "old"]);
     assert_eq!(old["head"], 1);
     assert_eq!(
-        db.json(&["-b", "old", "kv", "list"])
+        db.json(&["-b", "old", "kv", "list"])["entries"]
             .as_array()
             .unwrap()
             .len(),
@@ -313,11 +344,11 @@ fn branch_create_fork_list_diff_info_delete() {
     ]);
 
     let list = db.json(&["branch", "list"]);
-    let names: Vec<&str> = list
+    let names: Vec<&str> = list["branches"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b["name"].as_str().unwrap())
+        .map(|b| b["branch"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["empty", "experiment", "main", "old"]);
     let human = db.ok(&["branch", "list"]);
@@ -350,10 +381,11 @@ fn branch_create_fork_list_diff_info_delete() {
     assert_eq!(info["head"], 6);
     assert_eq!(info["spaces"], json!(["default"]));
     assert_eq!(
-        db.json(&["-b", "experiment", "branch", "info"])["name"],
+        db.json(&["-b", "experiment", "branch", "info"])["branch"],
         "experiment"
     );
 
+    // `old` holds no versions of its own: main contains it, so it deletes without --force.
     db.ok(&["branch", "delete", "old"]);
     db.fail(&["branch", "info", "old"], 3);
     db.fail(&["branch", "create", "main"], 1);
@@ -376,6 +408,8 @@ fn merge_lww_and_strict() {
 
     // Strict: exit 4, the conflict list on stdout, nothing written.
     let doc = db.fail_json(&["branch", "merge", "b", "main", "--strategy", "strict"], 4);
+    assert_eq!(doc["code"], "merge_conflict");
+    let doc = &doc["detail"];
     assert_eq!(doc["merged"], false);
     assert_eq!(
         doc["conflicts"],
@@ -401,8 +435,8 @@ fn merge_lww_and_strict() {
         ],
         4,
     );
-    assert_eq!(doc["conflict_branch"], "conflicts/b");
-    let saved = db.json(&["-b", "conflicts/b", "-s", "conflicts", "kv", "list"]);
+    assert_eq!(doc["detail"]["conflict_branch"], "conflicts/b");
+    let saved = db.json(&["-b", "conflicts/b", "-s", "conflicts", "kv", "list"])["entries"].clone();
     assert_eq!(saved[0]["key"], "default/kv/task:1");
     assert_eq!(saved[0]["value"]["source"], "approach B");
     assert_eq!(saved[0]["value"]["target"], "approach A");
@@ -521,7 +555,8 @@ fn errors_name_what_is_wrong() {
         .args(["kv", "list"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("not a Strata database"));
 }
 
 #[test]
@@ -632,13 +667,14 @@ fn bundle_export_verify_import_round_trip() {
     assert_eq!(m["to_version"], 6);
     assert!(file.is_file());
     let v = db.json(&["bundle", "verify", f]);
-    assert_eq!(v["ok"], true);
+    assert_eq!(v["verified"], true);
     assert_eq!(v["to_version"], 6);
     assert_eq!(v["branchlog_sha256"], m["branchlog_sha256"]);
     assert!(db.ok(&["bundle", "verify", f]).starts_with("ok"));
 
     // Import into a fresh database: the same contents.
-    let other = Db::new();
+    let other = Db::bare();
+    other.ok(&["init"]);
     let rep = other.json(&["bundle", "import", f]);
     assert_eq!(rep["branch"], "main");
     assert_eq!(rep["head"], 6);
@@ -729,7 +765,7 @@ fn demo_runs_end_to_end() {
         .output()
         .unwrap();
     assert!(out.status.success(), "demo failed: {}", text(&out.stderr));
-    let doc = parse(&text(&out.stdout));
+    let doc = data(parse(&text(&out.stdout)));
     let steps = doc["steps"].as_array().unwrap();
     assert!(steps.len() >= 10, "{doc}");
     let last = steps.last().unwrap();

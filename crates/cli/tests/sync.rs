@@ -20,6 +20,12 @@ fn parse(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not one JSON document ({e}): {s:?}"))
 }
 
+/// The `data` of a success envelope.
+fn data(doc: Value) -> Value {
+    assert_eq!(doc["ok"], true, "not a success envelope: {doc}");
+    doc["data"].clone()
+}
+
 /// A temporary folder holding databases and a folder remote.
 struct World {
     dir: tempfile::TempDir,
@@ -42,10 +48,17 @@ impl World {
 
     /// A database `name` with remote `origin` pointing at the shared folder remote.
     fn db(&self, name: &str) -> Db {
+        let db = self.empty_db(name);
+        db.ok(&["remote", "add", "origin", &self.remote()]);
+        db
+    }
+
+    /// A new database `name` with no remotes.
+    fn empty_db(&self, name: &str) -> Db {
         let db = Db {
             path: self.path(name),
         };
-        db.ok(&["remote", "add", "origin", &self.remote()]);
+        db.ok(&["init"]);
         db
     }
 
@@ -80,7 +93,18 @@ impl Db {
     fn json(&self, args: &[&str]) -> Value {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
-        parse(&self.ok(&a))
+        data(parse(&self.ok(&a)))
+    }
+
+    /// A one-branch push, pull, fetch or status with `--json`: its only branch result.
+    fn one(&self, args: &[&str]) -> Value {
+        let doc = self.json(args);
+        let list = doc["branches"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{doc}"));
+        assert_eq!(list.len(), 1, "{doc}");
+        assert_eq!(list[0]["ok"], true, "{doc}");
+        list[0].clone()
     }
 
     fn fail(&self, args: &[&str], code: i32) -> Output {
@@ -91,11 +115,14 @@ impl Db {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
         let out = self.fail(&a, code);
-        (parse(&text(&out.stdout)), text(&out.stderr))
+        let doc = parse(&text(&out.stdout));
+        assert_eq!(doc["ok"], false, "{doc}");
+        assert_eq!(doc["error"]["exit"], code, "{doc}");
+        (doc["error"].clone(), text(&out.stderr))
     }
 
     fn keys(&self, branch: &str) -> Vec<String> {
-        self.json(&["-b", branch, "kv", "list"])
+        self.json(&["-b", branch, "kv", "list"])["entries"]
             .as_array()
             .unwrap()
             .iter()
@@ -130,8 +157,8 @@ fn fail(out: Output, args: &[&str], code: i32) -> Output {
 #[test]
 fn remote_add_list_remove() {
     let w = World::new();
-    let db = Db { path: w.path("a") };
-    assert_eq!(db.json(&["remote", "list"]), json!([]));
+    let db = w.empty_db("a");
+    assert_eq!(db.json(&["remote", "list"]), json!({"remotes": []}));
     // Folder remotes take no options: a misplaced one is refused, and nothing is stored.
     let out = db.fail(
         &["remote", "add", "origin", &w.remote(), "-o", "region=eu"],
@@ -139,9 +166,9 @@ fn remote_add_list_remove() {
     );
     let err = text(&out.stderr);
     assert!(err.contains("folder remotes take no options"), "{err}");
-    assert_eq!(db.json(&["remote", "list"]), json!([]));
+    assert_eq!(db.json(&["remote", "list"]), json!({"remotes": []}));
     let added = db.json(&["remote", "add", "origin", &w.remote()]);
-    assert_eq!(added["name"], "origin");
+    assert_eq!(added["remote"], "origin");
     // Bucket remotes take their options, stored and listed; a credential-like one is refused
     // without echoing its value.
     let bucket = db.json(&[
@@ -154,7 +181,7 @@ fn remote_add_list_remove() {
         "--option",
         "endpoint=http://127.0.0.1:9",
     ]);
-    assert_eq!(bucket["name"], "bucket");
+    assert_eq!(bucket["remote"], "bucket");
     let out = db.fail(
         &[
             "remote",
@@ -181,11 +208,11 @@ fn remote_add_list_remove() {
 
     let list = db.json(&["remote", "list"]);
     assert_eq!(
-        list,
+        list["remotes"],
         json!([
-            {"name": "backup", "url": w.path("backup-folder").to_str().unwrap(), "options": {}},
-            {"name": "bucket", "url": "s3://some-bucket/prefix", "options": {"endpoint": "http://127.0.0.1:9", "region": "eu"}},
-            {"name": "origin", "url": w.remote(), "options": {}},
+            {"remote": "backup", "url": w.path("backup-folder").to_str().unwrap(), "options": {}},
+            {"remote": "bucket", "url": "s3://some-bucket/prefix", "options": {"endpoint": "http://127.0.0.1:9", "region": "eu"}},
+            {"remote": "origin", "url": w.remote(), "options": {}},
         ])
     );
     let shown = db.ok(&["remote", "list"]);
@@ -214,7 +241,7 @@ fn remote_add_list_remove() {
     assert!(db
         .ok(&["remote", "rm", "origin"])
         .contains("removed remote origin"));
-    assert_eq!(db.json(&["remote", "list"]), json!([]));
+    assert_eq!(db.json(&["remote", "list"]), json!({"remotes": []}));
     let out = db.fail(&["remote", "remove", "origin"], 3);
     assert!(text(&out.stderr).contains("\"origin\""));
 }
@@ -227,26 +254,26 @@ fn push_pull_fetch_status_clone() {
     a.ok(&["json", "put", "notes/research.md", r##""# Research""##]);
     a.ok(&["kv", "put", "task:1", "1"]);
 
-    let st = a.json(&["status"]);
+    let st = a.one(&["status"]);
     assert_eq!(st["remote_version"], Value::Null);
     assert_eq!(st["ahead_entries"], 3);
     assert_eq!(st["last_synced"], Value::Null);
     assert!(a.ok(&["status"]).contains("never synced"));
 
-    let p = a.json(&["push"]);
+    let p = a.one(&["push"]);
     assert_eq!(p["remote"], "origin");
     assert_eq!(p["branch"], "main");
     assert_eq!(p["remote_version"], 3);
     assert_eq!(p["entries"], 3);
     assert_eq!(p["up_to_date"], false);
     assert!(p["bytes"].as_u64().unwrap() > 0);
-    let again = a.json(&["push", "origin", "main"]);
+    let again = a.one(&["push", "origin", "main"]);
     assert_eq!(again["up_to_date"], true);
     assert_eq!(
         a.ok(&["push"]).trim(),
         "main is up to date with origin (version 3)"
     );
-    let st = a.json(&["status"]);
+    let st = a.one(&["status"]);
     assert_eq!(
         (
             &st["remote_version"],
@@ -259,7 +286,7 @@ fn push_pull_fetch_status_clone() {
 
     // B pulls into an empty database: its empty main fast-forwards (it is not re-created).
     let b = w.db("b");
-    let r = b.json(&["pull"]);
+    let r = b.one(&["pull"]);
     assert_eq!(
         (&r["created"], &r["fast_forward"]),
         (&json!(false), &json!(true)),
@@ -277,7 +304,7 @@ fn push_pull_fetch_status_clone() {
     a.ok(&["kv", "put", "task:3", "3"]);
     a.ok(&["push"]);
     b.ok(&["kv", "put", "task:9", "9"]);
-    let st = b.json(&["status", "origin"]);
+    let st = b.one(&["status", "origin"]);
     assert_eq!(
         (
             &st["behind_versions"],
@@ -293,11 +320,11 @@ fn push_pull_fetch_status_clone() {
         "{text_status}"
     );
     // Each of A's commits arrives as its own version.
-    let f = b.json(&["fetch"]);
+    let f = b.one(&["fetch"]);
     assert_eq!((&f["versions"], &f["entries"]), (&json!(2), &json!(2)));
     assert_eq!(b.keys("main"), ["config", "task:1", "task:9"]);
     assert!(b.ok(&["fetch"]).contains("up to date"));
-    assert_eq!(b.json(&["status"])["behind_versions"], 2);
+    assert_eq!(b.one(&["status"])["behind_versions"], 2);
     let pulled = b.ok(&["pull"]);
     assert!(
         pulled.starts_with("pulled origin/main: ") && pulled.contains("merged into main@"),
@@ -307,7 +334,7 @@ fn push_pull_fetch_status_clone() {
         b.keys("main"),
         ["config", "task:1", "task:2", "task:3", "task:9"]
     );
-    let p = b.json(&["push"]);
+    let p = b.one(&["push"]);
     assert_eq!(p["entries"], 1, "B uploads only its own work: {p}");
     let pushed = a.ok(&["pull"]);
     assert!(pushed.contains("fetched 1 version (1 entry)"), "{pushed}");
@@ -315,14 +342,17 @@ fn push_pull_fetch_status_clone() {
 
     // Clone a third database.
     let out = w.run(&["--json", "clone", &w.remote(), "c"]);
-    let c = parse(&ok(out, &["clone"]));
+    let c = data(parse(&ok(out, &["clone"])));
     assert_eq!(c["remote"], "origin");
     assert_eq!(c["branches"][0]["branch"], "main");
     assert_eq!(c["path"], "c");
     let cdb = Db { path: w.path("c") };
     assert_eq!(cdb.keys("main"), b.keys("main"));
-    assert_eq!(cdb.json(&["remote", "list"])[0]["url"], w.remote());
-    assert!(cdb.json(&["push"])["up_to_date"].as_bool().unwrap());
+    assert_eq!(
+        cdb.json(&["remote", "list"])["remotes"][0]["url"],
+        w.remote()
+    );
+    assert!(cdb.one(&["push"])["up_to_date"].as_bool().unwrap());
     // Cloning into a folder that is not empty is a usage error, and the folder is left alone.
     let out = fail(w.run(&["clone", &w.remote(), "c"]), &["clone again"], 2);
     assert!(text(&out.stderr).contains("not empty"));
@@ -347,11 +377,13 @@ fn push_rejected_until_pulled() {
     assert!(out.stdout.is_empty());
     let err = text(&out.stderr);
     assert!(err.contains("remote has changes; pull first"), "{err}");
-    let out = b.fail(&["--json", "push"], 7);
-    assert!(out.stdout.is_empty());
-    assert!(text(&out.stderr).contains("pull first"));
+    let (e, err) = b.fail_json(&["push"], 7);
+    assert_eq!(e["code"], "rejected");
+    assert!(e["message"].as_str().unwrap().contains("pull first"), "{e}");
+    assert_eq!(e["detail"]["branches"][0]["ok"], false, "{e}");
+    assert!(err.contains("pull first"));
     b.ok(&["pull"]);
-    let p = b.json(&["push"]);
+    let p = b.one(&["push"]);
     assert_eq!(p["entries"], 1);
     let top = text(&strata().arg("--help").output().unwrap().stdout);
     assert!(top.contains("7  rejected"), "{top}");
@@ -390,6 +422,8 @@ fn strict_pull_conflict_exits_4_with_the_list() {
         4,
     );
     assert!(err.contains("conflicting key"), "{err}");
+    assert_eq!(doc["code"], "merge_conflict");
+    let doc = &doc["detail"]["branches"][0]["error"]["detail"];
     assert_eq!(doc["merged"], false);
     assert_eq!(doc["remote"], "origin");
     assert_eq!(doc["conflict_branch"], "conflicts/pull-1");
@@ -401,7 +435,7 @@ fn strict_pull_conflict_exits_4_with_the_list() {
     assert_eq!(list[0]["target"]["result"], "approach B");
     assert_eq!(list[0]["ancestor"]["status"], "todo");
     assert_eq!(
-        b.json(&["-b", "conflicts/pull-1", "-s", "conflicts", "kv", "list"])
+        b.json(&["-b", "conflicts/pull-1", "-s", "conflicts", "kv", "list"])["entries"]
             .as_array()
             .unwrap()
             .len(),
@@ -419,14 +453,14 @@ fn strict_pull_conflict_exits_4_with_the_list() {
     // Not merged yet: a push is rejected.
     b.fail(&["push"], 7);
     // Last writer wins: the remote's value wins.
-    let r = b.json(&["pull", "--strategy", "lww"]);
+    let r = b.one(&["pull", "--strategy", "lww"]);
     assert_eq!(r["conflicts_resolved"], 1);
     assert_eq!(
         b.json(&["kv", "get", "task:1"])["result"],
         json!("approach A")
     );
     // B's own version still travels (history keeps it), then one version restores A's value.
-    let p = b.json(&["push"]);
+    let p = b.one(&["push"]);
     assert_eq!(
         (&p["up_to_date"], &p["versions"]),
         (&json!(false), &json!(2))
@@ -435,7 +469,7 @@ fn strict_pull_conflict_exits_4_with_the_list() {
         b.json(&["kv", "get", "task:1"])["result"],
         json!("approach A")
     );
-    assert_eq!(b.json(&["push"])["up_to_date"], true);
+    assert_eq!(b.one(&["push"])["up_to_date"], true);
 }
 
 #[test]
@@ -458,9 +492,7 @@ fn unknown_remote_and_missing_things_exit_3() {
         assert!(text(&out.stderr).contains("\"nope\""), "{args:?}");
     }
     // No `origin`: the default remote is named.
-    let lonely = Db {
-        path: w.path("lonely"),
-    };
+    let lonely = w.empty_db("lonely");
     let out = lonely.fail(&["push"], 3);
     assert!(text(&out.stderr).contains("\"origin\""));
     // A missing remote branch, and a missing local branch.
@@ -518,7 +550,7 @@ fn push_all_pull_all_fetch_all_status_all() {
     let rb = a.json(&["remote", "branches", "origin"]);
     let list = rb["branches"].as_array().unwrap();
     assert_eq!(list.len(), 2);
-    assert_eq!(list[0]["name"], "feature");
+    assert_eq!(list[0]["branch"], "feature");
     assert_eq!(list[0]["version"], 2);
     assert!(list[0]["blobs"].as_u64().unwrap() >= 1);
     assert!(list[0]["updated_micros"].as_u64().unwrap() > 0);
@@ -541,11 +573,13 @@ fn push_all_pull_all_fetch_all_status_all() {
     a.ok(&["-b", "feature", "kv", "put", "h", "1"]);
     a.ok(&["kv", "put", "task:2", "2"]);
     let (doc, err) = a.fail_json(&["push", "--all"], 7);
+    let doc = &doc["detail"];
     assert_eq!(doc["failed"], 1);
     let res = doc["branches"].as_array().unwrap();
     assert_eq!(res[0]["branch"], "feature");
     assert_eq!(res[0]["ok"], false);
-    assert_eq!(res[0]["exit_code"], 7);
+    assert_eq!(res[0]["error"]["exit"], 7);
+    assert_eq!(res[0]["error"]["code"], "rejected");
     assert_eq!(res[1]["branch"], "main");
     assert_eq!(res[1]["ok"], true);
     assert!(
@@ -686,14 +720,14 @@ fn bucket_remotes_from_the_cli() {
             .flat_map(|(k, v)| ["-o".to_string(), format!("{k}={v}")])
             .collect();
         let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
-        let a = Db { path: w.path("a") };
+        let a = w.empty_db("a");
         a.ok(&["kv", "put", "task:1", r#"{"status":"done"}"#]);
         let mut add = vec!["remote", "add", "origin", &e.url];
         add.extend(&opts);
         a.ok(&add);
         let listed = a.json(&["remote", "list"]);
-        assert_eq!(listed[0]["url"], e.url.as_str(), "{listed}");
-        let pushed = a.json(&["push"]);
+        assert_eq!(listed["remotes"][0]["url"], e.url.as_str(), "{listed}");
+        let pushed = a.one(&["push"]);
         assert_eq!(pushed["remote_version"], 1, "{pushed}");
 
         let mut clone = vec!["clone", &e.url, "b"];
@@ -794,12 +828,16 @@ fn assert_no_remote_folders(list: &[String], what: &str) {
 #[test]
 fn bad_remote_urls_fail_and_store_nothing() {
     let w = World::new();
-    let db = Db { path: w.path("a") };
+    let db = w.empty_db("a");
     for url in ["file://", "file://host/x"] {
         let out = db.fail(&["remote", "add", "r", url], 2);
         let err = text(&out.stderr);
         assert!(err.contains(&format!("{url:?}")), "{url}: {err}");
-        assert_eq!(db.json(&["remote", "list"]), json!([]), "{url}");
+        assert_eq!(
+            db.json(&["remote", "list"]),
+            json!({"remotes": []}),
+            "{url}"
+        );
     }
     let out = db.fail(&["remote", "add", "r", "memory://x"], 2);
     let err = text(&out.stderr);
@@ -807,7 +845,7 @@ fn bad_remote_urls_fail_and_store_nothing() {
         err.contains("memory://") && err.contains("vanish when it exits"),
         "the refusal says why: {err}"
     );
-    assert_eq!(db.json(&["remote", "list"]), json!([]));
+    assert_eq!(db.json(&["remote", "list"]), json!({"remotes": []}));
     // Clone refuses them the same way, creating nothing.
     for url in ["file://", "file://host/x", "memory://x"] {
         fail(w.run(&["clone", url, "dest"]), &["clone", url], 2);
@@ -819,7 +857,7 @@ fn bad_remote_urls_fail_and_store_nothing() {
 #[test]
 fn commands_against_a_missing_or_foreign_folder_touch_nothing() {
     let w = World::new();
-    let db = Db { path: w.path("a") };
+    let db = w.empty_db("a");
     db.ok(&["kv", "put", "k", "1"]);
     db.ok(&["remote", "add", "m", w.path("missing").to_str().unwrap()]);
     std::fs::create_dir(w.path("unrelated")).unwrap();
@@ -919,7 +957,8 @@ fn every_all_json_entry_names_its_branch() {
     a.ok(&["-b", "feat", "kv", "put", "feat", "3"]);
     a.ok(&["push", "--all"]);
     let (doc, _) = b.fail_json(&["pull", "--all", "--strategy", "strict"], 4);
-    assert_eq!(names(&doc), all);
+    let doc = &doc["detail"];
+    assert_eq!(names(doc), all);
     assert_eq!(doc["branches"][0]["ok"], false, "{doc}");
 }
 
@@ -1026,7 +1065,7 @@ fn status_after_a_rerun_push_shows_nothing_ahead_or_behind() {
     let w = World::new();
     let a = w.db("a");
     let clean = |db: &Db, what: &str| {
-        let st = db.json(&["status"]);
+        let st = db.one(&["status"]);
         for k in [
             "ahead_versions",
             "ahead_entries",
@@ -1041,7 +1080,7 @@ fn status_after_a_rerun_push_shows_nothing_ahead_or_behind() {
     // A push re-run after it succeeded.
     a.ok(&["kv", "put", "k", "1"]);
     a.ok(&["push"]);
-    assert_eq!(a.json(&["push"])["up_to_date"], true);
+    assert_eq!(a.one(&["push"])["up_to_date"], true);
     clean(&a, "re-run");
     // A push whose reply was lost: the database is copied before the push, and the copy (same
     // identity, nothing recorded) pushes again.
@@ -1069,16 +1108,16 @@ fn status_after_a_rerun_push_shows_nothing_ahead_or_behind() {
             .status()
             .unwrap();
         assert!(status.success());
-        assert_eq!(src.json(&["push"])["up_to_date"], false);
+        assert_eq!(src.one(&["push"])["up_to_date"], false);
         let copy = Db { path: copy };
-        let p = copy.json(&["push"]);
+        let p = copy.one(&["push"]);
         assert_eq!(p["up_to_date"], true, "{name}: {p}");
         clean(&copy, name);
         clean(&src, name);
     }
     // A commit that writes the same value again is still a version: it travels like any other.
     a.ok(&["kv", "put", "k", "1"]);
-    assert_eq!(a.json(&["push"])["versions"], 1);
-    assert_eq!(a.json(&["push"])["up_to_date"], true);
+    assert_eq!(a.one(&["push"])["versions"], 1);
+    assert_eq!(a.one(&["push"])["up_to_date"], true);
     clean(&a, "same value");
 }

@@ -11,6 +11,31 @@ use crate::store::{self, BranchRow, Options, ScanRange, Scanner, View};
 use crate::types::{BranchInfo, CommitInfo, EntryKey, HistoryEntry, Kind, Rev};
 use crate::value::Value;
 
+/// Whether folder `dir` holds a Strata database (its SQLite file).
+pub fn is_database(dir: &Path) -> bool {
+    dir.join(DB_FILE).is_file()
+}
+
+/// Finds the database a command run in `start` means, as git finds `.git`: in `start` and then each
+/// parent folder, a `.strata` database inside it, or the folder itself when it is a database (a
+/// folder made by `clone URL DIR`, or the inside of a `.strata`). `None` when no folder up to the
+/// root holds one.
+pub fn discover(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find_map(|d| {
+        let inner = d.join(DEFAULT_DIR);
+        if is_database(&inner) {
+            Some(inner)
+        } else if is_database(d) {
+            Some(d.to_path_buf())
+        } else {
+            None
+        }
+    })
+}
+
+/// The folder name `strata init` creates and [`discover`] looks for.
+pub const DEFAULT_DIR: &str = ".strata";
+
 /// The name of the space used when none is given.
 pub const DEFAULT_SPACE: &str = "default";
 /// The file inside a database folder that holds the data.
@@ -23,6 +48,8 @@ pub(crate) struct Inner {
     /// Idle connections. Each operation or transaction takes its own, so a transaction in progress
     /// never blocks reads on the same handle, and waiting writers are governed by SQLite's busy timeout.
     pool: Mutex<Vec<Connection>>,
+    /// Opened with [`Strata::open_read_only`]: connections are read-only.
+    read_only: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -144,6 +171,38 @@ impl Strata {
         Strata::from_dir(dir, opts, None)
     }
 
+    /// Opens the database in folder `path` only if one is there: unlike [`Strata::open_with`] it never
+    /// creates a folder or a database, and fails with [`Error::NotADatabase`] instead.
+    pub fn open_existing(path: impl AsRef<Path>, opts: Options) -> Result<Strata> {
+        let dir = path.as_ref().to_path_buf();
+        if !is_database(&dir) {
+            return Err(Error::NotADatabase(dir));
+        }
+        Strata::from_dir(dir, opts, None)
+    }
+
+    /// Opens an existing database for reading only: nothing is created, migrated or written, so a
+    /// database in a folder (or files) this process may not write can still be read. Writes through
+    /// the handle fail. Fails with [`Error::NotADatabase`] when the folder holds no database.
+    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<Strata> {
+        let dir = path.as_ref().to_path_buf();
+        if !is_database(&dir) {
+            return Err(Error::NotADatabase(dir));
+        }
+        let file = dir.join(DB_FILE);
+        let conn = store::connect_read_only(&file, &opts)?;
+        Ok(Strata {
+            inner: Arc::new(Inner {
+                dir,
+                file,
+                opts,
+                pool: Mutex::new(vec![conn]),
+                read_only: true,
+                _temp: None,
+            }),
+        })
+    }
+
     /// Opens a new database in a temporary folder that is removed when the last clone is dropped.
     pub fn open_temp() -> Result<Strata> {
         let tmp = tempfile::Builder::new().prefix("strata-").tempdir()?;
@@ -161,6 +220,7 @@ impl Strata {
                 file,
                 opts,
                 pool,
+                read_only: false,
                 _temp: temp,
             }),
         })
@@ -181,6 +241,9 @@ impl Strata {
             .pop();
         let conn = match idle {
             Some(c) => c,
+            None if self.inner.read_only => {
+                store::connect_read_only(&self.inner.file, &self.inner.opts)?
+            }
             None => store::connect(&self.inner.file, &self.inner.opts)?,
         };
         Ok(PooledConn {
@@ -332,8 +395,19 @@ impl Strata {
         Scope {
             db: self,
             branch: branch.to_string(),
+            version: None,
             space: DEFAULT_SPACE.to_string(),
             internal: false,
+        }
+    }
+
+    /// Reads of a revision (`branch` or `branch@version`) in the default space. Reads see the
+    /// revision (a missing version fails with [`Error::VersionNotFound`]); a write through a scope
+    /// at a past version fails with [`Error::PastVersion`].
+    pub fn at(&self, rev: &Rev) -> Scope<'_> {
+        Scope {
+            version: rev.version,
+            ..self.on(&rev.branch)
         }
     }
 
@@ -515,13 +589,8 @@ pub(crate) fn branch_info(conn: &Connection, row: &BranchRow) -> Result<BranchIn
     Ok(BranchInfo {
         name: row.name.clone(),
         head: row.head,
-        parent: parent.map(|p| {
-            if p.deleted {
-                format!("{} (deleted)", p.name)
-            } else {
-                p.name
-            }
-        }),
+        parent_deleted: parent.as_ref().is_some_and(|p| p.deleted),
+        parent: parent.map(|p| p.name),
         fork_version: row.parent.map(|_| row.fork_version),
         created_micros: row.created,
         internal: row.name.starts_with('_'),
@@ -1044,6 +1113,8 @@ fn event_range(
 pub struct Scope<'a> {
     db: &'a Strata,
     branch: String,
+    /// `Some` for a scope at a past version (read-only).
+    version: Option<u64>,
     space: String,
     internal: bool,
 }
@@ -1066,6 +1137,9 @@ impl<'a> Scope<'a> {
     }
 
     fn tx<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+        if let Some(v) = self.version {
+            return Err(Error::PastVersion(format!("{}@{v}", self.branch)));
+        }
         let mut tx = Transaction::begin(self.db, &self.branch, self.internal)?;
         tx.set_space(&self.space)?;
         let out = f(&mut tx)?;
@@ -1078,7 +1152,10 @@ impl<'a> Scope<'a> {
         // One read transaction: one snapshot and one shared-lock acquisition for all statements.
         conn.prepare_cached("BEGIN")?.execute([])?;
         let out = store::branch_by_name(&conn, &self.branch)
-            .and_then(|row| store::view_at(&conn, row.id, row.head))
+            .and_then(|row| {
+                let v = check_version(&row, self.version)?;
+                store::view_at(&conn, row.id, v)
+            })
             .and_then(|view| f(&conn, &view));
         conn.prepare_cached("COMMIT")?.execute([])?;
         out

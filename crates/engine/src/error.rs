@@ -71,6 +71,12 @@ pub enum Error {
         /// The newest schema version this build reads.
         supported: i64,
     },
+    /// The folder holds no Strata database (and the caller asked not to create one).
+    #[error("not a Strata database: {0} (run strata init)")]
+    NotADatabase(std::path::PathBuf),
+    /// A write was aimed at a past version (`branch@version`); only a branch head takes writes.
+    #[error("{0} is a past version and cannot be written; write to the branch head (drop the @VERSION) or fork a branch from it")]
+    PastVersion(String),
     /// SQLite reported an error.
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -93,6 +99,12 @@ impl Error {
             what: what.into(),
             detail: detail.into(),
         }
+    }
+
+    /// Whether SQLite refused a write because the database cannot be written by this process (its
+    /// folder or files are read-only, or it was opened with [`crate::Strata::open_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Error::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly))
     }
 
     /// Whether retrying the same operation later may succeed (a busy database or a lost race).

@@ -55,7 +55,9 @@ mod types;
 mod value;
 
 pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE, CHANGE_PAGE_BYTES};
-pub use db::{Event, Scope, Strata, Transaction, DB_FILE, DEFAULT_SPACE};
+pub use db::{
+    discover, is_database, Event, Scope, Strata, Transaction, DB_FILE, DEFAULT_DIR, DEFAULT_SPACE,
+};
 pub use error::{Error, Result};
 pub use raw::RawChangeSet;
 pub use replication::{FastForward, Note, ReplicaMerge, Replication, META_BRANCH};

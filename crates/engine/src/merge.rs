@@ -359,7 +359,8 @@ impl Strata {
     /// Only keys the source changed since the ancestor are considered, so a key that only the target
     /// changed keeps the target's value, and a key the source deleted is deleted in the target. A key
     /// changed on both sides to different values is a conflict: `LastWriterWins` takes the source's
-    /// value; `Strict` fails with [`Error::MergeConflicts`] and writes nothing.
+    /// value, `Ours` keeps the target's; `Strict` fails with [`Error::MergeConflicts`] and writes
+    /// nothing.
     ///
     /// Events never conflict: when both sides appended at the same sequence numbers, the source's events
     /// keep theirs and the target's are re-appended after them, in order.
@@ -444,6 +445,8 @@ impl Strata {
                         store::write_row(conn, tgt.id, tgt.head + 1, k, s.as_ref())?;
                         report.applied += 1;
                     }
+                    // The target keeps its value: nothing is written for this key.
+                    MergeStrategy::Ours => report.conflicts_resolved += 1,
                     MergeStrategy::Strict => conflicts.push(MergeConflict {
                         space: k.space.clone(),
                         kind: k.kind,

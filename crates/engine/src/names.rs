@@ -50,6 +50,9 @@ pub fn validate_branch_name(name: &str, allow_reserved: bool) -> Result<()> {
             "names starting with '_' are reserved for internal branches",
         ));
     }
+    if !(allow_reserved && name.starts_with('_')) {
+        check_ref_rules(name)?;
+    }
     if let Some((_, v)) = name.rsplit_once('@') {
         if !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()) {
             return Err(Error::invalid(
@@ -57,6 +60,45 @@ pub fn validate_branch_name(name: &str, allow_reserved: bool) -> Result<()> {
                 name,
                 "must not end in '@' and digits, which reads as branch@version",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// git's rules for ref names (`git check-ref-format`), which user branch names follow so that they
+/// read the same in Strata and in git: no `..`, no `@{`, no space or any of `~ ^ : ? * [ \\`, no
+/// component that starts with `.` or ends with `.lock`, no empty component (`//`, a leading or
+/// trailing `/`), no trailing `.`, and not `@` alone.
+fn check_ref_rules(name: &str) -> Result<()> {
+    const WHAT: &str = "branch name";
+    let bad = |reason: &str| Err(Error::invalid(WHAT, name, reason));
+    if name.contains("..") {
+        return bad("must not contain '..'");
+    }
+    if name.contains("@{") {
+        return bad("must not contain '@{'");
+    }
+    if name == "@" {
+        return bad("must not be '@' alone");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\' | '\u{7f}'))
+    {
+        return bad(&format!("must not contain {c:?} (git ref rules)"));
+    }
+    if name.ends_with('.') {
+        return bad("must not end with '.'");
+    }
+    for part in name.split('/') {
+        if part.is_empty() {
+            return bad("must not start or end with '/' or contain '//'");
+        }
+        if part.starts_with('.') {
+            return bad("no '/'-separated part may start with '.'");
+        }
+        if part.ends_with(".lock") {
+            return bad("no '/'-separated part may end with '.lock'");
         }
     }
     Ok(())
@@ -110,11 +152,49 @@ mod tests {
         assert!(validate_branch_name("main", false).is_ok());
         assert!(validate_branch_name("agent/a-1.x", false).is_ok());
         assert!(validate_branch_name("ünïcode", false).is_ok());
-        for bad in ["", " main", "main ", "_origin:x", "a\nb", "..", "x@12"] {
+        for bad in [
+            "",
+            " main",
+            "main ",
+            "_origin:x",
+            "a\nb",
+            "..",
+            "x@12",
+            "bad..name",
+            "x.lock",
+            "a/b.lock/c",
+            "a/.hidden",
+            ".hidden",
+            "a//b",
+            "/a",
+            "a/",
+            "a.",
+            "a b",
+            "a:b",
+            "a~1",
+            "a^",
+            "a?",
+            "a*",
+            "a[b",
+            "a\\b",
+            "a@{1}",
+            "@",
+            "a\u{7f}",
+        ] {
             let e = validate_branch_name(bad, false).unwrap_err().to_string();
             assert!(e.contains("invalid branch name"), "{bad:?}: {e}");
         }
         assert!(validate_branch_name("_origin:hub:main", true).is_ok());
+        for good in [
+            "feature/x",
+            "v1.2",
+            "a.b/c-d_e",
+            "x@y",
+            "lock.x",
+            "a.locked",
+        ] {
+            assert!(validate_branch_name(good, false).is_ok(), "{good:?}");
+        }
         assert!(validate_branch_name(&"x".repeat(256), false).is_err());
     }
 

@@ -266,6 +266,57 @@ impl Replication<'_> {
         crate::db::list_prefix(&conn, &view, Kind::Kv, space, prefix, usize::MAX)
     }
 
+    /// Renames internal branches (`old` → `new`, e.g. origin mirrors when a remote is renamed) and
+    /// writes `notes`, in one transaction: all or nothing. Every name must be internal (`_`), every
+    /// `old` must exist and no `new` may.
+    pub fn rename_internal_branches(
+        &self,
+        renames: &[(String, String)],
+        notes: &[Note],
+    ) -> Result<()> {
+        for (old, new) in renames {
+            for n in [old, new] {
+                crate::names::validate_branch_name(n, true)?;
+                if !n.starts_with('_') {
+                    return Err(Error::InvalidOperation(format!(
+                        "branch {n:?} is not internal; only internal branches are renamed here"
+                    )));
+                }
+            }
+        }
+        self.txn(notes, |conn| {
+            for (old, new) in renames {
+                let row = store::branch_by_name(conn, old)?;
+                if find(conn, new)?.is_some() {
+                    return Err(Error::BranchExists(new.clone()));
+                }
+                conn.execute(
+                    "UPDATE branches SET name=?2 WHERE id=?1",
+                    params![row.id, new],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes an internal branch (if it exists) and writes `notes`, in one transaction (e.g. an
+    /// origin mirror with its sync state when the remote branch is deleted).
+    pub fn delete_internal_branch(&self, name: &str, notes: &[Note]) -> Result<bool> {
+        if !name.starts_with('_') {
+            return Err(Error::InvalidOperation(format!(
+                "branch {name:?} is not internal; delete it with Strata::delete_branch"
+            )));
+        }
+        self.txn(notes, |conn| match find(conn, name)? {
+            Some(row) => {
+                conn.execute("UPDATE branches SET deleted=1 WHERE id=?1", [row.id])?;
+                purge_unreferenced(conn, row.id)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
     /// Writes notes on their own, in one transaction.
     pub fn meta_write(&self, notes: &[Note]) -> Result<()> {
         self.txn(notes, |_| Ok(()))

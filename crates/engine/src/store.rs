@@ -136,6 +136,53 @@ pub(crate) fn connect(file: &Path, opts: &Options) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens one read-only connection to an existing SQLite file. When the folder or the `-shm` file
+/// cannot be written (a database on read-only media or owned by another user), the file is opened as
+/// immutable: SQLite then reads it without locks, which holds as long as nobody writes it meanwhile.
+pub(crate) fn connect_read_only(file: &Path, opts: &Options) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let probe = |conn: Connection| -> Result<Connection> {
+        conn.busy_timeout(opts.busy_timeout)?;
+        conn.execute_batch(&format!("PRAGMA cache_size={CACHE_SIZE};"))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        if !schema_ready(&conn)? {
+            return Err(Error::corrupt(
+                "database",
+                format!("{} holds no Strata schema", file.display()),
+            ));
+        }
+        Ok(conn)
+    };
+    match Connection::open_with_flags(file, flags)
+        .map_err(Error::from)
+        .and_then(probe)
+    {
+        Ok(c) => Ok(c),
+        Err(first) => {
+            let abs = std::path::absolute(file)?;
+            let uri = format!("file:{}?immutable=1", percent_path(&abs.to_string_lossy()));
+            tracing::debug!(error = %first, "read-only open failed; opening immutable");
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                .map_err(Error::from)
+                .and_then(probe)
+                .map_err(|_| first)
+        }
+    }
+}
+
+/// Escapes the characters a SQLite `file:` URI path may not hold as written.
+fn percent_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        match b {
+            b'%' | b'?' | b'#' | 0x80.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
 /// Opens (creating if needed) the SQLite file and brings the schema up. Only a new or older database
 /// takes the write lock; opening an existing one is a read.
 pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection> {

@@ -182,8 +182,10 @@ pub struct BranchInfo {
     pub name: String,
     /// The latest committed version (0 for an empty new branch).
     pub head: u64,
-    /// The branch this one was forked from, if any.
+    /// The branch this one was forked from, if any (its name, also when it has since been deleted).
     pub parent: Option<String>,
+    /// Whether the parent branch has been deleted since the fork.
+    pub parent_deleted: bool,
     /// The parent's version at the fork.
     pub fork_version: Option<u64>,
     /// Creation time, microseconds since the Unix epoch.
@@ -325,10 +327,12 @@ impl BranchDiff {
 /// How `merge` resolves keys changed on both sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum MergeStrategy {
-    /// The source's value wins on conflicting keys.
+    /// The source's value wins on conflicting keys ("theirs").
     LastWriterWins,
     /// Any conflicting key fails the merge with the full conflict list; nothing is written.
     Strict,
+    /// The target's value wins on conflicting keys ("ours"); the source's other changes apply.
+    Ours,
 }
 
 /// A key changed differently on both sides of a merge.

@@ -124,6 +124,12 @@ pub struct CursorDoc {
     pub snapshot: Option<BlobRef>,
     /// The deltas after the snapshot (or from version 0), contiguous and in order: every version.
     pub deltas: Vec<BlobRef>,
+    /// A deleted branch's tombstone (`push --delete`): version 0, no blobs. Readers treat the
+    /// branch as absent; a push of the branch replaces the tombstone by compare-and-swap. Written
+    /// only when true, so other cursors keep their exact bytes (a reader that predates the field
+    /// sees an empty branch).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
     /// A state snapshot at some version inside the chain, for shallow clones (`clone --depth`); not
     /// part of the chain. Written by `remote compact`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -31,6 +31,7 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod admin;
 pub mod blob;
 pub mod config;
 mod error;
@@ -51,10 +52,10 @@ pub use open::{
     check_config, check_url, connector, open_remote, open_url, open_url_with, set_connector,
 };
 pub use ops::{
-    compact, compact_with, fetch, gc, list_remote_branches, mirror_name, pull, push, status,
-    status_with, CompactOptions, CompactReport, FetchReport, GcReport, Hook, PullOptions,
-    PullReport, PushOptions, PushReport, RemoteBranch, StepHook, SyncStatus, PAGE_BYTES,
-    PUBLISH_WITHIN,
+    compact, compact_with, delete_remote_branch, delete_remote_branch_with, fetch, gc,
+    list_remote_branches, mirror_name, pull, push, status, status_with, CompactOptions,
+    CompactReport, DeleteReport, FetchReport, GcReport, Hook, PullOptions, PullReport, PushOptions,
+    PushReport, RemoteBranch, StepHook, SyncStatus, PAGE_BYTES, PUBLISH_WITHIN,
 };
 pub use ops::{fetch_with as fetch_from, pull_with as pull_from, push_with as push_to};
 pub use progress::{Progress, ProgressSink};
@@ -197,6 +198,19 @@ pub async fn clone_full(
     progress: &Progress,
     what: &CloneOptions,
 ) -> Result<(Strata, CloneReport)> {
+    clone_labelled(url, options, path, progress, what, &|_, _, _| {}).await
+}
+
+/// [`clone_full`], calling `on_branch(name, index, count)` before each branch is pulled (for
+/// progress labels such as "branch 2 of 5").
+pub async fn clone_labelled(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    path: impl AsRef<Path>,
+    progress: &Progress,
+    what: &CloneOptions,
+    on_branch: &(dyn Fn(&str, usize, usize) + Sync),
+) -> Result<(Strata, CloneReport)> {
     let path = path.as_ref().to_path_buf();
     // The checks touch the filesystem: off the runtime, like every other file operation here.
     let p = path.clone();
@@ -265,7 +279,8 @@ pub async fn clone_full(
             depth: what.depth,
             ..Default::default()
         };
-        for b in &branches {
+        for (i, b) in branches.iter().enumerate() {
+            on_branch(&b.name, i, branches.len());
             let r = ops::pull_with(&db, &*remote, "origin", &b.name, &opts).await?;
             report.branches.push(r.fetch);
         }

@@ -770,6 +770,7 @@ async fn fetch_into_mirror_depth(
         blocking(move || spool_dir(&db)).await?
     };
     let mut files = Vec::new();
+    progress.phase("downloading");
     for (i, r) in refs.iter().enumerate() {
         let label = if refs.len() > 1 {
             format!("download {branch} ({}/{})", i + 1, refs.len())
@@ -782,10 +783,13 @@ async fn fetch_into_mirror_depth(
     }
     let (db2, mirror2, branch2) = (db.clone(), mirror.clone(), branch.to_string());
     let version = doc.version;
+    let phases = progress.clone();
     let applied = blocking(move || {
+        phases.phase("verifying");
         for (f, r) in files.iter().zip(&refs) {
             verify_blob(f, r, &branch2)?;
         }
+        phases.phase("applying");
         let mut readers: Vec<BlobReader> = Vec::new();
         for (f, r) in files.iter().zip(&refs) {
             readers.push(BlobReader::open(f.as_file(), &r.path)?);
@@ -877,7 +881,10 @@ fn end_marker(version: u64) -> RawChangeSet {
 /// Reads the cursor, with the error a user expects when the branch or the whole remote is missing.
 async fn require_cursor(remote: &dyn Remote, branch: &str) -> Result<(CursorDoc, CursorToken)> {
     match read_cursor(remote, branch).await? {
-        Some(c) => Ok(c),
+        Some(c) if !c.0.deleted => Ok(c),
+        Some(_) => Err(SyncError::NotFound(format!(
+            "remote {remote} has no branch {branch:?} (it was deleted)"
+        ))),
         None => {
             let marker = RemotePath::parse(layout::MARKER).expect("valid");
             if !retrying("read marker", |_| remote.blob_exists(&marker)).await?
@@ -982,6 +989,7 @@ pub async fn pull_with(
     opts.hook.at("pull:before-fetch");
     let (fetch, doc) =
         fetch_doc(db, remote, remote_name, branch, &opts.progress, opts.depth).await?;
+    opts.progress.phase("merging");
     let r = fetch.remote_version;
     opts.hook.at("pull:after-fetch");
     if r > before {
@@ -1286,6 +1294,7 @@ pub async fn push_with(
             .filter(|d| d.to == m && d.origin == origin && d.source_version > 0)
             .map(|d| d.source_version)
     });
+    opts.progress.phase("building the delta");
     let plan = {
         let (db, mirror, branch, name) = (
             db.clone(),
@@ -1352,11 +1361,17 @@ pub async fn push_with(
             deltas: vec![],
             shallow: None,
             pushes: vec![],
+            deleted: false,
         },
     };
     doc.format = layout::CURSOR_FORMAT;
+    // A push re-creates a deleted branch over its tombstone.
+    doc.deleted = false;
     let label = format!("upload {branch}");
     let mut published_at = Instant::now();
+    if blob.is_some() {
+        opts.progress.phase("uploading");
+    }
     if let Some(b) = &blob {
         let mut path;
         let mut uploads = 0;
@@ -1414,6 +1429,7 @@ pub async fn push_with(
         entries: report.entries,
     });
     opts.hook.at("push:before-cas");
+    opts.progress.phase("publishing");
     let token = cur.as_ref().map(|c| c.1.clone());
     let deadline = (published_at, opts.publish_within);
     publish(remote, remote_name, branch, &doc, token.as_ref(), deadline).await?;
@@ -1859,7 +1875,7 @@ pub async fn status_with(
     remote_name: &str,
     branch: &str,
 ) -> Result<SyncStatus> {
-    let cur = read_cursor(remote, branch).await?;
+    let cur = read_cursor(remote, branch).await?.filter(|c| !c.0.deleted);
     let (db, remote_name, branch) = (db.clone(), remote_name.to_string(), branch.to_string());
     blocking(move || local_status(&db, &remote_name, &branch, cur.map(|c| c.0))).await
 }
@@ -1945,6 +1961,9 @@ pub async fn list_remote_branches(remote: &dyn Remote) -> Result<Vec<RemoteBranc
         let branch = layout::branch_of_cursor(&name)?;
         if let Some(c) = retrying("read cursor", |_| remote.read_cursor(&name)).await? {
             let doc = CursorDoc::parse(name.as_str(), &c.value)?;
+            if doc.deleted {
+                continue;
+            }
             out.push(RemoteBranch {
                 name: branch,
                 version: doc.version,
@@ -1954,6 +1973,89 @@ pub async fn list_remote_branches(remote: &dyn Remote) -> Result<Vec<RemoteBranc
         }
     }
     Ok(out)
+}
+
+/// What `delete_remote_branch` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeleteReport {
+    /// The branch.
+    pub branch: String,
+    /// The remote version it had.
+    pub remote_version: u64,
+    /// Blobs it referenced (gc reclaims them once they are older than its grace period).
+    pub blobs: usize,
+    /// Whether this database's origin mirror of it was deleted too.
+    pub mirror_deleted: bool,
+}
+
+/// Deletes branch `branch` on remote `remote_name` (git's `push --delete`): its cursor becomes a
+/// tombstone by compare-and-swap (a concurrent push makes this fail with [`SyncError::Rejected`]),
+/// so clones, pulls and listings no longer see it and `gc` reclaims its blobs; then the local origin
+/// mirror and sync state go, in one transaction. The local branch is untouched.
+#[tracing::instrument(level = "info", skip_all, fields(remote = remote_name, branch))]
+pub async fn delete_remote_branch(
+    db: &Strata,
+    remote_name: &str,
+    branch: &str,
+) -> Result<DeleteReport> {
+    let cfg = config::get_remote(db, remote_name)?;
+    let remote = crate::open::open_remote(&cfg)?;
+    delete_remote_branch_with(db, &*remote, remote_name, branch).await
+}
+
+/// [`delete_remote_branch`] over an open remote.
+pub async fn delete_remote_branch_with(
+    db: &Strata,
+    remote: &dyn Remote,
+    remote_name: &str,
+    branch: &str,
+) -> Result<DeleteReport> {
+    strata_engine::names::validate_branch_name(branch, false)?;
+    let (doc, token) = require_cursor(remote, branch).await?;
+    let tomb = CursorDoc {
+        format: layout::CURSOR_FORMAT,
+        branch: branch.to_string(),
+        version: 0,
+        updated_micros: now_micros(),
+        snapshot: None,
+        deltas: vec![],
+        shallow: None,
+        pushes: vec![],
+        deleted: true,
+    };
+    match remote
+        .write_cursor(
+            &layout::cursor_name(branch),
+            Bytes::from(tomb.to_bytes()),
+            Some(&token),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(RemoteError::Conflict(_)) => {
+            return Err(SyncError::Rejected(format!(
+                "remote has changes; branch {branch:?} on {remote_name} moved during the delete:                  pull, then delete again"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let (db2, mirror, state_key) = (
+        db.clone(),
+        mirror_name(remote_name, branch),
+        format!("state/{remote_name}/{branch}"),
+    );
+    let mirror_deleted = blocking(move || {
+        let notes = [strata_engine::Note::delete(config::SYNC_SPACE, &state_key)];
+        Ok(db2.replication().delete_internal_branch(&mirror, &notes)?)
+    })
+    .await?;
+    tracing::info!(remote = remote_name, branch, "deleted remote branch");
+    Ok(DeleteReport {
+        branch: branch.to_string(),
+        remote_version: doc.version,
+        blobs: doc.blobs().count(),
+        mirror_deleted,
+    })
 }
 
 /// The store's own clock, in milliseconds since the Unix epoch: the modification time the store gives

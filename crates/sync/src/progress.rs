@@ -11,6 +11,10 @@ pub trait ProgressSink: Send + Sync {
     fn advance(&self, bytes: u64);
     /// The transfer ended.
     fn finish(&self);
+    /// A phase of a push, pull or fetch begins: `building the delta`, `uploading`, `publishing`,
+    /// `downloading`, `verifying`, `applying` or `merging` (transfers inside a phase still report
+    /// through `start`). Ignored unless implemented.
+    fn phase(&self, _phase: &str) {}
 }
 
 /// An optional progress sink; `Progress::none()` reports nothing.
@@ -47,6 +51,12 @@ impl Progress {
     pub(crate) fn advance(&self, bytes: u64) {
         if let Some(s) = &self.0 {
             s.advance(bytes);
+        }
+    }
+
+    pub(crate) fn phase(&self, phase: &str) {
+        if let Some(s) = &self.0 {
+            s.phase(phase);
         }
     }
 
