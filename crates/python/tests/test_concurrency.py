@@ -1,0 +1,136 @@
+"""Threads sharing one handle, and a forked child that opens its own handle and syncs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import stratadb
+
+
+def test_threads_write_through_one_handle(db: stratadb.Strata) -> None:
+    errors: list[BaseException] = []
+    n_threads, per_thread = 8, 50
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(per_thread):
+                db.kv_put(f"t{t}:{i:03}", {"thread": t, "i": i})
+                if i % 10 == 0:
+                    with db.transaction(message=f"t{t} batch {i}") as tx:
+                        tx.kv_put(f"t{t}:batch:{i:03}", i)
+                        tx.state_set(f"t{t}", i)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    listed = dict(db.kv_list())
+    assert len(listed) == n_threads * (per_thread + per_thread // 10)
+    for t in range(n_threads):
+        assert db.state_get(f"t{t}") == 40
+        assert listed[f"t{t}:049"] == {"thread": t, "i": 49}
+    # Every write is its own version: no lost update, no gap.
+    assert db.branch_info("main")["head"] == n_threads * (per_thread + per_thread // 10)
+
+
+def test_threads_run_while_rust_works(db: stratadb.Strata) -> None:
+    """Calls into Rust release the GIL: a pure-Python thread keeps counting during a long call."""
+    with db.transaction() as tx:
+        for i in range(20000):
+            tx.kv_put(f"k{i:05}", "v" * 100)
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0)
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        before = ticks
+        for _ in range(5):
+            db.fork_branch("main", "f")
+            assert len(db.diff("f", "main")) == 0
+            db.export_bundle("main", Path(db.path) / "b.branchbundle.tar.zst")
+            db.delete_branch("f")
+        during = ticks - before
+    finally:
+        stop.set()
+        t.join()
+    assert during > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_forked_child_opens_its_own_handle_and_syncs(tmp_path: Path) -> None:
+    remote = str(tmp_path / "remote")
+    parent = stratadb.Strata.open(tmp_path / "parent")
+    parent.remote_add("origin", remote)
+    parent.kv_put("from-parent", 1)
+    parent.push()  # the parent's runtime exists and has run work before the fork
+
+    # Threads busy in the parent at fork time are the hazard delta-rs hit (#2744).
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            parent.sync_status()
+
+    bg = threading.Thread(target=churn)
+    bg.start()
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                os.close(r)
+                try:
+                    parent.kv_get("from-parent")
+                except stratadb.StrataError as e:
+                    assert "fork" in str(e)
+                else:
+                    raise AssertionError("a parent's handle worked in the child")
+                child = stratadb.Strata.open(tmp_path / "child")
+                child.remote_add("origin", remote)
+                child.pull()
+                assert child.kv_get("from-parent") == 1
+                child.kv_put("from-child", 2)
+                child.push()
+                os.write(w, b"ok")
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - sent to the parent
+                os.write(w, repr(e).encode()[:500])
+            finally:
+                os._exit(code)
+        os.close(w)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung (a runtime inherited through fork?)")
+        message = os.read(r, 1000).decode()
+        os.close(r)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, message
+        assert message == "ok"
+    finally:
+        stop.set()
+        bg.join()
+    parent.pull()
+    assert parent.kv_get("from-child") == 2
