@@ -2,7 +2,9 @@
 //! `list`/`tuple` and `dict` with `str` keys map to [`Value`] and back.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
+};
 use strata_engine::{DiffEntry, MergeConflict, Value};
 
 use crate::errors::{invalid, Failure};

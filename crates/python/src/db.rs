@@ -96,7 +96,15 @@ impl PyStrata {
         })
     }
 
-    fn list(&self, py: Python<'_>, branch: &str, space: &str, kind: Kind, prefix: &str, page_size: usize) -> PyResult<ListIter> {
+    fn list(
+        &self,
+        py: Python<'_>,
+        branch: &str,
+        space: &str,
+        kind: Kind,
+        prefix: &str,
+        page_size: usize,
+    ) -> PyResult<ListIter> {
         let db = self.handle(py)?;
         let rev = Rev::parse(branch).map_err(|e| Failure::from(e).into_pyerr(py))?;
         strata_engine::names::validate_space_name(space, false)
@@ -301,7 +309,9 @@ impl PyStrata {
             }
         };
         if !(busy_timeout.is_finite() && busy_timeout >= 0.0) {
-            return Err(invalid("busy_timeout must be a non-negative number of seconds").into_pyerr(py));
+            return Err(
+                invalid("busy_timeout must be a non-negative number of seconds").into_pyerr(py),
+            );
         }
         let opts = Options {
             durability,
@@ -340,7 +350,14 @@ impl PyStrata {
 
     /// Puts a key; returns the new version.
     #[pyo3(signature = (key, value, *, branch="main", space=DEFAULT_SPACE))]
-    fn kv_put(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>, branch: &str, space: &str) -> PyResult<Option<u64>> {
+    fn kv_put(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<Option<u64>> {
         let v = to_value(value).map_err(|e| e.into_pyerr(py))?;
         Ok(self.write(py, branch, space, |tx| tx.kv_put(key, v))?.1)
     }
@@ -361,7 +378,14 @@ impl PyStrata {
     /// Streams the `(key, value)` pairs whose keys start with `prefix`, in key order, `page_size` at
     /// a time, all at the version the first page reads.
     #[pyo3(signature = (prefix="", *, branch="main", space=DEFAULT_SPACE, page_size=DEFAULT_PAGE))]
-    fn kv_list(&self, py: Python<'_>, prefix: &str, branch: &str, space: &str, page_size: usize) -> PyResult<ListIter> {
+    fn kv_list(
+        &self,
+        py: Python<'_>,
+        prefix: &str,
+        branch: &str,
+        space: &str,
+        page_size: usize,
+    ) -> PyResult<ListIter> {
         self.list(py, branch, space, Kind::Kv, prefix, page_size)
     }
 
@@ -369,7 +393,14 @@ impl PyStrata {
 
     /// Puts a JSON document; returns the new version.
     #[pyo3(signature = (id, doc, *, branch="main", space=DEFAULT_SPACE))]
-    fn doc_put(&self, py: Python<'_>, id: &str, doc: &Bound<'_, PyAny>, branch: &str, space: &str) -> PyResult<Option<u64>> {
+    fn doc_put(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        doc: &Bound<'_, PyAny>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<Option<u64>> {
         let v = to_value(doc).map_err(|e| e.into_pyerr(py))?;
         Ok(self.write(py, branch, space, |tx| tx.json_put(id, v))?.1)
     }
@@ -377,7 +408,14 @@ impl PyStrata {
     /// A document, or the part at JSON Pointer `path` (e.g. `"/a/0"`), at `branch` or
     /// `"branch@version"`; `None` when absent.
     #[pyo3(signature = (id, path=None, *, branch="main", space=DEFAULT_SPACE))]
-    fn doc_get(&self, py: Python<'_>, id: &str, path: Option<&str>, branch: &str, space: &str) -> PyResult<PyObject> {
+    fn doc_get(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        path: Option<&str>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<PyObject> {
         let doc = self.read(py, branch, space, Kind::Json, id)?;
         match (doc, path) {
             (Some(d), Some(p)) => {
@@ -394,9 +432,19 @@ impl PyStrata {
     /// Sets the part of a document at JSON Pointer `path`, creating the document and missing objects
     /// on the way; returns the new version.
     #[pyo3(signature = (id, path, value, *, branch="main", space=DEFAULT_SPACE))]
-    fn doc_set(&self, py: Python<'_>, id: &str, path: &str, value: &Bound<'_, PyAny>, branch: &str, space: &str) -> PyResult<Option<u64>> {
+    fn doc_set(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        path: &str,
+        value: &Bound<'_, PyAny>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<Option<u64>> {
         let v = to_value(value).map_err(|e| e.into_pyerr(py))?;
-        Ok(self.write(py, branch, space, |tx| tx.json_set_path(id, path, v))?.1)
+        Ok(self
+            .write(py, branch, space, |tx| tx.json_set_path(id, path, v))?
+            .1)
     }
 
     /// Deletes a document; returns whether it existed.
@@ -407,7 +455,14 @@ impl PyStrata {
 
     /// Streams the `(id, document)` pairs whose ids start with `prefix`, like `kv_list`.
     #[pyo3(signature = (prefix="", *, branch="main", space=DEFAULT_SPACE, page_size=DEFAULT_PAGE))]
-    fn doc_list(&self, py: Python<'_>, prefix: &str, branch: &str, space: &str, page_size: usize) -> PyResult<ListIter> {
+    fn doc_list(
+        &self,
+        py: Python<'_>,
+        prefix: &str,
+        branch: &str,
+        space: &str,
+        page_size: usize,
+    ) -> PyResult<ListIter> {
         self.list(py, branch, space, Kind::Json, prefix, page_size)
     }
 
@@ -415,18 +470,35 @@ impl PyStrata {
 
     /// Appends an event to the space's log; returns its sequence number (1, 2, 3, …).
     #[pyo3(signature = (event_type, payload=None, *, branch="main", space=DEFAULT_SPACE))]
-    fn event_append(&self, py: Python<'_>, event_type: &str, payload: Option<&Bound<'_, PyAny>>, branch: &str, space: &str) -> PyResult<u64> {
+    fn event_append(
+        &self,
+        py: Python<'_>,
+        event_type: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<u64> {
         let v = match payload {
             Some(p) => to_value(p).map_err(|e| e.into_pyerr(py))?,
             None => Value::Null,
         };
-        Ok(self.write(py, branch, space, |tx| tx.event_append(event_type, v))?.0)
+        Ok(self
+            .write(py, branch, space, |tx| tx.event_append(event_type, v))?
+            .0)
     }
 
     /// Events from sequence `start` on (at most `limit`; only those of `event_type` if given), as
     /// dicts `{"seq", "type", "payload", "timestamp", "id"}`.
     #[pyo3(signature = (start=1, limit=None, *, event_type=None, branch="main", space=DEFAULT_SPACE))]
-    fn event_read(&self, py: Python<'_>, start: u64, limit: Option<usize>, event_type: Option<&str>, branch: &str, space: &str) -> PyResult<Vec<PyObject>> {
+    fn event_read(
+        &self,
+        py: Python<'_>,
+        start: u64,
+        limit: Option<usize>,
+        event_type: Option<&str>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<Vec<PyObject>> {
         let db = self.handle(py)?;
         let evs = detached(py, move || {
             let scope = db.on(branch).space(space)?;
@@ -455,36 +527,74 @@ impl PyStrata {
 
     /// Sets a state cell; returns the new version.
     #[pyo3(signature = (cell, value, *, branch="main", space=DEFAULT_SPACE))]
-    fn state_set(&self, py: Python<'_>, cell: &str, value: &Bound<'_, PyAny>, branch: &str, space: &str) -> PyResult<Option<u64>> {
+    fn state_set(
+        &self,
+        py: Python<'_>,
+        cell: &str,
+        value: &Bound<'_, PyAny>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<Option<u64>> {
         let v = to_value(value).map_err(|e| e.into_pyerr(py))?;
         Ok(self.write(py, branch, space, |tx| tx.state_set(cell, v))?.1)
     }
 
     /// A state cell's value at `branch` or `"branch@version"`, or `None`.
     #[pyo3(signature = (cell, *, branch="main", space=DEFAULT_SPACE))]
-    fn state_get(&self, py: Python<'_>, cell: &str, branch: &str, space: &str) -> PyResult<PyObject> {
+    fn state_get(
+        &self,
+        py: Python<'_>,
+        cell: &str,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<PyObject> {
         let v = self.read(py, branch, space, Kind::State, cell)?;
         opt_to_py(py, &v)
     }
 
     /// Sets a cell only if it is absent; returns whether it did.
     #[pyo3(signature = (cell, value, *, branch="main", space=DEFAULT_SPACE))]
-    fn state_init(&self, py: Python<'_>, cell: &str, value: &Bound<'_, PyAny>, branch: &str, space: &str) -> PyResult<bool> {
+    fn state_init(
+        &self,
+        py: Python<'_>,
+        cell: &str,
+        value: &Bound<'_, PyAny>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<bool> {
         let v = to_value(value).map_err(|e| e.into_pyerr(py))?;
-        Ok(self.write(py, branch, space, |tx| tx.state_init(cell, v))?.0)
+        Ok(self
+            .write(py, branch, space, |tx| tx.state_init(cell, v))?
+            .0)
     }
 
     /// Compare-and-swap: sets the cell to `new` only if it holds `expected` (`None` means absent;
     /// `new=None` deletes). Returns whether it swapped.
     #[pyo3(signature = (cell, expected, new, *, branch="main", space=DEFAULT_SPACE))]
-    fn state_cas(&self, py: Python<'_>, cell: &str, expected: &Bound<'_, PyAny>, new: &Bound<'_, PyAny>, branch: &str, space: &str) -> PyResult<bool> {
+    fn state_cas(
+        &self,
+        py: Python<'_>,
+        cell: &str,
+        expected: &Bound<'_, PyAny>,
+        new: &Bound<'_, PyAny>,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<bool> {
         let (e, n) = cas_args(py, expected, new)?;
-        Ok(self.write(py, branch, space, |tx| tx.state_cas(cell, e.as_ref(), n))?.0)
+        Ok(self
+            .write(py, branch, space, |tx| tx.state_cas(cell, e.as_ref(), n))?
+            .0)
     }
 
     /// Deletes a state cell; returns whether it existed.
     #[pyo3(signature = (cell, *, branch="main", space=DEFAULT_SPACE))]
-    fn state_delete(&self, py: Python<'_>, cell: &str, branch: &str, space: &str) -> PyResult<bool> {
+    fn state_delete(
+        &self,
+        py: Python<'_>,
+        cell: &str,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<bool> {
         Ok(self.write(py, branch, space, |tx| tx.state_delete(cell))?.0)
     }
 
@@ -494,7 +604,12 @@ impl PyStrata {
     /// manager: `with db.transaction("main", message="...") as tx: tx.kv_put(...)` commits at the end
     /// of the block, or rolls back if it raises.
     #[pyo3(signature = (branch="main", *, message=None))]
-    fn transaction(&self, py: Python<'_>, branch: &str, message: Option<&str>) -> PyResult<PyTransaction> {
+    fn transaction(
+        &self,
+        py: Python<'_>,
+        branch: &str,
+        message: Option<&str>,
+    ) -> PyResult<PyTransaction> {
         let db = self.handle(py)?;
         detached(py, move || PyTransaction::begin(&db, branch, message))
     }
@@ -555,7 +670,13 @@ impl PyStrata {
     /// `strategy`: `"theirs"` (the source wins on conflicting keys) or `"strict"` (raise
     /// `MergeConflict` listing them; nothing is written).
     #[pyo3(signature = (source, target="main", *, strategy="theirs"))]
-    fn merge(&self, py: Python<'_>, source: &str, target: &str, strategy: &str) -> PyResult<PyObject> {
+    fn merge(
+        &self,
+        py: Python<'_>,
+        source: &str,
+        target: &str,
+        strategy: &str,
+    ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
         let report = detached(py, move || {
             let s = self::strategy(strategy)?;
@@ -586,9 +707,18 @@ impl PyStrata {
     /// Every value a key has had on a branch, newest first, as dicts (`version`, `value`,
     /// `timestamp`, `deleted`). `kind`: `"kv"`, `"doc"`, `"event"` or `"state"`.
     #[pyo3(signature = (key, *, kind="kv", branch="main", space=DEFAULT_SPACE))]
-    fn history(&self, py: Python<'_>, key: &str, kind: &str, branch: &str, space: &str) -> PyResult<Vec<PyObject>> {
+    fn history(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        kind: &str,
+        branch: &str,
+        space: &str,
+    ) -> PyResult<Vec<PyObject>> {
         let db = self.handle(py)?;
-        let list = detached(py, move || Ok(db.history(branch, space, kind_of(kind)?, key)?))?;
+        let list = detached(py, move || {
+            Ok(db.history(branch, space, kind_of(kind)?, key)?)
+        })?;
         list.iter()
             .map(|h| {
                 let d = PyDict::new(py);
@@ -614,7 +744,14 @@ impl PyStrata {
     /// Writes `branch`'s versions in `(from_version, to_version]` (default: all) to a
     /// `.branchbundle.tar.zst` file; returns its manifest.
     #[pyo3(signature = (branch, path, *, from_version=None, to_version=None))]
-    fn export_bundle(&self, py: Python<'_>, branch: &str, path: PathBuf, from_version: Option<u64>, to_version: Option<u64>) -> PyResult<PyObject> {
+    fn export_bundle(
+        &self,
+        py: Python<'_>,
+        branch: &str,
+        path: PathBuf,
+        from_version: Option<u64>,
+        to_version: Option<u64>,
+    ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
         let m = detached(py, move || {
             let range = match (from_version, to_version) {
@@ -632,7 +769,12 @@ impl PyStrata {
     /// Imports a bundle file (into `target`, default the bundle's own branch name); returns what it
     /// did.
     #[pyo3(signature = (path, *, target=None))]
-    fn import_bundle(&self, py: Python<'_>, path: PathBuf, target: Option<&str>) -> PyResult<PyObject> {
+    fn import_bundle(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        target: Option<&str>,
+    ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
         let r = detached(py, move || Ok(db.import_bundle(&path, target)?))?;
         report_to_py(py, &r)
@@ -644,7 +786,14 @@ impl PyStrata {
     /// else this build's backends open). `token` and keyword `options` (e.g. `endpoint=`,
     /// `region=`) are stored with it.
     #[pyo3(signature = (name, url, token=None, **options))]
-    fn remote_add(&self, py: Python<'_>, name: &str, url: &str, token: Option<&str>, options: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+    fn remote_add(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        url: &str,
+        token: Option<&str>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
         let db = self.handle(py)?;
         let options = options_of(token, options)?;
         detached(py, move || {
@@ -693,7 +842,11 @@ impl PyStrata {
         let db = self.handle(py)?;
         let results = detached(py, move || {
             strata_sync::config::get_remote(&db, remote)?;
-            let branches = if all { local_branches(&db)? } else { vec![branch.to_string()] };
+            let branches = if all {
+                local_branches(&db)?
+            } else {
+                vec![branch.to_string()]
+            };
             block_on(async {
                 let mut out = Vec::new();
                 for b in branches {
@@ -707,31 +860,51 @@ impl PyStrata {
                 out
             })
         })?;
-        per_branch(py, all, results, |py, r| report_to_py(py, r))
+        per_branch(py, all, results, report_to_py)
     }
 
     /// Fetches `branch` from `remote` and merges it in (`strategy="theirs"`: the remote wins on
     /// conflicting keys; `"strict"`: raise `MergeConflict` and leave the branch unchanged, saving
     /// the remote's side as `conflict_branch` if given). `all=True` pulls every remote branch.
     #[pyo3(signature = (remote="origin", branch="main", *, strategy="theirs", conflict_branch=None, all=false))]
-    fn pull(&self, py: Python<'_>, remote: &str, branch: &str, strategy: &str, conflict_branch: Option<&str>, all: bool) -> PyResult<PyObject> {
+    fn pull(
+        &self,
+        py: Python<'_>,
+        remote: &str,
+        branch: &str,
+        strategy: &str,
+        conflict_branch: Option<&str>,
+        all: bool,
+    ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
         let results = detached(py, move || {
             let strategy = self::strategy(strategy)?;
             if conflict_branch.is_some() && strategy != MergeStrategy::Strict {
-                return Err(invalid("conflict_branch applies only to strategy=\"strict\""));
+                return Err(invalid(
+                    "conflict_branch applies only to strategy=\"strict\"",
+                ));
             }
             if let Some(n) = conflict_branch {
                 strata_engine::names::validate_branch_name(n, false)?;
             }
             strata_sync::config::get_remote(&db, remote)?;
             block_on(async {
-                let branches = if all { remote_branches(&db, remote).await? } else { vec![branch.to_string()] };
+                let branches = if all {
+                    remote_branches(&db, remote).await?
+                } else {
+                    vec![branch.to_string()]
+                };
                 let mut out = Vec::new();
                 for b in branches {
                     let opts = PullOptions {
                         strategy,
-                        conflict_branch: conflict_branch.map(|n| if all { format!("{n}/{b}") } else { n.to_string() }),
+                        conflict_branch: conflict_branch.map(|n| {
+                            if all {
+                                format!("{n}/{b}")
+                            } else {
+                                n.to_string()
+                            }
+                        }),
                         ..Default::default()
                     };
                     let r = db.pull_with(remote, &b, &opts).await.map_err(Failure::from);
@@ -740,7 +913,7 @@ impl PyStrata {
                 Ok(out)
             })?
         })?;
-        per_branch(py, all, results, |py, r| report_to_py(py, r))
+        per_branch(py, all, results, report_to_py)
     }
 
     /// Downloads `branch`'s new versions from `remote` into its mirror (`_origin:remote:branch`)
@@ -751,7 +924,11 @@ impl PyStrata {
         let results = detached(py, move || {
             strata_sync::config::get_remote(&db, remote)?;
             block_on(async {
-                let branches = if all { remote_branches(&db, remote).await? } else { vec![branch.to_string()] };
+                let branches = if all {
+                    remote_branches(&db, remote).await?
+                } else {
+                    vec![branch.to_string()]
+                };
                 let mut out = Vec::new();
                 for b in branches {
                     let r = db.fetch(remote, &b).await.map_err(Failure::from);
@@ -760,18 +937,28 @@ impl PyStrata {
                 Ok(out)
             })?
         })?;
-        per_branch(py, all, results, |py, r| report_to_py(py, r))
+        per_branch(py, all, results, report_to_py)
     }
 
     /// Where `branch` stands against `remote`: `{"ahead", "behind"}` (entries), `ahead_versions`,
     /// `behind_versions`, `remote_version`, `mirror_version` and `last_synced` (seconds since the
     /// epoch, or `None`). `all=True` returns one dict per local branch.
     #[pyo3(signature = (remote="origin", branch="main", *, all=false))]
-    fn sync_status(&self, py: Python<'_>, remote: &str, branch: &str, all: bool) -> PyResult<PyObject> {
+    fn sync_status(
+        &self,
+        py: Python<'_>,
+        remote: &str,
+        branch: &str,
+        all: bool,
+    ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
         let results = detached(py, move || {
             strata_sync::config::get_remote(&db, remote)?;
-            let branches = if all { local_branches(&db)? } else { vec![branch.to_string()] };
+            let branches = if all {
+                local_branches(&db)?
+            } else {
+                vec![branch.to_string()]
+            };
             block_on(async {
                 let mut out = Vec::new();
                 for b in branches {
@@ -789,7 +976,13 @@ impl PyStrata {
 /// branch the remote holds; keyword `options` are the remote's (e.g. `endpoint=`). Returns it open.
 #[pyfunction]
 #[pyo3(signature = (url, path, token=None, **options))]
-pub(crate) fn clone(py: Python<'_>, url: &str, path: PathBuf, token: Option<&str>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStrata> {
+pub(crate) fn clone(
+    py: Python<'_>,
+    url: &str,
+    path: PathBuf,
+    token: Option<&str>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<PyStrata> {
     let options = options_of(token, options)?;
     let db = detached(py, move || {
         let url = normalize_url(url)?;

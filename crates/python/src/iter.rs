@@ -18,7 +18,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn forked() -> Failure {
     Failure::Other(
-        "this iterator was made in the parent process before fork(); list again in the child".into(),
+        "this iterator was made in the parent process before fork(); list again in the child"
+            .into(),
     )
 }
 

@@ -199,7 +199,13 @@ impl PyTransaction {
 
     /// Puts a key.
     #[pyo3(signature = (key, value, *, space=DEFAULT_SPACE))]
-    fn kv_put(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>, space: &str) -> PyResult<()> {
+    fn kv_put(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        space: &str,
+    ) -> PyResult<()> {
         let v = to_value(value).map_err(|e| e.into_pyerr(py))?;
         self.with(py, space, |tx| tx.kv_put(key, v))
     }
@@ -219,7 +225,12 @@ impl PyTransaction {
 
     /// The `(key, value)` pairs whose keys start with `prefix`, in key order, as a list.
     #[pyo3(signature = (prefix="", *, space=DEFAULT_SPACE))]
-    fn kv_list(&self, py: Python<'_>, prefix: &str, space: &str) -> PyResult<Vec<(String, PyObject)>> {
+    fn kv_list(
+        &self,
+        py: Python<'_>,
+        prefix: &str,
+        space: &str,
+    ) -> PyResult<Vec<(String, PyObject)>> {
         let rows = self.with(py, space, |tx| tx.kv_list(prefix))?;
         rows.into_iter()
             .map(|(k, v)| Ok((k, to_py(py, &v)?)))
@@ -230,14 +241,26 @@ impl PyTransaction {
 
     /// Puts a JSON document.
     #[pyo3(signature = (id, doc, *, space=DEFAULT_SPACE))]
-    fn doc_put(&self, py: Python<'_>, id: &str, doc: &Bound<'_, PyAny>, space: &str) -> PyResult<()> {
+    fn doc_put(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        doc: &Bound<'_, PyAny>,
+        space: &str,
+    ) -> PyResult<()> {
         let v = to_value(doc).map_err(|e| e.into_pyerr(py))?;
         self.with(py, space, |tx| tx.json_put(id, v))
     }
 
     /// A document, or the part of it at a JSON Pointer `path`; `None` when absent.
     #[pyo3(signature = (id, path=None, *, space=DEFAULT_SPACE))]
-    fn doc_get(&self, py: Python<'_>, id: &str, path: Option<&str>, space: &str) -> PyResult<PyObject> {
+    fn doc_get(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        path: Option<&str>,
+        space: &str,
+    ) -> PyResult<PyObject> {
         let v = self.with(py, space, |tx| match path {
             Some(p) => tx.json_get_path(id, p),
             None => tx.json_get(id),
@@ -267,7 +290,12 @@ impl PyTransaction {
 
     /// The `(id, document)` pairs whose ids start with `prefix`, as a list.
     #[pyo3(signature = (prefix="", *, space=DEFAULT_SPACE))]
-    fn doc_list(&self, py: Python<'_>, prefix: &str, space: &str) -> PyResult<Vec<(String, PyObject)>> {
+    fn doc_list(
+        &self,
+        py: Python<'_>,
+        prefix: &str,
+        space: &str,
+    ) -> PyResult<Vec<(String, PyObject)>> {
         let rows = self.with(py, space, |tx| tx.json_list(prefix))?;
         rows.into_iter()
             .map(|(k, v)| Ok((k, to_py(py, &v)?)))
@@ -301,7 +329,9 @@ impl PyTransaction {
         limit: Option<usize>,
         space: &str,
     ) -> PyResult<Vec<PyObject>> {
-        let evs = self.with(py, space, |tx| tx.event_range(start, limit.unwrap_or(usize::MAX)))?;
+        let evs = self.with(py, space, |tx| {
+            tx.event_range(start, limit.unwrap_or(usize::MAX))
+        })?;
         evs.iter().map(|e| event_to_py(py, e)).collect()
     }
 
@@ -309,7 +339,13 @@ impl PyTransaction {
 
     /// Sets a state cell.
     #[pyo3(signature = (cell, value, *, space=DEFAULT_SPACE))]
-    fn state_set(&self, py: Python<'_>, cell: &str, value: &Bound<'_, PyAny>, space: &str) -> PyResult<()> {
+    fn state_set(
+        &self,
+        py: Python<'_>,
+        cell: &str,
+        value: &Bound<'_, PyAny>,
+        space: &str,
+    ) -> PyResult<()> {
         let v = to_value(value).map_err(|e| e.into_pyerr(py))?;
         self.with(py, space, |tx| tx.state_set(cell, v))
     }
@@ -323,7 +359,13 @@ impl PyTransaction {
 
     /// Sets a cell only if it is absent; returns whether it did.
     #[pyo3(signature = (cell, value, *, space=DEFAULT_SPACE))]
-    fn state_init(&self, py: Python<'_>, cell: &str, value: &Bound<'_, PyAny>, space: &str) -> PyResult<bool> {
+    fn state_init(
+        &self,
+        py: Python<'_>,
+        cell: &str,
+        value: &Bound<'_, PyAny>,
+        space: &str,
+    ) -> PyResult<bool> {
         let v = to_value(value).map_err(|e| e.into_pyerr(py))?;
         self.with(py, space, |tx| tx.state_init(cell, v))
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -42,10 +43,15 @@ def test_threads_write_through_one_handle(db: stratadb.Strata) -> None:
     assert db.branch_info("main")["head"] == n_threads * (per_thread + per_thread // 10)
 
 
-def test_threads_run_while_rust_works(db: stratadb.Strata) -> None:
-    """Calls into Rust release the GIL: a pure-Python thread keeps counting during a long call."""
+def test_threads_run_while_rust_works(db: stratadb.Strata, tmp_path: Path) -> None:
+    """Calls into Rust release the GIL: a pure-Python thread keeps counting *during* one long call.
+
+    The switch interval is set to 100 s, so the interpreter never takes the GIL from this thread by
+    force: the counter (which yields at every tick) runs only while this thread gives the GIL up, i.e.
+    inside a call that releases it. Were the GIL held, the count would not move during the call.
+    """
     with db.transaction() as tx:
-        for i in range(20000):
+        for i in range(50000):
             tx.kv_put(f"k{i:05}", "v" * 100)
     ticks = 0
     stop = threading.Event()
@@ -54,22 +60,28 @@ def test_threads_run_while_rust_works(db: stratadb.Strata) -> None:
         nonlocal ticks
         while not stop.is_set():
             ticks += 1
-            time.sleep(0)
+            time.sleep(0)  # gives the GIL back at once
 
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(100)
     t = threading.Thread(target=count)
     t.start()
+    counts = []
     try:
-        before = ticks
-        for _ in range(5):
-            db.fork_branch("main", "f")
-            assert len(db.diff("f", "main")) == 0
-            db.export_bundle("main", Path(db.path) / "b.branchbundle.tar.zst")
-            db.delete_branch("f")
-        during = ticks - before
+        for i in range(3):
+            before = ticks
+            db.export_bundle("main", tmp_path / f"b{i}.branchbundle.tar.zst")  # one call, ~0.1-1 s
+            counts.append(ticks - before)
+            before = ticks
+            sum(range(200_000))  # pure Python holding the GIL: the counter must stand still
+            counts.append(-(ticks - before))
     finally:
         stop.set()
+        sys.setswitchinterval(old)
         t.join()
-    assert during > 0
+    during_rust, during_python = counts[0::2], [-c for c in counts[1::2]]
+    assert min(during_rust) > 100, counts
+    assert max(during_python) <= 1, counts
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
