@@ -48,8 +48,11 @@ def test_invalid_argument(db: stratadb.Strata, tmp_path: Path) -> None:
         db.create_branch("twice")
     with pytest.raises(stratadb.InvalidArgument, match="internal"):
         db.kv_put("k", 1, branch="_strata")
-    with pytest.raises(stratadb.InvalidArgument):
+    with pytest.raises(stratadb.InvalidArgument, match="scheme"):
         db.remote_add("r", "ftp://nowhere/x")
+    with pytest.raises(stratadb.InvalidArgument, match="token"):
+        db.remote_add("r", str(tmp_path / "remote"), token="sk-abc")  # folders take no options
+    assert db.remotes() == []
     with pytest.raises(stratadb.InvalidArgument, match="conflict_branch"):
         db.pull("r", "main", conflict_branch="saved")
     with pytest.raises(stratadb.InvalidArgument):
