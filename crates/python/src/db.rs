@@ -13,7 +13,7 @@ use strata_sync::{PullOptions, RemoteConfig, SyncError, SyncExt};
 use crate::convert::{opt_to_py, report_to_py, to_py, to_value};
 use crate::errors::{detached, invalid, Failure};
 use crate::fork::Owned;
-use crate::iter::{ChangeIter, Diff, ListIter, DEFAULT_PAGE};
+use crate::iter::{ChangeIter, Diff, DiffStream, ListIter, DEFAULT_PAGE};
 use crate::runtime::block_on;
 use crate::tx::{cas_args, PyTransaction};
 
@@ -664,6 +664,18 @@ impl PyStrata {
         let db = self.handle(py)?;
         let d = detached(py, move || Ok(db.diff(&Rev::parse(a)?, &Rev::parse(b)?)?))?;
         Ok(Diff::new(d, a.to_string(), b.to_string()))
+    }
+
+    /// Streams the difference from `a` to `b` entry by entry with bounded memory (the same dicts as
+    /// iterating `diff()`, without counting or holding the whole diff first).
+    fn diff_iter(&self, py: Python<'_>, a: &str, b: &str) -> PyResult<DiffStream> {
+        let db = self.handle(py)?;
+        detached(py, move || {
+            let (a, b) = (Rev::parse(a)?, Rev::parse(b)?);
+            // Resolve both now, so a bad name raises here rather than at the first next().
+            db.contains(&a, &b)?;
+            DiffStream::start(db, a, b)
+        })
     }
 
     /// Three-way merges `source` (`"branch"` or `"branch@version"`) into `target` as one new version.

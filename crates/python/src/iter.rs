@@ -315,3 +315,77 @@ impl DiffIter {
         }
     }
 }
+
+/// Entries a [`DiffStream`]'s producer may run ahead of the consumer.
+const DIFF_AHEAD: usize = 256;
+
+type DiffItem = Result<(strata_engine::EntryKey, Option<Value>, Option<Value>), Failure>;
+
+/// A diff that streams: a producer thread walks the difference with bounded memory
+/// (`Strata::diff_each`) and hands entries over a bounded channel, so neither side holds the whole
+/// diff. Items are the same dicts as a [`Diff`]'s. Dropping the iterator stops the producer.
+#[pyclass(module = "stratadb._stratadb", name = "DiffStream", frozen)]
+#[derive(Debug)]
+pub(crate) struct DiffStream {
+    rx: Mutex<std::sync::mpsc::Receiver<DiffItem>>,
+}
+
+impl DiffStream {
+    pub(crate) fn start(db: Strata, a: Rev, b: Rev) -> Result<DiffStream, Failure> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DiffItem>(DIFF_AHEAD);
+        std::thread::Builder::new()
+            .name("stratadb-diff".into())
+            .spawn(move || {
+                let out = db.diff_each(&a, &b, |k, x, y| {
+                    tx.send(Ok((k.clone(), x, y))).map_err(|_| {
+                        strata_engine::Error::InvalidOperation(
+                            "the diff iterator was dropped".into(),
+                        )
+                    })
+                });
+                if let Err(e) = out {
+                    let _ = tx.send(Err(e.into()));
+                }
+            })
+            .map_err(Failure::from)?;
+        Ok(DiffStream { rx: Mutex::new(rx) })
+    }
+}
+
+#[pymethods]
+impl DiffStream {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        use std::sync::mpsc::TryRecvError;
+        // With the GIL held, only what is ready (never blocks); else wait with the GIL released.
+        let ready = match self.rx.try_lock() {
+            Ok(rx) => match rx.try_recv() {
+                Ok(item) => Some(Some(item)),
+                Err(TryRecvError::Disconnected) => Some(None),
+                Err(TryRecvError::Empty) => None,
+            },
+            Err(_) => None,
+        };
+        let item = match ready {
+            Some(item) => item,
+            None => detached(py, || Ok(lock(&self.rx).recv().ok()))?,
+        };
+        let Some(item) = item else { return Ok(None) };
+        let (k, a, b) = item.map_err(|e| e.into_pyerr(py))?;
+        let change = match (&a, &b) {
+            (None, _) => "added",
+            (_, None) => "removed",
+            _ => "modified",
+        };
+        let e = strata_engine::DiffEntry {
+            kind: k.kind,
+            key: k.key,
+            a,
+            b,
+        };
+        diff_entry_to_py(py, &k.space, change, &e).map(Some)
+    }
+}

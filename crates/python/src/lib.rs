@@ -49,6 +49,7 @@ fn _stratadb(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iter::ChangeIter>()?;
     m.add_class::<iter::Diff>()?;
     m.add_class::<iter::DiffIter>()?;
+    m.add_class::<iter::DiffStream>()?;
     m.add_function(wrap_pyfunction!(db::clone, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

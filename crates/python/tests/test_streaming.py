@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import tracemalloc
 
 import stratadb
@@ -63,3 +64,51 @@ def test_listing_is_pinned_to_one_version(db: stratadb.Strata) -> None:
     assert len(seen) == N // 10
     assert "doc:000001" not in seen and "doc:000010" in seen
     assert it.version == 1
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_diff_iter_streams_with_bounded_memory(db: stratadb.Strata) -> None:
+    value = "x" * 1000
+    with db.transaction() as tx:
+        for i in range(N):
+            tx.kv_put(f"key:{i:06}", value)
+    db.create_branch("empty")
+    gc.collect()
+    base = rss_bytes()
+    peak, count = 0, 0
+    for entry in db.diff_iter("empty", "main"):
+        assert entry["change"] == "added" and entry["b"] == value
+        count += 1
+        if count % 1000 == 0:
+            peak = max(peak, rss_bytes() - base)
+    assert count == N
+    # 100k entries of 1 kB are over 100 MB held whole; the stream stays within a few pages.
+    assert peak < 40 * 1024 * 1024, peak
+
+    # The same diff held whole (diff()) is far above that bound: the check above can fail.
+    whole = db.diff("empty", "main")
+    held = rss_bytes() - base
+    assert whole.added == N
+    assert held > 80 * 1024 * 1024, held
+
+
+def test_diff_iter_matches_diff_and_stops_early(db: stratadb.Strata) -> None:
+    db.kv_put("same", 1)
+    db.fork_branch("main", "b")
+    db.kv_put("gone", 1)
+    db.kv_put("changed", 1)
+    db.kv_put("changed", 2, branch="b")
+    db.kv_put("new", 1, branch="b")
+    db.doc_put("d", {"x": 1}, branch="b", space="other")
+    assert sorted(map(repr, db.diff_iter("main", "b"))) == sorted(map(repr, db.diff("main", "b")))
+    it = db.diff_iter("main", "b")
+    next(it)
+    del it  # the producer thread stops on its next send
+    import pytest
+
+    with pytest.raises(stratadb.NotFound):
+        db.diff_iter("main", "nope")
