@@ -602,16 +602,42 @@ impl PyStrata {
 
     /// Starts a write transaction on `branch` (taking the write lock now). Use it as a context
     /// manager: `with db.transaction("main", message="...") as tx: tx.kv_put(...)` commits at the end
-    /// of the block, or rolls back if it raises.
-    #[pyo3(signature = (branch="main", *, message=None))]
+    /// of the block, or rolls back if it raises. `message` and `author` are recorded with the
+    /// version (shown by `log()`, carried by push and pull); `author` defaults to the `user.name`
+    /// setting.
+    #[pyo3(signature = (branch="main", *, message=None, author=None))]
     fn transaction(
         &self,
         py: Python<'_>,
         branch: &str,
         message: Option<&str>,
+        author: Option<&str>,
     ) -> PyResult<PyTransaction> {
         let db = self.handle(py)?;
-        detached(py, move || PyTransaction::begin(&db, branch, message))
+        detached(py, move || {
+            PyTransaction::begin(&db, branch, message, author)
+        })
+    }
+
+    // ----- settings -----
+
+    /// A database setting (e.g. `"user.name"`, the default commit author), or `None`.
+    fn config(&self, py: Python<'_>, key: &str) -> PyResult<Option<String>> {
+        let db = self.handle(py)?;
+        detached(py, move || Ok(db.config(key)?))
+    }
+
+    /// Sets a database setting; `None` removes it.
+    #[pyo3(signature = (key, value))]
+    fn set_config(&self, py: Python<'_>, key: &str, value: Option<&str>) -> PyResult<()> {
+        let db = self.handle(py)?;
+        detached(py, move || Ok(db.set_config(key, value)?))
+    }
+
+    /// Every database setting, as a dict.
+    fn config_list(&self, py: Python<'_>) -> PyResult<BTreeMap<String, String>> {
+        let db = self.handle(py)?;
+        detached(py, move || Ok(db.config_list()?.into_iter().collect()))
     }
 
     // ----- branches and versions -----
@@ -698,7 +724,7 @@ impl PyStrata {
     }
 
     /// The versions of a branch, newest first, as dicts (`version`, `timestamp`, `kind`, `message`,
-    /// `entries`).
+    /// `author`, `entries`).
     #[pyo3(signature = (branch="main", *, limit=100))]
     fn log(&self, py: Python<'_>, branch: &str, limit: usize) -> PyResult<Vec<PyObject>> {
         let db = self.handle(py)?;
@@ -710,6 +736,7 @@ impl PyStrata {
                 d.set_item("timestamp", seconds(c.timestamp_micros))?;
                 d.set_item("kind", &c.kind)?;
                 d.set_item("message", &c.message)?;
+                d.set_item("author", &c.author)?;
                 d.set_item("entries", c.entries)?;
                 Ok(d.into_any().unbind())
             })
@@ -952,6 +979,28 @@ impl PyStrata {
         per_branch(py, all, results, report_to_py)
     }
 
+    /// Compacts `branch` on `remote`, keeping every version: the delta chain becomes one blob and a
+    /// state snapshot at the head is kept for shallow clones (`clone(depth=N)`). `squash_before=V`
+    /// drops the versions before V (history then starts from a snapshot there). Returns a report.
+    #[pyo3(signature = (remote="origin", branch="main", *, squash_before=None))]
+    fn remote_compact(
+        &self,
+        py: Python<'_>,
+        remote: &str,
+        branch: &str,
+        squash_before: Option<u64>,
+    ) -> PyResult<PyObject> {
+        let db = self.handle(py)?;
+        let report = detached(py, move || {
+            let opts = strata_sync::CompactOptions {
+                squash_before,
+                progress: strata_sync::Progress::none(),
+            };
+            Ok(block_on(strata_sync::compact(&db, remote, branch, &opts))??)
+        })?;
+        report_to_py(py, &report)
+    }
+
     /// Where `branch` stands against `remote`: `{"ahead", "behind"}` (entries), `ahead_versions`,
     /// `behind_versions`, `remote_version`, `mirror_version` and `last_synced` (seconds since the
     /// epoch, or `None`). `all=True` returns one dict per local branch.
@@ -985,24 +1034,33 @@ impl PyStrata {
 }
 
 /// Creates a database at `path` from the remote at `url` (saved as remote `origin`), with every
-/// branch the remote holds; keyword `options` are the remote's (e.g. `endpoint=`). Returns it open.
+/// branch the remote holds (only `branch` if given; only about the last `depth` versions of each,
+/// when the remote holds a shallow snapshot that close, else the whole history). Keyword `options`
+/// are the remote's (e.g. `endpoint=`). Returns it open.
 #[pyfunction]
-#[pyo3(signature = (url, path, token=None, **options))]
+#[pyo3(signature = (url, path, token=None, *, branch=None, depth=None, **options))]
 pub(crate) fn clone(
     py: Python<'_>,
     url: &str,
     path: PathBuf,
     token: Option<&str>,
+    branch: Option<String>,
+    depth: Option<u64>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<PyStrata> {
     let options = options_of(token, options)?;
+    if depth == Some(0) {
+        return Err(invalid("depth must be at least 1").into_pyerr(py));
+    }
+    let what = strata_sync::CloneOptions { branch, depth };
     let db = detached(py, move || {
         let url = normalize_url(url)?;
-        let (db, _) = block_on(strata_sync::clone_with_options(
+        let (db, _) = block_on(strata_sync::clone_full(
             &url,
             &options,
             &path,
             &strata_sync::Progress::none(),
+            &what,
         ))??;
         Ok(db)
     })?;

@@ -19,7 +19,12 @@ struct Held {
 }
 
 impl Held {
-    fn begin(db: &Strata, branch: &str, message: Option<&str>) -> Result<Held, Failure> {
+    fn begin(
+        db: &Strata,
+        branch: &str,
+        message: Option<&str>,
+        author: Option<&str>,
+    ) -> Result<Held, Failure> {
         let db = Box::new(db.clone());
         let tx = db.begin(branch)?;
         // SAFETY: `tx` borrows the `Strata` inside the box, whose heap address never changes while
@@ -28,6 +33,9 @@ impl Held {
         let mut tx: Transaction<'static> = unsafe { std::mem::transmute(tx) };
         if let Some(m) = message {
             tx.set_message(m);
+        }
+        if let Some(a) = author {
+            tx.set_author(a);
         }
         Ok(Held { tx, _db: db })
     }
@@ -61,8 +69,9 @@ impl PyTransaction {
         db: &Strata,
         branch: &str,
         message: Option<&str>,
+        author: Option<&str>,
     ) -> Result<PyTransaction, Failure> {
-        let held = Held::begin(db, branch, message)?;
+        let held = Held::begin(db, branch, message, author)?;
         Ok(PyTransaction {
             held: Mutex::new(Some(Owned::new(held))),
             branch: branch.to_string(),
@@ -128,6 +137,14 @@ impl PyTransaction {
     fn set_message(&self, py: Python<'_>, message: &str) -> PyResult<()> {
         self.with(py, DEFAULT_SPACE, |tx| {
             tx.set_message(message);
+            Ok(())
+        })
+    }
+
+    /// Sets the commit's author (default: the database's `user.name` setting).
+    fn set_author(&self, py: Python<'_>, author: &str) -> PyResult<()> {
+        self.with(py, DEFAULT_SPACE, |tx| {
+            tx.set_author(author);
             Ok(())
         })
     }
