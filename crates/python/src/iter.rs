@@ -131,14 +131,15 @@ impl ListIter {
 
     /// Pages read so far.
     #[getter]
-    fn pages_fetched(&self) -> u64 {
-        lock(&self.state).pages
+    fn pages_fetched(&self, py: Python<'_>) -> PyResult<u64> {
+        // With the GIL released: `__next__` may hold the lock while it reads a page without the GIL.
+        detached(py, || Ok(lock(&self.state).pages))
     }
 
     /// The version being listed (`None` before the first page is read).
     #[getter]
-    fn version(&self) -> Option<u64> {
-        lock(&self.state).version
+    fn version(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        detached(py, || Ok(lock(&self.state).version))
     }
 
     fn __repr__(&self) -> String {

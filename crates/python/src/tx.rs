@@ -60,6 +60,14 @@ impl std::fmt::Debug for PyTransaction {
     }
 }
 
+fn forked() -> Failure {
+    Failure::Other(
+        "this transaction was opened in the parent process before fork(); open the database \
+         again in the child"
+            .into(),
+    )
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -95,11 +103,7 @@ impl PyTransaction {
                 )));
             };
             if !h.here() {
-                return Err(Failure::Other(
-                    "this transaction was opened in the parent process before fork(); open the \
-                     database again in the child"
-                        .into(),
-                ));
+                return Err(forked());
             }
             if h.tx.space() != space {
                 h.tx.set_space(space)?;
@@ -120,17 +124,21 @@ impl PyTransaction {
     /// The version this transaction commits as (after commit: the version it made, or `None` if it
     /// wrote nothing).
     #[getter]
-    fn version(&self) -> Option<u64> {
-        if let Some(v) = *lock(&self.committed) {
-            return v;
-        }
-        lock(&self.held).as_ref().map(|h| h.tx.version())
+    fn version(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        // Every lock of `held` is taken with the GIL released: another thread may hold it while it
+        // waits for SQLite with the GIL released, and would need the GIL back to let go.
+        detached(py, || {
+            if let Some(v) = *lock(&self.committed) {
+                return Ok(v);
+            }
+            Ok(lock(&self.held).as_ref().map(|h| h.tx.version()))
+        })
     }
 
     /// Whether the transaction is still open.
     #[getter]
-    fn open(&self) -> bool {
-        lock(&self.held).is_some()
+    fn open(&self, py: Python<'_>) -> PyResult<bool> {
+        detached(py, || Ok(lock(&self.held).is_some()))
     }
 
     /// Sets the commit message.
@@ -151,26 +159,35 @@ impl PyTransaction {
 
     /// Commits: returns the new version, or `None` if nothing was written.
     fn commit(&self, py: Python<'_>) -> PyResult<Option<u64>> {
-        let v = detached(py, || {
-            let held = lock(&self.held).take().ok_or_else(|| {
-                invalid(format!(
-                    "the transaction on {:?} is already finished",
-                    self.branch
-                ))
-            })?;
-            let Held { tx, _db } = held.into_inner();
+        detached(py, || {
+            let mut g = lock(&self.held);
+            match g.as_ref() {
+                None => {
+                    return Err(invalid(format!(
+                        "the transaction on {:?} is already finished",
+                        self.branch
+                    )))
+                }
+                Some(h) if !h.here() => return Err(forked()),
+                Some(_) => {}
+            }
+            let Held { tx, _db } = g.take().expect("checked above").into_inner();
             let out = tx.commit();
             drop(_db);
-            Ok(out?)
-        })?;
-        *lock(&self.committed) = Some(v);
-        Ok(v)
+            let v = out?;
+            *lock(&self.committed) = Some(v);
+            Ok(v)
+        })
     }
 
     /// Rolls back: nothing written in this transaction is kept. Does nothing if already finished.
     fn rollback(&self, py: Python<'_>) -> PyResult<()> {
         detached(py, || {
-            if let Some(Held { tx, _db }) = lock(&self.held).take().map(Owned::into_inner) {
+            let mut g = lock(&self.held);
+            if g.as_ref().is_some_and(|h| !h.here()) {
+                return Err(forked());
+            }
+            if let Some(Held { tx, _db }) = g.take().map(Owned::into_inner) {
                 let out = tx.rollback();
                 drop(_db);
                 out?;
@@ -194,22 +211,15 @@ impl PyTransaction {
     ) -> PyResult<bool> {
         if exc_type.is_some() {
             self.rollback(py)?;
-        } else if lock(&self.held).is_some() {
+        } else if self.open(py)? {
             self.commit(py)?;
         }
         Ok(false)
     }
 
-    fn __repr__(&self) -> String {
-        format!(
-            "<Transaction on {:?} ({})>",
-            self.branch,
-            if lock(&self.held).is_some() {
-                "open"
-            } else {
-                "finished"
-            }
-        )
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let state = if self.open(py)? { "open" } else { "finished" };
+        Ok(format!("<Transaction on {:?} ({state})>", self.branch))
     }
 
     // ----- KV -----

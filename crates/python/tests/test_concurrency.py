@@ -101,6 +101,8 @@ def test_forked_child_opens_its_own_handle_and_syncs(tmp_path: Path) -> None:
 
     bg = threading.Thread(target=churn)
     bg.start()
+    open_tx = parent.transaction(message="open across the fork")
+    open_tx.kv_put("in-parent-tx", 1)
     try:
         r, w = os.pipe()
         pid = os.fork()
@@ -114,6 +116,13 @@ def test_forked_child_opens_its_own_handle_and_syncs(tmp_path: Path) -> None:
                     assert "fork" in str(e)
                 else:
                     raise AssertionError("a parent's handle worked in the child")
+                for use in (lambda: open_tx.kv_put("x", 1), open_tx.commit, open_tx.rollback):
+                    try:
+                        use()
+                    except stratadb.StrataError as e:
+                        assert "fork" in str(e)
+                    else:
+                        raise AssertionError("a parent's transaction worked in the child")
                 child = stratadb.Strata.open(tmp_path / "child")
                 child.remote_add("origin", remote)
                 child.pull()
@@ -144,5 +153,8 @@ def test_forked_child_opens_its_own_handle_and_syncs(tmp_path: Path) -> None:
     finally:
         stop.set()
         bg.join()
+    # The parent's transaction was untouched by the child.
+    assert open_tx.commit() is not None
+    assert parent.kv_get("in-parent-tx") == 1
     parent.pull()
     assert parent.kv_get("from-child") == 2
