@@ -457,8 +457,11 @@ async fn download_once(
 }
 
 /// Verifies a downloaded blob completely and checks it is the one the cursor describes.
+/// Checks a downloaded blob's header against its cursor entry (its size and SHA-256 were checked as it
+/// downloaded). The records are checked as they are applied, inside the one transaction that applies
+/// them, which any failure rolls back: so the blob is decompressed once, not twice.
 fn verify_blob(file: &tempfile::NamedTempFile, r: &BlobRef, branch: &str) -> Result<()> {
-    let h = BlobReader::verify_frames(file.as_file(), &r.path)?;
+    let h = BlobReader::open(file.as_file(), &r.path)?.header().clone();
     let bad = |d: String| SyncError::corrupt(format!("blob {}", r.path), d);
     if h.branch != branch {
         return Err(bad(format!(
@@ -825,6 +828,10 @@ async fn fetch_into_mirror_depth(
                 Err(SyncError::Engine(strata_engine::Error::Conflict(format!(
                     "another fetch of {branch2:?} is running; try again"
                 ))))
+            }
+            // A damaged record found while applying (the transaction rolled back): name the blob.
+            Err(strata_engine::Error::Corrupt { what, detail }) if what.starts_with("blob ") => {
+                Err(SyncError::Corrupt { what, detail })
             }
             Err(e) => Err(e.into()),
         }

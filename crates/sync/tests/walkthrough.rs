@@ -150,7 +150,8 @@ async fn seed_walkthrough_on(w: &World) {
 
     // A pushes only its two new entries.
     let p = a.push("hub", "main").await.unwrap();
-    assert_eq!(p.remote_version, 5);
+    // Seed 004's numbers: each of A's two commits is its own remote version, 5..6.
+    assert_eq!((p.remote_version, p.versions), (6, 2));
     assert_eq!(
         keys_in_blob(w, p.blob.as_ref().unwrap()).await,
         vec!["task:3", "task:4"]
@@ -161,7 +162,7 @@ async fn seed_walkthrough_on(w: &World) {
     assert!(matches!(e, SyncError::Rejected(_)), "{e}");
     assert!(e.to_string().contains("pull first"), "{e}");
     let st = b.sync_status("hub", "main").await.unwrap();
-    assert_eq!((st.behind_versions, st.behind_entries), (1, 2));
+    assert_eq!((st.behind_versions, st.behind_entries), (2, 2));
 
     // B pulls (clean merge), then pushes only its own work.
     let r = b.pull("hub", "main").await.unwrap();
@@ -176,7 +177,8 @@ async fn seed_walkthrough_on(w: &World) {
         vec!["task:5", "task:6"],
         "B must upload only its own work"
     );
-    assert_eq!(p.remote_version, 6);
+    // 7..8: B's own two commits, not its merge of A's work.
+    assert_eq!((p.remote_version, p.versions), (8, 2));
 
     // A pulls and both are equal.
     a.pull("hub", "main").await.unwrap();
@@ -259,7 +261,16 @@ async fn conflict_under_lww_and_strict_on(w: &World) {
         b.main().kv_get("task:1").unwrap().unwrap().get("result"),
         Some(&Value::from("approach A"))
     );
+    // B's own version still travels (history keeps it); one more version restores A's value, which
+    // the merge kept.
+    let p = b.push("hub", "main").await.unwrap();
+    assert_eq!(p.versions, 2);
     assert!(b.push("hub", "main").await.unwrap().up_to_date);
+    a.pull("hub", "main").await.unwrap();
+    assert_eq!(
+        a.main().kv_get("task:1").unwrap().unwrap().get("result"),
+        Some(&Value::from("approach A"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -335,12 +346,31 @@ async fn clone_uses_snapshot_and_tail_and_refuses_non_remotes() {
     }
     a.main().kv_delete("k0").unwrap();
     a.push("hub", "main").await.unwrap();
+    // History squashed before version 10: clones start from a snapshot there, then the deltas.
+    strata_sync::compact(
+        a,
+        "hub",
+        "main",
+        &strata_sync::CompactOptions {
+            squash_before: Some(10),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    a.main().kv_put("after-squash", 1).unwrap();
+    a.push("hub", "main").await.unwrap();
     let dest = w.remote_dir.parent().unwrap().join("clone");
     let (c, report) = strata_sync::clone(w.remote_dir.to_str().unwrap(), &dest)
         .await
         .unwrap();
     assert_eq!(report.branches.len(), 1);
-    assert_eq!(c.main().kv_list("").unwrap().len(), 12);
+    assert_eq!(c.main().kv_list("").unwrap().len(), 13);
+    assert_eq!(
+        c.log("main", usize::MAX).unwrap().len(),
+        6,
+        "versions 10..15"
+    );
     assert_eq!(c.main().kv_get("k0").unwrap(), None);
     assert!(c
         .diff(
@@ -357,8 +387,12 @@ async fn clone_uses_snapshot_and_tail_and_refuses_non_remotes() {
         .unwrap()
         .unwrap();
     let doc = CursorDoc::parse("main", &cur.value).unwrap();
-    assert!(doc.snapshot.is_some());
-    assert_eq!(doc.deltas.len(), 4);
+    assert_eq!(doc.snapshot.as_ref().map(|s| s.to), Some(10));
+    assert_eq!(
+        doc.deltas.len(),
+        2,
+        "the pack of 10..14, then the last push"
+    );
     // Not a remote: an empty folder, and a folder with other files.
     let empty = tempfile::tempdir().unwrap();
     let e = strata_sync::clone(
@@ -393,7 +427,7 @@ async fn status_counts_only_local_changes_after_a_fetch() {
     b.fetch("hub", "main").await.unwrap();
     let st = b.sync_status("hub", "main").await.unwrap();
     assert_eq!(st.ahead_entries, 1, "{st:?}");
-    assert_eq!((st.behind_versions, st.behind_entries), (1, 2), "{st:?}");
+    assert_eq!((st.behind_versions, st.behind_entries), (2, 2), "{st:?}");
 }
 
 /// Registers every backend this build has, once per test process.
