@@ -1378,7 +1378,9 @@ pub async fn push_with(
         report.entries = b.header.entry_count;
         report.bytes += b.bytes;
         report.blob = Some(path.to_string());
-        doc.deltas.push(blob_ref(&path, b, &origin, h));
+        let mut rf = blob_ref(&path, b, &origin, h);
+        rf.level = size_level(b.bytes);
+        doc.deltas.push(rf);
     }
     doc.version = new_version;
     doc.updated_micros = now_micros();
@@ -1528,7 +1530,7 @@ async fn pack_tail(
     )
     .await?;
     let mut rf = blob_ref(&path, &packed, origin, source_version);
-    rf.level = level + 1;
+    rf.level = (level + 1).max(size_level(packed.bytes));
     // A pack keeps the origin of its newest blob only if every packed blob had it, so that the
     // "own upload" checks never take another database's versions for ours.
     if refs.iter().any(|r| r.origin != refs[refs.len() - 1].origin) {
@@ -1541,6 +1543,19 @@ async fn pack_tail(
     doc.deltas.push(rf);
     tracing::debug!(blob = %path, level = level + 1, from, to, "packed deltas");
     Ok(Some(path.to_string()))
+}
+
+/// The compaction level a blob of this size starts at: 0 up to 64 KiB, then one more per factor of 8.
+/// A large blob (a first push, say) is never packed together with small ones: packing costs what the
+/// packed blobs weigh, and blobs of one level weigh about the same.
+fn size_level(bytes: u64) -> u32 {
+    let mut level = 0;
+    let mut limit: u64 = 64 << 10;
+    while bytes > limit && level < 16 {
+        level += 1;
+        limit = limit.saturating_mul(8);
+    }
+    level
 }
 
 /// A stable digest of a value (or of its absence), to compare a replayed value with the branch's.
