@@ -42,6 +42,11 @@ strata_emulators_start
 echo "== cargo test"
 cargo test --workspace --locked
 
+# The Python SDK: a venv with maturin, pytest and mypy (PyPI), the extension built into it, then its
+# pytest suite (S3 tests use the emulators started above), mypy on a typed example and a benchmark smoke.
+echo "== python SDK (crates/python)"
+bash scripts/python_sdk.sh
+
 # Best effort, like rclone in scripts/emulators.sh: the benchmark counts fsyncs with strace and compares
 # sync against rsync; without them those rows say "not installed" and the run goes on. Never fails.
 bench_tools_missing=()

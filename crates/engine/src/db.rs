@@ -541,6 +541,44 @@ impl Strata {
         store::get_value(&conn, &view, kind, space, &key)
     }
 
+    /// One page of a prefix listing, for callers that stream a long list: at most `limit` live
+    /// entries of `kind` in `space` whose keys start with `prefix` and sort after `after`, in key
+    /// order, read at `rev`. Returns the version read too: pass `Rev::at(branch, version)` for the
+    /// following pages so that every page sees the same version.
+    pub fn list_page(
+        &self,
+        rev: &Rev,
+        space: &str,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(u64, Vec<(String, Value)>)> {
+        validate_space_name(space, true)?;
+        let conn = self.conn()?;
+        let (_, version, view) = rev_view(&conn, rev)?;
+        let range = ScanRange::Prefix {
+            kind,
+            space: space.to_string(),
+            prefix: prefix.to_string(),
+        };
+        let limit = limit.max(1);
+        let mut sc = Scanner::new(view, range, limit.min(512))
+            .start_after(after.map(|k| EntryKey::new(space, kind, k)));
+        let mut out = Vec::new();
+        while let Some(page) = sc.next_page(&conn)? {
+            for (k, _, v) in page {
+                if let Some(v) = v {
+                    out.push((k.key, v));
+                    if out.len() >= limit {
+                        return Ok((version, out));
+                    }
+                }
+            }
+        }
+        Ok((version, out))
+    }
+
     /// The spaces that have ever held an entry on a branch.
     pub fn list_spaces(&self, branch: &str) -> Result<Vec<String>> {
         let conn = self.conn()?;

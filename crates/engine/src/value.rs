@@ -77,6 +77,12 @@ impl Value {
         }
     }
 
+    /// The part of this document at a JSON Pointer (RFC 6901) path (`""` is the whole document), or
+    /// `None` when nothing is there.
+    pub fn pointer(&self, path: &str) -> crate::Result<Option<&Value>> {
+        crate::jsonpath::get(self, path)
+    }
+
     /// Converts to `serde_json::Value`; bytes become `{"$bytes": base64}`, and non-finite floats become null.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;

@@ -229,3 +229,52 @@ proptest! {
         }
     }
 }
+
+/// `list_page` pages through a prefix in key order, pinned to one version, and matches `kv_list`.
+#[test]
+fn list_page_walks_a_prefix_at_one_version() {
+    let db = Strata::open_temp().unwrap();
+    db.transaction("main", |tx| {
+        for i in 0..1000 {
+            tx.kv_put(&format!("k:{i:04}"), i as i64)?;
+        }
+        tx.kv_put("other", 1)?;
+        tx.kv_delete("k:0500")?;
+        Ok(())
+    })
+    .unwrap();
+    let (version, first) = db
+        .list_page(&Rev::head("main"), DEFAULT_SPACE, Kind::Kv, "k:", None, 300)
+        .unwrap();
+    assert_eq!(first.len(), 300);
+    // A write after the first page is not seen by the pinned pages.
+    db.main().kv_put("k:9999", 1).unwrap();
+    let mut all = first;
+    loop {
+        let after = all.last().map(|(k, _)| k.clone());
+        let (v, page) = db
+            .list_page(
+                &Rev::at("main", version),
+                DEFAULT_SPACE,
+                Kind::Kv,
+                "k:",
+                after.as_deref(),
+                300,
+            )
+            .unwrap();
+        assert_eq!(v, version);
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    assert_eq!(all.len(), 999);
+    let expected: Vec<_> = db
+        .main()
+        .kv_list("k:")
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k != "k:9999")
+        .collect();
+    assert_eq!(all, expected);
+}
