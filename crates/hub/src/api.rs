@@ -56,6 +56,9 @@ pub(crate) fn router(hub: Hub) -> Router {
             &format!("{project}/branches/{{branch}}/cursor"),
             get(branch_cursor),
         )
+        .route(&format!("{project}/branches/{{branch}}/push"), put(push))
+        .route(&format!("{project}/branches/{{branch}}/pull"), get(pull))
+        .route(&format!("{project}/branches/{{branch}}/bundle"), get(bundle))
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(hub.clone(), observe))
@@ -985,6 +988,266 @@ async fn branch_cursor(
         Some(c) => Ok(cursor_response(c.value, &c.token)),
         None => Err(no_cursor(cname.as_str())),
     }
+}
+
+// ----- push, pull, bundle: the seed's higher-level endpoints, for clients without the Remote trait --
+
+/// A blob a branch cursor names (the fields the hub reads of it).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct BlobRefView {
+    path: String,
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    to: u64,
+    #[serde(default)]
+    bytes: u64,
+    #[serde(default)]
+    sha256: String,
+}
+
+/// The chain fields of a branch cursor.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct CursorChain {
+    #[serde(default)]
+    version: u64,
+    #[serde(default)]
+    snapshot: Option<BlobRefView>,
+    #[serde(default)]
+    deltas: Vec<BlobRefView>,
+}
+
+fn branch_cursor_name(branch: &str) -> ApiResult<RemotePath> {
+    if branch.is_empty() {
+        return Err(ApiError::invalid("the branch name is empty"));
+    }
+    remote_path(&format!("branches/{}", encode_segment(branch)))
+}
+
+fn pull_first(current: u64, expected: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "pull_first",
+        format!(
+            "the branch is at version {current} on the hub, not {expected}: pull first, then push again"
+        ),
+    )
+    .with_extra(serde_json::json!({ "current_version": current }))
+}
+
+/// `PUT …/branches/:branch/push?expected_version=V[&path=P]`, header `X-Strata-Cursor-Length: N`:
+/// the body's first N bytes are the new cursor document (JSON with a `version` above V), the rest
+/// is the blob to store at `P` (a path under `branches/<enc(branch)>/`). Atomic: when the branch is
+/// not at V, 409 `pull_first` with `current_version`, and nothing is stored; the blob is stored
+/// before the cursor moves, by compare-and-swap, so a cursor never names a missing blob.
+async fn push(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+    q: Q,
+    body: Body,
+) -> ApiResult<Response> {
+    let (owner, name, branch) = member_path(p)?;
+    let q = query_of(q)?;
+    let cname = branch_cursor_name(&branch)?;
+    let doc = project_for(&hub, &headers, &owner, &name, Need::Write(&cname)).await?;
+    let expected: u64 = required(&q, "expected_version")?
+        .parse()
+        .map_err(|_| ApiError::invalid("expected_version must be a number"))?;
+    let blob_path = match q.get("path") {
+        Some(p) => {
+            let p = remote_path(p)?;
+            if !p.starts_with(&cname) {
+                return Err(ApiError::invalid(format!(
+                    "the blob path must lie under {cname}/"
+                )));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let cursor_len: usize = headers
+        .get("x-strata-cursor-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::invalid("X-Strata-Cursor-Length (a number of bytes) is missing"))?;
+    if cursor_len > hub.config.max_doc_bytes {
+        return Err(ApiError::too_large(hub.config.max_doc_bytes as u64));
+    }
+    // Split the body: the cursor document, then the blob, streamed.
+    let mut stream = body.into_data_stream();
+    let mut head = Vec::with_capacity(cursor_len);
+    let mut rest: Option<Bytes> = None;
+    while head.len() < cursor_len {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                let need = cursor_len - head.len();
+                if chunk.len() > need {
+                    head.extend_from_slice(&chunk[..need]);
+                    rest = Some(chunk.slice(need..));
+                } else {
+                    head.extend_from_slice(&chunk);
+                }
+            }
+            Some(Err(e)) => return Err(ApiError::invalid(format!("the upload broke: {e}"))),
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "the body ended after {} bytes, inside the {cursor_len}-byte cursor",
+                    head.len()
+                )))
+            }
+        }
+    }
+    let new: CursorChain = json_body(&head)?;
+    if new.version <= expected {
+        return Err(ApiError::invalid(format!(
+            "the new cursor's version {} must be above the expected {expected}",
+            new.version
+        )));
+    }
+    let remote = hub.store.remote();
+    let stored_cursor = doc.data_path(&cname)?;
+    let current = remote.read_cursor(&stored_cursor).await?;
+    let current_version = match &current {
+        None => 0,
+        Some(c) => serde_json::from_slice::<CursorChain>(&c.value)
+            .map(|c| c.version)
+            .unwrap_or(0),
+    };
+    if current_version != expected {
+        return Err(pull_first(current_version, expected));
+    }
+    let first = futures::stream::iter(rest.map(Ok::<_, axum::Error>));
+    let mut blob = Box::pin(first.chain(stream).peekable());
+    let has_blob = blob.as_mut().peek().await.is_some();
+    match (&blob_path, has_blob) {
+        (Some(path), true) => {
+            let outcome = UploadOutcome::default();
+            let upload = Upload {
+                inner: blob,
+                hasher: Sha256::new(),
+                count: 0,
+                limit: hub.config.max_blob_bytes,
+                declared_sha256: headers
+                    .get("x-strata-sha256")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+                outcome: outcome.clone(),
+                hub: hub.clone(),
+                done: false,
+            };
+            let res = remote
+                .put_blob_if_absent(&doc.data_path(path)?, Box::pin(upload))
+                .await;
+            if let Some(err) = outcome.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Err(err);
+            }
+            res?;
+        }
+        (None, true) => {
+            return Err(ApiError::invalid(
+                "the body has a blob after the cursor but no path= to store it at",
+            ))
+        }
+        _ => {}
+    }
+    let token = current.as_ref().map(|c| c.token.clone());
+    match remote
+        .write_cursor(&stored_cursor, Bytes::from(head), token.as_ref())
+        .await
+    {
+        Ok(t) => {
+            let mut resp = json(
+                StatusCode::OK,
+                &serde_json::json!({ "version": new.version }),
+            );
+            resp.headers_mut().insert(header::ETAG, etag(&t));
+            Ok(resp)
+        }
+        Err(RemoteError::Conflict(_)) => {
+            let now = match remote.read_cursor(&stored_cursor).await? {
+                None => 0,
+                Some(c) => serde_json::from_slice::<CursorChain>(&c.value)
+                    .map(|c| c.version)
+                    .unwrap_or(0),
+            };
+            Err(pull_first(now, expected))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET …/branches/:branch/pull?since=V`: the branch's version and the blobs a client at version V
+/// needs, in order (the deltas after V when the chain reaches back to V, else the snapshot and every
+/// delta), read from the cursor's fields.
+async fn pull(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+    q: Q,
+) -> ApiResult<Response> {
+    let (owner, name, branch) = member_path(p)?;
+    let q = query_of(q)?;
+    let since: u64 = match q.get("since") {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|_| ApiError::invalid("since must be a number"))?,
+    };
+    let cname = branch_cursor_name(&branch)?;
+    let doc = project_for(&hub, &headers, &owner, &name, Need::Read).await?;
+    let Some(c) = hub.store.remote().read_cursor(&doc.data_path(&cname)?).await? else {
+        return Err(no_cursor(cname.as_str()));
+    };
+    let chain: CursorChain = serde_json::from_slice(&c.value).unwrap_or_default();
+    let base = chain.snapshot.as_ref().map_or(0, |s| s.to);
+    let blobs: Vec<BlobRefView> = if since >= chain.version {
+        Vec::new()
+    } else if since >= base {
+        chain.deltas.iter().filter(|d| d.to > since).cloned().collect()
+    } else {
+        chain.snapshot.iter().chain(chain.deltas.iter()).cloned().collect()
+    };
+    let mut resp = json(
+        StatusCode::OK,
+        &serde_json::json!({ "version": chain.version, "since": since, "blobs": blobs }),
+    );
+    resp.headers_mut().insert(header::ETAG, etag(&c.token));
+    Ok(resp)
+}
+
+/// `GET …/branches/:branch/bundle`: the latest snapshot blob, streamed, for a fast clone
+/// (`X-Strata-Version` says its version); 404 `no_snapshot` when the branch has none yet.
+async fn bundle(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    p: Result<Path<(String, String, String)>, PathRejection>,
+) -> ApiResult<Response> {
+    let (owner, name, branch) = member_path(p)?;
+    let cname = branch_cursor_name(&branch)?;
+    let doc = project_for(&hub, &headers, &owner, &name, Need::Read).await?;
+    let remote = hub.store.remote();
+    let Some(c) = remote.read_cursor(&doc.data_path(&cname)?).await? else {
+        return Err(no_cursor(cname.as_str()));
+    };
+    let chain: CursorChain = serde_json::from_slice(&c.value).unwrap_or_default();
+    let Some(snap) = chain.snapshot else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_snapshot",
+            format!("branch {branch:?} has no snapshot yet (`strata remote compact` writes one); pull its deltas"),
+        ));
+    };
+    let path = remote_path(&snap.path)?;
+    let stream = remote.get_blob(&doc.data_path(&path)?).await?;
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert("x-strata-version", HeaderValue::from(snap.to));
+    Ok(resp)
 }
 
 #[cfg(test)]

@@ -171,8 +171,10 @@ async fn the_seed_walkthrough_through_the_hub() {
     assert_eq!(a.keys(), all);
     assert_eq!(b.keys(), all);
     let st = a.json(&["status", "hub"]);
-    let s = st.to_string();
-    assert!(s.contains("\"ahead\":0") && s.contains("\"behind\":0"), "{s}");
+    for field in ["ahead_entries", "behind_entries", "ahead_versions", "behind_versions"] {
+        assert_eq!(st[field], 0, "{field}: {st}");
+    }
+    assert_eq!(st["remote_version"], st["mirror_version"], "{st}");
 
     // A push with nothing new sends no blob bytes.
     let before = metric(&url, "stratahub_blob_bytes_received_total").await;
