@@ -18,7 +18,9 @@ use axum::Router;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use strata_remote::{encode_segment, decode_segment, ByteStream, CursorToken, RemoteError, RemotePath};
+use strata_remote::{
+    decode_segment, encode_segment, ByteStream, CursorToken, RemoteError, RemotePath,
+};
 
 use crate::error::ApiError;
 use crate::store::{check_name, glob_match, KeyDoc, Member, ProjectDoc, Role};
@@ -49,7 +51,10 @@ pub(crate) fn router(hub: Hub) -> Router {
             get(get_blob).put(put_blob).delete(delete_blob),
         )
         .route(&format!("{project}/blobs"), get(list_blobs))
-        .route(&format!("{project}/cursor"), get(read_cursor).put(write_cursor))
+        .route(
+            &format!("{project}/cursor"),
+            get(read_cursor).put(write_cursor),
+        )
         .route(&format!("{project}/cursors"), get(list_cursors))
         .route(&format!("{project}/branches"), get(list_branches))
         .route(
@@ -58,7 +63,10 @@ pub(crate) fn router(hub: Hub) -> Router {
         )
         .route(&format!("{project}/branches/{{branch}}/push"), put(push))
         .route(&format!("{project}/branches/{{branch}}/pull"), get(pull))
-        .route(&format!("{project}/branches/{{branch}}/bundle"), get(bundle))
+        .route(
+            &format!("{project}/branches/{{branch}}/bundle"),
+            get(bundle),
+        )
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(hub.clone(), observe))
@@ -257,7 +265,8 @@ async fn small_body(body: Body, limit: usize) -> ApiResult<Bytes> {
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(b: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(b).map_err(|e| ApiError::invalid(format!("the JSON body is not valid: {e}")))
+    serde_json::from_slice(b)
+        .map_err(|e| ApiError::invalid(format!("the JSON body is not valid: {e}")))
 }
 
 fn json<T: Serialize>(status: StatusCode, v: &T) -> Response {
@@ -661,12 +670,9 @@ async fn get_blob(
     let stored = doc.data_path(&path)?;
     let range = match headers.get(header::RANGE) {
         None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(parse_range)
-                .ok_or_else(|| ApiError::invalid("only `Range: bytes=N-` or `bytes=N-M` is supported"))?,
-        ),
+        Some(v) => Some(v.to_str().ok().and_then(parse_range).ok_or_else(|| {
+            ApiError::invalid("only `Range: bytes=N-` or `bytes=N-M` is supported")
+        })?),
     };
     let remote = hub.store.remote();
     let stream = match remote.get_blob(&stored).await {
@@ -709,7 +715,13 @@ async fn get_blob(
         .into_iter()
         .find(|m| m.path == stored)
         .map(|m| m.size)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no_such_blob", format!("no blob at {path}")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_blob",
+                format!("no blob at {path}"),
+            )
+        })?;
     if start >= size && !(start == 0 && size == 0) {
         let mut resp = ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -750,7 +762,10 @@ async fn delete_blob(
     let q = query_of(q)?;
     let path = remote_path(required(&q, "path")?)?;
     let doc = project_for(&hub, &headers, &owner, &name, Need::Write(&path)).await?;
-    hub.store.remote().delete_blob(&doc.data_path(&path)?).await?;
+    hub.store
+        .remote()
+        .delete_blob(&doc.data_path(&path)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -824,7 +839,12 @@ async fn read_cursor(
     let q = query_of(q)?;
     let cname = remote_path(required(&q, "name")?)?;
     let doc = project_for(&hub, &headers, &owner, &name, Need::Read).await?;
-    match hub.store.remote().read_cursor(&doc.data_path(&cname)?).await? {
+    match hub
+        .store
+        .remote()
+        .read_cursor(&doc.data_path(&cname)?)
+        .await?
+    {
         Some(c) => Ok(cursor_response(c.value, &c.token)),
         None => Err(no_cursor(cname.as_str())),
     }
@@ -841,22 +861,24 @@ async fn write_cursor(
     let q = query_of(q)?;
     let cname = remote_path(required(&q, "name")?)?;
     let doc = project_for(&hub, &headers, &owner, &name, Need::Write(&cname)).await?;
-    let expected = match (headers.get(header::IF_MATCH), headers.get(header::IF_NONE_MATCH)) {
-        (Some(m), None) => Some(
-            m.to_str()
-                .ok()
-                .and_then(parse_etag)
-                .ok_or_else(|| ApiError::invalid("If-Match must be an ETag this hub gave"))?,
-        ),
-        (None, Some(v)) if v.as_bytes() == b"*" => None,
-        _ => {
-            return Err(ApiError::new(
+    let expected =
+        match (
+            headers.get(header::IF_MATCH),
+            headers.get(header::IF_NONE_MATCH),
+        ) {
+            (Some(m), None) => Some(
+                m.to_str()
+                    .ok()
+                    .and_then(parse_etag)
+                    .ok_or_else(|| ApiError::invalid("If-Match must be an ETag this hub gave"))?,
+            ),
+            (None, Some(v)) if v.as_bytes() == b"*" => None,
+            _ => return Err(ApiError::new(
                 StatusCode::PRECONDITION_REQUIRED,
                 "precondition_required",
                 "a cursor write needs `If-Match: <etag>` (replace) or `If-None-Match: *` (create)",
-            ))
-        }
-    };
+            )),
+        };
     let value = small_body(body, hub.config.max_doc_bytes).await?;
     match hub
         .store
@@ -984,7 +1006,12 @@ async fn branch_cursor(
     let (owner, name, branch) = member_path(p)?;
     let doc = project_for(&hub, &headers, &owner, &name, Need::Read).await?;
     let cname = remote_path(&format!("branches/{}", encode_segment(&branch)))?;
-    match hub.store.remote().read_cursor(&doc.data_path(&cname)?).await? {
+    match hub
+        .store
+        .remote()
+        .read_cursor(&doc.data_path(&cname)?)
+        .await?
+    {
         Some(c) => Ok(cursor_response(c.value, &c.token)),
         None => Err(no_cursor(cname.as_str())),
     }
@@ -1070,7 +1097,9 @@ async fn push(
         .get("x-strata-cursor-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| ApiError::invalid("X-Strata-Cursor-Length (a number of bytes) is missing"))?;
+        .ok_or_else(|| {
+            ApiError::invalid("X-Strata-Cursor-Length (a number of bytes) is missing")
+        })?;
     if cursor_len > hub.config.max_doc_bytes {
         return Err(ApiError::too_large(hub.config.max_doc_bytes as u64));
     }
@@ -1196,7 +1225,12 @@ async fn pull(
     };
     let cname = branch_cursor_name(&branch)?;
     let doc = project_for(&hub, &headers, &owner, &name, Need::Read).await?;
-    let Some(c) = hub.store.remote().read_cursor(&doc.data_path(&cname)?).await? else {
+    let Some(c) = hub
+        .store
+        .remote()
+        .read_cursor(&doc.data_path(&cname)?)
+        .await?
+    else {
         return Err(no_cursor(cname.as_str()));
     };
     let chain: CursorChain = serde_json::from_slice(&c.value).unwrap_or_default();
@@ -1204,9 +1238,19 @@ async fn pull(
     let blobs: Vec<BlobRefView> = if since >= chain.version {
         Vec::new()
     } else if since >= base {
-        chain.deltas.iter().filter(|d| d.to > since).cloned().collect()
+        chain
+            .deltas
+            .iter()
+            .filter(|d| d.to > since)
+            .cloned()
+            .collect()
     } else {
-        chain.snapshot.iter().chain(chain.deltas.iter()).cloned().collect()
+        chain
+            .snapshot
+            .iter()
+            .chain(chain.deltas.iter())
+            .cloned()
+            .collect()
     };
     let mut resp = json(
         StatusCode::OK,

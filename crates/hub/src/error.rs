@@ -114,7 +114,8 @@ impl From<RemoteError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut err = serde_json::json!({"code": self.code, "message": self.message});
-        if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.extra, err.as_object_mut())
+        if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
+            (self.extra, err.as_object_mut())
         {
             for (k, v) in extra {
                 obj.insert(k, v);

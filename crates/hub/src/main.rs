@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use strata_remote::{Connector, Remote};
 use strata_hub::{Hub, HubConfig, Store};
+use strata_remote::{Connector, Remote};
 
 /// StrataHub: stores Strata remotes' blobs and cursors for projects, behind API keys, on any remote
 /// storage (a folder, s3://, gs://, az://). It never opens a database.
@@ -95,7 +95,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

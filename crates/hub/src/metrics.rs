@@ -47,7 +47,10 @@ impl Metrics {
             );
         }
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
         gauge(
             &mut out,

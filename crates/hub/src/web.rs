@@ -130,7 +130,10 @@ async fn page(State(hub): State<Hub>, headers: HeaderMap) -> Response {
         Ok(body) => html(StatusCode::OK, body),
         Err(e) => html(
             e.status,
-            shell("StrataHub: error", &format!("<p>{}</p>", escape(&e.message))),
+            shell(
+                "StrataHub: error",
+                &format!("<p>{}</p>", escape(&e.message)),
+            ),
         ),
     }
 }
@@ -267,6 +270,9 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(escape("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+        assert_eq!(
+            escape("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
     }
 }

@@ -9,7 +9,11 @@ use strata_remote::{encode_segment, Remote, RemoteError, RemoteExt, RemotePath};
 use support::*;
 
 fn blob_path(branch: &str) -> RemotePath {
-    RemotePath::parse(&format!("branches/{}/deltas/x.delta", encode_segment(branch))).unwrap()
+    RemotePath::parse(&format!(
+        "branches/{}/deltas/x.delta",
+        encode_segment(branch)
+    ))
+    .unwrap()
 }
 
 fn cursor_name(branch: &str) -> RemotePath {
@@ -33,7 +37,10 @@ async fn status_and_code(req: reqwest::RequestBuilder) -> (u16, String) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let v = resp.json_value().await;
-    (status, v["error"]["code"].as_str().unwrap_or("").to_string())
+    (
+        status,
+        v["error"]["code"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -48,7 +55,14 @@ async fn the_auth_matrix() {
     let (revoked_id, revoked_key) = api_key(&url, &h.admin, "revoked").await;
     let (_, no_member_key) = api_key(&url, &h.admin, "no-member").await;
     set_member(&url, &h.admin, "acme/app", &read_id, r#"{"role":"read"}"#).await;
-    set_member(&url, &h.admin, "other/app", &other_id, r#"{"role":"write"}"#).await;
+    set_member(
+        &url,
+        &h.admin,
+        "other/app",
+        &other_id,
+        r#"{"role":"write"}"#,
+    )
+    .await;
     set_member(
         &url,
         &h.admin,
@@ -57,7 +71,14 @@ async fn the_auth_matrix() {
         r#"{"role":"write","branches":["agent-*"]}"#,
     )
     .await;
-    set_member(&url, &h.admin, "acme/app", &revoked_id, r#"{"role":"write"}"#).await;
+    set_member(
+        &url,
+        &h.admin,
+        "acme/app",
+        &revoked_id,
+        r#"{"role":"write"}"#,
+    )
+    .await;
 
     // The revoked key works until it is revoked.
     let revoked = http_remote(&url, "acme/app", Some(&revoked_key));
@@ -99,7 +120,11 @@ async fn the_auth_matrix() {
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
-        assert_eq!(status_and_code(req).await, (401, "unauthorized".into()), "{label}");
+        assert_eq!(
+            status_and_code(req).await,
+            (401, "unauthorized".into()),
+            "{label}"
+        );
     }
 
     // A read key may read but not write: 403.
@@ -107,7 +132,10 @@ async fn the_auth_matrix() {
     reader.list_blobs("").await.unwrap();
     let (e1, e2) = write_attempts(&*reader, "main").await;
     for e in [e1, e2] {
-        assert!(matches!(e, RemoteError::PermissionDenied(_)), "read key: {e:?}");
+        assert!(
+            matches!(e, RemoteError::PermissionDenied(_)),
+            "read key: {e:?}"
+        );
     }
 
     // Another project's key, and a key in no project: 404, as if acme/app did not exist.
@@ -142,10 +170,16 @@ async fn the_auth_matrix() {
     let agents = http_remote(&url, "acme/app", Some(&agents_key));
     let (e1, e2) = write_attempts(&*agents, "main").await;
     for e in [e1, e2] {
-        assert!(matches!(e, RemoteError::PermissionDenied(_)), "restricted: {e:?}");
+        assert!(
+            matches!(e, RemoteError::PermissionDenied(_)),
+            "restricted: {e:?}"
+        );
     }
     let e = agents
-        .put_bytes_if_absent(&RemotePath::parse("elsewhere/x").unwrap(), Bytes::from_static(b"x"))
+        .put_bytes_if_absent(
+            &RemotePath::parse("elsewhere/x").unwrap(),
+            Bytes::from_static(b"x"),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, RemoteError::PermissionDenied(_)), "{e:?}");
@@ -172,9 +206,12 @@ async fn the_auth_matrix() {
     .await;
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     // A reader cannot delete the project; the owner (admin) can, and it is gone for everyone.
-    let (status, _) =
-        status_and_code(client().delete(format!("{url}/v1/projects/acme/app")).bearer_auth(&read_key))
-            .await;
+    let (status, _) = status_and_code(
+        client()
+            .delete(format!("{url}/v1/projects/acme/app"))
+            .bearer_auth(&read_key),
+    )
+    .await;
     assert_eq!(status, 403);
     let resp = client()
         .delete(format!("{url}/v1/projects/acme/app"))
@@ -191,5 +228,9 @@ async fn the_auth_matrix() {
     create_project(&url, &h.admin, "acme", "app").await;
     let admin = http_remote(&url, "acme/app", Some(&h.admin));
     assert!(admin.list_blobs("").await.unwrap().is_empty());
-    assert!(admin.read_cursor(&cursor_name("agent-7")).await.unwrap().is_none());
+    assert!(admin
+        .read_cursor(&cursor_name("agent-7"))
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -56,7 +56,13 @@ async fn push_pull_bundle_and_branches() {
     );
     let (s, v) = push(&url, &key, 0, Some(d1), &c1, b"delta").await;
     assert_eq!((s, v["version"].as_u64()), (200, Some(4)), "{v}");
-    assert_eq!(remote.get_bytes(&RemotePath::parse(d1).unwrap()).await.unwrap(), "delta");
+    assert_eq!(
+        remote
+            .get_bytes(&RemotePath::parse(d1).unwrap())
+            .await
+            .unwrap(),
+        "delta"
+    );
 
     // A stale push: 409 pull_first with the current version, and its blob is not stored.
     let d2 = "branches/main/deltas/0-2.delta";
@@ -65,16 +71,32 @@ async fn push_pull_bundle_and_branches() {
     assert_eq!(s, 409, "{v}");
     assert_eq!(v["error"]["code"], "pull_first");
     assert_eq!(v["error"]["current_version"], 4);
-    assert!(v["error"]["message"].as_str().unwrap().contains("pull first"));
-    assert!(!remote.blob_exists(&RemotePath::parse(d2).unwrap()).await.unwrap());
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("pull first"));
+    assert!(!remote
+        .blob_exists(&RemotePath::parse(d2).unwrap())
+        .await
+        .unwrap());
 
     // Bad pushes: a blob outside the branch, a version that does not advance, a short body.
-    let (s, _) = push(&url, &key, 4, Some("elsewhere/x"), &cursor(5, json!([]), Value::Null), b"x").await;
+    let (s, _) = push(
+        &url,
+        &key,
+        4,
+        Some("elsewhere/x"),
+        &cursor(5, json!([]), Value::Null),
+        b"x",
+    )
+    .await;
     assert_eq!(s, 400);
     let (s, _) = push(&url, &key, 4, None, &cursor(4, json!([]), Value::Null), b"").await;
     assert_eq!(s, 400);
     let resp = client()
-        .put(format!("{url}/v1/projects/acme/app/branches/main/push?expected_version=4"))
+        .put(format!(
+            "{url}/v1/projects/acme/app/branches/main/push?expected_version=4"
+        ))
         .bearer_auth(&key)
         .header("x-strata-cursor-length", "1000")
         .body("{}")
@@ -87,7 +109,10 @@ async fn push_pull_bundle_and_branches() {
     let snap = "branches/main/snapshots/6.snap";
     let d3 = "branches/main/deltas/6-9.delta";
     remote
-        .put_bytes_if_absent(&RemotePath::parse(snap).unwrap(), Bytes::from_static(b"SNAPSHOT"))
+        .put_bytes_if_absent(
+            &RemotePath::parse(snap).unwrap(),
+            Bytes::from_static(b"SNAPSHOT"),
+        )
         .await
         .unwrap();
     let c3 = cursor(
@@ -102,7 +127,9 @@ async fn push_pull_bundle_and_branches() {
         let key = key.clone();
         async move {
             client()
-                .get(format!("{url}/v1/projects/acme/app/branches/main/pull?since={since}"))
+                .get(format!(
+                    "{url}/v1/projects/acme/app/branches/main/pull?since={since}"
+                ))
                 .bearer_auth(&key)
                 .send()
                 .await
@@ -143,7 +170,10 @@ async fn push_pull_bundle_and_branches() {
         .unwrap()
         .json_value()
         .await;
-    assert_eq!(v, json!([{"name": "main", "version": 9, "updated_micros": 1, "pushes": []}]));
+    assert_eq!(
+        v,
+        json!([{"name": "main", "version": 9, "updated_micros": 1, "pushes": []}])
+    );
     let resp = client()
         .get(format!("{url}/v1/projects/acme/app/branches/main/cursor"))
         .bearer_auth(&key)
@@ -179,8 +209,11 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
         .json_value()
         .await;
     let on_disk: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/stratahub-openapi.json"))
-            .unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/stratahub-openapi.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(served, on_disk);
@@ -204,6 +237,9 @@ async fn the_openapi_document_is_served_and_covers_every_route() {
         "/v1/projects/{owner}/{name}/branches/{branch}/pull",
         "/v1/projects/{owner}/{name}/branches/{branch}/bundle",
     ] {
-        assert!(paths.iter().any(|p| *p == route), "{route} is missing from the document");
+        assert!(
+            paths.iter().any(|p| *p == route),
+            "{route} is missing from the document"
+        );
     }
 }

@@ -15,13 +15,19 @@ async fn answer(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let b = resp.bytes().await.unwrap();
-    let v = serde_json::from_slice(&b)
-        .unwrap_or_else(|e| panic!("{status}: not a JSON body ({e}): {}", String::from_utf8_lossy(&b)));
+    let v = serde_json::from_slice(&b).unwrap_or_else(|e| {
+        panic!(
+            "{status}: not a JSON body ({e}): {}",
+            String::from_utf8_lossy(&b)
+        )
+    });
     (status, v)
 }
 
 fn code(v: &serde_json::Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {v}"))
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {v}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -36,19 +42,51 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     let blobs_before = files_under(&storage.join("blobs"));
 
     // Malformed bodies.
-    for body in ["", "{", "[]", r#"{"owner":"a"}"#, r#"{"owner":"a","name":"b","x":1}"#] {
-        let (s, v) = answer(c.post(format!("{url}/v1/projects")).bearer_auth(key).body(body)).await;
+    for body in [
+        "",
+        "{",
+        "[]",
+        r#"{"owner":"a"}"#,
+        r#"{"owner":"a","name":"b","x":1}"#,
+    ] {
+        let (s, v) = answer(
+            c.post(format!("{url}/v1/projects"))
+                .bearer_auth(key)
+                .body(body),
+        )
+        .await;
         assert_eq!((s, code(&v)), (400, "invalid"), "{body:?}: {v}");
     }
     // Names: traversal and odd characters are refused with 400 naming the problem.
-    for (owner, name) in [("..", "x"), ("a", ".."), ("a/b", "c"), ("-a", "b"), ("a", "b c")] {
+    for (owner, name) in [
+        ("..", "x"),
+        ("a", ".."),
+        ("a/b", "c"),
+        ("-a", "b"),
+        ("a", "b c"),
+    ] {
         let body = serde_json::json!({"owner": owner, "name": name}).to_string();
-        let (s, v) = answer(c.post(format!("{url}/v1/projects")).bearer_auth(key).body(body)).await;
+        let (s, v) = answer(
+            c.post(format!("{url}/v1/projects"))
+                .bearer_auth(key)
+                .body(body),
+        )
+        .await;
         assert_eq!((s, code(&v)), (400, "invalid"), "{owner}/{name}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("not a valid name"), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a valid name"),
+            "{v}"
+        );
     }
     for p in ["%2e%2e/x", "..%2Fetc", "a/../../b"] {
-        let (s, _) = answer(c.get(format!("{url}/v1/projects/acme/{p}/blobs")).bearer_auth(key)).await;
+        let (s, _) = answer(
+            c.get(format!("{url}/v1/projects/acme/{p}/blobs"))
+                .bearer_auth(key),
+        )
+        .await;
         assert!(s == 400 || s == 404, "{p}: {s}");
     }
     for bad in ["../x", "/abs", "a//b", "a/./b", ""] {
@@ -63,7 +101,10 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     }
     let (s, v) = answer(c.put(format!("{base}/blob")).bearer_auth(key).body("x")).await;
     assert_eq!((s, code(&v)), (400, "invalid"), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("path"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("path"),
+        "{v}"
+    );
 
     // Oversized: declared length and streamed length both get 413.
     let big = vec![7u8; 200_000];
@@ -76,8 +117,9 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     .await;
     assert_eq!((s, code(&v)), (413, "too_large"), "{v}");
     let remote = http_remote(url, "acme/app", Some(key));
-    let chunks: Vec<strata_remote::Result<Bytes>> =
-        (0..20).map(|_| Ok(Bytes::from(vec![1u8; 10_000]))).collect();
+    let chunks: Vec<strata_remote::Result<Bytes>> = (0..20)
+        .map(|_| Ok(Bytes::from(vec![1u8; 10_000])))
+        .collect();
     let body: ByteStream = Box::pin(futures::stream::iter(chunks));
     let e = remote
         .put_blob_if_absent(&RemotePath::parse("big/streamed").unwrap(), body)
@@ -141,9 +183,16 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     assert_eq!((s, code(&v)), (404, "not_found"));
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(files_under(&storage.join("blobs")), blobs_before, "a refused upload left a blob");
+    assert_eq!(
+        files_under(&storage.join("blobs")),
+        blobs_before,
+        "a refused upload left a blob"
+    );
     assert!(remote.list_blobs("").await.unwrap().is_empty());
-    assert!(files_under(&storage.join("tmp")).is_empty(), "temporary files left");
+    assert!(
+        files_under(&storage.join("tmp")).is_empty(),
+        "temporary files left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -153,7 +202,10 @@ async fn ranges_resume_downloads() {
     let remote = http_remote(&h.hub.url, "acme/app", Some(&h.admin));
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let p = RemotePath::parse("r/blob").unwrap();
-    remote.put_bytes_if_absent(&p, Bytes::from(data.clone())).await.unwrap();
+    remote
+        .put_bytes_if_absent(&p, Bytes::from(data.clone()))
+        .await
+        .unwrap();
     let c = client();
     let u = format!("{}/v1/projects/acme/app/blob", h.hub.url);
     let resp = c
@@ -197,24 +249,41 @@ async fn health_metrics_and_graceful_shutdown() {
     let mut h = FolderHub::start(&[]);
     let url = h.hub.url.clone();
     let c = client();
-    assert_eq!(c.get(format!("{url}/healthz")).send().await.unwrap().text().await.unwrap(), "ok\n");
+    assert_eq!(
+        c.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok\n"
+    );
     create_project(&url, &h.admin, "acme", "app").await;
-    let m = c.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("stratahub_requests_total{method=\"POST\",status=\"201\"} 1"), "{m}");
+    let m = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("stratahub_requests_total{method=\"POST\",status=\"201\"} 1"),
+        "{m}"
+    );
     assert!(!m.contains(&h.admin));
 
     // A slow upload in flight when SIGTERM arrives still completes.
     let remote = http_remote(&url, "acme/app", Some(&h.admin));
-    let body: ByteStream = Box::pin(
-        futures::stream::iter(0..10)
-            .then(|_| async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Ok(Bytes::from(vec![5u8; 1000]))
-            }),
-    );
+    let body: ByteStream = Box::pin(futures::stream::iter(0..10).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(Bytes::from(vec![5u8; 1000]))
+    }));
     let r2 = remote.clone();
     let put = tokio::spawn(async move {
-        r2.put_blob_if_absent(&RemotePath::parse("slow/blob").unwrap(), body).await
+        r2.put_blob_if_absent(&RemotePath::parse("slow/blob").unwrap(), body)
+            .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = tokio::task::spawn_blocking(move || {
@@ -230,7 +299,10 @@ async fn health_metrics_and_graceful_shutdown() {
     let again = HubProcess::start(&h.hub.storage, &[], &[]);
     let r = http_remote(&again.url, "acme/app", Some(&h.admin));
     assert_eq!(
-        r.get_bytes(&RemotePath::parse("slow/blob").unwrap()).await.unwrap().len(),
+        r.get_bytes(&RemotePath::parse("slow/blob").unwrap())
+            .await
+            .unwrap()
+            .len(),
         10_000
     );
 }
@@ -249,7 +321,8 @@ async fn kill_9_mid_push_then_the_retry_converges() {
     }));
     let r2 = remote.clone();
     let put = tokio::spawn(async move {
-        r2.put_blob_if_absent(&RemotePath::parse("branches/main/deltas/a").unwrap(), body).await
+        r2.put_blob_if_absent(&RemotePath::parse("branches/main/deltas/a").unwrap(), body)
+            .await
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
     hub.kill();
@@ -259,10 +332,19 @@ async fn kill_9_mid_push_then_the_retry_converges() {
     let hub2 = HubProcess::start(&storage, &[], &[]);
     let remote = http_remote(&hub2.url, "acme/app", Some(&h.admin));
     let p = RemotePath::parse("branches/main/deltas/a").unwrap();
-    assert!(matches!(remote.get_blob(&p).await, Err(RemoteError::NotFound(_))));
-    remote.put_bytes_if_absent(&p, Bytes::from(vec![9u8; 4096 * 50])).await.unwrap();
+    assert!(matches!(
+        remote.get_blob(&p).await,
+        Err(RemoteError::NotFound(_))
+    ));
+    remote
+        .put_bytes_if_absent(&p, Bytes::from(vec![9u8; 4096 * 50]))
+        .await
+        .unwrap();
     let c = strata_remote::RemotePath::parse("branches/main").unwrap();
-    let t = remote.write_cursor(&c, Bytes::from_static(b"{\"version\":1}"), None).await.unwrap();
+    let t = remote
+        .write_cursor(&c, Bytes::from_static(b"{\"version\":1}"), None)
+        .await
+        .unwrap();
     assert_eq!(remote.read_cursor(&c).await.unwrap().unwrap().token, t);
     assert_eq!(remote.get_bytes(&p).await.unwrap().len(), 4096 * 50);
     let _ = Arc::clone(&remote);

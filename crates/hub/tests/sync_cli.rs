@@ -113,7 +113,14 @@ async fn the_seed_walkthrough_through_the_hub() {
     let (a_id, a_key) = api_key(&url, &h.admin, "agent-a").await;
     let (b_id, b_key) = api_key(&url, &h.admin, "agent-b").await;
     for id in [&a_id, &b_id] {
-        set_member(&url, &h.admin, "acme/agent-memory", id, r#"{"role":"write"}"#).await;
+        set_member(
+            &url,
+            &h.admin,
+            "acme/agent-memory",
+            id,
+            r#"{"role":"write"}"#,
+        )
+        .await;
     }
     let remote_url = format!("{url}/acme/agent-memory");
     let a = Db {
@@ -144,7 +151,10 @@ async fn the_seed_walkthrough_through_the_hub() {
 
     // B pulls everything.
     b.ok(&["pull", "hub"]);
-    assert_eq!(b.keys(), ["config", "notes/research.md", "task:1", "task:2"]);
+    assert_eq!(
+        b.keys(),
+        ["config", "notes/research.md", "task:1", "task:2"]
+    );
 
     // Both work; A pushes first; B is rejected, pulls, pushes.
     a.ok(&["kv", "put", "task:3", "3"]);
@@ -171,7 +181,12 @@ async fn the_seed_walkthrough_through_the_hub() {
     assert_eq!(a.keys(), all);
     assert_eq!(b.keys(), all);
     let st = a.json(&["status", "hub"]);
-    for field in ["ahead_entries", "behind_entries", "ahead_versions", "behind_versions"] {
+    for field in [
+        "ahead_entries",
+        "behind_entries",
+        "ahead_versions",
+        "behind_versions",
+    ] {
         assert_eq!(st[field], 0, "{field}: {st}");
     }
     assert_eq!(st["remote_version"], st["mirror_version"], "{st}");
@@ -226,7 +241,11 @@ async fn the_seed_walkthrough_through_the_hub() {
     let out = d.run(&["pull", "hub"]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("401") || err.to_lowercase().contains("unauthorized"), "{}", tail(&err));
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{}",
+        tail(&err)
+    );
 }
 
 /// Pushes from `db` until one succeeds, pulling after each rejection.
@@ -278,7 +297,12 @@ async fn concurrent_pushers_over_two_hub_processes_lose_nothing() {
         .map(|(i, db)| {
             std::thread::spawn(move || {
                 for r in 0..ROUNDS {
-                    db.ok(&["kv", "put", &format!("agent{i}:round{r}"), &format!("{}", i * 100 + r)]);
+                    db.ok(&[
+                        "kv",
+                        "put",
+                        &format!("agent{i}:round{r}"),
+                        &format!("{}", i * 100 + r),
+                    ]);
                     push_until_accepted(&db, "hub");
                 }
                 db
@@ -312,10 +336,17 @@ async fn concurrent_pushers_over_two_hub_processes_lose_nothing() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].as_i64().unwrap()))
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["value"].as_i64().unwrap(),
+            )
+        })
         .collect();
     let mut expected: Vec<(String, i64)> = (0..AGENTS)
-        .flat_map(|i| (0..ROUNDS).map(move |r| (format!("agent{i}:round{r}"), (i * 100 + r) as i64)))
+        .flat_map(|i| {
+            (0..ROUNDS).map(move |r| (format!("agent{i}:round{r}"), (i * 100 + r) as i64))
+        })
         .collect();
     expected.sort();
     assert_eq!(got, expected);

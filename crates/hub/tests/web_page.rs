@@ -21,7 +21,9 @@ fn find(bin: &str) -> String {
             return p;
         }
     }
-    panic!("{bin} is not installed: apt-get install chromium chromium-driver (scripts/test.sh does)");
+    panic!(
+        "{bin} is not installed: apt-get install chromium chromium-driver (scripts/test.sh does)"
+    );
 }
 
 struct Driver {
@@ -104,7 +106,8 @@ impl Driver {
     }
 
     async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
     }
 
     async fn element(&self, css: &str) -> String {
@@ -140,8 +143,12 @@ impl Driver {
         )
         .await;
         let button = self.element("#signin").await;
-        self.call(reqwest::Method::POST, &format!("/element/{button}/click"), Some(json!({})))
-            .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{button}/click"),
+            Some(json!({})),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.source().await
     }
@@ -161,7 +168,14 @@ async fn the_page_shows_projects_branches_and_pushes_in_chromium() {
     create_project(&url, &h.admin, "acme", "agent-memory").await;
     create_project(&url, &h.admin, "acme", "secret-project").await;
     let (id, key) = api_key(&url, &h.admin, "viewer").await;
-    set_member(&url, &h.admin, "acme/agent-memory", &id, r#"{"role":"read"}"#).await;
+    set_member(
+        &url,
+        &h.admin,
+        "acme/agent-memory",
+        &id,
+        r#"{"role":"read"}"#,
+    )
+    .await;
 
     // Branch cursors carrying the push summary, as sync writes them (unknown fields are ignored).
     let remote = http_remote(&url, "acme/agent-memory", Some(&h.admin));
@@ -204,14 +218,22 @@ async fn the_page_shows_projects_branches_and_pushes_in_chromium() {
     assert!(!page.contains("agent-memory"));
 
     let page = driver.sign_in(&url, &key).await;
-    assert!(page.contains("data-project=\"acme/agent-memory\""), "{page}");
-    assert!(!page.contains("secret-project"), "a project the key may not read is shown");
+    assert!(
+        page.contains("data-project=\"acme/agent-memory\""),
+        "{page}"
+    );
+    assert!(
+        !page.contains("secret-project"),
+        "a project the key may not read is shown"
+    );
     assert!(page.contains("data-branch=\"main\""), "{page}");
     assert!(page.contains("data-branch=\"experiment\""), "{page}");
     assert!(page.contains("<td class=\"version\">6</td>"), "{page}");
     assert!(page.contains("<td class=\"version\">2</td>"), "{page}");
     // The latest push first, escaped, with its author and entry count.
-    let latest = page.find("tasks &lt;5&gt; &amp; 6").expect("the latest push's message");
+    let latest = page
+        .find("tasks &lt;5&gt; &amp; 6")
+        .expect("the latest push's message");
     let first = page.find("first facts").expect("the earlier push");
     assert!(latest < first, "newest push first");
     assert!(page.contains("<td class=\"author\">agent-b</td>"), "{page}");
@@ -226,7 +248,11 @@ async fn the_page_shows_projects_branches_and_pushes_in_chromium() {
         .decode(shot.as_str().unwrap())
         .unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(png.len() > 10_000, "a {}-byte screenshot is suspiciously small", png.len());
+    assert!(
+        png.len() > 10_000,
+        "a {}-byte screenshot is suspiciously small",
+        png.len()
+    );
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("stratahub-page.png");
     std::fs::write(&out, &png).unwrap();
     eprintln!("screenshot: {}", out.display());

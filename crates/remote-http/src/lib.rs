@@ -162,10 +162,7 @@ impl HttpConfig {
         let mount: Vec<&str> = segs[..segs.len() - 2].to_vec();
         base.set_path(&format!(
             "/{}",
-            mount
-                .iter()
-                .map(|s| format!("{s}/"))
-                .collect::<String>()
+            mount.iter().map(|s| format!("{s}/")).collect::<String>()
         ));
         let mut cfg = HttpConfig {
             base,
@@ -247,10 +244,7 @@ impl HttpRemote {
             .base
             .join(&format!("v1/projects/{}/{}/", cfg.owner, cfg.name))
             .map_err(|e| {
-                RemoteError::Invalid(ErrorDetail::with_source(
-                    format!("remote URL {shown:?}"),
-                    e,
-                ))
+                RemoteError::Invalid(ErrorDetail::with_source(format!("remote URL {shown:?}"), e))
             })?;
         Ok(HttpRemote {
             client,
@@ -345,20 +339,17 @@ impl HttpRemote {
         let msg = format!("{self}: {what}: {message} (HTTP {})", status.as_u16());
         let d = ErrorDetail::new(msg);
         let err = match (code.as_str(), status) {
-            ("not_found" | "no_such_cursor" | "no_such_blob", _) | (_, StatusCode::NOT_FOUND) => RemoteError::NotFound(d),
-            ("already_exists", _) => RemoteError::AlreadyExists(d),
-            ("conflict" | "pull_first", _) | (_, StatusCode::CONFLICT) => {
-                RemoteError::Conflict(d)
+            ("not_found" | "no_such_cursor" | "no_such_blob", _) | (_, StatusCode::NOT_FOUND) => {
+                RemoteError::NotFound(d)
             }
+            ("already_exists", _) => RemoteError::AlreadyExists(d),
+            ("conflict" | "pull_first", _) | (_, StatusCode::CONFLICT) => RemoteError::Conflict(d),
             (_, StatusCode::PRECONDITION_FAILED) => RemoteError::Conflict(d),
             ("unauthorized", _) | (_, StatusCode::UNAUTHORIZED) => RemoteError::Unauthorized(d),
             ("forbidden", _) | (_, StatusCode::FORBIDDEN) => RemoteError::PermissionDenied(d),
             ("corrupt", _) => RemoteError::Corrupt(d),
             ("invalid" | "too_large" | "body_mismatch", _) => RemoteError::Invalid(d),
-            (
-                "unavailable" | "timeout",
-                _,
-            )
+            ("unavailable" | "timeout", _)
             | (
                 _,
                 StatusCode::BAD_GATEWAY
@@ -509,9 +500,7 @@ fn download_stream(d: Download) -> ByteStream {
                         continue;
                     }
                     d.done = true;
-                    let err = d
-                        .remote
-                        .transport_error(&format!("get blob {}", d.path), e);
+                    let err = d.remote.transport_error(&format!("get blob {}", d.path), e);
                     return Some((Err(err), d));
                 }
             }
@@ -525,7 +514,8 @@ impl Remote for HttpRemote {
         let url = self.url("blob", &[("path", path.as_str())]);
         let what = format!("put blob {path}");
         // The body is consumed by the first send: no retry (see the crate documentation).
-        let stream = body.map(|r| r.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>));
+        let stream =
+            body.map(|r| r.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>));
         let resp = self
             .request(Method::PUT, url)
             .header(IF_NONE_MATCH, "*")
