@@ -22,7 +22,7 @@ const CLIENTS: u64 = 3;
 /// Pushes write a compaction snapshot every this many deltas (`STRATA_SYNC_SNAPSHOT_EVERY`, default 8),
 /// so that pulls and pushes meet compacted cursors several times during the run (the library's
 /// default, 32, would compact about once).
-fn snapshot_every() -> String {
+fn pack_fanout() -> String {
     std::env::var("STRATA_SYNC_SNAPSHOT_EVERY").unwrap_or_else(|_| "8".into())
 }
 
@@ -86,7 +86,7 @@ fn three_processes(
         .map(|c| tmp.path().join(format!("client{c}")))
         .collect();
 
-    let snapshot_every = snapshot_every();
+    let pack_fanout = pack_fanout();
     let t0 = Instant::now();
     let mut children: Vec<Torture> = (0..CLIENTS)
         .map(|c| {
@@ -103,8 +103,8 @@ fn three_processes(
                 &n,
                 "--barrier",
                 "stdin",
-                "--snapshot-every",
-                &snapshot_every,
+                "--pack-fanout",
+                &pack_fanout,
             ];
             args.extend(option_args.iter().map(String::as_str));
             Torture::spawn(TORTURE, &args)

@@ -200,7 +200,7 @@ fn push_trial(
         .flat_map(|(k, v)| ["--option".to_string(), format!("{k}={v}")])
         .collect();
     // Compaction snapshots every few pushes, so that some kills land in them too.
-    let snapshot_every = (2 + t % 5).to_string();
+    let pack_fanout = (2 + t % 5).to_string();
     let mut acks: Vec<(u64, u64)> = Vec::new();
     for round in 0..2u64 {
         let what = format!("push trial {t} round {round}");
@@ -215,8 +215,8 @@ fn push_trial(
             db_arg,
             &remote,
             &start_arg,
-            "--snapshot-every",
-            &snapshot_every,
+            "--pack-fanout",
+            &pack_fanout,
         ];
         args.extend(option_args.iter().map(String::as_str));
         let mut child = Torture::spawn(TORTURE, &args);
@@ -410,7 +410,7 @@ impl Source {
     fn push_batches(&mut self, n: u64, rt: &tokio::runtime::Runtime) {
         // Compaction every few pushes, so that a pull far behind rebuilds from a snapshot.
         let opts = PushOptions {
-            snapshot_every: 5,
+            pack_fanout: 5,
             ..Default::default()
         };
         for _ in 0..n {

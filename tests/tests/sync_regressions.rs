@@ -29,11 +29,11 @@ async fn a_compacted_cursor_from_another_database_is_not_taken_for_an_own_upload
     // A pushes one more change and compacts: the cursor is now one snapshot of A's, no deltas.
     a.main().kv_put("a1", 1).unwrap();
     let compacting = PushOptions {
-        snapshot_every: 1,
+        pack_fanout: 1,
         ..Default::default()
     };
     let p = a.push_with("hub", "main", &compacting).await.unwrap();
-    assert!(p.snapshot.is_some(), "{p:?}");
+    assert!(p.packed.is_some(), "{p:?}");
     // B has its own unpushed write and has not pulled A's change.
     b.main().kv_put("b1", 1).unwrap();
     let r = b.push("hub", "main").await;

@@ -201,7 +201,7 @@ fn a_writer_and_two_syncing_databases_in_separate_processes_converge() {
             &remote,
             "--pause-ms",
             "20",
-            "--snapshot-every",
+            "--pack-fanout",
             "16",
         ],
     );
@@ -215,7 +215,7 @@ fn a_writer_and_two_syncing_databases_in_separate_processes_converge() {
             "b",
             "--pause-ms",
             "60",
-            "--snapshot-every",
+            "--pack-fanout",
             "16",
         ],
     );

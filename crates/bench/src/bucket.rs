@@ -277,7 +277,7 @@ impl Ctx {
         ))?;
         let d = secs(t.elapsed());
         ensure!(
-            !r.up_to_date && r.entries == self.sizes.s3_keys as u64 && r.snapshot.is_none(),
+            !r.up_to_date && r.entries == self.sizes.s3_keys as u64 && r.packed.is_none(),
             "the first push to {} uploaded {} entries, expected {}",
             loc.url,
             r.entries,
@@ -655,7 +655,7 @@ impl Ctx {
         let r = push(&fix.db)?;
         let push_req = counter.by_method();
         ensure!(
-            r.entries == 1 && r.snapshot.is_none(),
+            r.entries == 1 && r.packed.is_none(),
             "the push of one change uploaded {} entries",
             r.entries
         );

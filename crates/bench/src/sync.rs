@@ -588,11 +588,7 @@ impl Ctx {
             i += per;
         }
         let load_t = secs(t.elapsed());
-        // No compaction snapshot after the delta: it would double the push and is not pulled.
-        let opts = PushOptions {
-            snapshot_bytes: u64::MAX,
-            ..PushOptions::default()
-        };
+        let opts = PushOptions::default();
         let t = Instant::now();
         let r = self.rt.block_on(prod.push_with("hub", "main", &opts))?;
         let push_t = secs(t.elapsed());

@@ -256,13 +256,18 @@ pub enum RemoteCmd {
         #[arg(long, default_value_t = 3600, value_name = "SECS")]
         grace: u64,
     },
-    /// Write a snapshot of a branch on a remote so that clones and pulls replay no deltas
+    /// Pack a branch's blobs on a remote into one (every version kept) and write a snapshot for
+    /// shallow clones; with --squash-before V, drop the versions before V
     Compact {
         /// The remote's name
         name: String,
         /// The branch (default: --branch, which defaults to main)
         #[arg(value_name = "BRANCH")]
         branch_name: Option<String>,
+        /// Drop the remote's versions before V: its history then starts from a state snapshot at V
+        /// (clones no longer see older versions; nothing else ever drops them)
+        #[arg(long, value_name = "V")]
+        squash_before: Option<u64>,
     },
 }
 

@@ -639,21 +639,40 @@ fn with_remote<T: Serialize>(remote: &str, t: &T) -> J {
 }
 
 /// A branch was compacted on a remote.
-pub fn compacted(remote: &str, p: &PushReport) -> Rendered {
-    r(
-        with_remote(remote, p),
+pub fn compacted(remote: &str, p: &strata_sync::CompactReport) -> Rendered {
+    let text = if p.up_to_date {
         format!(
-            "compacted {remote}/{}: snapshot at version {} ({}, {}){}",
+            "{remote}/{} is already compact (version {}, {} blob{})",
             p.branch,
             p.remote_version,
-            count(p.entries, "entry"),
-            bytes(p.bytes),
-            p.snapshot
-                .as_ref()
-                .map(|s| format!(" in {s}"))
-                .unwrap_or_default()
-        ),
-    )
+            p.blobs_after,
+            if p.blobs_after == 1 { "" } else { "s" }
+        )
+    } else {
+        let mut s = format!(
+            "compacted {remote}/{}: {} delta blobs -> {}, every version kept from {} to {} ({} uploaded)",
+            p.branch,
+            p.blobs_before,
+            p.blobs_after,
+            p.history_from.max(1),
+            p.remote_version,
+            bytes(p.bytes)
+        );
+        if p.versions_dropped > 0 {
+            s.push_str(&format!(
+                "; dropped the {} versions before {} as asked (--squash-before)",
+                p.versions_dropped, p.history_from
+            ));
+        }
+        if p.snapshot.is_some() {
+            s.push_str(&format!(
+                "; snapshot at {} for shallow clones",
+                p.remote_version
+            ));
+        }
+        s
+    };
+    r(with_remote(remote, p), text)
 }
 
 /// A push.
@@ -665,14 +684,15 @@ pub fn pushed(remote: &str, p: &PushReport) -> Rendered {
         )
     } else {
         let mut s = format!(
-            "pushed {} to {remote}: version {}, {}, {}",
+            "pushed {} to {remote}: version {} ({}), {}, {}",
             p.branch,
             p.remote_version,
+            count(p.versions, "version"),
             count(p.entries, "entry"),
             bytes(p.bytes)
         );
-        if p.snapshot.is_some() {
-            s.push_str(" (and a compaction snapshot)");
+        if p.packed.is_some() {
+            s.push_str(" (older blobs packed)");
         }
         s
     };

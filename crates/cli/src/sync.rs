@@ -315,9 +315,17 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, cmd: RemoteCmd) -> Result<(), 
             let report = rt.block_on(strata_sync::gc(&*r, Duration::from_secs(grace)))?;
             out.emit(render::gc(&name, grace, &report));
         }
-        RemoteCmd::Compact { name, branch_name } => {
+        RemoteCmd::Compact {
+            name,
+            branch_name,
+            squash_before,
+        } => {
             let branch = branch_name.as_deref().unwrap_or(&g.branch);
-            let report = rt.block_on(strata_sync::compact(&db, &name, branch, &progress(out)))?;
+            let opts = strata_sync::CompactOptions {
+                squash_before,
+                progress: progress(out),
+            };
+            let report = rt.block_on(strata_sync::compact(&db, &name, branch, &opts))?;
             out.emit(render::compacted(&name, &report));
         }
     }

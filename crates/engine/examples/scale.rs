@@ -94,6 +94,7 @@ fn apply(n: usize, scattered: bool) {
             timestamp_micros: 0,
             puts,
             deletes: vec![],
+            meta: None,
         })
     });
     let (r, s, c) = timed(|| db.apply_raw_changes("main", sets).unwrap());

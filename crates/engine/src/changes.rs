@@ -203,6 +203,11 @@ impl Iterator for SnapshotIter {
                     timestamp_micros: self.ts,
                     puts,
                     deletes: vec![],
+                    meta: Some(crate::types::CommitMeta {
+                        kind: "snapshot".into(),
+                        message: format!("state at version {}", self.version),
+                        author: None,
+                    }),
                 }));
             }
         }
@@ -236,7 +241,8 @@ fn apply_rows(
     let start_head = row.head;
     // Holds the insert statements for the whole replay.
     let mut writer = store::RowWriter::new(conn);
-    let mut cur: Option<(u64, u64, i64)> = None; // (version, timestamp, first rowid)
+    // (version, timestamp, first rowid, the commit's metadata if the stream carries it)
+    let mut cur: Option<(u64, u64, i64, Option<crate::types::CommitMeta>)> = None;
     let mut report = ApplyReport {
         versions: 0,
         entries: 0,
@@ -245,8 +251,8 @@ fn apply_rows(
     for cs in changes {
         let cs = cs?;
         match cur {
-            Some((v, _, _)) if v == cs.version => {}
-            Some((v, _, _)) if cs.version < v => {
+            Some((v, ..)) if v == cs.version => {}
+            Some((v, ..)) if cs.version < v => {
                 return Err(Error::corrupt(
                     "change stream",
                     format!("version {} comes after version {v}", cs.version),
@@ -259,10 +265,15 @@ fn apply_rows(
                         cs.version, row.name
                     )));
                 }
-                if let Some((v, ts, first)) = cur.take() {
-                    store::record_commit(conn, row.id, v, ts, label, "", first)?;
+                if let Some((v, ts, first, meta)) = cur.take() {
+                    record_replayed(conn, row.id, v, ts, label, meta, first)?;
                 }
-                cur = Some((cs.version, cs.timestamp_micros, store::max_rowid(conn)? + 1));
+                cur = Some((
+                    cs.version,
+                    cs.timestamp_micros,
+                    store::max_rowid(conn)? + 1,
+                    cs.meta.clone(),
+                ));
                 report.versions += 1;
             }
         }
@@ -276,11 +287,36 @@ fn apply_rows(
         }
         report.entries += cs.len() as u64;
     }
-    if let Some((v, ts, first)) = cur {
-        store::record_commit(conn, row.id, v, ts, label, "", first)?;
+    if let Some((v, ts, first, meta)) = cur {
+        record_replayed(conn, row.id, v, ts, label, meta, first)?;
         report.head = v;
     }
     Ok(report)
+}
+
+/// Records a replayed version: with the metadata its stream carried, else as `label` (`apply`).
+fn record_replayed(
+    conn: &Connection,
+    branch: i64,
+    version: u64,
+    ts: u64,
+    label: &str,
+    meta: Option<crate::types::CommitMeta>,
+    first_row: i64,
+) -> Result<u64> {
+    match meta {
+        Some(m) => store::record_commit(
+            conn,
+            branch,
+            version,
+            ts,
+            &m.kind,
+            &m.message,
+            m.author.as_deref(),
+            first_row,
+        ),
+        None => store::record_commit(conn, branch, version, ts, label, "", None, first_row),
+    }
 }
 
 /// The rules every replayed entry key must meet (shared with bundle verification).
@@ -320,7 +356,7 @@ impl ChangeIter {
                 self.commits.extend(page);
                 self.after_row = i64::MIN;
             }
-            let c = *self.commits.front().expect("not empty");
+            let c = self.commits.front().expect("not empty").clone();
             let (rows, complete) = store::commit_rows(
                 &conn,
                 seg.branch,
@@ -343,6 +379,7 @@ impl ChangeIter {
                 timestamp_micros: c.ts,
                 puts: vec![],
                 deletes: vec![],
+                meta: Some(c.meta.clone()),
             };
             for (_, k, value) in rows {
                 match store::decode_value(value)? {
@@ -402,6 +439,7 @@ mod tests {
                     })
                     .collect(),
                 deletes: vec![],
+                meta: None,
             })
         });
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -428,6 +466,7 @@ mod tests {
             timestamp_micros: 0,
             puts: vec![],
             deletes: vec![],
+            meta: None,
         })];
         assert!(apply_in_txn(&conn, &row, bad, "apply").is_err());
         conn.execute_batch("ROLLBACK").unwrap();

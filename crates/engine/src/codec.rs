@@ -192,6 +192,7 @@ fn split(cs: &ChangeSet) -> (ChangeSet, ChangeSet) {
         timestamp_micros: cs.timestamp_micros,
         puts,
         deletes,
+        meta: cs.meta.clone(),
     };
     if half <= cs.puts.len() {
         let (p1, p2) = cs.puts.split_at(half);
@@ -465,6 +466,7 @@ mod tests {
                 })
                 .collect(),
             deletes: vec![EntryKey::new("s", Kind::State, "gone")],
+            meta: None,
         }
     }
 
@@ -494,6 +496,7 @@ mod tests {
             timestamp_micros: 2,
             puts: vec![(EntryKey::new("d", Kind::Json, "k"), Value::Int(5))],
             deletes: vec![EntryKey::new("d", Kind::Kv, "x")],
+            meta: None,
         };
         let mut out = Vec::new();
         let n = write_record(&mut out, &c).unwrap();

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{map_busy, Error, Result};
 use crate::names::{validate_branch_name, validate_key, validate_space_name};
@@ -337,6 +337,47 @@ impl Strata {
         }
     }
 
+    // ----- settings -------------------------------------------------------------------------------
+
+    /// A database setting, such as `user.name` (the author that commits record by default). Settings
+    /// stay in this database: sync never carries them.
+    pub fn config(&self, key: &str) -> Result<Option<String>> {
+        validate_config_key(key)?;
+        let conn = self.conn()?;
+        config_get(&conn, key)
+    }
+
+    /// Sets a database setting, or removes it (`None`).
+    pub fn set_config(&self, key: &str, value: Option<&str>) -> Result<()> {
+        validate_config_key(key)?;
+        self.write(|conn| {
+            let k = format!("{CONFIG_PREFIX}{key}");
+            match value {
+                Some(v) => conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+                    params![k, v],
+                )?,
+                None => conn.execute("DELETE FROM meta WHERE key=?1", params![k])?,
+            };
+            Ok(())
+        })
+    }
+
+    /// Every database setting, sorted by key.
+    pub fn config_list(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare_cached(
+            "SELECT substr(key, ?2), value FROM meta WHERE key > ?1 AND key < 'config/' ORDER BY key",
+        )?;
+        let rows = st
+            .query_map(
+                params![CONFIG_PREFIX, CONFIG_PREFIX.len() as i64 + 1],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     /// `on("main")`.
     pub fn main(&self) -> Scope<'_> {
         self.on("main")
@@ -352,7 +393,7 @@ impl Strata {
         let view = store::view_at(&conn, row.id, row.head)?;
         let mut out = Vec::new();
         let mut st = conn.prepare_cached(
-            "SELECT version, ts, kind, message, entries FROM commits WHERE branch=?1 AND version>?2 AND version<=?3 \
+            "SELECT version, ts, kind, message, entries, author FROM commits WHERE branch=?1 AND version>?2 AND version<=?3 \
              ORDER BY version DESC LIMIT ?4",
         )?;
         for s in &view.segs {
@@ -374,6 +415,7 @@ impl Strata {
                             kind: r.get(2)?,
                             message: r.get(3)?,
                             entries: r.get::<_, i64>(4)? as u64,
+                            author: r.get(5)?,
                         })
                     },
                 )?
@@ -522,6 +564,7 @@ pub struct Transaction<'a> {
     finished: bool,
     internal: bool,
     label: (&'static str, String),
+    author: Option<String>,
     next_seq: std::collections::HashMap<String, u64>,
     /// Rows this transaction writes get rowids from here on.
     first_row: i64,
@@ -573,6 +616,7 @@ impl<'a> Transaction<'a> {
             finished: false,
             internal,
             label: ("commit", String::new()),
+            author: None,
             next_seq: Default::default(),
             first_row,
         })
@@ -603,6 +647,12 @@ impl<'a> Transaction<'a> {
     /// Sets the message recorded with the commit.
     pub fn set_message(&mut self, message: impl Into<String>) {
         self.label.1 = message.into();
+    }
+
+    /// Sets who the commit is by. Without it, the commit records the database's `user.name`
+    /// setting ([`Strata::set_config`]), if any.
+    pub fn set_author(&mut self, author: impl Into<String>) {
+        self.author = Some(author.into());
     }
 
     pub(crate) fn set_label(&mut self, kind: &'static str) {
@@ -863,15 +913,22 @@ impl<'a> Transaction<'a> {
             self.conn.execute_batch("ROLLBACK")?;
             return Ok(None);
         }
-        let r = store::record_commit(
-            &self.conn,
-            self.branch.id,
-            self.version,
-            store::now_micros(),
-            self.label.0,
-            &self.label.1,
-            self.first_row,
-        )
+        let r = (|| {
+            let author = match self.author.take() {
+                Some(a) => Some(a),
+                None => config_get(&self.conn, "user.name")?,
+            };
+            store::record_commit(
+                &self.conn,
+                self.branch.id,
+                self.version,
+                store::now_micros(),
+                self.label.0,
+                &self.label.1,
+                author.as_deref(),
+                self.first_row,
+            )
+        })()
         .and_then(|_| self.conn.execute_batch("COMMIT").map_err(map_busy));
         match r {
             Ok(()) => {
@@ -1116,4 +1173,34 @@ impl<'a> Scope<'a> {
     pub fn state_delete(&self, cell: &str) -> Result<bool> {
         self.tx(|t| t.state_delete(cell))
     }
+}
+
+/// Where settings live in the `meta` table.
+const CONFIG_PREFIX: &str = "config.";
+
+/// A setting name: dotted words of `a-z 0-9 _ -` (like git's `user.name`), at most 128 bytes.
+fn validate_config_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key.split('.').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "setting name",
+            key,
+            "must be dotted words of a-z, 0-9, _ and - (for example user.name)",
+        ))
+    }
+}
+
+pub(crate) fn config_get(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key=?1")?
+        .query_row(params![format!("{CONFIG_PREFIX}{key}")], |r| r.get(0))
+        .optional()?)
 }

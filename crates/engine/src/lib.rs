@@ -61,8 +61,8 @@ pub use raw::RawChangeSet;
 pub use replication::{FastForward, Note, ReplicaMerge, Replication, META_BRANCH};
 pub use store::{Durability, Options};
 pub use types::{
-    ApplyReport, BranchDiff, BranchInfo, ChangeSet, CommitInfo, DiffEntry, EntryKey, HistoryEntry,
-    Kind, MergeConflict, MergeReport, MergeStrategy, Rev, SpaceDiff,
+    ApplyReport, BranchDiff, BranchInfo, ChangeSet, CommitInfo, CommitMeta, DiffEntry, EntryKey,
+    HistoryEntry, Kind, MergeConflict, MergeReport, MergeStrategy, Rev, SpaceDiff,
 };
 pub use value::Value;
 

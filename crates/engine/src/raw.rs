@@ -4,7 +4,7 @@
 //! keys, integers within i64, valid UTF-8, no extension types), so stored bytes are always readable.
 
 use crate::error::{Error, Result};
-use crate::types::{ChangeSet, EntryKey, Kind};
+use crate::types::{ChangeSet, CommitMeta, EntryKey, Kind};
 use crate::value::Value;
 
 /// A [`ChangeSet`] whose values are their MessagePack bytes.
@@ -18,6 +18,8 @@ pub struct RawChangeSet {
     pub puts: Vec<(EntryKey, Vec<u8>)>,
     /// Deletes.
     pub deletes: Vec<EntryKey>,
+    /// The commit's kind, message and author, when the stream carries them.
+    pub meta: Option<CommitMeta>,
 }
 
 impl RawChangeSet {
@@ -47,6 +49,7 @@ impl RawChangeSet {
             timestamp_micros: self.timestamp_micros,
             puts,
             deletes: self.deletes,
+            meta: self.meta,
         })
     }
 }
@@ -62,6 +65,7 @@ impl From<&ChangeSet> for RawChangeSet {
                 .map(|(k, v)| (k.clone(), v.to_msgpack()))
                 .collect(),
             deletes: cs.deletes.clone(),
+            meta: cs.meta.clone(),
         }
     }
 }
@@ -75,8 +79,9 @@ impl From<ChangeSet> for RawChangeSet {
 /// Decodes a record payload (a MessagePack `ChangeSet`, see docs/format.md) keeping values encoded.
 pub fn decode_payload_raw(payload: &[u8]) -> std::result::Result<RawChangeSet, String> {
     let mut c = Cur { b: payload, p: 0 };
-    if c.array_len()? != 4 {
-        return Err("a change set is an array of 4 fields".into());
+    let fields = c.array_len()?;
+    if fields != 4 && fields != 5 {
+        return Err("a change set is an array of 4 or 5 fields".into());
     }
     let version = c.uint()?;
     let timestamp_micros = c.uint()?;
@@ -96,6 +101,15 @@ pub fn decode_payload_raw(payload: &[u8]) -> std::result::Result<RawChangeSet, S
     for _ in 0..n {
         deletes.push(c.entry_key()?);
     }
+    let meta = if fields == 5 {
+        let mut rest = &payload[c.p..];
+        let meta: CommitMeta = rmp_serde::from_read(&mut rest)
+            .map_err(|e| format!("unreadable commit metadata: {e}"))?;
+        c.p = payload.len() - rest.len();
+        Some(meta)
+    } else {
+        None
+    };
     if c.p != payload.len() {
         return Err(format!(
             "{} unexpected bytes after the change set",
@@ -107,6 +121,7 @@ pub fn decode_payload_raw(payload: &[u8]) -> std::result::Result<RawChangeSet, S
         timestamp_micros,
         puts,
         deletes,
+        meta,
     })
 }
 
@@ -310,6 +325,7 @@ mod tests {
                 timestamp_micros: version / 3,
                 puts: vals.iter().enumerate().map(|(i, v)| (EntryKey::new("sp", Kind::Json, format!("k{i}")), v.clone())).collect(),
                 deletes: (0..dels).map(|i| EntryKey::new("Ü", Kind::State, format!("d{i}"))).collect(),
+                meta: None,
             };
             let bytes = crate::codec::encode_payload(&cs).unwrap();
             let raw = decode_payload_raw(&bytes).unwrap();
@@ -331,6 +347,7 @@ mod tests {
             timestamp_micros: 0,
             puts: vec![(EntryKey::new("s", Kind::Kv, "k"), Value::Null)],
             deletes: vec![],
+            meta: None,
         })
         .unwrap();
         let nil_at = base.iter().rposition(|b| *b == 0xc0).unwrap();

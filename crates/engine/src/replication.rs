@@ -228,6 +228,7 @@ fn commit_meta(
         store::now_micros(),
         "commit",
         "",
+        crate::db::config_get(conn, "user.name")?.as_deref(),
         first_row,
     )?;
     Ok(())
@@ -369,8 +370,9 @@ impl Replication<'_> {
                 row.id,
                 snapshot_version,
                 store::now_micros(),
-                "apply",
-                "",
+                "snapshot",
+                &format!("state at version {snapshot_version}"),
+                None,
                 first_row,
             )?;
             delete_row(conn, &staging)?;
@@ -560,6 +562,51 @@ impl Replication<'_> {
     pub fn head(&self, branch: &str) -> Result<Option<u64>> {
         let conn = self.db.conn()?;
         Ok(find(&conn, branch)?.map(|r| r.head))
+    }
+
+    /// The versions of `branch` after `after` that merges of `source` made (its `merge` commits whose
+    /// recorded source is `source`), in order. Sync skips them when it replays a branch's own versions
+    /// onto its remote: they brought the remote's changes, which the remote has already.
+    pub fn merge_versions(&self, branch: &str, source: &str, after: u64) -> Result<Vec<u64>> {
+        let conn = self.db.conn()?;
+        let (Some(b), Some(src)) = (find(&conn, branch)?, find(&conn, source)?) else {
+            return Ok(vec![]);
+        };
+        let mut st = conn.prepare_cached(
+            "SELECT DISTINCT m.target_version FROM merges m JOIN commits c \
+             ON c.branch = m.target AND c.version = m.target_version \
+             WHERE m.target=?1 AND m.source=?2 AND m.target_version>?3 AND c.kind='merge' \
+             ORDER BY m.target_version",
+        )?;
+        let rows = st
+            .query_map(rusqlite::params![b.id, src.id, after as i64], |r| {
+                r.get::<_, i64>(0)
+            })?
+            .map(|v| v.map(|v| v as u64))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The oldest version `branch` holds (through the branches it was forked from), or `None` when it
+    /// has none or does not exist. A replica that began from a state snapshot holds nothing older.
+    pub fn oldest_version(&self, branch: &str) -> Result<Option<u64>> {
+        let conn = self.db.conn()?;
+        let Some(b) = find(&conn, branch)? else {
+            return Ok(None);
+        };
+        let view = store::view_at(&conn, b.id, b.head)?;
+        let mut oldest = None;
+        let mut st = conn.prepare_cached(
+            "SELECT MIN(version) FROM commits WHERE branch=?1 AND version>?2 AND version<=?3",
+        )?;
+        for s in &view.segs {
+            let v: Option<i64> =
+                st.query_row(params![s.branch, s.lo as i64, s.hi as i64], |r| r.get(0))?;
+            if let Some(v) = v {
+                oldest = Some(oldest.map_or(v as u64, |o: u64| o.min(v as u64)));
+            }
+        }
+        Ok(oldest)
     }
 
     /// Whether `outer` contains `inner` (both explicit versions), as [`Strata::contains`].

@@ -15,7 +15,7 @@ use crate::types::{EntryKey, Kind};
 use crate::value::Value;
 
 /// The schema version this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How hard a commit tries to reach stable storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS commits (
     ts        INTEGER NOT NULL,
     kind      TEXT NOT NULL,
     message   TEXT NOT NULL DEFAULT '',
+    author    TEXT,
     entries   INTEGER NOT NULL DEFAULT 0,
     first_row INTEGER NOT NULL,
     last_row  INTEGER NOT NULL,
@@ -178,6 +179,23 @@ pub(crate) fn open_connection(file: &Path, opts: &Options) -> Result<Connection>
                         found: v,
                         supported: SCHEMA_VERSION,
                     });
+                }
+                if v < 2 {
+                    // Version 2 records each commit's author.
+                    let has_author: bool = conn.query_row(
+                        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('commits') WHERE name='author')",
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    if !has_author {
+                        conn.execute_batch("ALTER TABLE commits ADD COLUMN author TEXT")?;
+                    }
+                }
+                if v < SCHEMA_VERSION {
+                    conn.execute(
+                        "UPDATE meta SET value=?1 WHERE key='schema_version'",
+                        [SCHEMA_VERSION.to_string()],
+                    )?;
                 }
             }
         }
@@ -925,6 +943,7 @@ pub(crate) fn record_commit(
     ts: u64,
     kind: &str,
     message: &str,
+    author: Option<&str>,
     first_row: i64,
 ) -> Result<u64> {
     // The commit's rows were inserted by one writer inside one transaction: their rowids are the
@@ -934,10 +953,10 @@ pub(crate) fn record_commit(
         .prepare_cached("SELECT COUNT(*) FROM entries WHERE rowid BETWEEN ?1 AND ?2")?
         .query_row(params![first_row, last_row], |r| r.get(0))?;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO commits(branch, version, ts, kind, message, entries, first_row, last_row) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO commits(branch, version, ts, kind, message, author, entries, first_row, last_row) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![branch, version as i64, ts as i64, kind, message, entries, first_row, last_row])?;
+    .execute(params![branch, version as i64, ts as i64, kind, message, author, entries, first_row, last_row])?;
     conn.prepare_cached("UPDATE branches SET head=?2 WHERE id=?1")?
         .execute(params![branch, version as i64])?;
     Ok(entries as u64)
@@ -963,7 +982,7 @@ pub(crate) fn commits_in(
     limit: usize,
 ) -> Result<Vec<CommitRange>> {
     let mut st = conn.prepare_cached(
-        "SELECT version, ts, first_row, last_row FROM commits \
+        "SELECT version, ts, first_row, last_row, kind, message, author FROM commits \
          WHERE branch=?1 AND version>?2 AND version<=?3 ORDER BY version LIMIT ?4",
     )?;
     let rows = st
@@ -973,19 +992,25 @@ pub(crate) fn commits_in(
                 ts: r.get::<_, i64>(1)? as u64,
                 first_row: r.get(2)?,
                 last_row: r.get(3)?,
+                meta: crate::types::CommitMeta {
+                    kind: r.get(4)?,
+                    message: r.get(5)?,
+                    author: r.get(6)?,
+                },
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
-/// Where one commit's rows are.
-#[derive(Clone, Copy, Debug)]
+/// Where one commit's rows are, and what it records besides them.
+#[derive(Clone, Debug)]
 pub(crate) struct CommitRange {
     pub version: u64,
     pub ts: u64,
     pub first_row: i64,
     pub last_row: i64,
+    pub meta: crate::types::CommitMeta,
 }
 
 /// A row with its rowid, before its value is decoded.

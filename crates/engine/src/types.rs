@@ -134,6 +134,22 @@ pub struct ChangeSet {
     pub puts: Vec<(EntryKey, Value)>,
     /// Entries deleted.
     pub deletes: Vec<EntryKey>,
+    /// How the commit was made, its message and author (`None`: unknown, as in streams written before
+    /// commit metadata travelled; a replay records such a version as kind `apply`). Encoded as a fifth
+    /// array field only when present, so a set without it encodes as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<CommitMeta>,
+}
+
+/// What a commit records besides its changes: carried by change sets, so that replicas keep them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitMeta {
+    /// `commit`, `merge`, `apply`, `import` or `snapshot`.
+    pub kind: String,
+    /// The commit message ("" when none was given).
+    pub message: String,
+    /// Who made it, if known (`--author`, `STRATA_AUTHOR`, or the database's `user.name`).
+    pub author: Option<String>,
 }
 
 impl ChangeSet {
@@ -187,6 +203,8 @@ pub struct CommitInfo {
     pub kind: String,
     /// A short description (for merges, the source).
     pub message: String,
+    /// Who made it, if known.
+    pub author: Option<String>,
     /// Entries changed in this version.
     pub entries: u64,
 }

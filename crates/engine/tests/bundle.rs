@@ -689,6 +689,7 @@ fn damaged_branchlog_and_tar_layouts_are_refused() {
         timestamp_micros: 1,
         puts: vec![],
         deletes: vec![],
+        meta: None,
     };
     cs.puts
         .push((EntryKey::new("default", Kind::Event, "42"), Value::Null));

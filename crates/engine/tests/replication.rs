@@ -23,6 +23,7 @@ fn put_set(version: u64, key: &str, value: &str) -> RawChangeSet {
             Value::from(value),
         )],
         deletes: vec![],
+        meta: None,
     };
     RawChangeSet::from(cs)
 }

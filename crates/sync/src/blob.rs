@@ -26,7 +26,9 @@ use crate::error::{Result, SyncError};
 /// The magic bytes at the start of every decompressed blob.
 pub const MAGIC: &[u8; 8] = b"STRATABL";
 /// The blob format version this build writes and reads.
-pub const BLOB_FORMAT: u32 = 1;
+/// The blob format this build writes: 2 adds each version's commit metadata (kind, message, author)
+/// to its records. Format 1 blobs are read too (their versions replay as kind `apply`).
+pub const BLOB_FORMAT: u32 = 2;
 const MAX_HEADER: u32 = 64 * 1024;
 
 /// The blob header.
@@ -67,6 +69,8 @@ pub struct SpooledBlob {
 pub struct BlobBuilder {
     records: RecordWriter<BufWriter<tempfile::NamedTempFile>>,
     header: BlobHeader,
+    /// The highest version pushed so far (versions may not go down).
+    last: u64,
 }
 
 impl BlobBuilder {
@@ -97,17 +101,33 @@ impl BlobBuilder {
                 entry_count: 0,
                 record_count: 0,
             },
+            last: from,
         })
+    }
+
+    /// Starts a blob whose last version is not known yet: versions must only be above `from` and not
+    /// go down; [`BlobBuilder::finish_at`] sets the range's end.
+    pub fn open_ended(
+        dir: &std::path::Path,
+        kind: &str,
+        branch: &str,
+        from: u64,
+    ) -> Result<BlobBuilder> {
+        BlobBuilder::new_in(dir, kind, branch, from, u64::MAX)
     }
 
     /// Adds a change set.
     pub fn push(&mut self, cs: &ChangeSet) -> Result<()> {
-        if cs.version <= self.header.from_version || cs.version > self.header.to_version {
+        if cs.version <= self.header.from_version
+            || cs.version > self.header.to_version
+            || cs.version < self.last
+        {
             return Err(SyncError::Config(format!(
-                "change set version {} is outside the blob's range ({}, {}]",
+                "change set version {} is outside the blob's range ({}, {}] or out of order",
                 cs.version, self.header.from_version, self.header.to_version
             )));
         }
+        self.last = cs.version;
         self.header.entry_count += cs.len() as u64;
         self.records.write(cs)?;
         Ok(())
@@ -116,6 +136,23 @@ impl BlobBuilder {
     /// Entries so far.
     pub fn entries(&self) -> u64 {
         self.header.entry_count
+    }
+
+    /// The highest version pushed (the range's start when none was).
+    pub fn last_version(&self) -> u64 {
+        self.last
+    }
+
+    /// [`BlobBuilder::finish`] with the range ending at `to` (at least every version pushed).
+    pub fn finish_at(mut self, to: u64) -> Result<SpooledBlob> {
+        if to < self.last || to <= self.header.from_version {
+            return Err(SyncError::Config(format!(
+                "blob range end {to} is below its versions ({}..{})",
+                self.header.from_version, self.last
+            )));
+        }
+        self.header.to_version = to;
+        self.finish()
     }
 
     /// Compresses into the final blob file.
@@ -244,9 +281,9 @@ impl BlobReader {
             .map_err(|e| bad(format!("truncated header: {e}")))?;
         let header: BlobHeader =
             serde_json::from_slice(&hb).map_err(|e| bad(format!("unreadable header: {e}")))?;
-        if header.format != BLOB_FORMAT {
+        if header.format != 1 && header.format != BLOB_FORMAT {
             return Err(bad(format!(
-                "unsupported blob format {} (this build reads {BLOB_FORMAT})",
+                "unsupported blob format {} (this build reads 1 to {BLOB_FORMAT}; upgrade strata)",
                 header.format
             )));
         }

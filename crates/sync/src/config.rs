@@ -67,6 +67,11 @@ pub struct SyncState {
     pub branch_version: u64,
     /// When, microseconds since the Unix epoch.
     pub last_synced_micros: u64,
+    /// The last point where the branch and the remote held equal contents, as `[remote version,
+    /// branch version]`: set by a push and by a fast-forward pull, kept by a merging pull. A push
+    /// replays the branch's own versions after it. `None` in states written before history sync.
+    #[serde(default)]
+    pub equal: Option<[u64; 2]>,
 }
 
 fn meta_get(db: &Strata, key: &str) -> Result<Option<Value>> {

@@ -15,8 +15,12 @@ use crate::error::{Result, SyncError};
 
 /// The marker blob written at a remote's root by the first push.
 pub const MARKER: &str = "strata-remote.json";
-/// The cursor document format this build writes and reads.
-pub const CURSOR_FORMAT: u32 = 1;
+/// The cursor document format this build writes. Format 1 (written before history sync) is read too:
+/// it has the same fields, without `pushes`, `shallow` and `level`.
+pub const CURSOR_FORMAT: u32 = 2;
+
+/// The most push summaries a cursor keeps (newest last).
+pub const MAX_PUSH_SUMMARIES: usize = 20;
 
 /// The marker's contents.
 pub fn marker_bytes() -> Vec<u8> {
@@ -82,6 +86,26 @@ pub struct BlobRef {
     /// push uses it to record which local version the remote now equals).
     #[serde(default)]
     pub source_version: u64,
+    /// Compaction level: 0 for a blob one push wrote, `n + 1` for a pack of level-`n` blobs (format 2).
+    #[serde(default)]
+    pub level: u32,
+}
+
+/// What one push did, kept in the cursor so that a hub can show recent pushes without opening a blob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushSummary {
+    /// When the push published, microseconds since the Unix epoch.
+    pub time_micros: u64,
+    /// The author of the newest version pushed, if known.
+    pub author: Option<String>,
+    /// The message of the newest version pushed ("" when none).
+    pub message: Option<String>,
+    /// The remote version before the push.
+    pub from: u64,
+    /// The remote version after it.
+    pub to: u64,
+    /// Puts plus deletes uploaded.
+    pub entries: u64,
 }
 
 /// A branch's cursor: the remote version and the exact blobs that make it up, so a pull never lists.
@@ -95,10 +119,18 @@ pub struct CursorDoc {
     pub version: u64,
     /// When the cursor was last written, microseconds since the Unix epoch.
     pub updated_micros: u64,
-    /// The latest snapshot, if any: the full state at its `to` version.
+    /// Where history starts, if not at version 0: the full state at its `to` version. Only an explicit
+    /// `remote compact --squash-before` writes one now (format 1 wrote one every 32 pushes).
     pub snapshot: Option<BlobRef>,
-    /// The deltas after the snapshot (or from version 0), contiguous and in order.
+    /// The deltas after the snapshot (or from version 0), contiguous and in order: every version.
     pub deltas: Vec<BlobRef>,
+    /// A state snapshot at some version inside the chain, for shallow clones (`clone --depth`); not
+    /// part of the chain. Written by `remote compact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shallow: Option<BlobRef>,
+    /// The latest pushes, newest last (at most [`MAX_PUSH_SUMMARIES`]).
+    #[serde(default)]
+    pub pushes: Vec<PushSummary>,
 }
 
 impl CursorDoc {
@@ -106,11 +138,11 @@ impl CursorDoc {
     pub fn parse(name: &str, bytes: &[u8]) -> Result<CursorDoc> {
         let doc: CursorDoc = serde_json::from_slice(bytes)
             .map_err(|e| SyncError::corrupt(format!("cursor {name}"), e.to_string()))?;
-        if doc.format != CURSOR_FORMAT {
+        if doc.format != 1 && doc.format != CURSOR_FORMAT {
             return Err(SyncError::corrupt(
                 format!("cursor {name}"),
                 format!(
-                    "unsupported cursor format {} (this build reads {CURSOR_FORMAT})",
+                    "unsupported cursor format {} (this build reads 1 to {CURSOR_FORMAT}; upgrade strata)",
                     doc.format
                 ),
             ));
@@ -127,6 +159,18 @@ impl CursorDoc {
                 ));
             }
             at = d.to;
+        }
+        if let Some(s) = &doc.shallow {
+            let base = doc.snapshot.as_ref().map(|s| s.to).unwrap_or(0);
+            if s.to < base || s.to > doc.version {
+                return Err(SyncError::corrupt(
+                    format!("cursor {name}"),
+                    format!(
+                        "shallow snapshot {} at version {} is outside the history ({base}, {}]",
+                        s.path, s.to, doc.version
+                    ),
+                ));
+            }
         }
         if at != doc.version {
             return Err(SyncError::corrupt(
@@ -147,7 +191,17 @@ impl CursorDoc {
 
     /// Every blob this cursor references.
     pub fn blobs(&self) -> impl Iterator<Item = &BlobRef> {
-        self.snapshot.iter().chain(self.deltas.iter())
+        self.snapshot
+            .iter()
+            .chain(self.deltas.iter())
+            .chain(self.shallow.iter())
+    }
+
+    /// Records a push's summary, keeping the newest [`MAX_PUSH_SUMMARIES`].
+    pub fn record_push(&mut self, summary: PushSummary) {
+        self.pushes.push(summary);
+        let extra = self.pushes.len().saturating_sub(MAX_PUSH_SUMMARIES);
+        self.pushes.drain(..extra);
     }
 
     /// Total bytes of the deltas after the snapshot.

@@ -51,9 +51,10 @@ pub use open::{
     check_config, check_url, connector, open_remote, open_url, open_url_with, set_connector,
 };
 pub use ops::{
-    compact, fetch, gc, list_remote_branches, mirror_name, pull, push, status, status_with,
-    FetchReport, GcReport, Hook, PullOptions, PullReport, PushOptions, PushReport, RemoteBranch,
-    StepHook, SyncStatus, PAGE_BYTES, PUBLISH_WITHIN,
+    compact, compact_with, fetch, gc, list_remote_branches, mirror_name, pull, push, status,
+    status_with, CompactOptions, CompactReport, FetchReport, GcReport, Hook, PullOptions,
+    PullReport, PushOptions, PushReport, RemoteBranch, StepHook, SyncStatus, PAGE_BYTES,
+    PUBLISH_WITHIN,
 };
 pub use ops::{fetch_with as fetch_from, pull_with as pull_from, push_with as push_to};
 pub use progress::{Progress, ProgressSink};
@@ -167,6 +168,16 @@ pub async fn clone_with(
     clone_with_options(url, &Default::default(), path, progress).await
 }
 
+/// What to clone besides the defaults (every branch, whole history).
+#[derive(Clone, Debug, Default)]
+pub struct CloneOptions {
+    /// Only this branch (`clone -b`).
+    pub branch: Option<String>,
+    /// Only about the last N versions of each branch, from the remote's shallow snapshot (written by
+    /// `remote compact`) when it leaves at most N versions after it; otherwise the whole history.
+    pub depth: Option<u64>,
+}
+
 /// [`clone_with`] for a remote that needs options (a bucket's `endpoint`, say); they are saved with
 /// the new database's `origin`.
 pub async fn clone_with_options(
@@ -174,6 +185,17 @@ pub async fn clone_with_options(
     options: &std::collections::BTreeMap<String, String>,
     path: impl AsRef<Path>,
     progress: &Progress,
+) -> Result<(Strata, CloneReport)> {
+    clone_full(url, options, path, progress, &CloneOptions::default()).await
+}
+
+/// The general clone: remote options, progress, and which branches and how much history.
+pub async fn clone_full(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    path: impl AsRef<Path>,
+    progress: &Progress,
+    what: &CloneOptions,
 ) -> Result<(Strata, CloneReport)> {
     let path = path.as_ref().to_path_buf();
     // The checks touch the filesystem: off the runtime, like every other file operation here.
@@ -201,7 +223,17 @@ pub async fn clone_with_options(
     })
     .await?;
     let remote = open::open_url_with(url, options)?;
-    let branches = list_remote_branches(&*remote).await?;
+    let mut branches = list_remote_branches(&*remote).await?;
+    if let Some(only) = &what.branch {
+        let all: Vec<String> = branches.iter().map(|b| b.name.clone()).collect();
+        branches.retain(|b| &b.name == only);
+        if branches.is_empty() && !all.is_empty() {
+            return Err(SyncError::NotFound(format!(
+                "remote {remote} has no branch {only:?} (it has: {})",
+                all.join(", ")
+            )));
+        }
+    }
     if branches.is_empty() {
         let marker = strata_remote::RemotePath::parse(layout::MARKER).expect("valid");
         use strata_remote::RemoteExt;
@@ -230,6 +262,7 @@ pub async fn clone_with_options(
         let mut report = CloneReport { branches: vec![] };
         let opts = PullOptions {
             progress: progress.clone(),
+            depth: what.depth,
             ..Default::default()
         };
         for b in &branches {

@@ -26,7 +26,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use strata_engine::{
-    ChangeSet, EntryKey, FastForward, MergeStrategy, RawChangeSet, Rev, Strata, Value, CHANGE_PAGE,
+    ChangeSet, CommitMeta, EntryKey, FastForward, MergeStrategy, RawChangeSet, Rev, Strata, Value,
+    CHANGE_PAGE,
 };
 use strata_remote::{ByteStream, CursorToken, Remote, RemoteError, RemoteExt, RemotePath};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::blob::{BlobBuilder, BlobReader, SpooledBlob};
 use crate::config::{self, SyncState};
 use crate::error::{Result, SyncError};
-use crate::layout::{self, BlobRef, CursorDoc};
+use crate::layout::{self, BlobRef, CursorDoc, PushSummary};
 use crate::progress::Progress;
 
 /// The mirror branch of `branch` on `remote`.
@@ -91,10 +92,9 @@ fn too_slow(within: Duration, uploads: usize) -> SyncError {
 /// Push options.
 #[derive(Clone, Debug)]
 pub struct PushOptions {
-    /// Write a snapshot when the deltas after the last one reach this many.
-    pub snapshot_every: usize,
-    /// …or when their bytes pass this much and exceed the last snapshot's size.
-    pub snapshot_bytes: u64,
+    /// Compaction: when the newest this-many blobs of the cursor's chain share a level, they are packed
+    /// into one blob of the next level (every version kept). At least 2; default 8.
+    pub pack_fanout: usize,
     /// Progress reporting.
     pub progress: Progress,
     /// See [`PUBLISH_WITHIN`] (the default); garbage collection must use a longer grace period.
@@ -106,8 +106,7 @@ pub struct PushOptions {
 impl Default for PushOptions {
     fn default() -> Self {
         PushOptions {
-            snapshot_every: 32,
-            snapshot_bytes: 8 << 20,
+            pack_fanout: 8,
             progress: Progress::none(),
             publish_within: PUBLISH_WITHIN,
             hook: Hook::default(),
@@ -126,11 +125,15 @@ pub struct PullOptions {
     pub progress: Progress,
     /// Step hook (tests).
     pub hook: Hook,
+    /// For a branch not fetched before: start from the remote's shallow snapshot when it leaves at
+    /// most this many versions after it (`clone --depth`).
+    pub depth: Option<u64>,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {
+            depth: None,
             strategy: MergeStrategy::LastWriterWins,
             conflict_branch: None,
             progress: Progress::none(),
@@ -148,14 +151,16 @@ pub struct PushReport {
     pub remote_version: u64,
     /// Whether there was nothing to upload.
     pub up_to_date: bool,
+    /// Versions uploaded (each local version since the last sync is its own remote version).
+    pub versions: u64,
     /// Entries uploaded.
     pub entries: u64,
     /// Bytes uploaded (blobs, not counting the cursor).
     pub bytes: u64,
-    /// The delta or snapshot blob written.
+    /// The delta blob written (for `remote compact`, the snapshot).
     pub blob: Option<String>,
-    /// A compaction snapshot written after the delta, if any.
-    pub snapshot: Option<String>,
+    /// The newest pack that compaction wrote, if any.
+    pub packed: Option<String>,
 }
 
 /// What a fetch did.
@@ -480,6 +485,7 @@ fn blob_ref(path: &RemotePath, blob: &SpooledBlob, origin: &str, source_version:
         sha256: blob.sha256.clone(),
         origin: origin.to_string(),
         source_version,
+        level: 0,
     }
 }
 
@@ -504,34 +510,78 @@ fn approx_size(v: &Value) -> usize {
 }
 
 /// Streams change sets into a blob builder in pages of at most `CHANGE_PAGE` entries or about
-/// [`PAGE_BYTES`] bytes.
+/// [`PAGE_BYTES`] bytes, one version after another ([`Chunker::start`]); a version with no entries
+/// writes nothing.
 struct Chunker {
     builder: BlobBuilder,
     cur: ChangeSet,
     cur_bytes: usize,
+    /// Versions written (a version cut into several sets counts once).
+    versions: u64,
+    written: Option<u64>,
+    newest: Option<CommitMeta>,
     err: Option<SyncError>,
 }
 
 impl Chunker {
-    fn new(builder: BlobBuilder, version: u64) -> Chunker {
+    fn new(builder: BlobBuilder) -> Chunker {
         Chunker {
             builder,
             cur: ChangeSet {
-                version,
+                version: 0,
                 timestamp_micros: now_micros(),
                 puts: vec![],
                 deletes: vec![],
+                meta: None,
             },
             cur_bytes: 0,
+            versions: 0,
+            written: None,
+            newest: None,
             err: None,
         }
+    }
+
+    /// Starts the next version: what is added from now on belongs to it.
+    fn start(&mut self, version: u64, timestamp_micros: u64, meta: Option<CommitMeta>) {
+        if self.flush().is_err() {
+            return;
+        }
+        self.cur.version = version;
+        self.cur.timestamp_micros = timestamp_micros;
+        self.cur.meta = meta;
     }
 
     fn entries(&self) -> u64 {
         self.builder.entries() + self.cur.len() as u64
     }
 
+    fn versions(&self) -> u64 {
+        self.versions + u64::from(!self.cur.is_empty() && self.written != Some(self.cur.version))
+    }
+
+    /// The newest version with entries.
+    fn last_version(&self) -> u64 {
+        if self.cur.is_empty() {
+            self.builder.last_version()
+        } else {
+            self.cur.version
+        }
+    }
+
+    /// The metadata of the newest version with entries.
+    fn newest_meta(&self) -> Option<CommitMeta> {
+        if self.cur.is_empty() {
+            self.newest.clone()
+        } else {
+            self.cur.meta.clone()
+        }
+    }
+
     fn add(&mut self, k: &EntryKey, v: Option<Value>) -> strata_engine::Result<()> {
+        if let Some(e) = &self.err {
+            return Err(strata_engine::Error::InvalidOperation(e.to_string()));
+        }
         self.cur_bytes += k.key.len() + k.space.len() + 8;
         match v {
             Some(v) => {
@@ -556,6 +606,11 @@ impl Chunker {
             ..self.cur.clone()
         };
         self.cur_bytes = 0;
+        if self.written != Some(cs.version) {
+            self.versions += 1;
+            self.written = Some(cs.version);
+        }
+        self.newest = cs.meta.clone();
         if let Err(e) = self.builder.push(&cs) {
             let msg = e.to_string();
             self.err = Some(e);
@@ -564,12 +619,15 @@ impl Chunker {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<SpooledBlob> {
+    fn finish_at(mut self, to: u64) -> Result<SpooledBlob> {
         if let Some(e) = self.err.take() {
             return Err(e);
         }
         self.flush().map_err(SyncError::from)?;
-        self.builder.finish()
+        if let Some(e) = self.err.take() {
+            return Err(e);
+        }
+        self.builder.finish_at(to)
     }
 }
 
@@ -582,9 +640,21 @@ fn now_micros() -> u64 {
 
 /// A snapshot blob of `rev` (without internal spaces) at remote version `version`. Blocking.
 fn build_snapshot(db: &Strata, rev: &Rev, branch: &str, version: u64) -> Result<SpooledBlob> {
-    let mut ch = Chunker::new(
-        BlobBuilder::new_in(&spool_dir(db)?, "snapshot", branch, 0, version.max(1))?,
+    let mut ch = Chunker::new(BlobBuilder::new_in(
+        &spool_dir(db)?,
+        "snapshot",
+        branch,
+        0,
         version.max(1),
+    )?);
+    ch.start(
+        version.max(1),
+        now_micros(),
+        Some(CommitMeta {
+            kind: "snapshot".into(),
+            message: format!("state at version {version}"),
+            author: None,
+        }),
     );
     for cs in db.snapshot(rev)? {
         for (k, v) in cs?.puts {
@@ -593,7 +663,7 @@ fn build_snapshot(db: &Strata, rev: &Rev, branch: &str, version: u64) -> Result<
             }
         }
     }
-    ch.finish()
+    ch.finish_at(version.max(1))
 }
 
 // ----- fetch --------------------------------------------------------------------------------------
@@ -607,6 +677,20 @@ async fn fetch_into_mirror(
     branch: &str,
     doc: &CursorDoc,
     progress: &Progress,
+) -> Result<FetchReport> {
+    fetch_into_mirror_depth(db, remote, remote_name, branch, doc, progress, None).await
+}
+
+/// [`fetch_into_mirror`]; with `depth`, an empty mirror starts from the cursor's shallow snapshot when
+/// it leaves at most `depth` versions after it (else it takes the whole history).
+async fn fetch_into_mirror_depth(
+    db: &Strata,
+    remote: &dyn Remote,
+    remote_name: &str,
+    branch: &str,
+    doc: &CursorDoc,
+    progress: &Progress,
+    depth: Option<u64>,
 ) -> Result<FetchReport> {
     let mirror = mirror_name(remote_name, branch);
     let found = head_of(db, &mirror).await?;
@@ -658,10 +742,24 @@ async fn fetch_into_mirror(
         )));
     };
     let mut refs: Vec<BlobRef> = Vec::new();
-    if use_snapshot {
-        refs.push(doc.snapshot.clone().expect("checked"));
+    // A shallow start: the state at `shallow_at`, then only the versions after it.
+    let shallow = depth.filter(|_| m == 0).and_then(|n| {
+        doc.shallow
+            .clone()
+            .filter(|s| doc.version - s.to <= n && s.to >= snap_to)
+    });
+    let skip_to = shallow.as_ref().map(|s| s.to).unwrap_or(0);
+    let use_snapshot = use_snapshot && shallow.is_none();
+    if let Some(s) = &shallow {
+        refs.push(s.clone());
+        refs.extend(deltas.into_iter().filter(|d| d.to > s.to).cloned());
+    } else {
+        if use_snapshot {
+            refs.push(doc.snapshot.clone().expect("checked"));
+        }
+        refs.extend(deltas.into_iter().cloned());
     }
-    refs.extend(deltas.into_iter().cloned());
+    let shallow_start = shallow.is_some();
     let dir = {
         let db = db.clone();
         blocking(move || spool_dir(&db)).await?
@@ -698,6 +796,14 @@ async fn fetch_into_mirror(
             let end = (version > snap_to).then(|| Ok(end_marker(version)));
             let rest = readers.into_iter().flat_map(BlobReader::raw).chain(end);
             rep.reset_and_apply(&mirror2, m, snap.raw(), snap_to, rest, &[])
+        } else if shallow_start {
+            let snap = readers.remove(0).raw();
+            let rest = readers
+                .into_iter()
+                .flat_map(BlobReader::raw)
+                .filter(|cs| cs.as_ref().map_or(true, |cs| cs.version > skip_to));
+            let end = (version > skip_to).then(|| Ok(end_marker(version)));
+            rep.apply(&mirror2, m, snap.chain(rest).chain(end), None, &[])
         } else {
             let chain = readers
                 .into_iter()
@@ -754,6 +860,7 @@ fn end_marker(version: u64) -> RawChangeSet {
         timestamp_micros: now_micros(),
         puts: vec![],
         deletes: vec![],
+        meta: None,
     }
 }
 
@@ -805,7 +912,7 @@ pub async fn fetch_with(
     branch: &str,
     progress: &Progress,
 ) -> Result<FetchReport> {
-    Ok(fetch_doc(db, remote, remote_name, branch, progress)
+    Ok(fetch_doc(db, remote, remote_name, branch, progress, None)
         .await?
         .0)
 }
@@ -817,12 +924,14 @@ async fn fetch_doc(
     remote_name: &str,
     branch: &str,
     progress: &Progress,
+    depth: Option<u64>,
 ) -> Result<(FetchReport, CursorDoc)> {
     // A blob can vanish between reading the cursor and downloading it (compaction plus gc by another
     // client), and another fetch may race this one: read the cursor again once in those cases.
     for attempt in 0..2 {
         let (doc, _) = require_cursor(remote, branch).await?;
-        match fetch_into_mirror(db, remote, remote_name, branch, &doc, progress).await {
+        match fetch_into_mirror_depth(db, remote, remote_name, branch, &doc, progress, depth).await
+        {
             Err(SyncError::Remote(RemoteError::NotFound(_))) if attempt == 0 => continue,
             Err(SyncError::Engine(strata_engine::Error::Conflict(_))) if attempt == 0 => continue,
             other => return other.map(|r| (r, doc)),
@@ -861,7 +970,8 @@ pub async fn pull_with(
     let mirror = mirror_name(remote_name, branch);
     let before = head_of(db, &mirror).await?.unwrap_or(0);
     opts.hook.at("pull:before-fetch");
-    let (fetch, doc) = fetch_doc(db, remote, remote_name, branch, &opts.progress).await?;
+    let (fetch, doc) =
+        fetch_doc(db, remote, remote_name, branch, &opts.progress, opts.depth).await?;
     let r = fetch.remote_version;
     opts.hook.at("pull:after-fetch");
     if r > before {
@@ -877,14 +987,22 @@ pub async fn pull_with(
             .max_by_key(|d| d.to)
             .cloned();
         if let Some(d) = own {
-            let (db, mirror, branch) = (db.clone(), mirror.clone(), branch.to_string());
+            let (db, mirror, branch, name) = (
+                db.clone(),
+                mirror.clone(),
+                branch.to_string(),
+                remote_name.to_string(),
+            );
             blocking(move || {
                 let head = db.replication().head(&branch)?;
                 if d.source_version > 0 && head.is_some_and(|h| d.source_version <= h) {
+                    // That is also the newest point where branch and remote were equal.
+                    let mut st = config::get_state(&db, &name, &branch)?;
+                    st.equal = Some([d.to, d.source_version]);
                     db.replication().mark_equal(
                         &Rev::at(&mirror, d.to),
                         &Rev::at(&branch, d.source_version),
-                        &[],
+                        &[config::state_note(&name, &branch, &st)],
                     )?;
                 }
                 Ok(())
@@ -969,6 +1087,9 @@ fn merge_mirror(
 ) -> Result<Merged> {
     let rep = db.replication();
     let mirror_rev = Rev::at(mirror, r);
+    // A merge keeps the last equal point (the next push replays the branch's own versions after
+    // it); a fast-forward makes the branch equal to the remote.
+    let prior = config::get_state(db, remote_name, branch)?.equal;
     let state = |head: u64| {
         config::state_note(
             remote_name,
@@ -977,6 +1098,19 @@ fn merge_mirror(
                 merged_remote_version: r,
                 branch_version: head,
                 last_synced_micros: now_micros(),
+                equal: prior,
+            },
+        )
+    };
+    let equal_state = |head: u64| {
+        config::state_note(
+            remote_name,
+            branch,
+            &SyncState {
+                merged_remote_version: r,
+                branch_version: head,
+                last_synced_micros: now_micros(),
+                equal: Some([r, head]),
             },
         )
     };
@@ -1000,7 +1134,7 @@ fn merge_mirror(
                 }
             };
         if ff {
-            match rep.fast_forward(branch, expected, &mirror_rev, &[state(r)]) {
+            match rep.fast_forward(branch, expected, &mirror_rev, &[equal_state(r)]) {
                 Ok(f) => return Ok(Merged::FastForward(f)),
                 Err(strata_engine::Error::HeadMoved { .. }) => continue,
                 // The branch has commits of its own after all, or the mirror descends from it:
@@ -1013,8 +1147,14 @@ fn merge_mirror(
             }
         }
         if db.contains(&Rev::at(branch, expected), &mirror_rev)? {
-            // Already merged: only the sync state changes.
-            rep.meta_write(&[state(expected)])?;
+            // Already merged: only the sync state changes (and if each holds the other, that is a
+            // new equal point).
+            let equal = db.contains(&mirror_rev, &Rev::at(branch, expected))?;
+            rep.meta_write(&[if equal {
+                equal_state(expected)
+            } else {
+                state(expected)
+            }])?;
             return Ok(Merged::Nothing);
         }
         let base = (before > 0).then(|| Rev::at(mirror, before));
@@ -1063,9 +1203,14 @@ struct Plan {
     m_head: Option<u64>,
     /// The blob to upload (`None`: an empty first push, or nothing to push).
     blob: Option<SpooledBlob>,
-    kind: &'static str,
     first: bool,
     up_to_date: bool,
+    /// The remote version after the push.
+    new_version: u64,
+    /// Versions in the blob.
+    versions: u64,
+    /// The newest pushed version's metadata (for the cursor's push summary).
+    newest: Option<CommitMeta>,
 }
 
 /// [`push`] over a given remote rather than the configured one (`remote_name` still names the mirror
@@ -1146,21 +1291,23 @@ pub async fn push_with(
             branch: branch.to_string(),
             remote_version: r,
             up_to_date: true,
+            versions: 0,
             entries: 0,
             bytes: 0,
             blob: None,
-            snapshot: None,
+            packed: None,
         });
     }
     let Plan {
         h,
         m_head,
         blob,
-        kind,
         first,
+        new_version,
+        versions,
+        newest,
         ..
     } = plan;
-    let new_version = if first { h } else { r + 1 };
 
     if cur.is_none() {
         let marker = RemotePath::parse(layout::MARKER).expect("valid");
@@ -1178,10 +1325,11 @@ pub async fn push_with(
         branch: branch.to_string(),
         remote_version: new_version,
         up_to_date: false,
+        versions,
         entries: 0,
         bytes: 0,
         blob: None,
-        snapshot: None,
+        packed: None,
     };
     let mut doc = match &cur {
         Some((d, _)) => d.clone(),
@@ -1192,19 +1340,18 @@ pub async fn push_with(
             updated_micros: 0,
             snapshot: None,
             deltas: vec![],
+            shallow: None,
+            pushes: vec![],
         },
     };
+    doc.format = layout::CURSOR_FORMAT;
     let label = format!("upload {branch}");
     let mut published_at = Instant::now();
     if let Some(b) = &blob {
         let mut path;
         let mut uploads = 0;
         loop {
-            path = if kind == "snapshot" {
-                layout::snapshot_path(branch, new_version)
-            } else {
-                layout::delta_path(branch, r, new_version)
-            };
+            path = layout::delta_path(branch, r, new_version);
             published_at = Instant::now();
             upload(remote, &path, b, &label, &opts.progress).await?;
             opts.hook.at("push:after-upload");
@@ -1221,34 +1368,32 @@ pub async fn push_with(
         report.entries = b.header.entry_count;
         report.bytes += b.bytes;
         report.blob = Some(path.to_string());
-        let rf = blob_ref(&path, b, &origin, h);
-        if kind == "snapshot" {
-            doc.snapshot = Some(rf);
-            doc.deltas.clear();
-        } else {
-            doc.deltas.push(rf);
-        }
+        doc.deltas.push(blob_ref(&path, b, &origin, h));
     }
     doc.version = new_version;
     doc.updated_micros = now_micros();
-    // Compaction: a snapshot of the new state when the delta chain grows long or heavy.
-    let snap_bytes = doc.snapshot.as_ref().map(|s| s.bytes).unwrap_or(0);
-    if kind == "delta"
-        && (doc.deltas.len() >= opts.snapshot_every
-            || (doc.delta_bytes() > opts.snapshot_bytes && doc.delta_bytes() > snap_bytes))
-    {
-        let snap = {
-            let (db, branch) = (db.clone(), branch.to_string());
-            blocking(move || build_snapshot(&db, &Rev::at(&branch, h), &branch, new_version))
-                .await?
-        };
-        let path = layout::snapshot_path(branch, new_version);
-        upload(remote, &path, &snap, &label, &opts.progress).await?;
-        report.bytes += snap.bytes;
-        report.snapshot = Some(path.to_string());
-        doc.snapshot = Some(blob_ref(&path, &snap, &origin, h));
-        doc.deltas.clear();
+    // Compaction keeps every version: the newest run of `pack_fanout` blobs of one level becomes one
+    // blob of the next level, so a push pays for what the packed deltas weigh (amortised over
+    // log(pushes) levels), never for the whole branch. State snapshots are `remote compact`'s job.
+    let pack_started = Instant::now();
+    while let Some(packed) = pack_tail(db, remote, branch, &mut doc, &origin, opts).await? {
+        report.packed = Some(packed);
     }
+    if report.packed.is_some() {
+        // Packs are fresh names too: the publish window starts at the oldest upload still unpublished.
+        published_at = published_at.min(pack_started);
+    }
+    doc.record_push(PushSummary {
+        time_micros: now_micros(),
+        author: newest.as_ref().and_then(|m| m.author.clone()),
+        message: newest
+            .as_ref()
+            .map(|m| m.message.clone())
+            .filter(|m| !m.is_empty()),
+        from: r,
+        to: new_version,
+        entries: report.entries,
+    });
     opts.hook.at("push:before-cas");
     let token = cur.as_ref().map(|c| c.1.clone());
     let deadline = (published_at, opts.publish_within);
@@ -1263,6 +1408,7 @@ pub async fn push_with(
             merged_remote_version: new_version,
             branch_version: h,
             last_synced_micros: now_micros(),
+            equal: Some([new_version, h]),
         },
     );
     let (db2, mirror2, branch2) = (db.clone(), mirror.clone(), branch.to_string());
@@ -1270,11 +1416,14 @@ pub async fn push_with(
         let rep = db2.replication();
         let branch_rev = Rev::at(&branch2, h);
         let res = if first {
+            // The first push keeps the branch's own version numbers: the mirror is a fork of it.
             rep.set_fork(&mirror2, m_head, &branch_rev, std::slice::from_ref(&state))
                 .map(|_| ())
         } else {
             let b = blob.as_ref().expect("a delta push has a blob");
-            let reader = BlobReader::open(b.file.as_file(), "pushed delta")?.raw();
+            let reader = BlobReader::open(b.file.as_file(), "pushed delta")?
+                .raw()
+                .chain(std::iter::once(Ok(end_marker(new_version))));
             rep.apply(&mirror2, m, reader, Some(&branch_rev), std::slice::from_ref(&state))
                 .map(|_| ())
         };
@@ -1297,6 +1446,7 @@ pub async fn push_with(
         remote = remote_name,
         branch,
         version = new_version,
+        versions = report.versions,
         entries = report.entries,
         bytes = report.bytes,
         "pushed"
@@ -1304,10 +1454,92 @@ pub async fn push_with(
     Ok(report)
 }
 
+/// When the newest `pack_fanout` blobs of the cursor's chain share one level, packs them into one blob
+/// of the next level holding the same change sets (every version kept) and puts it in their place.
+/// Returns the pack's path, or `None` when there was nothing to pack.
+async fn pack_tail(
+    db: &Strata,
+    remote: &dyn Remote,
+    branch: &str,
+    doc: &mut CursorDoc,
+    origin: &str,
+    opts: &PushOptions,
+) -> Result<Option<String>> {
+    let fanout = opts.pack_fanout.max(2);
+    let n = doc.deltas.len();
+    if n < fanout {
+        return Ok(None);
+    }
+    let tail = &doc.deltas[n - fanout..];
+    let level = tail[0].level;
+    if tail.iter().any(|d| d.level != level) {
+        return Ok(None);
+    }
+    let refs: Vec<BlobRef> = tail.to_vec();
+    let dir = {
+        let db = db.clone();
+        blocking(move || spool_dir(&db)).await?
+    };
+    let mut files = Vec::with_capacity(refs.len());
+    for (i, r) in refs.iter().enumerate() {
+        let label = format!("pack {branch} ({}/{})", i + 1, refs.len());
+        files.push(download(remote, r, &dir, &label, &opts.progress).await?);
+    }
+    let (from, to) = (refs[0].from, refs[refs.len() - 1].to);
+    let source_version = refs[refs.len() - 1].source_version;
+    let packed = {
+        let (branch, refs) = (branch.to_string(), refs.clone());
+        blocking(move || {
+            let mut b = BlobBuilder::new_in(&dir, "delta", &branch, from, to)?;
+            for (f, r) in files.iter().zip(&refs) {
+                verify_blob(f, r, &branch)?;
+                for cs in BlobReader::open(f.as_file(), &r.path)? {
+                    b.push(&cs?)?;
+                }
+            }
+            b.finish()
+        })
+        .await?
+    };
+    let path = layout::delta_path(branch, from, to);
+    upload(
+        remote,
+        &path,
+        &packed,
+        &format!("upload {branch} (pack)"),
+        &opts.progress,
+    )
+    .await?;
+    let mut rf = blob_ref(&path, &packed, origin, source_version);
+    rf.level = level + 1;
+    // A pack keeps the origin of its newest blob only if every packed blob had it, so that the
+    // "own upload" checks never take another database's versions for ours.
+    if refs.iter().any(|r| r.origin != refs[refs.len() - 1].origin) {
+        rf.origin = String::new();
+        rf.source_version = 0;
+    } else {
+        rf.origin = refs[refs.len() - 1].origin.clone();
+    }
+    doc.deltas.truncate(n - fanout);
+    doc.deltas.push(rf);
+    tracing::debug!(blob = %path, level = level + 1, from, to, "packed deltas");
+    Ok(Some(path.to_string()))
+}
+
+/// A stable digest of a value (or of its absence), to compare a replayed value with the branch's.
+fn digest(v: Option<&Value>) -> [u8; 32] {
+    match v {
+        None => [0; 32],
+        Some(v) => Sha256::digest(v.to_msgpack()).into(),
+    }
+}
+
 /// The blocking half of a push before any upload: checks the branch contains the mirror, records an
-/// equal point a crashed push left unrecorded, and builds the blob (the whole state for a first push,
-/// else the difference mirror → branch). A push with nothing to upload records the sync state and
-/// returns `up_to_date`.
+/// equal point a crashed push left unrecorded, and builds the blob: every version of the branch since
+/// it last equalled the remote, each its own change set with its time, kind, message and author. After
+/// a pull merged the remote in, the branch's own versions are replayed on top of the remote (the merges
+/// of the mirror are skipped) and, if the result differs from the branch, one more version makes the
+/// remote equal to it. A push with nothing to upload records the sync state and returns `up_to_date`.
 #[allow(clippy::too_many_arguments)]
 fn plan_push(
     db: &Strata,
@@ -1323,11 +1555,13 @@ fn plan_push(
     let m = m_head.unwrap_or(0);
     let branch_rev = Rev::at(branch, h);
     let mirror_rev = Rev::at(mirror, m);
+    let mut recovered = None;
     if m > 0 && !db.contains(&branch_rev, &mirror_rev)? {
         // A push (or its re-run) that died between moving the cursor and recording the equal point
         // leaves the mirror at this database's own newest upload: record that point and look again.
         if let Some(sv) = newest_own.filter(|&sv| sv <= h) {
             rep.mark_equal(&mirror_rev, &Rev::at(branch, sv), &[])?;
+            recovered = Some([m, sv]);
         }
     }
     if m > 0 && !db.contains(&branch_rev, &mirror_rev)? {
@@ -1336,7 +1570,8 @@ fn plan_push(
         )));
     }
     let first = m == 0 && r == 0;
-    let state = |v: u64| {
+    let prior = config::get_state(db, remote_name, branch)?;
+    let state = |v: u64, equal: Option<[u64; 2]>| {
         config::state_note(
             remote_name,
             branch,
@@ -1344,55 +1579,186 @@ fn plan_push(
                 merged_remote_version: v,
                 branch_version: h,
                 last_synced_micros: now_micros(),
+                equal,
             },
         )
     };
-    if first {
-        let blob = if h == 0 {
-            None
-        } else {
-            Some(build_snapshot(db, &branch_rev, branch, h)?)
-        };
-        return Ok(Plan {
-            h,
-            m_head,
-            blob,
-            kind: "snapshot",
-            first,
-            up_to_date: false,
-        });
-    }
-    let new_version = r + 1;
-    let mut ch = Chunker::new(
-        BlobBuilder::new_in(&spool_dir(db)?, "delta", branch, r, new_version)?,
-        new_version,
-    );
-    db.diff_each(&mirror_rev, &branch_rev, |k, _, b| {
-        if is_internal_space(k) {
-            Ok(())
-        } else {
-            ch.add(k, b)
-        }
-    })?;
-    if ch.entries() == 0 {
+    let nothing = |eq| -> Result<Plan> {
         // Nothing differs: note the equal point (so the next diff starts here) and the sync state.
-        rep.mark_equal(&mirror_rev, &branch_rev, &[state(r)])?;
-        return Ok(Plan {
+        if !first {
+            rep.mark_equal(&mirror_rev, &branch_rev, &[state(r, eq)])?;
+        }
+        Ok(Plan {
             h,
             m_head,
             blob: None,
-            kind: "delta",
             first,
-            up_to_date: true,
-        });
+            up_to_date: !first,
+            new_version: r,
+            versions: 0,
+            newest: None,
+        })
+    };
+    if first && h == 0 {
+        return nothing(None);
     }
+    // Where the branch last equalled the remote: [remote version, branch version].
+    let equal = if first {
+        Some([0, 0])
+    } else {
+        recovered
+            .or(prior.equal)
+            .filter(|&[rv, bv]| rv <= m && bv <= h)
+    };
+    let author = db.config("user.name")?;
+    let mut ch = Chunker::new(BlobBuilder::open_ended(
+        &spool_dir(db)?,
+        "delta",
+        branch,
+        r,
+    )?);
+    let new_version;
+    match equal {
+        Some([rv, bv]) => {
+            let skip: std::collections::BTreeSet<u64> = rep
+                .merge_versions(branch, mirror, bv)?
+                .into_iter()
+                .collect();
+            let linear = rv == m && skip.is_empty();
+            // Linear: version v becomes remote version r + (v - bv), so a first push keeps the
+            // branch's numbers. Rebased: the own versions are numbered on from r.
+            let mut overlay: std::collections::HashMap<EntryKey, ([u8; 32], bool)> =
+                Default::default();
+            let mut local = None;
+            let mut next = r;
+            for cs in db.changes_between(&branch_rev, bv)? {
+                let cs = cs?;
+                if skip.contains(&cs.version) {
+                    continue;
+                }
+                let puts: Vec<_> = cs
+                    .puts
+                    .into_iter()
+                    .filter(|(k, _)| !is_internal_space(k))
+                    .collect();
+                let deletes: Vec<_> = cs
+                    .deletes
+                    .into_iter()
+                    .filter(|k| !is_internal_space(k))
+                    .collect();
+                if puts.is_empty() && deletes.is_empty() {
+                    continue;
+                }
+                if local != Some(cs.version) {
+                    local = Some(cs.version);
+                    next = if linear {
+                        r + (cs.version - bv)
+                    } else {
+                        next + 1
+                    };
+                    ch.start(next, cs.timestamp_micros, cs.meta.clone());
+                }
+                for (k, v) in puts {
+                    if !linear {
+                        overlay.insert(k.clone(), (digest(Some(&v)), false));
+                    }
+                    ch.add(&k, Some(v))?;
+                }
+                for k in deletes {
+                    if !linear {
+                        overlay.insert(k.clone(), (digest(None), false));
+                    }
+                    ch.add(&k, None)?;
+                }
+            }
+            if linear {
+                if ch.entries() == 0 {
+                    return nothing(Some([r, h]));
+                }
+                new_version = r + (h - bv);
+            } else {
+                // What replaying left different from the branch becomes one more version.
+                ch.start(
+                    next + 1,
+                    now_micros(),
+                    Some(CommitMeta {
+                        kind: "merge".into(),
+                        message: format!(
+                            "make {remote_name} equal {branch}@{h} after merging its changes"
+                        ),
+                        author: author.clone(),
+                    }),
+                );
+                db.diff_each(&mirror_rev, &branch_rev, |k, _, b| {
+                    if is_internal_space(k) {
+                        return Ok(());
+                    }
+                    match overlay.get_mut(k) {
+                        Some((d, seen)) => {
+                            *seen = true;
+                            if *d != digest(b.as_ref()) {
+                                ch.add(k, b)?;
+                            }
+                            Ok(())
+                        }
+                        None => ch.add(k, b),
+                    }
+                })?;
+                // Keys the branch replayed but holds as the remote does (a merge took the remote's).
+                let mut unseen: Vec<_> = overlay
+                    .iter()
+                    .filter(|(_, (_, seen))| !seen)
+                    .map(|(k, (d, _))| (k.clone(), *d))
+                    .collect();
+                unseen.sort_by(|a, b| a.0.cmp(&b.0));
+                for (k, d) in unseen {
+                    let now = db.get_at(&branch_rev, &k.space, k.kind, &k.key)?;
+                    if d != digest(now.as_ref()) {
+                        ch.add(&k, now)?;
+                    }
+                }
+                if ch.entries() == 0 {
+                    return nothing(Some([r, h]));
+                }
+                new_version = ch.last_version();
+            }
+        }
+        None => {
+            // No equal point recorded (a database synced before history sync): the net difference
+            // goes as one version.
+            ch.start(
+                r + 1,
+                now_micros(),
+                Some(CommitMeta {
+                    kind: "commit".into(),
+                    message: format!("{branch}@{h}: changes since remote version {r}"),
+                    author: author.clone(),
+                }),
+            );
+            db.diff_each(&mirror_rev, &branch_rev, |k, _, b| {
+                if is_internal_space(k) {
+                    Ok(())
+                } else {
+                    ch.add(k, b)
+                }
+            })?;
+            if ch.entries() == 0 {
+                return nothing(Some([r, h]));
+            }
+            new_version = r + 1;
+        }
+    }
+    let newest = ch.newest_meta();
+    let versions = ch.versions();
     Ok(Plan {
         h,
         m_head,
-        blob: Some(ch.finish()?),
-        kind: "delta",
+        blob: Some(ch.finish_at(new_version)?),
         first,
         up_to_date: false,
+        new_version,
+        versions,
+        newest,
     })
 }
 
@@ -1632,49 +1998,178 @@ pub async fn gc(remote: &dyn Remote, grace: Duration) -> Result<GcReport> {
     Ok(report)
 }
 
-/// Writes a snapshot of a branch's current remote state and points the cursor at it alone, so
-/// clones and far-behind pulls replay nothing. Fetches first.
+/// What `remote compact` should do besides packing.
+#[derive(Clone, Debug, Default)]
+pub struct CompactOptions {
+    /// Drop the versions before this one: history then starts from a state snapshot at it. Nothing
+    /// else ever drops versions.
+    pub squash_before: Option<u64>,
+    /// Progress reporting.
+    pub progress: Progress,
+}
+
+/// Compacts a branch on a remote, keeping every version: its whole delta chain becomes one blob of
+/// the same change sets (so a clone needs few requests), and a state snapshot at the head is kept
+/// beside the chain for shallow clones (`clone --depth`). With `squash_before`, the versions before
+/// it are dropped (history starts from a snapshot there). Fetches first; the local mirror supplies
+/// the states.
 #[tracing::instrument(level = "info", skip_all, fields(remote = remote_name, branch))]
 pub async fn compact(
     db: &Strata,
     remote_name: &str,
     branch: &str,
-    progress: &Progress,
-) -> Result<PushReport> {
+    opts: &CompactOptions,
+) -> Result<CompactReport> {
     let remote = open_named(db, remote_name).await?;
+    compact_with(db, &*remote, remote_name, branch, opts).await
+}
+
+/// What `remote compact` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CompactReport {
+    /// The branch.
+    pub branch: String,
+    /// The remote version (unchanged by compaction).
+    pub remote_version: u64,
+    /// Whether there was nothing to do.
+    pub up_to_date: bool,
+    /// Delta blobs before and after.
+    pub blobs_before: usize,
+    /// Delta blobs after (1 when packed).
+    pub blobs_after: usize,
+    /// Where history starts now (0: at the beginning).
+    pub history_from: u64,
+    /// Versions dropped by `squash_before` (0 otherwise).
+    pub versions_dropped: u64,
+    /// The shallow-clone snapshot written, if any.
+    pub snapshot: Option<String>,
+    /// Bytes uploaded.
+    pub bytes: u64,
+}
+
+/// [`compact`] over a given remote.
+pub async fn compact_with(
+    db: &Strata,
+    remote: &dyn Remote,
+    remote_name: &str,
+    branch: &str,
+    opts: &CompactOptions,
+) -> Result<CompactReport> {
+    let progress = &opts.progress;
     let origin = db_id(db).await?;
-    let (doc, token) = require_cursor(&*remote, branch).await?;
-    fetch_into_mirror(db, &*remote, remote_name, branch, &doc, progress).await?;
-    if doc.version == 0 || (doc.deltas.is_empty() && doc.snapshot.is_some()) {
-        // Nothing to compact: an empty branch, or one that is a snapshot alone already.
-        return Ok(PushReport {
-            branch: branch.to_string(),
-            remote_version: doc.version,
-            up_to_date: true,
-            entries: 0,
-            bytes: 0,
-            blob: None,
-            snapshot: None,
-        });
+    let (doc, token) = require_cursor(remote, branch).await?;
+    fetch_into_mirror(db, remote, remote_name, branch, &doc, progress).await?;
+    let old_base = doc.snapshot.as_ref().map(|s| s.to).unwrap_or(0);
+    let mut report = CompactReport {
+        branch: branch.to_string(),
+        remote_version: doc.version,
+        up_to_date: true,
+        blobs_before: doc.deltas.len(),
+        blobs_after: doc.deltas.len(),
+        history_from: old_base,
+        versions_dropped: 0,
+        snapshot: None,
+        bytes: 0,
+    };
+    let base = match opts.squash_before {
+        Some(v) if v > doc.version => {
+            return Err(SyncError::Config(format!(
+                "cannot squash before version {v}: remote branch {branch:?} is at version {}",
+                doc.version
+            )))
+        }
+        Some(v) if v > old_base => v,
+        _ => old_base,
+    };
+    let squash = base > old_base;
+    let has_shallow_at_head = doc.shallow.as_ref().is_some_and(|s| s.to == doc.version);
+    if doc.version == 0 || (!squash && doc.deltas.len() <= 1 && has_shallow_at_head) {
+        return Ok(report);
     }
     let mirror = mirror_name(remote_name, branch);
-    let snap = {
-        let (db, branch, v) = (db.clone(), branch.to_string(), doc.version);
-        blocking(move || build_snapshot(&db, &Rev::at(&mirror, v), &branch, v)).await?
+    if squash {
+        // The state at `base` must be whole here: the mirror's history must reach back to it.
+        let (db2, mirror2) = (db.clone(), mirror.clone());
+        let oldest = blocking(move || Ok(db2.replication().oldest_version(&mirror2)?)).await?;
+        if oldest.is_some_and(|o| o > base) {
+            return Err(SyncError::Config(format!(
+                "this database holds {remote_name}/{branch} only from version {} (a shallow clone), so it \
+                 cannot build the state at version {base}; run the squash from a full clone",
+                oldest.unwrap_or(0)
+            )));
+        }
+    }
+    let dir = {
+        let db = db.clone();
+        blocking(move || spool_dir(&db)).await?
     };
-    let path = layout::snapshot_path(branch, doc.version.max(1));
-    upload(
-        &*remote,
-        &path,
-        &snap,
-        &format!("upload {branch}"),
-        progress,
-    )
-    .await?;
     let mut new = doc.clone();
-    new.snapshot = Some(blob_ref(&path, &snap, &origin, 0));
-    new.deltas.clear();
-    new.version = snap.header.to_version.max(doc.version);
+    new.format = layout::CURSOR_FORMAT;
+    // The chain after `base` as one blob of the same change sets.
+    let keep: Vec<BlobRef> = doc.deltas.iter().filter(|d| d.to > base).cloned().collect();
+    if squash || keep.len() > 1 {
+        let mut files = Vec::with_capacity(keep.len());
+        for (i, r) in keep.iter().enumerate() {
+            let label = format!("compact {branch} ({}/{})", i + 1, keep.len());
+            files.push(download(remote, r, &dir, &label, progress).await?);
+        }
+        let (branch2, keep2, dir2) = (branch.to_string(), keep.clone(), dir.clone());
+        let to = doc.version;
+        let packed = blocking(move || {
+            let mut b = BlobBuilder::new_in(&dir2, "delta", &branch2, base, to)?;
+            for (f, r) in files.iter().zip(&keep2) {
+                verify_blob(f, r, &branch2)?;
+                for cs in BlobReader::open(f.as_file(), &r.path)? {
+                    let cs = cs?;
+                    if cs.version > base {
+                        b.push(&cs)?;
+                    }
+                }
+            }
+            Ok(Some(b.finish()?).filter(|b| b.header.record_count > 0))
+        })
+        .await?;
+        new.deltas.clear();
+        if let Some(p) = packed {
+            let path = layout::delta_path(branch, base, doc.version);
+            upload(remote, &path, &p, &format!("upload {branch}"), progress).await?;
+            report.bytes += p.bytes;
+            let mut rf = blob_ref(&path, &p, "", 0);
+            rf.level = keep.iter().map(|k| k.level).max().unwrap_or(0) + 1;
+            new.deltas.push(rf);
+        } else if base < doc.version {
+            return Err(SyncError::corrupt(
+                format!("cursor of {branch:?}"),
+                format!("its blobs hold no versions after {base}"),
+            ));
+        }
+    }
+    if squash {
+        let snap = {
+            let (db, mirror, branch) = (db.clone(), mirror.clone(), branch.to_string());
+            blocking(move || build_snapshot(&db, &Rev::at(&mirror, base), &branch, base)).await?
+        };
+        let path = layout::snapshot_path(branch, base);
+        upload(remote, &path, &snap, &format!("upload {branch}"), progress).await?;
+        report.bytes += snap.bytes;
+        new.snapshot = Some(blob_ref(&path, &snap, &origin, 0));
+        report.versions_dropped = base - old_base;
+    }
+    if !new
+        .shallow
+        .as_ref()
+        .is_some_and(|s| s.to == doc.version && s.to >= base)
+    {
+        let snap = {
+            let (db, branch, v) = (db.clone(), branch.to_string(), doc.version);
+            blocking(move || build_snapshot(&db, &Rev::at(&mirror, v), &branch, v)).await?
+        };
+        let path = layout::snapshot_path(branch, doc.version);
+        upload(remote, &path, &snap, &format!("upload {branch}"), progress).await?;
+        report.bytes += snap.bytes;
+        report.snapshot = Some(path.to_string());
+        new.shallow = Some(blob_ref(&path, &snap, &origin, 0));
+    }
     new.updated_micros = now_micros();
     match remote
         .write_cursor(
@@ -1692,13 +2187,16 @@ pub async fn compact(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(PushReport {
-        branch: branch.to_string(),
-        remote_version: new.version,
-        up_to_date: false,
-        entries: snap.header.entry_count,
-        bytes: snap.bytes,
-        blob: None,
-        snapshot: Some(path.to_string()),
-    })
+    report.up_to_date = false;
+    report.blobs_after = new.deltas.len();
+    report.history_from = base;
+    tracing::info!(
+        remote = remote_name,
+        branch,
+        blobs_before = report.blobs_before,
+        blobs_after = report.blobs_after,
+        history_from = base,
+        "compacted"
+    );
+    Ok(report)
 }

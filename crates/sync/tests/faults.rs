@@ -113,7 +113,7 @@ const PUSH_CASES: [PushCase; 3] = [
 async fn push_case(case: PushCase, r: &dyn Remote) -> (Strata, PushOptions) {
     let a = Strata::open_temp().unwrap();
     let opts = PushOptions {
-        snapshot_every: match case {
+        pack_fanout: match case {
             PushCase::DeltaWithCompaction => 2,
             _ => 32,
         },
@@ -386,7 +386,7 @@ async fn pull_case(case: PullCase, r: &dyn Remote) -> (Strata, Strata, Contents)
     let a = Strata::open_temp().unwrap();
     let b = Strata::open_temp().unwrap();
     let opts = PushOptions {
-        snapshot_every: if matches!(case, PullCase::FarBehind) {
+        pack_fanout: if matches!(case, PullCase::FarBehind) {
             2
         } else {
             32
@@ -1047,7 +1047,7 @@ async fn compaction_bounds_the_delta_chain_and_far_behind_pulls_are_right() {
     common::init();
     let (mem, faulty) = env();
     let opts = PushOptions {
-        snapshot_every: 3,
+        pack_fanout: 3,
         ..Default::default()
     };
     let a = Strata::open_temp().unwrap();
@@ -1087,7 +1087,7 @@ async fn compaction_bounds_the_delta_chain_and_far_behind_pulls_are_right() {
             "round {round}: {} deltas",
             doc.deltas.len()
         );
-        if rep.snapshot.is_some() {
+        if rep.packed.is_some() {
             snapshots += 1;
             assert!(doc.deltas.is_empty());
             assert_eq!(doc.snapshot.as_ref().unwrap().to, rep.remote_version);
@@ -1188,7 +1188,7 @@ async fn explicit_compaction_and_clients_at_every_version() {
         c.main().kv_put(&format!("local-{round}"), round).unwrap();
         clients.push(c);
     }
-    let rep = strata_sync::compact(&a, "hub", "main", &Progress::none())
+    let rep = strata_sync::compact(&a, "hub", "main", &Default::default())
         .await
         .unwrap();
     let doc = cursor_doc(&*remote, "main").await.unwrap();

@@ -411,7 +411,7 @@ async fn race(
             let opts = PushOptions {
                 publish_within,
                 // Compaction often: it unreferences deltas, which gc then deletes.
-                snapshot_every: 3,
+                pack_fanout: 3,
                 ..Default::default()
             };
             let mut i = 0;

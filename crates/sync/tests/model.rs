@@ -571,7 +571,7 @@ impl Model {
 
     async fn compact(&mut self, c: usize) {
         let db = self.clients[c].db.clone();
-        let res = strata_sync::compact(&db, "hub", "main", &Progress::none()).await;
+        let res = strata_sync::compact(&db, "hub", "main", &Default::default()).await;
         self.log.push(format!("client {c}: compact -> {res:?}"));
         match &self.state {
             None => assert!(res.is_err()),
@@ -660,12 +660,7 @@ impl Model {
     }
 }
 
-async fn run_model(
-    n_clients: usize,
-    snapshot_every: usize,
-    steps: Vec<Step>,
-    avoid_known_bugs: bool,
-) {
+async fn run_model(n_clients: usize, pack_fanout: usize, steps: Vec<Step>, avoid_known_bugs: bool) {
     let url = format!("memory://model-{}", uuid::Uuid::new_v4().simple());
     let remote = strata_sync::open_url(&url).unwrap();
     let mut clients = Vec::new();
@@ -694,7 +689,7 @@ async fn run_model(
         acked_events: BTreeSet::new(),
         clients,
         opts: PushOptions {
-            snapshot_every,
+            pack_fanout,
             ..Default::default()
         },
         avoid_known_bugs,
@@ -709,7 +704,7 @@ async fn run_model(
     if std::env::var_os("STRATA_MODEL_VERBOSE").is_some() {
         let count = |p: &str| model.log.iter().filter(|l| l.contains(p)).count();
         eprintln!(
-            "model: {n_clients} clients, snapshot_every {snapshot_every}, {} steps: {} pushes ok ({} up to date), \
+            "model: {n_clients} clients, pack_fanout {pack_fanout}, {} steps: {} pushes ok ({} up to date), \
              {} rejected, {} pulls ok ({} with conflicts resolved), {} fetches, {} compactions, {} avoided, remote v{:?}",
             steps.len(),
             count("push -> Ok"),
@@ -738,11 +733,11 @@ proptest! {
     #[test]
     fn model_sync(
         n in 2usize..=3,
-        snapshot_every in prop_oneof![Just(2usize), Just(3), Just(32)],
+        pack_fanout in prop_oneof![Just(2usize), Just(3), Just(32)],
         steps in proptest::collection::vec(step_strategy(), 1..60),
     ) {
         common::init();
-        block_on(run_model(n, snapshot_every, steps, true));
+        block_on(run_model(n, pack_fanout, steps, true));
     }
 }
 
@@ -753,11 +748,11 @@ proptest! {
     #[test]
     fn model_sync_unconstrained(
         n in 2usize..=3,
-        snapshot_every in prop_oneof![Just(2usize), Just(3), Just(32)],
+        pack_fanout in prop_oneof![Just(2usize), Just(3), Just(32)],
         steps in proptest::collection::vec(step_strategy(), 1..60),
     ) {
         common::init();
-        block_on(run_model(n, snapshot_every, steps, false));
+        block_on(run_model(n, pack_fanout, steps, false));
     }
 }
 

@@ -54,10 +54,10 @@ async fn push(db: &Strata, r: &dyn Remote) -> strata_sync::Result<strata_sync::P
 async fn push_every(
     db: &Strata,
     r: &dyn Remote,
-    snapshot_every: usize,
+    pack_fanout: usize,
 ) -> strata_sync::Result<strata_sync::PushReport> {
     let opts = PushOptions {
-        snapshot_every,
+        pack_fanout,
         ..Default::default()
     };
     push_to(db, r, "hub", "main", &opts).await
@@ -96,7 +96,7 @@ async fn compaction_snapshot_of_an_emptied_branch_can_be_pulled() {
     push(&a, &r).await.unwrap();
     a.main().kv_delete("k").unwrap();
     let rep = push_every(&a, &r, 1).await.unwrap();
-    assert!(rep.snapshot.is_some());
+    assert!(rep.packed.is_some());
     let c = Strata::open_temp().unwrap();
     // Today: Corrupt "after applying its blobs the mirror is at version 0, not 2".
     pull(&c, &r).await.unwrap();
@@ -120,7 +120,7 @@ async fn far_behind_pull_when_the_snapshot_equals_the_mirror() {
     push_every(&a, &r, 2).await.unwrap();
     a.main().kv_put("k", 1).unwrap();
     let rep = push_every(&a, &r, 2).await.unwrap();
-    assert!(rep.snapshot.is_some());
+    assert!(rep.packed.is_some());
     // Today: Corrupt "after applying its blobs the mirror is at version 2, not 4".
     pull(&b, &r).await.unwrap();
     assert_eq!(head(&b, &mirror()), Some(4));
@@ -157,7 +157,7 @@ async fn compact_of_a_branch_at_version_0() {
     let a = Strata::open_temp().unwrap();
     a.remote_add("hub", &url).unwrap();
     a.push("hub", "main").await.unwrap();
-    strata_sync::compact(&a, "hub", "main", &strata_sync::Progress::none())
+    strata_sync::compact(&a, "hub", "main", &Default::default())
         .await
         .unwrap();
     // Today both fail: Corrupt "after applying its blobs the mirror is at version 0, not 1".
@@ -184,7 +184,7 @@ async fn push_after_someone_elses_compaction_is_rejected() {
     // b's work, pushed with a compaction snapshot: the cursor now holds only a snapshot.
     b.main().kv_put("b-work", "precious").unwrap();
     let rep = push_every(&b, &r, 1).await.unwrap();
-    assert!(rep.snapshot.is_some());
+    assert!(rep.packed.is_some());
     // a has more local versions than b's head.
     for i in 0..5 {
         a.main().kv_put(&format!("a{i}"), i).unwrap();

@@ -15,21 +15,21 @@
 //!     Begins a transaction on BRANCH, puts key `held` = "yes", prints `holding {version}`, then reads one
 //!     stdin line: `commit` commits and prints `committed {version}`; `rollback` rolls back and prints
 //!     `rolled-back`; end of input exits without committing.
-//! strata-torture sync-loop DB REMOTE CLIENT N [--barrier stdin] [--snapshot-every N] [--option K=V]...
+//! strata-torture sync-loop DB REMOTE CLIENT N [--barrier stdin] [--pack-fanout N] [--option K=V]...
 //!     Opens DB (adding remote `hub` -> REMOTE_DIR unless configured), then N times: pull `main` (last
 //!     writer wins; an empty remote is skipped), commit key `c{CLIENT}:{i}` = i with event `sync`
 //!     (payload "c{CLIENT}:{i}") in one transaction, and push, retrying "pull first" rejections (pull,
 //!     random 1-25 ms backoff, push again) until the push succeeds; then prints
 //!     `acked {i} {remote_version}`. Ends with `done {rejections} {other_retries}` and exit 0. With
 //!     `--barrier stdin` it first prints `ready` and waits for a stdin line.
-//! strata-torture push-loop DB REMOTE_DIR START [--snapshot-every N]
+//! strata-torture push-loop DB REMOTE_DIR START [--pack-fanout N]
 //!     Forever, from i = START: commit key `p{i}` = i, key `pad:{i % 16}` (1 KiB string) and event
 //!     `push` (payload i) in one transaction, push `main` to `hub` (retrying retryable errors), print
 //!     `pushed {i} {remote_version}`. Any other push error (a rejection included) exits 1.
 //! strata-torture pull-loop DB REMOTE_DIR
 //!     Forever: pull `main` from `hub` (LWW) and print `pulled {remote_version}` (an empty remote is
 //!     skipped).
-//! strata-torture soak-sync DB REMOTE [--write TAG] [--pause-ms MS] [--snapshot-every N]
+//! strata-torture soak-sync DB REMOTE [--write TAG] [--pause-ms MS] [--pack-fanout N]
 //!     Rounds until a line `stop` or the end of stdin: with --write, commit key `{TAG}:{i}` = i and
 //!     event `soak` (payload "{TAG}:{i}") in one transaction and print `ack {i}`; then pull `main`
 //!     (LWW; an empty remote is skipped) and push it, pulling and pushing again up to 4 times while
@@ -53,10 +53,10 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  strata-torture write-loop DB START [--durability full|normal] [--count N]\n  \
          strata-torture increment DB N BRANCH [--busy-ms MS] [--barrier stdin]\n  strata-torture hold DB BRANCH\n  \
-         strata-torture sync-loop DB REMOTE CLIENT N [--barrier stdin] [--snapshot-every N] [--option K=V]...\n  \
-         strata-torture push-loop DB REMOTE_DIR START [--snapshot-every N]\n  \
+         strata-torture sync-loop DB REMOTE CLIENT N [--barrier stdin] [--pack-fanout N] [--option K=V]...\n  \
+         strata-torture push-loop DB REMOTE_DIR START [--pack-fanout N]\n  \
          strata-torture pull-loop DB REMOTE_DIR\n  \
-         strata-torture soak-sync DB REMOTE [--write TAG] [--pause-ms MS] [--snapshot-every N]"
+         strata-torture soak-sync DB REMOTE [--write TAG] [--pause-ms MS] [--pack-fanout N]"
     );
     ExitCode::from(2)
 }
@@ -84,7 +84,7 @@ struct Config {
     opts: Options,
     count: Option<u64>,
     barrier: bool,
-    snapshot_every: Option<usize>,
+    pack_fanout: Option<usize>,
     /// Remote options (`--option KEY=VALUE`, repeatable), e.g. a bucket's endpoint.
     remote_options: std::collections::BTreeMap<String, String>,
     /// A pause after each commit or round.
@@ -98,7 +98,7 @@ fn config(flags: &[(String, String)]) -> Result<Config, String> {
         opts: Options::default(),
         count: None,
         barrier: false,
-        snapshot_every: None,
+        pack_fanout: None,
         remote_options: Default::default(),
         pause: Duration::ZERO,
         write_tag: None,
@@ -123,11 +123,8 @@ fn config(flags: &[(String, String)]) -> Result<Config, String> {
                     Duration::from_millis(v.parse().map_err(|_| format!("bad --pause-ms {v:?}"))?)
             }
             "write" => c.write_tag = Some(v.clone()),
-            "snapshot-every" => {
-                c.snapshot_every = Some(
-                    v.parse()
-                        .map_err(|_| format!("bad --snapshot-every {v:?}"))?,
-                )
+            "pack-fanout" => {
+                c.pack_fanout = Some(v.parse().map_err(|_| format!("bad --pack-fanout {v:?}"))?)
             }
             "option" => {
                 let (key, value) = v
@@ -346,8 +343,8 @@ fn open_synced(dir: &str, remote_dir: &str, cfg: &Config) -> Result<Strata, Sync
 
 fn push_options(cfg: &Config) -> PushOptions {
     let mut opts = PushOptions::default();
-    if let Some(n) = cfg.snapshot_every {
-        opts.snapshot_every = n;
+    if let Some(n) = cfg.pack_fanout {
+        opts.pack_fanout = n;
     }
     opts
 }
