@@ -1042,6 +1042,9 @@ struct CursorChain {
     snapshot: Option<BlobRefView>,
     #[serde(default)]
     deltas: Vec<BlobRefView>,
+    /// A state snapshot inside the chain for shallow clones (sync cursor format 2).
+    #[serde(default)]
+    shallow: Option<BlobRefView>,
 }
 
 fn branch_cursor_name(branch: &str) -> ApiResult<RemotePath> {
@@ -1275,7 +1278,12 @@ async fn bundle(
         return Err(no_cursor(cname.as_str()));
     };
     let chain: CursorChain = serde_json::from_slice(&c.value).unwrap_or_default();
-    let Some(snap) = chain.snapshot else {
+    // The newest full state: the chain's base snapshot or the shallow-clone snapshot.
+    let newest = match (chain.snapshot, chain.shallow) {
+        (Some(a), Some(b)) => Some(if b.to > a.to { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    let Some(snap) = newest else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_snapshot",

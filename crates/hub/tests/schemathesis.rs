@@ -12,7 +12,10 @@ fn schemathesis() -> String {
     if let Ok(p) = std::env::var("STRATA_TEST_SCHEMATHESIS") {
         return p;
     }
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.emulators/schemathesis/bin/st");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../.emulators/schemathesis/bin/st"
+    );
     assert!(
         std::path::Path::new(p).exists(),
         "schemathesis is not installed: python3 -m venv .emulators/schemathesis && \
@@ -70,6 +73,10 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_document() {
     );
     assert!(stdout.contains("generated"), "{stdout}");
     // The hub still answers.
-    let resp = client().get(format!("{}/healthz", h.hub.url)).send().await.unwrap();
+    let resp = client()
+        .get(format!("{}/healthz", h.hub.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 }

@@ -206,6 +206,30 @@ async fn the_page_shows_projects_branches_and_pushes_in_chromium() {
         .await
         .unwrap();
 
+    // And a real push with the strata CLI to another project: its summary comes from sync itself.
+    create_project(&url, &h.admin, "acme", "real").await;
+    set_member(&url, &h.admin, "acme/real", &id, r#"{"role":"read"}"#).await;
+    let db = h.dir.path().join("db");
+    let cli = |args: &[&str]| {
+        let out = Command::new(strata_bin())
+            .env("STRATA_TOKEN", &h.admin)
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cli(&["remote", "add", "hub", &format!("{url}/acme/real")]);
+    cli(&["kv", "put", "fact:1", "\"the sky is blue\""]);
+    cli(&["kv", "put", "fact:2", "\"water is wet\""]);
+    cli(&["kv", "put", "fact:3", "\"fire is hot\""]);
+    cli(&["push", "hub"]);
+
     let driver = Driver::start().await;
     // Not signed in: the form, and no project names.
     driver.goto(&url).await;
@@ -239,6 +263,19 @@ async fn the_page_shows_projects_branches_and_pushes_in_chromium() {
     assert!(page.contains("<td class=\"author\">agent-b</td>"), "{page}");
     assert!(page.contains("<td class=\"entries\">2</td>"), "{page}");
     assert!(page.contains("2025-11-30"), "{page}");
+    // The real push: the project, its branch at version 3, and a push of 3 entries.
+    let real = &page[page
+        .find("data-project=\"acme/real\"")
+        .expect("the pushed project")..];
+    assert!(real.contains("data-branch=\"main\""), "{real}");
+    assert!(real.contains("<td class=\"version\">3</td>"), "{real}");
+    assert!(
+        real.contains("<tr class=\"push\">"),
+        "no push listed: {real}"
+    );
+    assert!(real.contains("<td class=\"entries\">"), "{real}");
+    assert!(real.contains("<td class=\"entries\">3</td>"), "{real}");
+    // (The CLI sets no author yet; the page shows "-" for a push without one.)
     // The key never appears in the page (it sits in an HttpOnly cookie).
     assert!(!page.contains(&key));
 

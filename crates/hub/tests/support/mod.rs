@@ -13,6 +13,21 @@ use strata_remote_http::HttpRemote;
 /// The hub binary under test.
 pub const HUB: &str = env!("CARGO_BIN_EXE_stratahub");
 
+/// The `strata` CLI, built beside `stratahub` (`cargo test --workspace` builds it; a focused run
+/// builds it here when it is missing).
+pub fn strata_bin() -> std::path::PathBuf {
+    let p = Path::new(HUB).with_file_name("strata");
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-p", "strata-cli", "--bin", "strata"])
+            .status()
+            .expect("cargo build strata");
+        assert!(st.success(), "building the strata CLI failed");
+    }
+    p
+}
+
 /// A running hub, stopped (by its own PID) when dropped.
 pub struct HubProcess {
     pub child: Child,
