@@ -348,3 +348,48 @@ async fn concurrent_pushers_over_two_hub_processes_lose_nothing() {
     expected.sort();
     assert_eq!(got, expected);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_damaged_in_the_hubs_storage_is_caught_by_the_pulling_client() {
+    let h = FolderHub::start(&[]);
+    let url = h.hub.url.clone();
+    create_project(&url, &h.admin, "acme", "app").await;
+    let remote_url = format!("{url}/acme/app");
+    let a = Db {
+        path: h.dir.path().join("a"),
+        token: Some(h.admin.clone()),
+    };
+    a.ok(&["remote", "add", "hub", &remote_url, "--token", &h.admin]);
+    a.ok(&["kv", "put", "fact", "\"the original value\""]);
+    a.ok(&["push", "hub"]);
+    // Damage every blob the push stored, keeping its size.
+    let blobs = files_under(&h.dir.path().join("storage/blobs"));
+    let deltas: Vec<&String> = blobs.iter().filter(|f| f.contains("/deltas/")).collect();
+    assert!(!deltas.is_empty(), "{blobs:?}");
+    for f in deltas {
+        let p = h.dir.path().join("storage/blobs").join(f);
+        let mut perms = std::fs::metadata(&p).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(&p, perms).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&p, bytes).unwrap();
+    }
+    let b = Db {
+        path: h.dir.path().join("b"),
+        token: Some(h.admin.clone()),
+    };
+    b.ok(&["remote", "add", "hub", &remote_url, "--token", &h.admin]);
+    let out = b.run(&["pull", "hub"]);
+    assert!(!out.status.success(), "a damaged blob was pulled");
+    let err = text(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("corrupt") || err.contains("sha") || err.contains("checksum"),
+        "{}",
+        tail(&err)
+    );
+    // Nothing was applied.
+    assert!(b.keys().is_empty());
+}
