@@ -40,18 +40,35 @@ pub struct HubProcess {
 impl HubProcess {
     /// Starts `stratahub serve` over `storage` on a free port and waits until it listens.
     pub fn start(storage: &str, storage_options: &[String], extra: &[&str]) -> HubProcess {
+        HubProcess::start_logging(storage, storage_options, extra, None)
+    }
+
+    /// Like [`start`](Self::start), with debug logs written to `log` (for "no secret in the logs").
+    pub fn start_logging(
+        storage: &str,
+        storage_options: &[String],
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> HubProcess {
         let mut cmd = Command::new(HUB);
         cmd.args(["serve", "--storage", storage, "--listen", "127.0.0.1:0"]);
         for o in storage_options {
             cmd.args(["-o", o]);
         }
-        cmd.args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("HUB_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args(extra).stdout(Stdio::piped());
+        match log {
+            Some(path) => {
+                cmd.env("RUST_LOG", "debug")
+                    .stderr(std::fs::File::create(path).expect("create the hub's log"));
+            }
+            None => {
+                cmd.env(
+                    "RUST_LOG",
+                    std::env::var("HUB_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stderr(Stdio::inherit());
+            }
+        }
         let mut child = cmd.spawn().expect("start stratahub");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
@@ -129,11 +146,17 @@ pub struct FolderHub {
 }
 
 impl FolderHub {
+    /// The hub's debug log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
+    }
+
     pub fn start(extra: &[&str]) -> FolderHub {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage").to_string_lossy().into_owned();
         let admin = create_key(&storage, &[], true, "admin");
-        let hub = HubProcess::start(&storage, &[], extra);
+        let log = dir.path().join("hub.log");
+        let hub = HubProcess::start_logging(&storage, &[], extra, Some(&log));
         FolderHub { dir, hub, admin }
     }
 }
