@@ -185,10 +185,12 @@ fn three_processes(
         doc.version
     );
     if others == 0 {
+        // Each push adds its own versions (one commit per loop step, plus one that restores what a
+        // merge decided when the step pulled first): the newest acknowledged push is the cursor.
         assert_eq!(
-            distinct,
-            (1..=total).collect::<BTreeSet<u64>>(),
-            "every push added exactly one version"
+            distinct.last().copied(),
+            Some(doc.version),
+            "the newest acknowledged push is the remote's version"
         );
     }
     let cursor_writes = match folder {
@@ -307,10 +309,9 @@ fn check_cursor_records(
         "cursor records are contiguous"
     );
     for w in records.windows(2) {
-        assert_eq!(
-            w[1].1.version,
-            w[0].1.version + 1,
-            "cursor record {} follows {} with one new version",
+        assert!(
+            w[1].1.version > w[0].1.version,
+            "cursor record {} follows {} with new versions",
             w[1].0,
             w[0].0
         );
@@ -324,7 +325,7 @@ fn check_cursor_records(
     );
     if first_seq == 1 {
         // Nothing pruned (the test is far shorter than the prune grace): every record is here. The first
-        // push was a snapshot at version 1 (its database had one commit), each later one a delta.
+        // push uploaded its database's one commit as version 1.
         assert_eq!(records[0].1.version, 1);
         let record_versions: BTreeSet<u64> = records.iter().map(|(_, d)| d.version).collect();
         assert!(
@@ -336,10 +337,10 @@ fn check_cursor_records(
                 *last_seq, total,
                 "one cursor write per acknowledged push, and no other"
             );
+            let acked: BTreeSet<u64> = records.iter().map(|(_, d)| d.version).collect();
             assert_eq!(
-                *distinct,
-                (1..=total).collect::<BTreeSet<u64>>(),
-                "acknowledged versions"
+                *distinct, acked,
+                "every cursor write is an acknowledged push"
             );
         }
     }

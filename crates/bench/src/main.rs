@@ -90,7 +90,7 @@ mod child;
 mod sync;
 mod sync_cost;
 
-const BENCHES: [&str; 16] = [
+const BENCHES: [&str; 17] = [
     "kv_put_batch",
     "kv_put_single",
     "kv_get",
@@ -107,6 +107,7 @@ const BENCHES: [&str; 16] = [
     "fsyncs",
     "push_pull",
     "sync_rss",
+    "history_clone",
 ];
 
 /// The value sizes of `sync_rss`: 1 KB, 10 KB, 40 KB and 1 MB.
@@ -130,7 +131,7 @@ struct Cli {
     json: bool,
     /// Run only these benchmarks (repeatable or comma-separated): kv_put_batch, kv_put_single, kv_get,
     /// fork, changes_since, bundle, push, clone, rsync, pull_rss, s3_push, s3_clone, s3_requests,
-    /// fsyncs, push_pull, sync_rss.
+    /// fsyncs, push_pull, sync_rss, history_clone.
     #[arg(
         long,
         value_name = "NAME",
@@ -169,6 +170,8 @@ struct Sizes {
     /// Keys changed per push, and pushes timed per database (7).
     push_changes: usize,
     push_reps: usize,
+    /// Single-put commits of the branch that `history_clone` pushes and clones (11).
+    history_commits: usize,
     /// Rounds of 100 changes synced by rsync and by push (9).
     rsync_reps: usize,
     /// Keys and value bytes of the delta pulled by the child process (10).
@@ -203,7 +206,8 @@ impl Sizes {
                 sync_big: 10_000,
                 sync_small: 1_000,
                 push_changes: 100,
-                push_reps: 3,
+                push_reps: 9,
+                history_commits: 2_000,
                 rsync_reps: 2,
                 rss_keys: 2_000,
                 rss_value: 1_000,
@@ -230,7 +234,8 @@ impl Sizes {
                 sync_big: 1_000_000,
                 sync_small: 1_000,
                 push_changes: 100,
-                push_reps: 10,
+                push_reps: 64,
+                history_commits: 100_000,
                 rsync_reps: 5,
                 rss_keys: 500_000,
                 rss_value: 1_000,
@@ -1203,7 +1208,7 @@ fn main() -> Result<()> {
     progress(format!("sizes: {sizes:?}"));
 
     type Bench = fn(&mut Ctx) -> Result<()>;
-    let benches: [(&str, Bench); 16] = [
+    let benches: [(&str, Bench); 17] = [
         ("kv_put_batch", Ctx::bench_kv_put_batch),
         ("kv_put_single", Ctx::bench_kv_put_single),
         ("kv_get", Ctx::bench_kv_get),
@@ -1220,6 +1225,7 @@ fn main() -> Result<()> {
         ("fsyncs", Ctx::bench_fsyncs),
         ("push_pull", Ctx::bench_push_pull),
         ("sync_rss", Ctx::bench_sync_rss),
+        ("history_clone", Ctx::bench_history_clone),
     ];
     for (name, f) in benches {
         if selected(name) {

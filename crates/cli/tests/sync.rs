@@ -285,18 +285,19 @@ fn push_pull_fetch_status_clone() {
             &st["ahead_versions"],
             &st["ahead_entries"]
         ),
-        (&json!(1), &json!(2), &json!(1), &json!(1))
+        (&json!(2), &json!(2), &json!(1), &json!(1))
     );
     let text_status = b.ok(&["status"]);
     assert!(
-        text_status.contains("ahead 1 version (1 entry), behind 1 version (2 entries)"),
+        text_status.contains("ahead 1 version (1 entry), behind 2 versions (2 entries)"),
         "{text_status}"
     );
+    // Each of A's commits arrives as its own version.
     let f = b.json(&["fetch"]);
-    assert_eq!((&f["versions"], &f["entries"]), (&json!(1), &json!(2)));
+    assert_eq!((&f["versions"], &f["entries"]), (&json!(2), &json!(2)));
     assert_eq!(b.keys("main"), ["config", "task:1", "task:9"]);
     assert!(b.ok(&["fetch"]).contains("up to date"));
-    assert_eq!(b.json(&["status"])["behind_versions"], 1);
+    assert_eq!(b.json(&["status"])["behind_versions"], 2);
     let pulled = b.ok(&["pull"]);
     assert!(
         pulled.starts_with("pulled origin/main: ") && pulled.contains("merged into main@"),
@@ -420,6 +421,16 @@ fn strict_pull_conflict_exits_4_with_the_list() {
     // Last writer wins: the remote's value wins.
     let r = b.json(&["pull", "--strategy", "lww"]);
     assert_eq!(r["conflicts_resolved"], 1);
+    assert_eq!(
+        b.json(&["kv", "get", "task:1"])["result"],
+        json!("approach A")
+    );
+    // B's own version still travels (history keeps it), then one version restores A's value.
+    let p = b.json(&["push"]);
+    assert_eq!(
+        (&p["up_to_date"], &p["versions"]),
+        (&json!(false), &json!(2))
+    );
     assert_eq!(
         b.json(&["kv", "get", "task:1"])["result"],
         json!("approach A")
@@ -569,11 +580,17 @@ fn remote_gc_and_compact() {
     let c = a.json(&["remote", "compact", "origin"]);
     assert_eq!(c["branch"], "main");
     assert_eq!(c["remote_version"], 4);
-    assert_eq!(c["entries"], 4);
+    assert_eq!(
+        (&c["blobs_before"], &c["blobs_after"]),
+        (&json!(4), &json!(1))
+    );
+    assert_eq!(c["versions_dropped"], 0);
     assert!(c["snapshot"].as_str().unwrap().contains("snap"), "{c}");
-    assert!(a
-        .ok(&["remote", "compact", "origin", "main"])
-        .starts_with("compacted origin/main: snapshot at version 4"));
+    let again = a.ok(&["remote", "compact", "origin", "main"]);
+    assert!(
+        again.starts_with("origin/main is already compact"),
+        "{again}"
+    );
     // The replaced blobs are unreferenced now: a gc with a long grace keeps them, one without
     // deletes them.
     let g = a.json(&["remote", "gc", "origin"]);
@@ -583,10 +600,10 @@ fn remote_gc_and_compact() {
     let g = a.json(&["remote", "gc", "origin", "--grace", "0"]);
     assert!(g["deleted"].as_u64().unwrap() >= 4, "{g}");
     assert!(g["bytes_freed"].as_u64().unwrap() > 0);
-    assert_eq!(g["referenced"], 1);
+    assert_eq!(g["referenced"], 2, "the pack and the shallow snapshot: {g}");
     assert!(a
         .ok(&["remote", "gc", "origin", "--grace", "0"])
-        .starts_with("gc origin: 1 blob(s) referenced, 0 deleted"));
+        .starts_with("gc origin: 2 blob(s) referenced, 0 deleted"));
     // The remote still clones and pulls.
     let out = w.run(&["clone", &w.remote(), "c"]);
     ok(out, &["clone"]);
@@ -1059,8 +1076,9 @@ fn status_after_a_rerun_push_shows_nothing_ahead_or_behind() {
         clean(&copy, name);
         clean(&src, name);
     }
-    // A commit that changes nothing (the same value again) pushes as up to date.
+    // A commit that writes the same value again is still a version: it travels like any other.
     a.ok(&["kv", "put", "k", "1"]);
+    assert_eq!(a.json(&["push"])["versions"], 1);
     assert_eq!(a.json(&["push"])["up_to_date"], true);
     clean(&a, "same value");
 }

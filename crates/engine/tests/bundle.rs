@@ -81,9 +81,17 @@ fn populate(db: &Strata) -> u64 {
     db.branch_info("main").unwrap().head
 }
 
+/// The change sets of a branch, without their commit metadata (bundles do not carry it: imported
+/// versions are recorded as `import`).
 fn changes(db: &Strata, branch: &str, after: u64) -> Vec<ChangeSet> {
     db.changes_since(branch, after)
         .unwrap()
+        .map(|c| {
+            c.map(|mut c| {
+                c.meta = None;
+                c
+            })
+        })
         .collect::<Result<Vec<_>>>()
         .unwrap()
 }

@@ -730,8 +730,10 @@ async fn fetch_into_mirror_depth(
     let snap_to = doc.snapshot.as_ref().map(|s| s.to).unwrap_or(0);
     let (use_snapshot, deltas): (bool, Vec<&BlobRef>) = if m == 0 {
         (doc.snapshot.is_some(), doc.deltas.iter().collect())
-    } else if m >= snap_to && doc.deltas.iter().any(|d| d.from == m) || m == snap_to {
-        (false, doc.deltas.iter().filter(|d| d.from >= m).collect())
+    } else if m >= snap_to {
+        // The chain covers (snap_to, version]: the blobs ending after m (a pack may start before m;
+        // its versions up to m are skipped when applying).
+        (false, doc.deltas.iter().filter(|d| d.to > m).collect())
     } else if snap_to > m {
         // Compacted past what we hold: rebuild from the snapshot.
         (true, doc.deltas.iter().collect())
@@ -808,6 +810,7 @@ async fn fetch_into_mirror_depth(
             let chain = readers
                 .into_iter()
                 .flat_map(BlobReader::raw)
+                .filter(|cs| cs.as_ref().map_or(true, |cs| cs.version > m))
                 .chain(std::iter::once(Ok(end_marker(version))));
             rep.apply(&mirror2, m, chain, None, &[])
         };
@@ -1376,8 +1379,15 @@ pub async fn push_with(
     // blob of the next level, so a push pays for what the packed deltas weigh (amortised over
     // log(pushes) levels), never for the whole branch. State snapshots are `remote compact`'s job.
     let pack_started = Instant::now();
-    while let Some(packed) = pack_tail(db, remote, branch, &mut doc, &origin, opts).await? {
-        report.packed = Some(packed);
+    loop {
+        match pack_tail(db, remote, branch, &mut doc, &origin, opts).await {
+            Ok(Some(packed)) => report.packed = Some(packed),
+            Ok(None) => break,
+            // A blob to pack is gone: another client replaced it (and gc removed it) after this push
+            // read the cursor, so the publish below will be rejected anyway. Skip packing.
+            Err(SyncError::Remote(RemoteError::NotFound(_))) => break,
+            Err(e) => return Err(e),
+        }
     }
     if report.packed.is_some() {
         // Packs are fresh names too: the publish window starts at the oldest upload still unpublished.
