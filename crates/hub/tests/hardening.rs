@@ -36,7 +36,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     let url = &h.hub.url;
     let key = &h.admin;
     create_project(url, key, "acme", "app").await;
-    let c = client();
+    // A fresh client (connection) per request: a 413 answered before its body was read closes the
+    // connection, and a pooled one could be reused just as it closes.
     let base = format!("{url}/v1/projects/acme/app");
     let storage = h.dir.path().join("storage");
     let blobs_before = files_under(&storage.join("blobs"));
@@ -50,7 +51,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
         r#"{"owner":"a","name":"b","x":1}"#,
     ] {
         let (s, v) = answer(
-            c.post(format!("{url}/v1/projects"))
+            client()
+                .post(format!("{url}/v1/projects"))
                 .bearer_auth(key)
                 .body(body),
         )
@@ -67,7 +69,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     ] {
         let body = serde_json::json!({"owner": owner, "name": name}).to_string();
         let (s, v) = answer(
-            c.post(format!("{url}/v1/projects"))
+            client()
+                .post(format!("{url}/v1/projects"))
                 .bearer_auth(key)
                 .body(body),
         )
@@ -83,7 +86,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     }
     for p in ["%2e%2e/x", "..%2Fetc", "a/../../b"] {
         let (s, _) = answer(
-            c.get(format!("{url}/v1/projects/acme/{p}/blobs"))
+            client()
+                .get(format!("{url}/v1/projects/acme/{p}/blobs"))
                 .bearer_auth(key),
         )
         .await;
@@ -91,7 +95,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     }
     for bad in ["../x", "/abs", "a//b", "a/./b", ""] {
         let (s, v) = answer(
-            c.put(format!("{base}/blob"))
+            client()
+                .put(format!("{base}/blob"))
                 .query(&[("path", bad)])
                 .bearer_auth(key)
                 .body("x"),
@@ -99,7 +104,13 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
         .await;
         assert_eq!((s, code(&v)), (400, "invalid"), "{bad:?}: {v}");
     }
-    let (s, v) = answer(c.put(format!("{base}/blob")).bearer_auth(key).body("x")).await;
+    let (s, v) = answer(
+        client()
+            .put(format!("{base}/blob"))
+            .bearer_auth(key)
+            .body("x"),
+    )
+    .await;
     assert_eq!((s, code(&v)), (400, "invalid"), "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("path"),
@@ -109,7 +120,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     // Oversized: declared length and streamed length both get 413.
     let big = vec![7u8; 200_000];
     let (s, v) = answer(
-        c.put(format!("{base}/blob"))
+        client()
+            .put(format!("{base}/blob"))
             .query(&[("path", "big/declared")])
             .bearer_auth(key)
             .body(big.clone()),
@@ -129,7 +141,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
 
     // A blob whose declared hash does not match: 400 body_mismatch, nothing stored.
     let (s, v) = answer(
-        c.put(format!("{base}/blob"))
+        client()
+            .put(format!("{base}/blob"))
             .query(&[("path", "hash/bad")])
             .bearer_auth(key)
             .header("x-strata-sha256", hex::encode(Sha256::digest(b"other")))
@@ -153,7 +166,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     }
     // Cursor writes need a precondition; cursors are size-limited.
     let (s, v) = answer(
-        c.put(format!("{base}/cursor"))
+        client()
+            .put(format!("{base}/cursor"))
             .query(&[("name", "branches/main")])
             .bearer_auth(key)
             .body("{}"),
@@ -161,7 +175,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     .await;
     assert_eq!((s, code(&v)), (428, "precondition_required"), "{v}");
     let (s, v) = answer(
-        c.put(format!("{base}/cursor"))
+        client()
+            .put(format!("{base}/cursor"))
             .query(&[("name", "branches/main")])
             .bearer_auth(key)
             .header("if-match", "\"zz\"")
@@ -170,7 +185,8 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     .await;
     assert_eq!((s, code(&v)), (400, "invalid"), "{v}");
     let (s, v) = answer(
-        c.put(format!("{base}/cursor"))
+        client()
+            .put(format!("{base}/cursor"))
             .query(&[("name", "branches/huge")])
             .bearer_auth(key)
             .header("if-none-match", "*")
@@ -179,7 +195,7 @@ async fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     .await;
     assert_eq!((s, code(&v)), (413, "too_large"), "{v}");
     // Unknown endpoints answer JSON 404s.
-    let (s, v) = answer(c.get(format!("{url}/v1/nothing")).bearer_auth(key)).await;
+    let (s, v) = answer(client().get(format!("{url}/v1/nothing")).bearer_auth(key)).await;
     assert_eq!((s, code(&v)), (404, "not_found"));
 
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -251,11 +251,6 @@ fn push_until_accepted(db: &Db, remote: &str) -> u32 {
     panic!("a push was never accepted");
 }
 
-// Passed before main's fa8fff8 (sync format 2); since then the same scenario fails the same way
-// straight on a folder remote (HUB_TEST_DIRECT_FOLDER=1): "remote history diverged: remote branch
-// \"main\" has no blobs continuing from version 7". A sync regression, not a hub one; the hub's own
-// multi-process safety is tested at the Remote level in two_hubs.rs.
-#[ignore = "sync regression on main (fa8fff8): fails identically on a folder remote; see comment"]
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_pushers_over_two_hub_processes_lose_nothing() {
     let h = FolderHub::start(&[]);
@@ -271,13 +266,6 @@ async fn concurrent_pushers_over_two_hub_processes_lose_nothing() {
             path: h.dir.path().join(format!("agent{i}")),
             token: Some(h.admin.clone()),
         };
-        if std::env::var("HUB_TEST_DIRECT_FOLDER").is_ok() {
-            // Diagnosis only: the same scenario straight on a folder remote.
-            let f = h.dir.path().join("direct");
-            db.ok(&["remote", "add", "hub", f.to_str().unwrap()]);
-            dbs.push(db);
-            continue;
-        }
         db.ok(&[
             "remote",
             "add",
