@@ -159,6 +159,93 @@ fn unsafe_is_root() -> bool {
             .unwrap_or(false)
 }
 
+/// The `strata` CLI: `STRATA_BIN`, or the one built beside this example (`target/<profile>/strata`).
+fn strata_cli() -> Option<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("STRATA_BIN") {
+        return Some(p.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("strata");
+    p.exists().then_some(p)
+}
+
+fn run_cli(cli: &std::path::Path, args: &[&str], token: &str) -> Duration {
+    let t = Instant::now();
+    let out = std::process::Command::new(cli)
+        .env("STRATA_TOKEN", token)
+        .env_remove("RUST_LOG")
+        .args(args)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed()
+}
+
+/// A whole CLI clone through the hub vs from a folder remote holding the same pushes.
+fn cli_clone_rows(
+    cli: &std::path::Path,
+    base: &str,
+    key: &str,
+    root: &std::path::Path,
+    keys: usize,
+) {
+    let db = root.join("cli-src");
+    let db_s = db.to_str().unwrap();
+    let value = format!("\"{}\"", "v".repeat(2000));
+    for i in 0..keys {
+        run_cli(
+            cli,
+            &["--db", db_s, "kv", "put", &format!("key:{i:05}"), &value],
+            key,
+        );
+    }
+    let folder = root.join("cli-folder-remote");
+    let hub_url = format!("{base}/acme/clone");
+    run_cli(cli, &["--db", db_s, "remote", "add", "hub", &hub_url], key);
+    run_cli(
+        cli,
+        &[
+            "--db",
+            db_s,
+            "remote",
+            "add",
+            "dir",
+            folder.to_str().unwrap(),
+        ],
+        key,
+    );
+    run_cli(cli, &["--db", db_s, "push", "hub"], key);
+    run_cli(cli, &["--db", db_s, "push", "dir"], key);
+    let mut via_hub = Vec::new();
+    let mut via_dir = Vec::new();
+    for i in 0..3 {
+        let a = root.join(format!("clone-hub-{i}"));
+        via_hub.push(run_cli(cli, &["clone", &hub_url, a.to_str().unwrap()], key).as_secs_f64());
+        let b = root.join(format!("clone-dir-{i}"));
+        via_dir.push(
+            run_cli(
+                cli,
+                &["clone", folder.to_str().unwrap(), b.to_str().unwrap()],
+                key,
+            )
+            .as_secs_f64(),
+        );
+    }
+    via_hub.sort_by(f64::total_cmp);
+    via_dir.sort_by(f64::total_cmp);
+    row(
+        &format!("strata clone ({keys} keys x 2 KB)"),
+        format!("{:.0} ms", via_hub[1] * 1000.0),
+        format!("{:.0} ms folder", via_dir[1] * 1000.0),
+        via_hub[1] / via_dir[1],
+        "<= 1.5x",
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (blobs, blob_size, pushes, secs) = if quick {
@@ -189,6 +276,10 @@ fn main() {
         let k = hub.store().create_key("bench", true).await.unwrap();
         hub.store()
             .create_project("acme", "bench", Some(&k.doc.id))
+            .await
+            .unwrap();
+        hub.store()
+            .create_project("acme", "clone", Some(&k.doc.id))
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -316,5 +407,11 @@ fn main() {
             "figure",
         );
     });
+    match strata_cli() {
+        Some(cli) => cli_clone_rows(&cli, &base, &key, dir.path(), if quick { 40 } else { 300 }),
+        None => println!(
+            "strata clone: no strata CLI beside this example (build it, or set STRATA_BIN)"
+        ),
+    }
     drop(hub_rt);
 }

@@ -139,10 +139,18 @@ fn unsupported_and_mistyped_schemes_are_refused() {
     }
     // http(s) URLs name a StrataHub project (feature `http`, on by default).
     refused(&c, "http://h/x", &none(), &["names no project"]);
-    refused(&c, "https://h/acme/x", &opts(&[("region", "eu")]), &["hub remotes take"]);
+    refused(
+        &c,
+        "https://h/acme/x",
+        &opts(&[("region", "eu")]),
+        &["hub remotes take"],
+    );
     c.check("http://127.0.0.1:1/acme/x", &none()).unwrap();
     let r = c
-        .open("https://hub.example/acme/x", &opts(&[("token", "shub_secret")]))
+        .open(
+            "https://hub.example/acme/x",
+            &opts(&[("token", "shub_secret")]),
+        )
         .unwrap();
     assert!(!format!("{r} {r:?}").contains("shub_secret"));
     assert!(c.supported_urls().contains("http(s)://"));
