@@ -39,6 +39,26 @@ echo "== storage emulators"
 source scripts/emulators.sh
 strata_emulators_start
 
+# The hub's tests need headless Chromium with its WebDriver (Debian `chromium`, `chromium-driver`) for
+# the web page, and schemathesis (PyPI, its own venv) to fuzz the API. Unlike the benchmark tools these
+# are required: when they cannot be installed, the run fails here (and the tests would fail without them).
+echo "== hub test tools (chromium, chromium-driver, schemathesis)"
+mkdir -p .emulators/logs
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "   installing chromium and chromium-driver (apt-get; log .emulators/logs/apt.log)"
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver ||
+        { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; } \
+        >>.emulators/logs/apt.log 2>&1 || { tail -n 20 .emulators/logs/apt.log; echo "chromium install FAILED" >&2; exit 1; }
+fi
+if [[ ! -x .emulators/schemathesis/bin/st ]]; then
+    echo "   installing schemathesis into .emulators/schemathesis (pip; log .emulators/logs/schemathesis.log)"
+    { python3 -m venv .emulators/schemathesis &&
+        .emulators/schemathesis/bin/python -m pip install --disable-pip-version-check 'schemathesis>=4,<5'; } \
+        >.emulators/logs/schemathesis.log 2>&1 || { tail -n 20 .emulators/logs/schemathesis.log; echo "schemathesis install FAILED" >&2; exit 1; }
+fi
+export STRATA_TEST_SCHEMATHESIS="$PWD/.emulators/schemathesis/bin/st"
+
 echo "== cargo test"
 cargo test --workspace --locked
 

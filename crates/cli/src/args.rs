@@ -315,6 +315,10 @@ pub enum RemoteCmd {
         /// AZURE_STORAGE_ACCOUNT_NAME/KEY)
         #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
+        /// API key of a StrataHub remote (http:// or https://), kept in this database only (never
+        /// pushed, shown as ***); without it the STRATA_TOKEN environment variable is used
+        #[arg(long, value_name = "KEY")]
+        token: Option<String>,
     },
     /// List remotes with their URLs and options (secret values shown as ***)
     #[command(visible_alias = "ls")]

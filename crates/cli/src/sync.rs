@@ -392,11 +392,20 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
         _ => open(g)?,
     };
     match cmd {
-        RemoteCmd::Add { name, url, options } => {
+        RemoteCmd::Add {
+            name,
+            url,
+            options,
+            token,
+        } => {
+            let mut options = parse_options(&options)?;
+            if let Some(t) = token {
+                options.insert("token".to_string(), t);
+            }
             let cfg = RemoteConfig {
                 name,
                 url: normalize_url(&url)?,
-                options: parse_options(&options)?,
+                options,
             };
             db.remote_add_with(cfg.clone())?;
             out.emit(render::remote_added(&cfg));

@@ -14,8 +14,9 @@
 //! | `s3://bucket/prefix` (also `s3a://`) | `strata_remote_s3::ObjectStoreRemote` | `s3` | `BucketOptions` |
 //! | `gs://bucket/prefix` (also `gcs://`) | the same | `gcs` | the same |
 //! | `az://container/prefix` (also `azure://`) | the same | `azure` | the same |
+//! | `http://host[:port]/owner/project`, `https://…` (a StrataHub project) | `strata_remote_http::HttpRemote` | `http` | `token` (else `STRATA_TOKEN`), `timeout`, `connect_timeout`, `max_retries` |
 //!
-//! The default features are `s3`, `gcs` and `azure`. With none of them the crate compiles no bucket
+//! The default features are `s3`, `gcs`, `azure` and `http`. With none of them the crate compiles no bucket
 //! code at all (no `object_store`), and a bucket URL is refused with an error naming the feature
 //! that would open it.
 //!
@@ -51,6 +52,9 @@ use strata_remote_fs::FsRemote;
 
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 use strata_remote_s3::{BucketOptions, BucketUrl, ObjectStoreRemote};
+
+#[cfg(feature = "http")]
+use strata_remote_http::{HttpConfig, HttpRemote};
 
 /// Why [`Remotes::persistent`] refuses `memory://` URLs.
 pub const MEMORY_IS_NOT_PERSISTENT: &str = "memory:// remotes live only inside one process and \
@@ -92,6 +96,9 @@ impl Remotes {
                 forms.push(kind.example());
             }
         }
+        if cfg!(feature = "http") {
+            forms.push("http(s)://host/owner/project");
+        }
         if self.allow_memory {
             forms.push("memory://name");
         }
@@ -122,6 +129,7 @@ impl Remotes {
                 Ok(Target::Memory(name.to_string()))
             }
             Kind::Bucket(kind) => resolve_bucket(kind, url, options),
+            Kind::Http => resolve_http(url, options),
             Kind::Unsupported(scheme) => Err(bad(format!(
                 "unsupported scheme {scheme:?} (supported: {})",
                 self.supported_urls()
@@ -153,6 +161,10 @@ impl Connector for Remotes {
             Target::Bucket(options) => {
                 Arc::new(ObjectStoreRemote::open(url, &options).map_err(|e| name_url(url, e))?)
             }
+            #[cfg(feature = "http")]
+            Target::Http(cfg) => {
+                Arc::new(HttpRemote::from_config(*cfg, url).map_err(|e| name_url(url, e))?)
+            }
         })
     }
 }
@@ -173,6 +185,8 @@ enum Target {
     Memory(String),
     #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
     Bucket(BucketOptions),
+    #[cfg(feature = "http")]
+    Http(Box<HttpConfig>),
 }
 
 /// Which backend a URL's scheme selects.
@@ -181,6 +195,7 @@ enum Kind<'a> {
     Folder,
     Memory(&'a str),
     Bucket(BucketKind),
+    Http,
     Unsupported(&'a str),
 }
 
@@ -273,6 +288,9 @@ fn classify(url: &str) -> std::result::Result<Kind<'_>, String> {
     if lower == "memory" {
         return Ok(Kind::Memory(after));
     }
+    if lower == "http" || lower == "https" {
+        return Ok(Kind::Http);
+    }
     Ok(match BucketKind::of_scheme(&lower) {
         Some(kind) => Kind::Bucket(kind),
         None => Kind::Unsupported(name),
@@ -300,6 +318,24 @@ fn resolve_bucket(
     _options: &BTreeMap<String, String>,
 ) -> Result<Target> {
     Err(not_compiled(kind, url))
+}
+
+#[cfg(feature = "http")]
+fn resolve_http(url: &str, options: &BTreeMap<String, String>) -> Result<Target> {
+    Ok(Target::Http(Box::new(
+        HttpConfig::parse(url, options).map_err(|e| name_url(url, e))?,
+    )))
+}
+
+#[cfg(not(feature = "http"))]
+fn resolve_http(url: &str, _options: &BTreeMap<String, String>) -> Result<Target> {
+    Err(RemoteError::Invalid(
+        format!(
+            "remote URL {url:?}: StrataHub (http/https) remotes are not compiled into this build \
+             (enable the cargo feature \"http\" of strata-remotes)"
+        )
+        .into(),
+    ))
 }
 
 fn not_compiled(kind: BucketKind, url: &str) -> RemoteError {
@@ -377,7 +413,8 @@ mod tests {
             ("az://c", Bucket(BucketKind::Azure)),
             ("Azure://c", Bucket(BucketKind::Azure)),
             ("ftp://h/x", Unsupported("ftp")),
-            ("http://h/x", Unsupported("http")),
+            ("http://h/x", Http),
+            ("HTTPS://h/x", Http),
         ] {
             assert_eq!(classify(url), Ok(kind), "{url}");
         }

@@ -134,9 +134,26 @@ fn persistent_connectors_refuse_memory_remotes() {
 #[test]
 fn unsupported_and_mistyped_schemes_are_refused() {
     let c = Remotes::new();
-    for (url, scheme) in [("ftp://h/x", "\"ftp\""), ("http://h/x", "\"http\"")] {
+    for (url, scheme) in [("ftp://h/x", "\"ftp\""), ("gopher://h/x", "\"gopher\"")] {
         refused(&c, url, &none(), &[scheme, "unsupported", "a folder path"]);
     }
+    // http(s) URLs name a StrataHub project (feature `http`, on by default).
+    refused(&c, "http://h/x", &none(), &["names no project"]);
+    refused(
+        &c,
+        "https://h/acme/x",
+        &opts(&[("region", "eu")]),
+        &["hub remotes take"],
+    );
+    c.check("http://127.0.0.1:1/acme/x", &none()).unwrap();
+    let r = c
+        .open(
+            "https://hub.example/acme/x",
+            &opts(&[("token", "shub_secret")]),
+        )
+        .unwrap();
+    assert!(!format!("{r} {r:?}").contains("shub_secret"));
+    assert!(c.supported_urls().contains("http(s)://"));
     for url in ["s3:bucket/x", "memory:x", "gs:/b"] {
         refused(&c, url, &none(), &["//"]);
     }
