@@ -115,6 +115,25 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub busy_timeout: u64,
+    /// The message of the version a write command commits (shown by `log`, carried by sync)
+    #[arg(
+        short = 'm',
+        long,
+        global = true,
+        value_name = "MSG",
+        help_heading = "Global options"
+    )]
+    pub message: Option<String>,
+    /// Who the version a write command commits is by (default: the database's `user.name`, see
+    /// `strata config`)
+    #[arg(
+        long,
+        env = "STRATA_AUTHOR",
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
+    pub author: Option<String>,
     /// Print nothing on success (errors still go to stderr; --json output is still printed)
     #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
@@ -156,7 +175,18 @@ pub enum Command {
     /// Export, import and verify .branchbundle.tar.zst files
     #[command(subcommand)]
     Bundle(BundleCmd),
-    /// Show the versions of --branch, newest first
+    /// Show or change this database's settings: `strata config user.name "Ada"` sets the author
+    /// that commits record by default; `strata config user.name` shows it; `strata config` lists all
+    Config {
+        /// The setting, e.g. user.name
+        key: Option<String>,
+        /// Its new value (omit to show the current one)
+        value: Option<String>,
+        /// Remove the setting
+        #[arg(long, conflicts_with = "value")]
+        unset: bool,
+    },
+    /// Show the versions of --branch, newest first, with their messages and authors
     Log {
         /// Show at most N versions
         #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
@@ -247,6 +277,10 @@ pub enum Command {
         /// Credentials are never options: they come from AWS_*, GOOGLE_* or AZURE_STORAGE_*
         #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
+        /// A shallow clone: start each branch from the remote's state snapshot (written by `remote
+        /// compact`) when it leaves at most N versions after it; otherwise the whole history is cloned
+        #[arg(long, value_name = "N")]
+        depth: Option<u64>,
     },
     /// Print a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`
     Completions {

@@ -114,9 +114,13 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
         } => sync::pull(g, out, rt, target, all, strategy, conflict_branch),
         Command::Fetch { target, all } => sync::fetch(g, out, rt, target, all),
         Command::Status { target, all } => sync::status(g, out, rt, target, all),
-        Command::Clone { url, dir, options } => {
-            sync::clone(g, out, rt, &url, dir.as_deref(), &options)
-        }
+        Command::Clone {
+            url,
+            dir,
+            options,
+            depth,
+        } => sync::clone(g, out, rt, &url, dir.as_deref(), &options, depth),
+        Command::Config { key, value, unset } => config(g, out, key, value, unset),
         Command::Demo { dir } => crate::demo::run(dir, out, rt),
     }
 }
@@ -293,6 +297,53 @@ fn value(opts: ValueOpts, arg: &str) -> Result<Value, Failure> {
     })
 }
 
+/// Gives a write's transaction the `-m` message and the `--author` (or `STRATA_AUTHOR`); without an
+/// author the engine records the database's `user.name` setting.
+fn label(tx: &mut Transaction<'_>, g: &Global) {
+    if let Some(m) = &g.message {
+        tx.set_message(m.clone());
+    }
+    if let Some(a) = g.author.as_deref().filter(|a| !a.is_empty()) {
+        tx.set_author(a);
+    }
+}
+
+/// `strata config [KEY [VALUE]] [--unset]`.
+fn config(
+    g: &Global,
+    out: Out,
+    key: Option<String>,
+    value: Option<String>,
+    unset: bool,
+) -> Result<(), Failure> {
+    match (key, value) {
+        (None, _) => {
+            if unset {
+                return Err(Failure::new(EXIT_USAGE, "--unset needs the setting's name"));
+            }
+            let db = open_read(g)?;
+            out.emit(render::settings(&db.config_list()?));
+        }
+        (Some(k), None) if !unset => {
+            let db = open_read(g)?;
+            match db.config(&k)? {
+                Some(v) => out.emit(render::setting(&k, Some(&v), false)),
+                None => {
+                    return Err(Failure::not_found(format!(
+                        "setting {k:?} is not set (set it with: strata config {k} VALUE)"
+                    )))
+                }
+            }
+        }
+        (Some(k), value) => {
+            let db = open(g)?;
+            db.set_config(&k, value.as_deref())?;
+            out.emit(render::setting(&k, value.as_deref(), true));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `f` in one transaction on `--branch`/`--space`; returns its result and the new version.
 fn write<T>(
     db: &Strata,
@@ -301,6 +352,7 @@ fn write<T>(
 ) -> Result<(T, Option<u64>), Failure> {
     let mut tx = db.begin(write_branch(g)?)?;
     tx.set_space(g.space())?;
+    label(&mut tx, g);
     let out = f(&mut tx)?;
     let version = tx.commit()?;
     Ok((out, version))
@@ -745,6 +797,7 @@ fn import(g: &Global, out: Out, file: &Path) -> Result<(), Failure> {
     let branch = write_branch(g)?;
     let mut tx = db.begin(branch)?;
     tx.set_message(format!("import {}", file.display()));
+    label(&mut tx, g);
     let default_space = g.space().to_string();
     tx.set_space(&default_space)?;
     let mut current = default_space.clone();

@@ -337,8 +337,7 @@ pub fn branch_created(b: &BranchInfo) -> Rendered {
 /// A branch's versions.
 pub fn commits(branch: &str, list: &[CommitInfo]) -> Rendered {
     let doc = json!({"branch": branch, "versions": list.iter().map(|c| {
-        // `author` joins these fields when commits carry one (see docs/cli-json.md).
-        let mut d = json!({"version": c.version, "kind": c.kind, "entries": c.entries, "message": c.message});
+        let mut d = json!({"version": c.version, "kind": c.kind, "entries": c.entries, "message": c.message, "author": c.author});
         set_time(&mut d, "timestamp", Some(c.timestamp_micros));
         d
     }).collect::<Vec<_>>()});
@@ -350,6 +349,7 @@ pub fn commits(branch: &str, list: &[CommitInfo]) -> Rendered {
                 time(c.timestamp_micros),
                 c.kind.clone(),
                 c.entries.to_string(),
+                c.author.clone().unwrap_or_else(|| "-".into()),
                 c.message.clone(),
             ]
         })
@@ -357,7 +357,35 @@ pub fn commits(branch: &str, list: &[CommitInfo]) -> Rendered {
     let text = if rows.is_empty() {
         format!("branch {branch} has no versions")
     } else {
-        table(&["VERSION", "TIME", "KIND", "ENTRIES", "MESSAGE"], &rows)
+        table(
+            &["VERSION", "TIME", "KIND", "ENTRIES", "AUTHOR", "MESSAGE"],
+            &rows,
+        )
+    };
+    r(doc, text)
+}
+
+/// Every database setting.
+pub fn settings(list: &[(String, String)]) -> Rendered {
+    let doc = json!({"settings": list.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>()});
+    let text = if list.is_empty() {
+        "no settings (set the commit author with: strata config user.name NAME)".to_string()
+    } else {
+        list.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    r(doc, text)
+}
+
+/// One setting: shown, set (`changed`) or removed (`value` None).
+pub fn setting(key: &str, value: Option<&str>, changed: bool) -> Rendered {
+    let doc = json!({"key": key, "value": value, "changed": changed});
+    let text = match (value, changed) {
+        (Some(v), false) => v.to_string(),
+        (Some(v), true) => format!("set {key} = {v}"),
+        (None, _) => format!("removed {key}"),
     };
     r(doc, text)
 }
@@ -805,8 +833,11 @@ pub fn compacted(remote: &str, p: &strata_sync::CompactReport) -> Rendered {
         );
         if p.versions_dropped > 0 {
             s.push_str(&format!(
-                "; dropped the {} versions before {} as asked (--squash-before)",
-                p.versions_dropped, p.history_from
+                "; as asked (--squash-before), history now starts at version {}: versions {}..{} \
+                 were squashed into its snapshot",
+                p.history_from,
+                p.history_from + 1 - p.versions_dropped,
+                p.history_from
             ));
         }
         if p.snapshot.is_some() {

@@ -684,6 +684,7 @@ pub fn clone(
     url: &str,
     dir: Option<&Path>,
     options: &[String],
+    depth: Option<u64>,
 ) -> Result<(), Failure> {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
@@ -698,7 +699,7 @@ pub fn clone(
     let rep = reporter(g, out);
     let what = strata_sync::CloneOptions {
         branch: only,
-        ..Default::default()
+        depth,
     };
     let (_db, report) = rt.block_on(strata_sync::clone_labelled(
         &url,

@@ -350,7 +350,30 @@ fn every_command_prints_the_documented_json() {
         json!({"branch": "string", "version": "number|null", "space": "string", "events": [ev]}),
     );
     assert_eq!(events["events"].as_array().unwrap().len(), 1);
-    let mut commit = json!({"version": "number", "kind": "string", "entries": "number", "message": "string", "author?": "string|null"});
+    let setting = json!({"key": "string", "value": "string|null", "changed": "bool"});
+    w.ok("a", &["config", "user.name", "Ada"], setting.clone());
+    let shown = w.ok("a", &["config", "user.name"], setting);
+    assert_eq!(shown["value"], "Ada");
+    w.ok(
+        "a",
+        &["config"],
+        json!({"settings": [{"key": "string", "value": "string"}]}),
+    );
+    w.ok(
+        "a",
+        &[
+            "-m",
+            "with a message",
+            "--author",
+            "Grace",
+            "kv",
+            "put",
+            "k",
+            "9",
+        ],
+        written(),
+    );
+    let mut commit = json!({"version": "number", "kind": "string", "entries": "number", "message": "string", "author": "string|null"});
     time_fields(&mut commit, "timestamp", false);
     w.ok(
         "a",

@@ -1121,3 +1121,79 @@ fn status_after_a_rerun_push_shows_nothing_ahead_or_behind() {
     assert_eq!(a.one(&["push"])["up_to_date"], true);
     clean(&a, "same value");
 }
+
+/// Issue 9 from the command line: `-m`, `--author`, `STRATA_AUTHOR` and `config user.name` are
+/// recorded, every version travels through push and clone with them, `history` shows every pushed
+/// value, and `clone --depth` starts from the snapshot `remote compact` wrote.
+#[test]
+fn messages_authors_and_history_travel_and_shallow_clones() {
+    let w = World::new();
+    let a = w.db("a");
+    a.ok(&["config", "user.name", "Ada"]);
+    a.ok(&["-m", "one", "kv", "put", "k", "1"]);
+    a.ok(&["-m", "two", "--author", "Grace", "kv", "put", "k", "2"]);
+    let out = strata()
+        .env("STRATA_AUTHOR", "Env")
+        .arg("--db")
+        .arg(&a.path)
+        .args(["-m", "three", "kv", "put", "k", "3"])
+        .output()
+        .unwrap();
+    ok(out, &["kv put with STRATA_AUTHOR"]);
+    let p = a.json(&["push"]);
+    assert_eq!(p["branches"][0]["versions"], 3, "{p}");
+    let out = w.run(&["clone", &w.remote(), "c"]);
+    ok(out, &["clone"]);
+    let c = Db { path: w.path("c") };
+    let log = c.json(&["log"]);
+    let v = log["versions"].as_array().unwrap();
+    let got: Vec<(u64, &str, &str)> = v
+        .iter()
+        .map(|c| {
+            (
+                c["version"].as_u64().unwrap(),
+                c["message"].as_str().unwrap(),
+                c["author"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![(3, "three", "Env"), (2, "two", "Grace"), (1, "one", "Ada")]
+    );
+    assert_eq!(
+        c.json(&["history", "k"])["history"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(c.json(&["-b", "main@1", "kv", "get", "k"]), json!(1));
+    // Shallow: compact writes a snapshot at 3; after one more push, --depth 1 starts there.
+    a.ok(&["remote", "compact", "origin"]);
+    a.ok(&["-m", "four", "kv", "put", "k", "4"]);
+    a.ok(&["push"]);
+    ok(
+        w.run(&["clone", "--depth", "1", &w.remote(), "s"]),
+        &["clone --depth"],
+    );
+    let s = Db { path: w.path("s") };
+    let versions: Vec<u64> = s.json(&["log"])["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![4, 3]);
+    assert_eq!(s.json(&["kv", "get", "k"]), json!(4));
+    // Squashing drops versions only when asked, and says so.
+    let sq = a.ok(&["remote", "compact", "origin", "--squash-before", "2"]);
+    assert!(
+        sq.contains("history now starts at version 2: versions 1..2 were squashed"),
+        "{sq}"
+    );
+    let out = w.run(&["clone", &w.remote(), "q"]);
+    ok(out, &["clone after squash"]);
+    let q = Db { path: w.path("q") };
+    assert_eq!(q.json(&["log"])["versions"].as_array().unwrap().len(), 3);
+}

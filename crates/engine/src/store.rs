@@ -1083,7 +1083,13 @@ pub(crate) fn commit_rows(
     // rescanned it from its first row (a 1M-row commit read in quadratic time).
     let lo = c.first_row.max(after.saturating_add(1));
     let mut st = conn.prepare_cached(COMMIT_ROWS_SQL)?;
-    let mut rows = st.query(params![lo, c.last_row, branch, c.version as i64, limit as i64])?;
+    let mut rows = st.query(params![
+        lo,
+        c.last_row,
+        branch,
+        c.version as i64,
+        limit as i64
+    ])?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     while let Some(r) = rows.next()? {
@@ -1104,7 +1110,8 @@ pub(crate) fn commit_rows(
 }
 
 /// The page query of [`commit_rows`].
-pub(crate) const COMMIT_ROWS_SQL: &str = "SELECT rowid, kind, space, key, length(value), value FROM entries \
+pub(crate) const COMMIT_ROWS_SQL: &str =
+    "SELECT rowid, kind, space, key, length(value), value FROM entries \
      WHERE rowid BETWEEN ?1 AND ?2 AND +branch=?3 AND +version=?4 ORDER BY rowid LIMIT ?5";
 
 #[cfg(test)]
