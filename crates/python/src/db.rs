@@ -118,9 +118,7 @@ fn strategy(name: &str) -> Result<MergeStrategy, Failure> {
     match name {
         "theirs" | "lww" | "last-writer-wins" => Ok(MergeStrategy::LastWriterWins),
         "strict" => Ok(MergeStrategy::Strict),
-        "ours" => Err(invalid(
-            "merge strategy \"ours\" is not supported by this build of the engine; use \"theirs\" or \"strict\"",
-        )),
+        "ours" => Ok(MergeStrategy::Ours),
         other => Err(invalid(format!(
             "unknown merge strategy {other:?}: use \"theirs\", \"ours\" or \"strict\""
         ))),

@@ -189,6 +189,13 @@ def test_branches_diff_merge(db: stratadb.Strata) -> None:
     assert db.kv_get("shared") == "main side"
     db.merge("exp", "main", strategy="theirs")
     assert db.kv_get("shared") == "exp side"
+    # "ours" keeps the target's side of a conflict and takes the rest.
+    db.kv_put("shared", "main again")
+    db.kv_put("shared", "exp again", branch="exp")
+    db.kv_put("only-exp", 1, branch="exp")
+    db.merge("exp", "main", strategy="ours")
+    assert db.kv_get("shared") == "main again"
+    assert db.kv_get("only-exp") == 1
     with pytest.raises(stratadb.InvalidArgument, match="strategy"):
         db.merge("exp", "main", strategy="newest")  # type: ignore[arg-type]
 
