@@ -60,7 +60,7 @@ fi
 export STRATA_TEST_SCHEMATHESIS="$PWD/.emulators/schemathesis/bin/st"
 
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 # The Python SDK: a venv with maturin, pytest and mypy (PyPI), the extension built into it, then its
 # pytest suite (S3 tests use the emulators started above), mypy on a typed example and a benchmark smoke.

@@ -224,6 +224,7 @@ async fn the_page_shows_projects_branches_and_pushes_in_chromium() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
+    cli(&["init"]);
     cli(&["remote", "add", "hub", &format!("{url}/acme/real")]);
     cli(&["kv", "put", "fact:1", "\"the sky is blue\""]);
     cli(&["kv", "put", "fact:2", "\"water is wet\""]);
