@@ -4,7 +4,8 @@
 //! call, zstd pass or file operation ran on the runtime thread, the heartbeat would stall for the
 //! whole of it (the SQLite apply of a large pull alone takes seconds).
 //!
-//! `STRATA_LIVENESS_KEYS` sets the data size (default 200 000 keys).
+//! `STRATA_LIVENESS_KEYS` sets the data size (default 400 000 keys: enough that each operation takes
+//! well over `MIN_OPERATION` now that a first push streams its commit in linear time).
 
 mod common;
 
@@ -29,7 +30,7 @@ fn keys() -> u64 {
     std::env::var("STRATA_LIVENESS_KEYS")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(200_000)
+        .unwrap_or(400_000)
 }
 
 /// Runs `op` while a heartbeat task on the same (current-thread) runtime ticks every [`TICK`];
