@@ -153,9 +153,10 @@ pub struct CloneReport {
 }
 
 /// Creates a new database at `path` from the remote at `url` (named `origin`), with every branch the
-/// remote holds. Each branch loads from its snapshot plus the short tail of deltas after it, and the
-/// local branch is a copy-on-write fork of its mirror, so nothing is stored twice. On failure the new
-/// folder is removed.
+/// remote holds. Each branch loads its whole history (every remote version, from the start or from the
+/// snapshot a `squash_before` compaction left), and the local branch is a copy-on-write fork of its
+/// mirror, so nothing is stored twice. On failure the new folder is removed. See [`clone_full`] for
+/// one branch or a shallow clone.
 pub async fn clone(url: &str, path: impl AsRef<Path>) -> Result<(Strata, CloneReport)> {
     clone_with(url, path, &Progress::none()).await
 }
