@@ -5,11 +5,11 @@
 //!    keys change in each (one transaction, untimed; different keys every round) and `db.push` is
 //!    timed, alternating which database goes first. Ratio big/small of the medians. Target ≤ 1.5: a
 //!    push must cost what changed, not what the branch holds.
-//! 8. `clone` — `strata_sync::clone` of the 1M-key remote of benchmark 7 (its snapshot plus the short
-//!    tail of deltas) into a new folder. Baseline: `std::fs::copy` of every file of that remote folder
+//! 8. `clone` — `strata_sync::clone` of the 1M-key remote of benchmark 7 (every version it
+//!    holds) into a new folder. Baseline: `std::fs::copy` of every file of that remote folder
 //!    plus a raw rusqlite bulk load of the same 1M keys and value bytes into
 //!    `CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB)` in one transaction (same pragmas as the
-//!    engine). Ratio clone/baseline; target ≤ 2.
+//!    engine). Ratio clone/baseline; target ≤ 1.5 (issue 9).
 //! 9. `rsync` — the 1M-key database of benchmark 7 and a copy of its folder that is never pushed. Each
 //!    round the same 100 keys change in both (one transaction); the copy's folder (`strata.db`, `-wal`,
 //!    `-shm`) is then rsynced (`rsync -a --inplace --no-whole-file`, a delta transfer, onto the
@@ -489,7 +489,7 @@ impl Ctx {
             baseline: Measure::Time { secs: base },
             ratio_of: "strata/baseline",
             inverse: false,
-            target: Some(Target::AtMost(2.0)),
+            target: Some(Target::AtMost(1.5)),
             note: format!(
                 "baseline: copy of {files} files {} + raw INSERT of {} rows in 1 txn {}; \
                  clone applied {entries} entries in {blobs} versions",

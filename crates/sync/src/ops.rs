@@ -812,14 +812,16 @@ async fn fetch_into_mirror_depth(
                 .flat_map(BlobReader::raw)
                 .filter(|cs| cs.as_ref().map_or(true, |cs| cs.version > skip_to));
             let end = (version > skip_to).then(|| Ok(end_marker(version)));
-            rep.apply(&mirror2, m, snap.chain(rest).chain(end), None, &[])
+            read_ahead(snap.chain(rest).chain(end), |changes| {
+                rep.apply(&mirror2, m, changes, None, &[])
+            })
         } else {
             let chain = readers
                 .into_iter()
                 .flat_map(BlobReader::raw)
                 .filter(|cs| cs.as_ref().map_or(true, |cs| cs.version > m))
                 .chain(std::iter::once(Ok(end_marker(version))));
-            rep.apply(&mirror2, m, chain, None, &[])
+            read_ahead(chain, |changes| rep.apply(&mirror2, m, changes, None, &[]))
         };
         drop(files);
         match res {
@@ -1589,6 +1591,31 @@ fn digest(v: Option<&Value>) -> [u8; 32] {
 /// of the mirror are skipped) and, if the result differs from the branch, one more version makes the
 /// remote equal to it. A push with nothing to upload records the sync state and returns `up_to_date`.
 #[allow(clippy::too_many_arguments)]
+/// Change sets read ahead (decompressed and parsed) on their own thread while `apply` writes the
+/// previous ones: at most this many wait, each cut at about 4 MiB, so memory stays bounded.
+const READ_AHEAD: usize = 4;
+
+/// Runs `apply` over `changes` while another thread produces them, so that reading blobs (zstd and
+/// MessagePack) overlaps SQLite's writes. Called inside `spawn_blocking`, never on a runtime worker.
+/// When `apply` stops early (an error), the producer stops at its next change set.
+fn read_ahead<T: Send, R>(
+    changes: impl Iterator<Item = T> + Send,
+    apply: impl FnOnce(&mut dyn Iterator<Item = T>) -> R,
+) -> R {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        s.spawn(move || {
+            for cs in changes {
+                if tx.send(cs).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut received = rx.into_iter();
+        apply(&mut received)
+    })
+}
+
 fn plan_push(
     db: &Strata,
     mirror: &str,
