@@ -1584,13 +1584,6 @@ fn digest(v: Option<&Value>) -> [u8; 32] {
     }
 }
 
-/// The blocking half of a push before any upload: checks the branch contains the mirror, records an
-/// equal point a crashed push left unrecorded, and builds the blob: every version of the branch since
-/// it last equalled the remote, each its own change set with its time, kind, message and author. After
-/// a pull merged the remote in, the branch's own versions are replayed on top of the remote (the merges
-/// of the mirror are skipped) and, if the result differs from the branch, one more version makes the
-/// remote equal to it. A push with nothing to upload records the sync state and returns `up_to_date`.
-#[allow(clippy::too_many_arguments)]
 /// Change sets read ahead (decompressed and parsed) on their own thread while `apply` writes the
 /// previous ones: at most this many wait, each cut at about 4 MiB, so memory stays bounded.
 const READ_AHEAD: usize = 4;
@@ -1616,6 +1609,13 @@ fn read_ahead<T: Send, R>(
     })
 }
 
+/// The blocking half of a push before any upload: checks the branch contains the mirror, records an
+/// equal point a crashed push left unrecorded, and builds the blob: every version of the branch since
+/// it last equalled the remote, each its own change set with its time, kind, message and author. After
+/// a pull merged the remote in, the branch's own versions are replayed on top of the remote (the merges
+/// of the mirror are skipped) and, if the result differs from the branch, one more version makes the
+/// remote equal to it. A push with nothing to upload records the sync state and returns `up_to_date`.
+#[allow(clippy::too_many_arguments)]
 fn plan_push(
     db: &Strata,
     mirror: &str,
