@@ -620,7 +620,25 @@ impl Strata {
                 "branch {target:?} is internal; only the library writes it"
             )));
         }
-        self.merge_inner(source, target, strategy, |_, _, _| Ok(()))
+        self.merge_inner(source, target, strategy, None, None, |_, _, _| Ok(()))
+    }
+
+    /// [`Strata::merge`] with the merge version's message (default `merge SOURCE@VERSION`) and author
+    /// (default: the database's `user.name` setting), as `git merge -m` and `--author` give them.
+    pub fn merge_with_message(
+        &self,
+        source: &Rev,
+        target: &str,
+        strategy: MergeStrategy,
+        message: Option<&str>,
+        author: Option<&str>,
+    ) -> Result<MergeReport> {
+        if target.starts_with('_') {
+            return Err(Error::InvalidOperation(format!(
+                "branch {target:?} is internal; only the library writes it"
+            )));
+        }
+        self.merge_inner(source, target, strategy, message, author, |_, _, _| Ok(()))
     }
 
     /// The merge. `before_commit(conn, target_row, head_after)` runs inside the merge's transaction
@@ -631,6 +649,8 @@ impl Strata {
         source: &Rev,
         target: &str,
         strategy: MergeStrategy,
+        message: Option<&str>,
+        author: Option<&str>,
         before_commit: impl FnOnce(&Connection, &store::BranchRow, u64) -> Result<()>,
     ) -> Result<MergeReport> {
         let mut tx = self.begin_internal(target)?;
@@ -716,7 +736,13 @@ impl Strata {
         }
         if report.applied > 0 {
             tx.set_label("merge");
-            tx.set_message(format!("merge {}@{sv}", src.name));
+            match message {
+                Some(m) => tx.set_message(m),
+                None => tx.set_message(format!("merge {}@{sv}", src.name)),
+            }
+            if let Some(a) = author {
+                tx.set_author(a);
+            }
         }
         let conn = tx.connection();
         let head_after = if report.applied > 0 {
