@@ -14,6 +14,11 @@ from conftest import Hub
 WRONG = "shub_0000000000000000_00wrong"
 
 
+@pytest.fixture(autouse=True)
+def no_env_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without STRATA_TOKEN, whatever the environment running pytest holds."""
+
+
 def one_entry(path: Path) -> stratadb.Strata:
     db = stratadb.Strata.open(path)
     db.kv_put("task:1", {"status": "done"})
@@ -45,8 +50,7 @@ def test_stored_token_and_strata_token(hub: Hub, tmp_path: Path, monkeypatch: py
         a.push("hub", "main")
 
 
-def test_missing_token_is_unauthorized(hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("STRATA_TOKEN", raising=False)
+def test_missing_token_is_unauthorized(hub: Hub, tmp_path: Path) -> None:
     url = hub.project("nokey")
     a = one_entry(tmp_path / "a")
     a.remote_add("hub", url)
@@ -71,10 +75,7 @@ def test_missing_token_is_unauthorized(hub: Hub, tmp_path: Path, monkeypatch: py
     assert a.push("hub", "main")["entries"] == 1
 
 
-def test_wrong_token_is_unauthorized_and_never_shown(
-    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("STRATA_TOKEN", raising=False)
+def test_wrong_token_is_unauthorized_and_never_shown(hub: Hub, tmp_path: Path) -> None:
     url = hub.project("wrongkey")
     a = one_entry(tmp_path / "a")
     a.remote_add("hub", url, token=WRONG)
@@ -89,10 +90,7 @@ def test_wrong_token_is_unauthorized_and_never_shown(
     assert WRONG not in str(e.value)
 
 
-def test_read_only_key_is_permission_denied(
-    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("STRATA_TOKEN", raising=False)
+def test_read_only_key_is_permission_denied(hub: Hub, tmp_path: Path) -> None:
     url = hub.project("readonly")
     writer = one_entry(tmp_path / "w")
     writer.remote_add("hub", url, token=hub.member_key(url, "write"))
