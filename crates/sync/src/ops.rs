@@ -1679,7 +1679,24 @@ fn plan_push(
                 Default::default();
             let mut local = None;
             let mut next = r;
-            for cs in db.changes_between(&branch_rev, bv)? {
+            // The branch's own versions after `bv`: the runs between the skipped merges, read run by
+            // run so that the merged changes (however many) are never read.
+            let mut runs = Vec::new();
+            let mut lo = bv;
+            for &v in skip.iter().filter(|&&v| v <= h) {
+                if v > lo + 1 {
+                    runs.push((lo, v - 1));
+                }
+                lo = v;
+            }
+            if h > lo {
+                runs.push((lo, h));
+            }
+            let own = runs
+                .into_iter()
+                .map(|(lo, hi)| db.changes_between(&Rev::at(branch, hi), lo))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            for cs in own.into_iter().flatten() {
                 let cs = cs?;
                 if skip.contains(&cs.version) {
                     continue;
