@@ -615,12 +615,7 @@ impl Strata {
         target: &str,
         strategy: MergeStrategy,
     ) -> Result<MergeReport> {
-        if target.starts_with('_') {
-            return Err(Error::InvalidOperation(format!(
-                "branch {target:?} is internal; only the library writes it"
-            )));
-        }
-        self.merge_inner(source, target, strategy, None, None, |_, _, _| Ok(()))
+        self.merge_with_message(source, target, strategy, None, None)
     }
 
     /// [`Strata::merge`] with the merge version's message (default `merge SOURCE@VERSION`) and author
