@@ -1517,27 +1517,25 @@ async fn pack_tail(
         let db = db.clone();
         blocking(move || spool_dir(&db)).await?
     };
-    let mut files = Vec::with_capacity(refs.len());
-    for (i, r) in refs.iter().enumerate() {
-        let label = format!("pack {branch} ({}/{})", i + 1, refs.len());
-        files.push(download(remote, r, &dir, &label, &opts.progress).await?);
-    }
     let (from, to) = (refs[0].from, refs[refs.len() - 1].to);
     let source_version = refs[refs.len() - 1].source_version;
-    let packed = {
-        let (branch, refs) = (branch.to_string(), refs.clone());
-        blocking(move || {
-            let mut b = BlobBuilder::new_in(&dir, "delta", &branch, from, to)?;
-            for (f, r) in files.iter().zip(&refs) {
-                verify_blob(f, r, &branch)?;
-                for cs in BlobReader::open(f.as_file(), &r.path)? {
-                    b.push(&cs?)?;
-                }
-            }
-            b.finish()
-        })
-        .await?
-    };
+    let packed = repack(
+        remote,
+        branch,
+        &refs,
+        from,
+        to,
+        &dir,
+        "pack",
+        &opts.progress,
+    )
+    .await?
+    .ok_or_else(|| {
+        SyncError::corrupt(
+            format!("cursor of {branch:?}"),
+            format!("its blobs ({from}, {to}] hold no versions"),
+        )
+    })?;
     let path = layout::delta_path(branch, from, to);
     upload(
         remote,
@@ -1561,6 +1559,42 @@ async fn pack_tail(
     doc.deltas.push(rf);
     tracing::debug!(blob = %path, level = level + 1, from, to, "packed deltas");
     Ok(Some(path.to_string()))
+}
+
+/// Downloads `refs` (verifying each) and writes their change sets after version `after` into one new
+/// delta blob `(after, to]`, the same change sets, every version kept: what packing after a push and
+/// `remote compact` both do. `None` when no change set lies after `after`.
+#[allow(clippy::too_many_arguments)]
+async fn repack(
+    remote: &dyn Remote,
+    branch: &str,
+    refs: &[BlobRef],
+    after: u64,
+    to: u64,
+    dir: &Path,
+    what: &str,
+    progress: &Progress,
+) -> Result<Option<SpooledBlob>> {
+    let mut files = Vec::with_capacity(refs.len());
+    for (i, r) in refs.iter().enumerate() {
+        let label = format!("{what} {branch} ({}/{})", i + 1, refs.len());
+        files.push(download(remote, r, dir, &label, progress).await?);
+    }
+    let (branch, refs, dir) = (branch.to_string(), refs.to_vec(), dir.to_path_buf());
+    blocking(move || {
+        let mut b = BlobBuilder::new_in(&dir, "delta", &branch, after, to)?;
+        for (f, r) in files.iter().zip(&refs) {
+            verify_blob(f, r, &branch)?;
+            for cs in BlobReader::open(f.as_file(), &r.path)? {
+                let cs = cs?;
+                if cs.version > after {
+                    b.push(&cs)?;
+                }
+            }
+        }
+        Ok(Some(b.finish()?).filter(|b| b.header.record_count > 0))
+    })
+    .await
 }
 
 /// The compaction level a blob of this size starts at: 0 up to 64 KiB, then one more per factor of 8.
@@ -2286,26 +2320,16 @@ pub async fn compact_with(
     // The chain after `base` as one blob of the same change sets.
     let keep: Vec<BlobRef> = doc.deltas.iter().filter(|d| d.to > base).cloned().collect();
     if squash || keep.len() > 1 {
-        let mut files = Vec::with_capacity(keep.len());
-        for (i, r) in keep.iter().enumerate() {
-            let label = format!("compact {branch} ({}/{})", i + 1, keep.len());
-            files.push(download(remote, r, &dir, &label, progress).await?);
-        }
-        let (branch2, keep2, dir2) = (branch.to_string(), keep.clone(), dir.clone());
-        let to = doc.version;
-        let packed = blocking(move || {
-            let mut b = BlobBuilder::new_in(&dir2, "delta", &branch2, base, to)?;
-            for (f, r) in files.iter().zip(&keep2) {
-                verify_blob(f, r, &branch2)?;
-                for cs in BlobReader::open(f.as_file(), &r.path)? {
-                    let cs = cs?;
-                    if cs.version > base {
-                        b.push(&cs)?;
-                    }
-                }
-            }
-            Ok(Some(b.finish()?).filter(|b| b.header.record_count > 0))
-        })
+        let packed = repack(
+            remote,
+            branch,
+            &keep,
+            base,
+            doc.version,
+            &dir,
+            "compact",
+            progress,
+        )
         .await?;
         new.deltas.clear();
         if let Some(p) = packed {
