@@ -69,6 +69,10 @@ pub(crate) fn router(hub: Hub) -> Router {
         )
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /v1/openapi.json)") })
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            crate::serve::limits,
+        ))
         .layer(axum::middleware::from_fn_with_state(hub.clone(), observe))
         .with_state(hub)
 }

@@ -232,7 +232,9 @@ impl HttpRemote {
     pub fn from_config(cfg: HttpConfig, shown: &str) -> Result<HttpRemote> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the hub's default --header-timeout (30 s), which closes idle connections: a
+            // connection is dropped here before the hub can close it under a new request.
+            .pool_idle_timeout(Duration::from_secs(20))
             .user_agent(concat!("strata-remote-http/", env!("CARGO_PKG_VERSION")));
         if let Some(t) = cfg.timeout {
             b = b.timeout(t);
@@ -349,7 +351,7 @@ impl HttpRemote {
             ("forbidden", _) | (_, StatusCode::FORBIDDEN) => RemoteError::PermissionDenied(d),
             ("corrupt", _) => RemoteError::Corrupt(d),
             ("invalid" | "too_large" | "body_mismatch", _) => RemoteError::Invalid(d),
-            ("unavailable" | "timeout", _)
+            ("unavailable" | "timeout" | "overloaded", _)
             | (
                 _,
                 StatusCode::BAD_GATEWAY
