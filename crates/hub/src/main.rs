@@ -52,7 +52,7 @@ enum Cmd {
         body_timeout: f64,
         /// Connections served at once; one more is answered 503 with code "overloaded" and
         /// `Retry-After: 1`, then closed
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_connections: u32,
     },
     /// Manage API keys directly in the storage (bootstrap the first admin key)
