@@ -43,8 +43,8 @@ pub struct HubConfig {
     pub max_blob_bytes: u64,
     /// The largest cursor or JSON body accepted, in bytes.
     pub max_doc_bytes: usize,
-    /// The hub's own time to answer a request, not counting pauses while it waits for the client's
-    /// body (503 `timeout` beyond).
+    /// The hub's own time to answer a request, not counting the time spent receiving its body
+    /// (503 `timeout` beyond).
     pub request_timeout: Duration,
     /// The time a client has to send a request's headers, from the connection opening or the
     /// previous response (so also the keep-alive idle timeout); the connection is closed beyond.

@@ -38,8 +38,8 @@ enum Cmd {
         /// The largest blob accepted, in bytes (larger uploads get 413)
         #[arg(long, default_value_t = 8 << 30)]
         max_blob_bytes: u64,
-        /// Seconds the hub may spend answering a request, not counting pauses while it waits for
-        /// the client's body (beyond: 503 with code "timeout")
+        /// Seconds the hub may spend answering a request, not counting the time spent receiving its
+        /// body, whose pauses --body-timeout bounds (beyond: 503 with code "timeout")
         #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = seconds)]
         request_timeout: f64,
         /// Seconds a client has to send a request's headers, counted from the connection opening or

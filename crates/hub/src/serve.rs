@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | headers | `--header-timeout` | a request's headers must arrive within it, counted from the connection opening or the previous response (so it is also the keep-alive idle timeout); else the connection is closed |
 //! | body pause | `--body-timeout` | the longest pause inside a request body (then `408 timeout`, nothing stored, connection closed) or while the client reads a response (then the connection is closed) |
-//! | request | `--request-timeout` | the hub's own time to answer, not counting pauses while it waits for the client's body; beyond it `503 timeout` |
+//! | request | `--request-timeout` | the hub's own time to answer, not counting the time spent receiving the request's body (a large upload takes what it takes; its pauses are bounded by `--body-timeout`); beyond it `503 timeout` |
 //! | connections | `--max-connections` | one more connection is answered `503 overloaded` with `Retry-After: 1` and closed at once, as Redis answers past `maxclients` |
 
 use std::future::Future;
@@ -251,18 +251,22 @@ impl AsyncWrite for WriteTimeout {
 
 // ----- per-request limits -------------------------------------------------------------------------
 
-/// Time a request has spent waiting for its client's body.
+/// When a request's body was being received: from the handler's first read of it to its end.
 #[derive(Debug, Default)]
 struct BodyClock {
-    /// Pauses that have ended.
-    waited: Duration,
-    /// When the current pause began, if the handler is waiting for body bytes now.
-    since: Option<Instant>,
+    started: Option<Instant>,
+    ended: Option<Instant>,
 }
 
 impl BodyClock {
-    fn waited(&self, now: Instant) -> Duration {
-        self.waited + self.since.map_or(Duration::ZERO, |s| now - s)
+    /// Time spent receiving the body so far: it does not count against `--request-timeout` (a
+    /// large upload takes as long as the client and the storage need; `--body-timeout` bounds
+    /// its pauses).
+    fn receiving(&self, now: Instant) -> Duration {
+        match self.started {
+            None => Duration::ZERO,
+            Some(s) => self.ended.unwrap_or(now).saturating_duration_since(s),
+        }
     }
 }
 
@@ -273,7 +277,7 @@ struct BodyState {
     stalled: AtomicBool,
 }
 
-/// A request body that fails after a pause of `limit`, and keeps count of the time spent waiting.
+/// A request body that fails after a pause of `limit`, and notes when it was being received.
 struct TimedBody {
     inner: axum::body::BodyDataStream,
     limit: Duration,
@@ -281,6 +285,12 @@ struct TimedBody {
     armed: bool,
     state: Arc<BodyState>,
     done: bool,
+}
+
+impl TimedBody {
+    fn clock(&self) -> std::sync::MutexGuard<'_, BodyClock> {
+        self.state.clock.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Stream for TimedBody {
@@ -291,19 +301,18 @@ impl Stream for TimedBody {
             return Poll::Ready(None);
         }
         let this = &mut *self;
+        this.clock().started.get_or_insert_with(Instant::now);
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Pending => {
-                let now = Instant::now();
                 if !this.armed {
                     this.armed = true;
-                    this.timer.as_mut().reset(now + this.limit);
-                    let mut c = this.state.clock.lock().unwrap_or_else(|e| e.into_inner());
-                    c.since.get_or_insert(now);
+                    this.timer.as_mut().reset(Instant::now() + this.limit);
                 }
                 match this.timer.as_mut().poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(()) => {
                         this.done = true;
+                        this.clock().ended = Some(Instant::now());
                         this.state.stalled.store(true, Ordering::Relaxed);
                         Poll::Ready(Some(Err(axum::Error::new(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
@@ -316,16 +325,10 @@ impl Stream for TimedBody {
                 }
             }
             Poll::Ready(item) => {
-                if this.armed {
-                    this.armed = false;
-                    let now = Instant::now();
-                    let mut c = this.state.clock.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(s) = c.since.take() {
-                        c.waited += now - s;
-                    }
-                }
-                if item.is_none() {
+                this.armed = false;
+                if !matches!(item, Some(Ok(_))) {
                     this.done = true;
+                    this.clock().ended = Some(Instant::now());
                 }
                 Poll::Ready(item)
             }
@@ -361,10 +364,10 @@ pub(crate) async fn limits(State(hub): State<Hub>, req: Request, next: Next) -> 
         tokio::select! {
             resp = run.as_mut() => break resp,
             _ = timer.as_mut() => {
-                // Time spent waiting for the client's body does not count against the hub.
+                // Time spent receiving the client's body does not count against the hub.
                 let now = Instant::now();
-                let waited = state.clock.lock().unwrap_or_else(|e| e.into_inner()).waited(now);
-                let deadline = start + budget + waited;
+                let receiving = state.clock.lock().unwrap_or_else(|e| e.into_inner()).receiving(now);
+                let deadline = start + budget + receiving;
                 if deadline > now {
                     timer.as_mut().reset(deadline);
                     continue;

@@ -420,9 +420,33 @@ fn keep_checking(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_clients_are_cut_off_while_others_are_served() {
-    let h = FolderHub::start(&["--header-timeout", "2", "--body-timeout", "2"]);
+    let h = FolderHub::start(&[
+        "--header-timeout",
+        "2",
+        "--body-timeout",
+        "2",
+        "--request-timeout",
+        "1",
+    ]);
     let url = h.hub.url.clone();
     create_project(&url, &h.admin, "acme", "app").await;
+    // An upload that keeps sending, slowly, for longer than --request-timeout is not cut off:
+    // the time spent receiving a body is the client's, and only its pauses are limited.
+    let steady = {
+        let remote = http_remote(&url, "acme/app", Some(&h.admin));
+        tokio::spawn(async move {
+            let body: ByteStream = Box::pin(futures::stream::iter(0..12).then(|_| async {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Ok(Bytes::from(vec![8u8; 1000]))
+            }));
+            let p = RemotePath::parse("steady/blob").unwrap();
+            remote
+                .put_blob_if_absent(&p, body)
+                .await
+                .expect("a slow but steady upload was cut off");
+            assert_eq!(remote.get_bytes(&p).await.unwrap().len(), 12_000);
+        })
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let checker = keep_checking(url.clone(), stop.clone());
     let generous = Duration::from_secs(30);
@@ -515,7 +539,7 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
             );
         })
     };
-    for t in [slow_headers, silent, stalled_body, slow_reader] {
+    for t in [steady, slow_headers, silent, stalled_body, slow_reader] {
         t.await.unwrap();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
