@@ -1,12 +1,13 @@
 //! StrataHub benchmark: each figure beside a baseline measured in the same run.
 //!
 //! ```text
-//! cargo run --release -p strata-hub --example hub_bench [-- --quick] [--cli]
+//! cargo run --release -p strata-hub --example hub_bench [-- --quick] [--cli | --transport]
 //! ```
 //!
 //! - **strata clone** and **strata pull** (the targets, ≤ 1.5×): the real `strata` CLI (built beside
 //!   this example, or `STRATA_BIN`) cloning a whole branch, and pulling a modest change (20 versions),
 //!   through the hub vs from a folder remote holding the same pushes; alternating, median of runs.
+//!   A second clone row moves 8 MiB of values that do not compress much.
 //! - **clone transport** (a figure, not a target): read the cursor, list, download every blob through
 //!   `HttpRemote` → hub → folder, vs the same blobs straight from a folder remote. The folder read
 //!   copies each byte once from the page cache; through the hub each byte is also read by the hub,
@@ -297,6 +298,82 @@ fn cli_rows(
     );
 }
 
+/// Printable characters zstd cannot shrink much (xorshift into 64 symbols), `n` of them.
+fn noise(seed: u64, n: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % 64) as usize] as char
+        })
+        .collect()
+}
+
+/// A whole `strata clone` of a larger branch (`keys` values of 64 KB that do not compress much),
+/// through the hub vs from the folder remote: here the transport, not SQLite, takes a real share.
+fn cli_large_clone_row(
+    cli: &std::path::Path,
+    base: &str,
+    key: &str,
+    root: &std::path::Path,
+    keys: usize,
+    reps: usize,
+) {
+    let db = root.join("large-src");
+    let db_s = db.to_str().unwrap();
+    run_cli(cli, &["--db", db_s, "init"], key);
+    for i in 0..keys {
+        let v = format!("\"{}\"", noise(i as u64, 64 << 10));
+        run_cli(
+            cli,
+            &["--db", db_s, "kv", "put", &format!("big:{i:04}"), &v],
+            key,
+        );
+    }
+    let folder = root.join("large-folder-remote");
+    let hub_url = format!("{base}/acme/large");
+    run_cli(cli, &["--db", db_s, "remote", "add", "hub", &hub_url], key);
+    run_cli(
+        cli,
+        &[
+            "--db",
+            db_s,
+            "remote",
+            "add",
+            "dir",
+            folder.to_str().unwrap(),
+        ],
+        key,
+    );
+    run_cli(cli, &["--db", db_s, "push", "hub"], key);
+    run_cli(cli, &["--db", db_s, "push", "dir"], key);
+    let (mut via_hub, mut via_dir) = (Vec::new(), Vec::new());
+    for i in 0..reps {
+        let a = root.join(format!("large-hub-{i}"));
+        via_hub.push(run_cli(cli, &["clone", &hub_url, a.to_str().unwrap()], key).as_secs_f64());
+        let b = root.join(format!("large-dir-{i}"));
+        via_dir.push(
+            run_cli(
+                cli,
+                &["clone", folder.to_str().unwrap(), b.to_str().unwrap()],
+                key,
+            )
+            .as_secs_f64(),
+        );
+    }
+    let (h, f) = (median(via_hub), median(via_dir));
+    row(
+        &format!("strata clone ({keys} keys x 64 KB)"),
+        format!("{:.0} ms", h * 1000.0),
+        format!("{:.0} ms folder", f * 1000.0),
+        h / f,
+        "<= 1.5x",
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     // `--cli`: only the strata clone and pull rows.
@@ -331,10 +408,12 @@ fn main() {
             .create_project("acme", "bench", Some(&k.doc.id))
             .await
             .unwrap();
-        hub.store()
-            .create_project("acme", "clone", Some(&k.doc.id))
-            .await
-            .unwrap();
+        for p in ["clone", "large"] {
+            hub.store()
+                .create_project("acme", p, Some(&k.doc.id))
+                .await
+                .unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let h = hub.clone();
@@ -397,6 +476,9 @@ fn main() {
             "figure (copies)",
         );
 
+        if std::env::args().any(|a| a == "--transport") {
+            return;
+        }
         // 2. Cursor GET under 64 concurrent clients, vs nginx serving the same bytes.
         let url = format!("{base}/v1/projects/acme/bench/cursor?name=branches/main");
         let (hub_rps, hub_p99) = load(&url, Some(&key), 64, secs).await;
@@ -463,15 +545,29 @@ fn main() {
             "figure",
         );
     });
+    if std::env::args().any(|a| a == "--transport") {
+        return;
+    }
     match strata_cli() {
-        Some(cli) => cli_rows(
-            &cli,
-            &base,
-            &key,
-            dir.path(),
-            if quick { 40 } else { 300 },
-            if quick { 3 } else { 7 },
-        ),
+        Some(cli) => {
+            let reps = if quick { 3 } else { 7 };
+            cli_rows(
+                &cli,
+                &base,
+                &key,
+                dir.path(),
+                if quick { 40 } else { 300 },
+                reps,
+            );
+            cli_large_clone_row(
+                &cli,
+                &base,
+                &key,
+                dir.path(),
+                if quick { 16 } else { 128 },
+                reps,
+            );
+        }
         None => println!(
             "strata clone: no strata CLI beside this example (build it, or set STRATA_BIN)"
         ),
