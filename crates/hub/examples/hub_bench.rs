@@ -197,6 +197,75 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A source database named `name` holding `keys` versions (`value(i)` at `key:i`), pushed to the hub
+/// project `acme/<name>` and to a folder remote: (source, hub URL, folder).
+fn cli_source(
+    cli: &std::path::Path,
+    base: &str,
+    key: &str,
+    root: &std::path::Path,
+    name: &str,
+    keys: usize,
+    value: impl Fn(usize) -> String,
+) -> (String, String, String) {
+    let db = root
+        .join(format!("{name}-src"))
+        .to_string_lossy()
+        .into_owned();
+    run_cli(cli, &["--db", &db, "init"], key);
+    for i in 0..keys {
+        let v = value(i);
+        run_cli(
+            cli,
+            &["--db", &db, "kv", "put", &format!("key:{i:05}"), &v],
+            key,
+        );
+    }
+    let hub_url = format!("{base}/acme/{name}");
+    let folder = root
+        .join(format!("{name}-folder-remote"))
+        .to_string_lossy()
+        .into_owned();
+    for (remote, url) in [("hub", &hub_url), ("dir", &folder)] {
+        run_cli(cli, &["--db", &db, "remote", "add", remote, url], key);
+        run_cli(cli, &["--db", &db, "push", remote], key);
+    }
+    (db, hub_url, folder)
+}
+
+/// Clones `hub_url` and `folder` alternately `reps` times into `<name>-hub-i` / `<name>-dir-i`
+/// and prints the medians.
+#[allow(clippy::too_many_arguments)]
+fn clone_row(
+    cli: &std::path::Path,
+    key: &str,
+    root: &std::path::Path,
+    name: &str,
+    hub_url: &str,
+    folder: &str,
+    label: &str,
+    reps: usize,
+) {
+    let (mut via_hub, mut via_dir) = (Vec::new(), Vec::new());
+    for i in 0..reps {
+        for (url, out, times) in [
+            (hub_url, format!("{name}-hub-{i}"), &mut via_hub),
+            (folder, format!("{name}-dir-{i}"), &mut via_dir),
+        ] {
+            let to = root.join(out);
+            times.push(run_cli(cli, &["clone", url, to.to_str().unwrap()], key).as_secs_f64());
+        }
+    }
+    let (h, f) = (median(via_hub), median(via_dir));
+    row(
+        label,
+        format!("{:.0} ms", h * 1000.0),
+        format!("{:.0} ms folder", f * 1000.0),
+        h / f,
+        "<= 1.5x",
+    );
+}
+
 /// What the CLI rows measure: a whole `strata clone`, and `strata pull` of a modest change, through
 /// the hub vs from a folder remote holding the same pushes (alternating, median of `reps`).
 fn cli_rows(
@@ -207,57 +276,11 @@ fn cli_rows(
     keys: usize,
     reps: usize,
 ) {
-    let db = root.join("cli-src");
-    let db_s = db.to_str().unwrap();
-    let value = format!("\"{}\"", "v".repeat(2000));
-    run_cli(cli, &["--db", db_s, "init"], key);
-    for i in 0..keys {
-        run_cli(
-            cli,
-            &["--db", db_s, "kv", "put", &format!("key:{i:05}"), &value],
-            key,
-        );
-    }
-    let folder = root.join("cli-folder-remote");
-    let hub_url = format!("{base}/acme/clone");
-    run_cli(cli, &["--db", db_s, "remote", "add", "hub", &hub_url], key);
-    run_cli(
-        cli,
-        &[
-            "--db",
-            db_s,
-            "remote",
-            "add",
-            "dir",
-            folder.to_str().unwrap(),
-        ],
-        key,
-    );
-    run_cli(cli, &["--db", db_s, "push", "hub"], key);
-    run_cli(cli, &["--db", db_s, "push", "dir"], key);
-    let mut via_hub = Vec::new();
-    let mut via_dir = Vec::new();
-    for i in 0..reps {
-        let a = root.join(format!("clone-hub-{i}"));
-        via_hub.push(run_cli(cli, &["clone", &hub_url, a.to_str().unwrap()], key).as_secs_f64());
-        let b = root.join(format!("clone-dir-{i}"));
-        via_dir.push(
-            run_cli(
-                cli,
-                &["clone", folder.to_str().unwrap(), b.to_str().unwrap()],
-                key,
-            )
-            .as_secs_f64(),
-        );
-    }
-    let (h, f) = (median(via_hub), median(via_dir));
-    row(
-        &format!("strata clone ({keys} keys x 2 KB)"),
-        format!("{:.0} ms", h * 1000.0),
-        format!("{:.0} ms folder", f * 1000.0),
-        h / f,
-        "<= 1.5x",
-    );
+    let (db, hub_url, folder) = cli_source(cli, base, key, root, "clone", keys, |_| {
+        format!("\"{}\"", "v".repeat(2000))
+    });
+    let label = format!("strata clone ({keys} keys x 2 KB)");
+    clone_row(cli, key, root, "clone", &hub_url, &folder, &label, reps);
 
     // Pull: the source changes 20 keys (20 versions) and pushes to both; each replica pulls.
     let hub_replica = root.join("clone-hub-0");
@@ -267,26 +290,18 @@ fn cli_rows(
         for i in 0..20 {
             let k = format!("key:{:05}", (r * 37 + i * 11) % keys);
             let v = format!("\"{}{r}\"", "w".repeat(2000));
-            run_cli(cli, &["--db", db_s, "kv", "put", &k, &v], key);
+            run_cli(cli, &["--db", &db, "kv", "put", &k, &v], key);
         }
-        run_cli(cli, &["--db", db_s, "push", "hub"], key);
-        run_cli(cli, &["--db", db_s, "push", "dir"], key);
-        via_hub.push(
-            run_cli(
+        run_cli(cli, &["--db", &db, "push", "hub"], key);
+        run_cli(cli, &["--db", &db, "push", "dir"], key);
+        for (replica, times) in [(&hub_replica, &mut via_hub), (&dir_replica, &mut via_dir)] {
+            let t = run_cli(
                 cli,
-                &["--db", hub_replica.to_str().unwrap(), "pull", "origin"],
+                &["--db", replica.to_str().unwrap(), "pull", "origin"],
                 key,
-            )
-            .as_secs_f64(),
-        );
-        via_dir.push(
-            run_cli(
-                cli,
-                &["--db", dir_replica.to_str().unwrap(), "pull", "origin"],
-                key,
-            )
-            .as_secs_f64(),
-        );
+            );
+            times.push(t.as_secs_f64());
+        }
     }
     let (h, f) = (median(via_hub), median(via_dir));
     row(
@@ -322,56 +337,11 @@ fn cli_large_clone_row(
     keys: usize,
     reps: usize,
 ) {
-    let db = root.join("large-src");
-    let db_s = db.to_str().unwrap();
-    run_cli(cli, &["--db", db_s, "init"], key);
-    for i in 0..keys {
-        let v = format!("\"{}\"", noise(i as u64, 64 << 10));
-        run_cli(
-            cli,
-            &["--db", db_s, "kv", "put", &format!("big:{i:04}"), &v],
-            key,
-        );
-    }
-    let folder = root.join("large-folder-remote");
-    let hub_url = format!("{base}/acme/large");
-    run_cli(cli, &["--db", db_s, "remote", "add", "hub", &hub_url], key);
-    run_cli(
-        cli,
-        &[
-            "--db",
-            db_s,
-            "remote",
-            "add",
-            "dir",
-            folder.to_str().unwrap(),
-        ],
-        key,
-    );
-    run_cli(cli, &["--db", db_s, "push", "hub"], key);
-    run_cli(cli, &["--db", db_s, "push", "dir"], key);
-    let (mut via_hub, mut via_dir) = (Vec::new(), Vec::new());
-    for i in 0..reps {
-        let a = root.join(format!("large-hub-{i}"));
-        via_hub.push(run_cli(cli, &["clone", &hub_url, a.to_str().unwrap()], key).as_secs_f64());
-        let b = root.join(format!("large-dir-{i}"));
-        via_dir.push(
-            run_cli(
-                cli,
-                &["clone", folder.to_str().unwrap(), b.to_str().unwrap()],
-                key,
-            )
-            .as_secs_f64(),
-        );
-    }
-    let (h, f) = (median(via_hub), median(via_dir));
-    row(
-        &format!("strata clone ({keys} keys x 64 KB)"),
-        format!("{:.0} ms", h * 1000.0),
-        format!("{:.0} ms folder", f * 1000.0),
-        h / f,
-        "<= 1.5x",
-    );
+    let (_, hub_url, folder) = cli_source(cli, base, key, root, "large", keys, |i| {
+        format!("\"{}\"", noise(i as u64, 64 << 10))
+    });
+    let label = format!("strata clone ({keys} keys x 64 KB)");
+    clone_row(cli, key, root, "large", &hub_url, &folder, &label, reps);
 }
 
 fn main() {

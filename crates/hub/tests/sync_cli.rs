@@ -88,22 +88,6 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-async fn metric(url: &str, name: &str) -> f64 {
-    let body = client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_walkthrough_through_the_hub() {
     let h = FolderHub::start(&[]);
