@@ -300,6 +300,9 @@ fn cli_rows(
                 &["--db", replica.to_str().unwrap(), "pull", "origin"],
                 key,
             );
+            if std::env::var_os("HUB_BENCH_VERBOSE").is_some() {
+                eprintln!("pull {}: {t:?}", replica.display());
+            }
             times.push(t.as_secs_f64());
         }
     }

@@ -220,14 +220,16 @@ async fn project_for(
     name: &str,
     need: Need<'_>,
 ) -> ApiResult<ProjectDoc> {
-    let caller = caller(hub, headers).await?;
-    check_name("owner", owner)?;
-    check_name("project", name)?;
-    let (doc, _) = hub
-        .store
-        .project(owner, name)
-        .await?
-        .ok_or_else(|| ApiError::no_project(owner, name))?;
+    // The key and the project are read at once (two storage reads, one wait); the key is judged
+    // first, so a request without a valid key learns nothing about the project.
+    let project = async {
+        check_name("owner", owner)?;
+        check_name("project", name)?;
+        hub.store.project(owner, name).await
+    };
+    let (caller, project) = tokio::join!(caller(hub, headers), project);
+    let caller = caller?;
+    let (doc, _) = project?.ok_or_else(|| ApiError::no_project(owner, name))?;
     authorize(&caller, &doc, need)?;
     Ok(doc)
 }
