@@ -220,6 +220,17 @@ async fn project_for(
     name: &str,
     need: Need<'_>,
 ) -> ApiResult<ProjectDoc> {
+    Ok(caller_and_project(hub, headers, owner, name, need).await?.1)
+}
+
+/// The caller and the project named in the URL, if the caller may do `need` on it.
+async fn caller_and_project(
+    hub: &Hub,
+    headers: &HeaderMap,
+    owner: &str,
+    name: &str,
+    need: Need<'_>,
+) -> ApiResult<(Caller, ProjectDoc)> {
     // The key and the project are read at once (two storage reads, one wait); the key is judged
     // first, so a request without a valid key learns nothing about the project.
     let project = async {
@@ -231,7 +242,7 @@ async fn project_for(
     let caller = caller?;
     let (doc, _) = project?.ok_or_else(|| ApiError::no_project(owner, name))?;
     authorize(&caller, &doc, need)?;
-    Ok(doc)
+    Ok((caller, doc))
 }
 
 // ----- helpers ------------------------------------------------------------------------------------
@@ -418,8 +429,7 @@ async fn get_project(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let (owner, name) = path_of(p)?;
-    let caller = caller(&hub, &headers).await?;
-    let doc = project_for(&hub, &headers, &owner, &name, Need::Read).await?;
+    let (caller, doc) = caller_and_project(&hub, &headers, &owner, &name, Need::Read).await?;
     Ok(json(StatusCode::OK, &view(&caller, &doc)))
 }
 
