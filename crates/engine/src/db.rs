@@ -100,7 +100,7 @@ impl std::fmt::Debug for Strata {
 }
 
 /// One event of the event log.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     /// The event's sequence number in its space's log (1, 2, 3, …).
     pub seq: u64,
