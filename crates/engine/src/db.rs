@@ -231,6 +231,16 @@ impl Strata {
         &self.inner.dir
     }
 
+    /// Copies the committed pages of the WAL into the database file and truncates the WAL
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`). Returns `false` when a reader or writer on another
+    /// connection kept it from completing (nothing is lost; run it again later). Handles never
+    /// checkpoint on close; a long-running server calls this when it stops.
+    pub fn checkpoint(&self) -> Result<bool> {
+        let conn = self.conn()?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
+
     /// Borrows a connection from the pool, opening a new one when none is idle.
     pub(crate) fn conn(&self) -> Result<PooledConn<'_>> {
         let idle = self

@@ -194,7 +194,11 @@ mod tests {
     }
 
     fn frame_strategy() -> impl Strategy<Value = (u8, u64, Vec<u8>)> {
-        (1u8..=4, any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300))
+        (
+            1u8..=4,
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        )
     }
 
     proptest! {

@@ -17,9 +17,9 @@ pub mod msg;
 
 pub use exec::{engine_error, execute, execute_in};
 pub use frame::{
-    check_len, decode, encode, encode_into, parse_header, preamble, Frame, FrameError, FrameKind,
-    DEFAULT_MAX_FRAME, FRAME_VERSION, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+    check_len, decode, encode, encode_into, encoded_len, parse_header, preamble, Frame, FrameError,
+    FrameKind, DEFAULT_MAX_FRAME, FRAME_VERSION, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
 pub use msg::{
-    from_body, opt_value, to_body, Command, ErrorCode, Hello, Op, Output, Reply, WireError, Welcome,
+    from_body, opt_value, to_body, Command, ErrorCode, Hello, Op, Output, Reply, Welcome, WireError,
 };
