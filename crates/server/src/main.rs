@@ -201,6 +201,12 @@ fn serve(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let server = Server::bind(config).await?;
+        if cli.open {
+            let addr = server.local_addr()?;
+            eprintln!("WARNING: --open: this server accepts every connection WITHOUT an API key.");
+            eprintln!("WARNING: anyone who can reach {addr} may read and write every branch. Development only.");
+            tracing::warn!(%addr, "open mode: no authentication");
+        }
         // The first stdout line is what scripts and tests wait for.
         println!("listening on {}", server.local_addr()?);
         if let Some(m) = server.metrics_addr() {
