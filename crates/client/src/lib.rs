@@ -41,6 +41,7 @@ mod pool;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use strata_engine::bundle::{BundleManifest, ImportReport};
 pub use strata_engine::{
     BranchDiff, BranchInfo, CommitInfo, Event, HistoryEntry, Kind, MergeConflict, MergeReport,
     MergeStrategy, Rev, Value,
@@ -462,6 +463,36 @@ impl Db {
         })? {
             Output::Merge(m) => Ok(m),
             o => Err(unexpected("merge", o)),
+        }
+    }
+}
+
+impl Db {
+    /// Exports `branch`'s versions in `(from, to]` (default: all) to a bundle file at `path` (on
+    /// this machine). Remote mode streams it from the server in chunks under the frame cap; the
+    /// file appears at `path` only once whole.
+    pub fn export_bundle(
+        &self,
+        branch: &str,
+        range: Option<(u64, u64)>,
+        path: &std::path::Path,
+    ) -> Result<BundleManifest> {
+        match &self.backend {
+            Backend::Embedded(db) => Ok(db.export_bundle(branch, range, path)?),
+            Backend::Remote(p) => p.export_bundle(branch, range, path),
+        }
+    }
+
+    /// Imports a bundle file (from this machine) into `target` (default: the bundle's branch).
+    /// Remote mode uploads it in chunks; the server verifies every checksum before writing.
+    pub fn import_bundle(
+        &self,
+        path: &std::path::Path,
+        target: Option<&str>,
+    ) -> Result<ImportReport> {
+        match &self.backend {
+            Backend::Embedded(db) => Ok(db.import_bundle(path, target)?),
+            Backend::Remote(p) => p.import_bundle(path, target),
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use std::sync::Mutex;
 
-use strata_wire::{Command, Output, Welcome};
+use strata_engine::bundle::{BundleManifest, ImportReport};
+use strata_wire::{Blob, Command, Output, Welcome};
 
 use crate::conn::{Conn, ConnError};
 use crate::{ClientOptions, Error, Result};
@@ -156,5 +157,166 @@ impl Pool {
         }
         self.put(c);
         Ok(out)
+    }
+
+    /// Runs several requests on one connection (a transfer's handle lives on its connection). Any
+    /// broken connection ends it: the server drops the connection's transfers.
+    fn on_one<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut dyn FnMut(Command) -> Result<Output>) -> Result<T>,
+    ) -> Result<T> {
+        let mut c = self.take()?;
+        let mut broken = false;
+        let out = {
+            let mut call = |cmd: Command| -> Result<Output> {
+                match c.call(&cmd) {
+                    Ok(r) => Ok(r?),
+                    Err(ConnError::Local(e)) => Err(e),
+                    Err(e) => {
+                        broken = true;
+                        Err(Error::Disconnected {
+                            addr: self.addr.clone(),
+                            command: what,
+                            detail: e.to_string(),
+                        })
+                    }
+                }
+            };
+            f(&mut call)
+        };
+        if !broken {
+            self.put(c);
+        }
+        out
+    }
+
+    fn chunk_len(&self) -> u64 {
+        (self.welcome.max_frame.saturating_sub(1024) as u64).min(4 << 20)
+    }
+
+    pub(crate) fn export_bundle(
+        &self,
+        branch: &str,
+        range: Option<(u64, u64)>,
+        path: &std::path::Path,
+    ) -> Result<BundleManifest> {
+        use std::io::Write;
+        let chunk = self.chunk_len();
+        self.on_one("bundle export", |call| {
+            let (handle, size, manifest) = match call(Command::BundleExport {
+                branch: branch.to_string(),
+                range,
+            })? {
+                Output::Transfer {
+                    handle,
+                    size,
+                    manifest: Some(m),
+                } => (handle, size, m),
+                o => return Err(self.unexpected("transfer", o)),
+            };
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let io = |e: std::io::Error| Error::Db(strata_wire::engine_error(e.into()));
+            let mut tmp = tempfile_in(dir).map_err(io)?;
+            let mut offset = 0;
+            while offset < size {
+                match call(Command::BundleRead {
+                    handle: handle.clone(),
+                    offset,
+                    len: chunk,
+                })? {
+                    Output::Chunk(Blob(b)) if !b.is_empty() => {
+                        tmp.1.write_all(&b).map_err(io)?;
+                        offset += b.len() as u64;
+                    }
+                    o => return Err(self.unexpected("a chunk", o)),
+                }
+            }
+            tmp.1.sync_all().map_err(io)?;
+            std::fs::rename(&tmp.0 .0, path).map_err(io)?;
+            call(Command::BundleClose { handle })?;
+            Ok(manifest)
+        })
+    }
+
+    pub(crate) fn import_bundle(
+        &self,
+        path: &std::path::Path,
+        target: Option<&str>,
+    ) -> Result<ImportReport> {
+        use std::io::Read;
+        let chunk = self.chunk_len() as usize;
+        let io = |e: std::io::Error| Error::Db(strata_wire::engine_error(e.into()));
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        self.on_one("bundle import", |call| {
+            let mut handle = None;
+            let mut buf = vec![0u8; chunk];
+            loop {
+                let n = f.read(&mut buf).map_err(io)?;
+                if n == 0 && handle.is_some() {
+                    break;
+                }
+                match call(Command::BundleUpload {
+                    handle: handle.clone(),
+                    data: Blob(buf[..n].to_vec()),
+                })? {
+                    Output::Transfer { handle: h, .. } => handle = Some(h),
+                    o => return Err(self.unexpected("transfer", o)),
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            match call(Command::BundleImport {
+                handle: handle.expect("at least one upload"),
+                target: target.map(str::to_string),
+            })? {
+                Output::Imported(r) => Ok(r),
+                o => Err(self.unexpected("imported", o)),
+            }
+        })
+    }
+
+    fn unexpected(&self, wanted: &str, got: Output) -> Error {
+        Error::Protocol {
+            addr: self.addr.clone(),
+            detail: format!("expected {wanted}, got {got:?}"),
+        }
+    }
+}
+
+/// A new file in `dir` for a download, removed unless renamed.
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<(TempPath, std::fs::File)> {
+    let name = format!(
+        ".strata-download-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let p = dir.join(name);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&p)?;
+    Ok((TempPath(p), f))
+}
+
+/// Removes its file when dropped, unless it was renamed away.
+struct TempPath(std::path::PathBuf);
+
+impl AsRef<std::path::Path> for TempPath {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -84,6 +84,11 @@ impl Principal {
         }
     }
 
+    /// Checks write access to `branch`.
+    pub fn check_write(&self, branch: &str) -> Result<(), WireError> {
+        self.need(true, branch)
+    }
+
     fn need(&self, write: bool, branch: &str) -> Result<(), WireError> {
         let ok = if write {
             self.can_write(branch)
@@ -140,6 +145,13 @@ impl Principal {
                 self.need(false, &source.branch)?;
                 self.need(true, target)
             }
+            Command::BundleExport { branch, .. } => self.need(false, branch),
+            // Transfers belong to their connection; an import is checked once its bundle's branch
+            // is known (`check_write`).
+            Command::BundleRead { .. }
+            | Command::BundleUpload { .. }
+            | Command::BundleImport { .. }
+            | Command::BundleClose { .. } => Ok(()),
         }
     }
 }

@@ -81,6 +81,8 @@ impl Config {
 
 struct Shared {
     db: Strata,
+    /// Where bundles in transfer live (`server-tmp` in the data folder, emptied at start).
+    tmp: PathBuf,
     keys: KeyStore,
     config: Config,
     metrics: Arc<Metrics>,
@@ -118,7 +120,16 @@ impl Server {
             ..Options::default()
         };
         let dir = config.data_dir.clone();
-        let db = tokio::task::spawn_blocking(move || Strata::open_with(dir, opts)).await??;
+        let tmp = config.data_dir.join("server-tmp");
+        let tmp2 = tmp.clone();
+        let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Strata> {
+            let db = Strata::open_with(dir, opts)?;
+            // Transfers left by a previous run (a crash) are dropped.
+            let _ = std::fs::remove_dir_all(&tmp2);
+            std::fs::create_dir_all(&tmp2)?;
+            Ok(db)
+        })
+        .await??;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -135,6 +146,7 @@ impl Server {
             metrics_listener,
             shared: Arc::new(Shared {
                 db,
+                tmp,
                 keys,
                 config,
                 metrics: Arc::new(Metrics::default()),
@@ -481,6 +493,7 @@ async fn serve_connection(
     }
     tracing::debug!(%peer, %client, key = principal.name(), "connected");
     let mut session: Option<Session> = None;
+    let mut transfers = Transfers::default();
     loop {
         let incoming = tokio::select! {
             biased;
@@ -490,7 +503,16 @@ async fn serve_connection(
         let (id, answer, close) = match incoming {
             Ok(Incoming::Request(id, cmd)) => {
                 let name = cmd.name();
-                let answer = dispatch(cmd, &principal, &mut session, shared).await;
+                let answer = match cmd {
+                    c @ (Command::BundleExport { .. }
+                    | Command::BundleRead { .. }
+                    | Command::BundleUpload { .. }
+                    | Command::BundleImport { .. }
+                    | Command::BundleClose { .. }) => {
+                        transfer(c, &principal, &mut transfers, shared).await
+                    }
+                    c => dispatch(c, &principal, &mut session, shared).await,
+                };
                 shared.metrics.request(
                     name,
                     match &answer {
@@ -536,6 +558,15 @@ async fn serve_connection(
     }
     if let Some(s) = session.take() {
         s.close().await;
+    }
+    let files: Vec<PathBuf> = transfers.files.into_values().collect();
+    if !files.is_empty() {
+        let _ = tokio::task::spawn_blocking(move || {
+            for f in files {
+                let _ = std::fs::remove_file(f);
+            }
+        })
+        .await;
     }
     let _ = wr.flush().await;
     tracing::debug!(%peer, "disconnected");
@@ -627,5 +658,137 @@ async fn dispatch(
             let db = shared.db.clone();
             blocking(move || strata_wire::execute(&db, c)).await
         }
+    }
+}
+
+/// The bundles a connection is moving: handle → file in `server-tmp`.
+#[derive(Default)]
+struct Transfers {
+    files: std::collections::HashMap<String, PathBuf>,
+}
+
+fn unknown_transfer(handle: &str) -> WireError {
+    WireError::new(
+        ErrorCode::InvalidOperation,
+        format!("no transfer {handle:?} on this connection (transfers end with their connection)"),
+    )
+}
+
+fn io_error(e: std::io::Error) -> WireError {
+    WireError::new(ErrorCode::Storage, format!("server file error: {e}"))
+}
+
+/// Bundle export (then chunked reads) and upload (chunked writes, then import).
+async fn transfer(
+    cmd: Command,
+    principal: &Principal,
+    transfers: &mut Transfers,
+    shared: &Shared,
+) -> Result<Output, WireError> {
+    principal.authorize(&cmd)?;
+    match cmd {
+        Command::BundleExport { branch, range } => {
+            let handle = uuid::Uuid::new_v4().simple().to_string();
+            let path = shared.tmp.join(format!("{handle}.branchbundle.tar.zst"));
+            let db = shared.db.clone();
+            let p = path.clone();
+            let (manifest, size) = blocking(move || {
+                let m = db
+                    .export_bundle(&branch, range, &p)
+                    .map_err(strata_wire::engine_error)?;
+                let size = std::fs::metadata(&p).map_err(io_error)?.len();
+                Ok((m, size))
+            })
+            .await?;
+            transfers.files.insert(handle.clone(), path);
+            Ok(Output::Transfer {
+                handle,
+                size,
+                manifest: Some(manifest),
+            })
+        }
+        Command::BundleRead {
+            handle,
+            offset,
+            len,
+        } => {
+            let path = transfers
+                .files
+                .get(&handle)
+                .ok_or_else(|| unknown_transfer(&handle))?
+                .clone();
+            // Leave room for the reply's header and envelope under the frame cap.
+            let len = len.min(shared.config.max_frame.saturating_sub(1024) as u64);
+            blocking(move || {
+                use std::io::{Read, Seek};
+                let mut f = std::fs::File::open(&path).map_err(io_error)?;
+                f.seek(std::io::SeekFrom::Start(offset)).map_err(io_error)?;
+                let mut buf = Vec::with_capacity(len as usize);
+                f.take(len).read_to_end(&mut buf).map_err(io_error)?;
+                Ok(Output::Chunk(strata_wire::Blob(buf)))
+            })
+            .await
+        }
+        Command::BundleUpload { handle, data } => {
+            let handle = handle.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+            let path = match transfers.files.get(&handle) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = shared.tmp.join(format!("{handle}.upload"));
+                    if handle.len() != 32 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(unknown_transfer(&handle));
+                    }
+                    transfers.files.insert(handle.clone(), p.clone());
+                    p
+                }
+            };
+            let size = blocking(move || {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(io_error)?;
+                f.write_all(&data.0).map_err(io_error)?;
+                Ok(f.metadata().map_err(io_error)?.len())
+            })
+            .await?;
+            Ok(Output::Transfer {
+                handle,
+                size,
+                manifest: None,
+            })
+        }
+        Command::BundleImport { handle, target } => {
+            let path = transfers
+                .files
+                .remove(&handle)
+                .ok_or_else(|| unknown_transfer(&handle))?;
+            let db = shared.db.clone();
+            let principal = principal.clone();
+            blocking(move || {
+                let r = (|| {
+                    let m = strata_engine::bundle::verify_bundle(&path)
+                        .map_err(strata_wire::engine_error)?;
+                    let branch = target.clone().unwrap_or(m.branch);
+                    principal.check_write(&branch)?;
+                    db.import_bundle(&path, Some(&branch))
+                        .map_err(strata_wire::engine_error)
+                })();
+                let _ = std::fs::remove_file(&path);
+                r.map(Output::Imported)
+            })
+            .await
+        }
+        Command::BundleClose { handle } => {
+            if let Some(p) = transfers.files.remove(&handle) {
+                blocking(move || std::fs::remove_file(&p).map_err(io_error)).await?;
+            }
+            Ok(Output::Unit)
+        }
+        c => Err(WireError::new(
+            ErrorCode::Internal,
+            format!("{} is not a transfer command", c.name()),
+        )),
     }
 }

@@ -178,6 +178,30 @@ fn suite(db: &Db) {
         ErrorCode::VersionNotFound
     );
     assert!(db.log("main", 1000).unwrap().len() as u64 >= h[0].version);
+
+    // Bundles: export to a file on this machine, import into a new branch.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("main.branchbundle.tar.zst");
+    let m = db.export_bundle("main", None, &file).unwrap();
+    assert_eq!(m.to_version, db.branch_info("main").unwrap().head);
+    let r = db.import_bundle(&file, Some("restored")).unwrap();
+    assert!(r.created);
+    assert_eq!(r.head, m.to_version);
+    assert_eq!(
+        db.on("restored").kv_list("").unwrap(),
+        main.kv_list("").unwrap()
+    );
+    // A damaged bundle is refused and writes nothing.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let bad = dir.path().join("bad.branchbundle.tar.zst");
+    std::fs::write(&bad, bytes).unwrap();
+    assert_eq!(
+        code(db.import_bundle(&bad, Some("bad"))),
+        ErrorCode::Corrupt
+    );
+    assert!(!db.branch_exists("bad").unwrap());
 }
 
 fn serde_json_like() -> Value {
@@ -214,4 +238,40 @@ fn client_with_a_key_to_a_real_server() {
     let srv = ServerProc::start(&data, &[]);
     let db = Db::connect(&srv.url(), support::opts(Some(&key))).unwrap();
     suite(&db);
+}
+
+#[test]
+fn bundles_move_in_chunks_under_a_small_frame_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = ServerProc::start(&dir.path().join("db"), &["--open", "--max-frame", "2048"]);
+    let db = Db::open(&srv.url()).unwrap();
+    // Incompressible values, so the bundle is many chunks long.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut tx = db.begin("main").unwrap();
+    for i in 0..300 {
+        let v: Vec<u8> = (0..100)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        tx.kv_put(&format!("k{i}"), v).unwrap();
+    }
+    tx.commit().unwrap();
+    let file = dir.path().join("b.branchbundle.tar.zst");
+    db.export_bundle("main", None, &file).unwrap();
+    assert!(std::fs::metadata(&file).unwrap().len() > 10 * 2048);
+    let r = db.import_bundle(&file, Some("copy")).unwrap();
+    assert_eq!(r.entries, 300);
+    assert_eq!(
+        db.on("copy").kv_list("").unwrap(),
+        db.main().kv_list("").unwrap()
+    );
+    // Transfers live in server-tmp only while in use.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("db/server-tmp"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

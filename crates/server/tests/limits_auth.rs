@@ -134,6 +134,11 @@ fn auth_matrix_refuses_and_writes_nothing() {
             .map(|_| ()),
     );
 
+    let bundle = dir.path().join("main.branchbundle.tar.zst");
+    ro.export_bundle("main", None, &bundle).unwrap();
+    forbidden(ro.import_bundle(&bundle, Some("copy")).map(|_| ()));
+    forbidden(ro.import_bundle(&bundle, None).map(|_| ()));
+
     // A key limited to agent/*: its own branches only, for reads too.
     let ag = Db::connect(&url, opts(Some(&agent))).unwrap();
     let mut tx = ag.begin("agent/1").unwrap();
@@ -164,6 +169,7 @@ fn auth_matrix_refuses_and_writes_nothing() {
     assert_eq!(head("agent/1"), agent0 + 1);
     assert_eq!(adm.main().kv_get("x").unwrap(), Some(Value::Int(1)));
     assert!(!adm.branch_exists("new").unwrap() && !adm.branch_exists("fork").unwrap());
+    assert!(!adm.branch_exists("copy").unwrap());
     let m = metrics(srv.metrics.as_ref().unwrap());
     assert_eq!(metric(&m, "strata_server_handshakes_refused_total"), 3);
 }

@@ -69,6 +69,16 @@ fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
                 cmd.name()
             )))
         }
+        Command::BundleExport { .. }
+        | Command::BundleRead { .. }
+        | Command::BundleUpload { .. }
+        | Command::BundleImport { .. }
+        | Command::BundleClose { .. } => {
+            return Err(Error::InvalidOperation(format!(
+                "{} moves a file: the server and the client run it",
+                cmd.name()
+            )))
+        }
     })
 }
 

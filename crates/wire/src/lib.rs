@@ -21,7 +21,8 @@ pub use frame::{
     FrameKind, DEFAULT_MAX_FRAME, FRAME_VERSION, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
 pub use msg::{
-    from_body, opt_value, to_body, Command, ErrorCode, Hello, Op, Output, Reply, Welcome, WireError,
+    from_body, opt_value, to_body, Blob, Command, ErrorCode, Hello, Op, Output, Reply, Welcome,
+    WireError,
 };
 
 /// The check the cargo-fuzz target (`fuzz/fuzz_targets/frame_decoder.rs`) runs on every input, and

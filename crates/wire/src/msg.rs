@@ -3,6 +3,7 @@
 //! names: `{"kv_put": {"key": "a", "value": 1}}`; a unit variant is its name as a string.
 
 use serde::{Deserialize, Serialize};
+use strata_engine::bundle::{BundleManifest, ImportReport};
 use strata_engine::{
     BranchDiff, BranchInfo, CommitInfo, Event, HistoryEntry, Kind, MergeConflict, MergeReport,
     MergeStrategy, Rev, Value,
@@ -273,6 +274,45 @@ pub enum Command {
         /// How conflicts resolve.
         strategy: MergeStrategy,
     },
+    /// Exports a branch (versions in `range`, default all) to a bundle the server keeps for this
+    /// connection; answers `transfer` (a handle and the size). Read it with `bundle_read`.
+    BundleExport {
+        /// The branch.
+        branch: String,
+        /// `(from, to]` versions.
+        #[serde(default)]
+        range: Option<(u64, u64)>,
+    },
+    /// Up to `len` bytes of a transfer from `offset`; answers `chunk`.
+    BundleRead {
+        /// The transfer handle.
+        handle: String,
+        /// Where to start.
+        offset: u64,
+        /// At most this many bytes.
+        len: u64,
+    },
+    /// Appends bytes to an upload (a new one when `handle` is nil); answers `transfer`.
+    BundleUpload {
+        /// The upload, or nil to start one.
+        #[serde(default)]
+        handle: Option<String>,
+        /// The bytes.
+        data: Blob,
+    },
+    /// Imports an uploaded bundle (into `target`, default the bundle's branch); answers `imported`.
+    BundleImport {
+        /// The upload.
+        handle: String,
+        /// The branch to write.
+        #[serde(default)]
+        target: Option<String>,
+    },
+    /// Drops a transfer's file.
+    BundleClose {
+        /// The transfer.
+        handle: String,
+    },
 }
 
 impl Command {
@@ -318,6 +358,11 @@ impl Command {
             Command::ListSpaces { .. } => "list_spaces",
             Command::Diff { .. } => "diff",
             Command::Merge { .. } => "merge",
+            Command::BundleExport { .. } => "bundle_export",
+            Command::BundleRead { .. } => "bundle_read",
+            Command::BundleUpload { .. } => "bundle_upload",
+            Command::BundleImport { .. } => "bundle_import",
+            Command::BundleClose { .. } => "bundle_close",
         }
     }
 
@@ -334,7 +379,8 @@ impl Command {
             | Command::History { .. }
             | Command::GetAt { .. }
             | Command::ListSpaces { .. }
-            | Command::Diff { .. } => false,
+            | Command::Diff { .. }
+            | Command::BundleRead { .. } => false,
             _ => true,
         }
     }
@@ -379,6 +425,44 @@ pub enum Output {
         branch: String,
         version: u64,
     },
+    /// A bundle held by the server for this connection.
+    Transfer {
+        handle: String,
+        size: u64,
+        #[serde(default)]
+        manifest: Option<BundleManifest>,
+    },
+    Chunk(Blob),
+    Imported(ImportReport),
+}
+
+/// Bytes written as one MessagePack `bin` (not an array of numbers).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Blob(pub Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Blob, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(v))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
 }
 
 /// The body of every reply (and of the welcome frame).
