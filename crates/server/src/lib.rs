@@ -231,7 +231,9 @@ impl Server {
         stop.cancel();
         tracker.close();
         tracker.wait().await;
-        let Shared { db, .. } = Arc::into_inner(shared).expect("every connection has finished");
+        // Every connection task has ended (and with it every blocking call it awaited).
+        let db = shared.db.clone();
+        drop(shared);
         let checkpointed = tokio::task::spawn_blocking(move || {
             let r = db.checkpoint();
             drop(db);
