@@ -46,6 +46,7 @@ pub use strata_engine::{
     BranchDiff, BranchInfo, CommitInfo, Event, HistoryEntry, Kind, MergeConflict, MergeReport,
     MergeStrategy, Rev, Value,
 };
+pub use strata_sync::{FetchReport, PullReport, PushReport, SyncStatus};
 pub use strata_wire::{Command, ErrorCode, Op, Output, Welcome, WireError};
 
 use pool::Pool;
@@ -493,6 +494,130 @@ impl Db {
         match &self.backend {
             Backend::Embedded(db) => Ok(db.import_bundle(path, target)?),
             Backend::Remote(p) => p.import_bundle(path, target),
+        }
+    }
+}
+
+/// The wire form of a sync error: a stable code and the message (which names the way out).
+#[doc(hidden)]
+pub fn sync_error(e: strata_sync::SyncError) -> WireError {
+    use strata_sync::SyncError as S;
+    let message = e.to_string();
+    let code = match e {
+        S::Engine(inner) => return strata_wire::engine_error(inner),
+        S::Conflicts(c) => {
+            let mut w = WireError::new(ErrorCode::MergeConflicts, message);
+            w.conflicts = c;
+            return w;
+        }
+        S::Rejected(_) => ErrorCode::PushRejected,
+        S::NotFound(_) | S::NotAStrataRemote(_) => ErrorCode::NotFound,
+        S::Corrupt { .. } => ErrorCode::Corrupt,
+        S::Diverged(_) => ErrorCode::Diverged,
+        S::Config(_) => ErrorCode::InvalidOperation,
+        S::Remote(_) => ErrorCode::Remote,
+        S::Io(_) => ErrorCode::Storage,
+        _ => ErrorCode::Internal,
+    };
+    WireError::new(code, message)
+}
+
+/// Runs a sync future to completion on a private runtime (embedded mode; sync's own engine and
+/// file work goes to its blocking pool).
+fn block_on<T>(f: impl std::future::Future<Output = strata_sync::Result<T>>) -> Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Db(strata_wire::engine_error(e.into())))?;
+    rt.block_on(f).map_err(|e| Error::Db(sync_error(e)))
+}
+
+fn report<T: serde::de::DeserializeOwned>(o: Output) -> Result<T> {
+    match o {
+        Output::Report(v) => serde_json::from_value(v.to_json()).map_err(|e| Error::Protocol {
+            addr: String::new(),
+            detail: format!("cannot read the sync report: {e}"),
+        }),
+        o => Err(unexpected("report", o)),
+    }
+}
+
+impl Db {
+    /// Pushes `branch` to `remote`. Remote mode: the **server** pushes its database to a remote
+    /// configured in it (`strata remote add` on its data folder); the client names it.
+    pub fn push(&self, remote: &str, branch: &str) -> Result<PushReport> {
+        use strata_sync::SyncExt;
+        match &self.backend {
+            Backend::Embedded(db) => block_on(db.push(remote, branch)),
+            Backend::Remote(p) => report(p.call(&Command::SyncPush {
+                remote: remote.into(),
+                branch: branch.into(),
+            })?),
+        }
+    }
+
+    /// Pulls `branch` from `remote` (last writer wins; `strict`: any conflict fails and writes
+    /// nothing).
+    pub fn pull(&self, remote: &str, branch: &str, strict: bool) -> Result<PullReport> {
+        use strata_sync::SyncExt;
+        match &self.backend {
+            Backend::Embedded(db) => {
+                let opts = strata_sync::PullOptions {
+                    strategy: if strict {
+                        MergeStrategy::Strict
+                    } else {
+                        MergeStrategy::LastWriterWins
+                    },
+                    ..Default::default()
+                };
+                block_on(db.pull_with(remote, branch, &opts))
+            }
+            Backend::Remote(p) => report(p.call(&Command::SyncPull {
+                remote: remote.into(),
+                branch: branch.into(),
+                strict,
+            })?),
+        }
+    }
+
+    /// Fetches `branch` from `remote` into its mirror without merging.
+    pub fn fetch(&self, remote: &str, branch: &str) -> Result<FetchReport> {
+        use strata_sync::SyncExt;
+        match &self.backend {
+            Backend::Embedded(db) => block_on(db.fetch(remote, branch)),
+            Backend::Remote(p) => report(p.call(&Command::SyncFetch {
+                remote: remote.into(),
+                branch: branch.into(),
+            })?),
+        }
+    }
+
+    /// Where `branch` stands against `remote` (ahead, behind).
+    pub fn sync_status(&self, remote: &str, branch: &str) -> Result<SyncStatus> {
+        use strata_sync::SyncExt;
+        match &self.backend {
+            Backend::Embedded(db) => block_on(db.sync_status(remote, branch)),
+            Backend::Remote(p) => report(p.call(&Command::SyncStatus {
+                remote: remote.into(),
+                branch: branch.into(),
+            })?),
+        }
+    }
+
+    /// The names of the configured remotes.
+    pub fn remotes(&self) -> Result<Vec<String>> {
+        use strata_sync::SyncExt;
+        match &self.backend {
+            Backend::Embedded(db) => Ok(db
+                .remote_list()
+                .map_err(|e| Error::Db(sync_error(e)))?
+                .into_iter()
+                .map(|r| r.name)
+                .collect()),
+            Backend::Remote(p) => match p.call(&Command::SyncRemotes)? {
+                Output::Names(n) => Ok(n),
+                o => Err(unexpected("names", o)),
+            },
         }
     }
 }

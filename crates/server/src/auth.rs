@@ -146,6 +146,12 @@ impl Principal {
                 self.need(true, target)
             }
             Command::BundleExport { branch, .. } => self.need(false, branch),
+            // Push, pull and fetch change the database's sync state (and pull the branch).
+            Command::SyncPush { branch, .. }
+            | Command::SyncPull { branch, .. }
+            | Command::SyncFetch { branch, .. } => self.need(true, branch),
+            Command::SyncStatus { branch, .. } => self.need(false, branch),
+            Command::SyncRemotes => Ok(()),
             // Transfers belong to their connection; an import is checked once its bundle's branch
             // is known (`check_write`).
             Command::BundleRead { .. }

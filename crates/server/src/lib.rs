@@ -231,7 +231,9 @@ impl Server {
         stop.cancel();
         tracker.close();
         tracker.wait().await;
-        let Shared { db, .. } = Arc::into_inner(shared).expect("every connection has finished");
+        // Every connection task has ended (and with it every blocking call it awaited).
+        let db = shared.db.clone();
+        drop(shared);
         let checkpointed = tokio::task::spawn_blocking(move || {
             let r = db.checkpoint();
             drop(db);
@@ -504,6 +506,11 @@ async fn serve_connection(
             Ok(Incoming::Request(id, cmd)) => {
                 let name = cmd.name();
                 let answer = match cmd {
+                    c @ (Command::SyncPush { .. }
+                    | Command::SyncPull { .. }
+                    | Command::SyncFetch { .. }
+                    | Command::SyncStatus { .. }
+                    | Command::SyncRemotes) => sync(c, &principal, shared).await,
                     c @ (Command::BundleExport { .. }
                     | Command::BundleRead { .. }
                     | Command::BundleUpload { .. }
@@ -789,6 +796,61 @@ async fn transfer(
         c => Err(WireError::new(
             ErrorCode::Internal,
             format!("{} is not a transfer command", c.name()),
+        )),
+    }
+}
+
+fn sync_report<T: serde::Serialize>(r: strata_sync::Result<T>) -> Result<Output, WireError> {
+    let r = r.map_err(strata_client::sync_error)?;
+    let json = serde_json::to_value(&r).map_err(|e| {
+        WireError::new(
+            ErrorCode::Internal,
+            format!("cannot encode the report: {e}"),
+        )
+    })?;
+    Ok(Output::Report(strata_engine::Value::from_json(&json)))
+}
+
+/// Push, pull, fetch and status, run by the server on its database against the remotes configured
+/// in it (clients name a remote; they cannot add one, so a client never makes the server write
+/// somewhere new). strata-sync's async functions do their engine and file work on blocking threads.
+async fn sync(cmd: Command, principal: &Principal, shared: &Shared) -> Result<Output, WireError> {
+    use strata_sync::SyncExt;
+    principal.authorize(&cmd)?;
+    let db = &shared.db;
+    match cmd {
+        Command::SyncPush { remote, branch } => sync_report(db.push(&remote, &branch).await),
+        Command::SyncPull {
+            remote,
+            branch,
+            strict,
+        } => {
+            let opts = strata_sync::PullOptions {
+                strategy: if strict {
+                    strata_engine::MergeStrategy::Strict
+                } else {
+                    strata_engine::MergeStrategy::LastWriterWins
+                },
+                ..Default::default()
+            };
+            sync_report(db.pull_with(&remote, &branch, &opts).await)
+        }
+        Command::SyncFetch { remote, branch } => sync_report(db.fetch(&remote, &branch).await),
+        Command::SyncStatus { remote, branch } => {
+            sync_report(db.sync_status(&remote, &branch).await)
+        }
+        Command::SyncRemotes => {
+            let db = db.clone();
+            blocking(move || {
+                db.remote_list()
+                    .map(|l| Output::Names(l.into_iter().map(|r| r.name).collect()))
+                    .map_err(strata_client::sync_error)
+            })
+            .await
+        }
+        c => Err(WireError::new(
+            ErrorCode::Internal,
+            format!("{} is not a sync command", c.name()),
         )),
     }
 }

@@ -180,6 +180,8 @@ fn keys(data_dir: &std::path::Path, cmd: KeysCmd) -> anyhow::Result<()> {
 
 fn serve(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
     raise_fd_limit();
+    // Sync run by the server opens the remotes configured in its database by URL.
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::persistent()));
     let mut config = Config::new(data_dir);
     config.listen = SocketAddr::new(cli.listen, cli.port);
     config.open = cli.open;

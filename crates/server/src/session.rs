@@ -134,7 +134,14 @@ fn worker(
     loop {
         let now = Instant::now();
         let wait = limits.idle.min(deadline.saturating_duration_since(now));
-        let (cmd, reply) = match rx.recv_timeout(wait) {
+        let job = if now >= deadline {
+            // At the lifetime cap even if commands keep coming: queued ones go unanswered, and
+            // their callers are told the session expired.
+            Err(RecvTimeoutError::Timeout)
+        } else {
+            rx.recv_timeout(wait)
+        };
+        let (cmd, reply) = match job {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
                 drop(tx);

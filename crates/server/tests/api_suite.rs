@@ -275,3 +275,78 @@ fn bundles_move_in_chunks_under_a_small_frame_cap() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Sync, run by the server on its database in remote mode: `db` and an embedded `other` share the
+/// folder remote `origin`.
+fn sync_suite(db: &Db, other: &Db) {
+    assert_eq!(db.remotes().unwrap(), vec!["origin"]);
+    db.main().kv_put("synced", 1).unwrap();
+    let head = db.branch_info("main").unwrap().head;
+    let p = db.push("origin", "main").unwrap();
+    assert!(!p.up_to_date);
+    assert_eq!(p.remote_version, head);
+    let st = db.sync_status("origin", "main").unwrap();
+    assert_eq!((st.remote_version, st.ahead_versions), (Some(head), 0));
+    assert!(db.push("origin", "main").unwrap().up_to_date);
+
+    other.pull("origin", "main", false).unwrap();
+    assert_eq!(other.main().kv_get("synced").unwrap(), Some(Value::Int(1)));
+    other.main().kv_put("from-other", 2).unwrap();
+    other.push("origin", "main").unwrap();
+
+    let f = db.fetch("origin", "main").unwrap();
+    assert_eq!(f.versions, 1);
+    assert_eq!(db.sync_status("origin", "main").unwrap().behind_versions, 1);
+    assert_eq!(
+        db.main().kv_get("from-other").unwrap(),
+        None,
+        "fetch merged"
+    );
+    db.pull("origin", "main", false).unwrap();
+    assert_eq!(db.main().kv_get("from-other").unwrap(), Some(Value::Int(2)));
+
+    // Both write; the second push loses and says so; pull then push succeeds.
+    other.main().kv_put("race", "other").unwrap();
+    other.push("origin", "main").unwrap();
+    db.main().kv_put("race2", "db").unwrap();
+    assert_eq!(code(db.push("origin", "main")), ErrorCode::PushRejected);
+    db.pull("origin", "main", false).unwrap();
+    db.push("origin", "main").unwrap();
+    assert_eq!(
+        db.main().kv_get("race").unwrap(),
+        Some(Value::from("other"))
+    );
+    // A remote the database does not have.
+    let e = db.push("nope", "main").unwrap_err();
+    assert!(e.code().is_some(), "{e}");
+    assert!(e.to_string().contains("nope"), "{e}");
+}
+
+fn sync_setup(root: &std::path::Path) -> (std::path::PathBuf, Db) {
+    strata_sync::set_connector(std::sync::Arc::new(strata_remotes::Remotes::new()));
+    let remote = root.join("remote");
+    let data = root.join("db");
+    for d in [&data, &root.join("other")] {
+        let s = strata_engine::Strata::open(d).unwrap();
+        strata_sync::SyncExt::remote_add(&s, "origin", remote.to_str().unwrap()).unwrap();
+    }
+    let other = Db::open(root.join("other").to_str().unwrap()).unwrap();
+    (data, other)
+}
+
+#[test]
+fn sync_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, other) = sync_setup(dir.path());
+    let db = Db::open(data.to_str().unwrap()).unwrap();
+    sync_suite(&db, &other);
+}
+
+#[test]
+fn sync_run_by_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, other) = sync_setup(dir.path());
+    let srv = ServerProc::start(&data, &["--open"]);
+    let db = Db::open(&srv.url()).unwrap();
+    sync_suite(&db, &other);
+}

@@ -138,6 +138,8 @@ fn auth_matrix_refuses_and_writes_nothing() {
     ro.export_bundle("main", None, &bundle).unwrap();
     forbidden(ro.import_bundle(&bundle, Some("copy")).map(|_| ()));
     forbidden(ro.import_bundle(&bundle, None).map(|_| ()));
+    forbidden(ro.push("origin", "main").map(|_| ()));
+    forbidden(ro.pull("origin", "main", false).map(|_| ()));
 
     // A key limited to agent/*: its own branches only, for reads too.
     let ag = Db::connect(&url, opts(Some(&agent))).unwrap();

@@ -330,3 +330,30 @@ fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
     assert!(head as usize >= acks.len());
     let _ = std::fs::remove_dir_all(srv.dir.parent().unwrap());
 }
+
+#[test]
+fn a_busy_transaction_is_rolled_back_at_its_lifetime_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = ServerProc::start(
+        &dir.path().join("db"),
+        &["--open", "--session-idle-ms", "5000", "--session-max-ms", "800"],
+    );
+    let db = Db::open(&srv.url()).unwrap();
+    let mut tx = db.begin("main").unwrap();
+    let t0 = Instant::now();
+    let mut i = 0;
+    let err = loop {
+        match tx.kv_put(&format!("busy-{i}"), i) {
+            Ok(()) => i += 1,
+            Err(e) => break e,
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(err.code(), Some(ErrorCode::SessionExpired), "{err}");
+    assert!(t0.elapsed() >= Duration::from_millis(700), "{:?}", t0.elapsed());
+    assert!(i > 5, "the session was not kept busy");
+    drop(tx);
+    assert_eq!(db.main().kv_list("busy").unwrap(), vec![]);
+    assert_eq!(db.branch_info("main").unwrap().head, 0);
+}

@@ -73,9 +73,14 @@ fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
         | Command::BundleRead { .. }
         | Command::BundleUpload { .. }
         | Command::BundleImport { .. }
-        | Command::BundleClose { .. } => {
+        | Command::BundleClose { .. }
+        | Command::SyncPush { .. }
+        | Command::SyncPull { .. }
+        | Command::SyncFetch { .. }
+        | Command::SyncStatus { .. }
+        | Command::SyncRemotes => {
             return Err(Error::InvalidOperation(format!(
-                "{} moves a file: the server and the client run it",
+                "{} moves files or talks to a remote: the server and the client run it",
                 cmd.name()
             )))
         }

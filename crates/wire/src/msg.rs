@@ -313,6 +313,39 @@ pub enum Command {
         /// The transfer.
         handle: String,
     },
+    /// The server pushes `branch` to one of its database's remotes; answers `report`.
+    SyncPush {
+        /// A remote configured in the server's database (`strata remote add` on its data folder).
+        remote: String,
+        /// The branch.
+        branch: String,
+    },
+    /// The server pulls `branch` from a remote (`strict`: conflicts fail, nothing written).
+    SyncPull {
+        /// The remote.
+        remote: String,
+        /// The branch.
+        branch: String,
+        /// Strict merge instead of last writer wins.
+        #[serde(default)]
+        strict: bool,
+    },
+    /// The server fetches `branch` into its mirror without merging.
+    SyncFetch {
+        /// The remote.
+        remote: String,
+        /// The branch.
+        branch: String,
+    },
+    /// Where `branch` stands against a remote.
+    SyncStatus {
+        /// The remote.
+        remote: String,
+        /// The branch.
+        branch: String,
+    },
+    /// The names of the remotes configured in the server's database.
+    SyncRemotes,
 }
 
 impl Command {
@@ -363,6 +396,11 @@ impl Command {
             Command::BundleUpload { .. } => "bundle_upload",
             Command::BundleImport { .. } => "bundle_import",
             Command::BundleClose { .. } => "bundle_close",
+            Command::SyncPush { .. } => "sync_push",
+            Command::SyncPull { .. } => "sync_pull",
+            Command::SyncFetch { .. } => "sync_fetch",
+            Command::SyncStatus { .. } => "sync_status",
+            Command::SyncRemotes => "sync_remotes",
         }
     }
 
@@ -380,7 +418,9 @@ impl Command {
             | Command::GetAt { .. }
             | Command::ListSpaces { .. }
             | Command::Diff { .. }
-            | Command::BundleRead { .. } => false,
+            | Command::BundleRead { .. }
+            | Command::SyncStatus { .. }
+            | Command::SyncRemotes => false,
             _ => true,
         }
     }
@@ -434,6 +474,8 @@ pub enum Output {
     },
     Chunk(Blob),
     Imported(ImportReport),
+    /// A sync report (push, pull, fetch, status) as a map with the report's field names.
+    Report(Value),
 }
 
 /// Bytes written as one MessagePack `bin` (not an array of numbers).
@@ -537,6 +579,14 @@ pub enum ErrorCode {
     Corrupt,
     /// A storage (SQLite or file) error on the server.
     Storage,
+    /// A push lost to a newer remote version: pull, then push.
+    PushRejected,
+    /// No such remote, or no such branch on it.
+    NotFound,
+    /// The remote's history does not continue the one this database synced with.
+    Diverged,
+    /// A remote failed (network, permissions, missing bucket).
+    Remote,
     /// Anything else.
     #[serde(other)]
     Internal,

@@ -58,13 +58,13 @@ fn main() -> anyhow::Result<()> {
         Db::open(&cli.url)?
     };
     if cli.mode == "get" {
+        // The keys read, written first: one transaction per thread.
         for t in 0..cli.threads {
-            let keys: Vec<Command> = (0..cli.ops.min(1000)).map(|n| set(&cli, t, n)).collect();
-            for chunk in keys.chunks(64) {
-                for r in db.pipeline(chunk)? {
-                    r?;
-                }
+            let mut tx = db.begin(&cli.branch)?;
+            for n in 0..cli.ops.clamp(1, 1000) {
+                tx.kv_put(&format!("{}-{t}-{n}", cli.prefix), n as i64)?;
             }
+            tx.commit()?;
         }
     }
     let out = Arc::new(Mutex::new(std::io::stdout()));
