@@ -98,6 +98,36 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
             out.show(render::history(at, kind, &key, &list));
             Ok(())
         }
+        Command::Push { target, .. } if handle::server_url(g).is_some() => sync::through_server(
+            g,
+            out,
+            handle::server_url(g).unwrap_or_default(),
+            target,
+            sync::ServerSync::Push,
+        ),
+        Command::Pull {
+            target, strategy, ..
+        } if handle::server_url(g).is_some() => sync::through_server(
+            g,
+            out,
+            handle::server_url(g).unwrap_or_default(),
+            target,
+            sync::ServerSync::Pull(strategy),
+        ),
+        Command::Fetch { target, .. } if handle::server_url(g).is_some() => sync::through_server(
+            g,
+            out,
+            handle::server_url(g).unwrap_or_default(),
+            target,
+            sync::ServerSync::Fetch,
+        ),
+        Command::Status { target, .. } if handle::server_url(g).is_some() => sync::through_server(
+            g,
+            out,
+            handle::server_url(g).unwrap_or_default(),
+            target,
+            sync::ServerSync::Status,
+        ),
         Command::Remote(c) => sync::remote(g, out, rt, c),
         Command::Push {
             target,
@@ -132,24 +162,34 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
 /// Refuses, before anything runs, a command that cannot act on a server when --db names one.
 fn refuse_local_only(cmd: &Command, url: &str) -> Result<(), Failure> {
     let what = match cmd {
-        Command::Init { .. } => "strata init (a server's database is created by stratadb-server --data-dir)",
+        Command::Init { .. } => {
+            "strata init (a server's database is created by stratadb-server --data-dir)"
+        }
         Command::Config { .. } => "strata config",
         Command::Export { .. } => "strata export (over a server, use strata bundle export)",
         Command::Demo { .. } => "strata demo",
         Command::Clone { .. } => "strata clone",
-        Command::Remote(_)
-        | Command::Push { .. }
-        | Command::Pull { .. }
-        | Command::Fetch { .. }
-        | Command::Status { .. } => {
-            return Err(Failure::new(
-                EXIT_USAGE,
-                format!(
-                    "sync commands (remote, push, pull, fetch, status) cannot run through a server yet: the server protocol has no sync commands, and --db names a server ({url}); run them on the server's machine with --db set to the server's --data-dir"
-                ),
-            )
-            .named("local_only"))
+        Command::Remote(_) => {
+            "strata remote (a server's remotes are configured in its data folder)"
         }
+        Command::Push { delete: true, .. } => "strata push --delete",
+        Command::Push { all: true, .. }
+        | Command::Pull { all: true, .. }
+        | Command::Fetch { all: true, .. }
+        | Command::Status { all: true, .. } => {
+            "--all (through a server, sync one branch at a time)"
+        }
+        Command::Push {
+            set_upstream: true, ..
+        } => "strata push --set-upstream",
+        Command::Pull {
+            conflict_branch: Some(_),
+            ..
+        } => "strata pull --conflict-branch",
+        Command::Pull {
+            strategy: StrategyArg::Ours,
+            ..
+        } => "strata pull --strategy ours (through a server: lww or strict)",
         _ => return Ok(()),
     };
     Err(handle::local_only(what, url))

@@ -2,8 +2,10 @@
 //! before) or a `stratadb-server` named by `--db strata://host:port` (through `strata_client`).
 //!
 //! Both sides answer with the same types; each side's errors become a [`Failure`] with the same exit
-//! codes and `error.code` names. Commands that only exist locally (`init`, `config`, `export`,
-//! `demo`, the sync commands) refuse a server URL with [`local_only`] instead of acting on a folder.
+//! codes and `error.code` names. Push, pull, fetch and status run on the server's database
+//! (`sync::through_server`). Commands that only exist locally (`init`, `config`, `export`, `demo`,
+//! `clone`, `remote`, and the sync options that need the local folder) refuse a server URL with
+//! [`local_only`] instead of acting on a folder.
 
 use std::path::Path;
 
@@ -16,8 +18,8 @@ use strata_engine::{
 
 use crate::args::Global;
 use crate::failure::{
-    Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_MERGE_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE,
-    EXIT_WRITE_CONFLICT,
+    Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_MERGE_CONFLICT, EXIT_NOT_FOUND, EXIT_REJECTED,
+    EXIT_USAGE, EXIT_WRITE_CONFLICT,
 };
 
 /// The `strata://host:port` URL that `--db` (or `STRATA_DB`) names, if it names a server.
@@ -39,7 +41,7 @@ pub(crate) fn local_only(what: &str, url: &str) -> Failure {
 }
 
 /// Connects to the server `url` with the key from `--api-key` or `STRATA_API_KEY`.
-fn connect(g: &Global, url: &str) -> Result<strata_client::Db, Failure> {
+pub(crate) fn connect(g: &Global, url: &str) -> Result<strata_client::Db, Failure> {
     let mut opts = strata_client::ClientOptions::from_env();
     if let Some(k) = g.api_key.as_ref().filter(|k| !k.0.is_empty()) {
         opts.api_key = Some(k.0.clone());
@@ -65,6 +67,9 @@ pub(crate) fn open(g: &Global, reads_only: bool) -> Result<Handle, Failure> {
 
 impl From<strata_client::Error> for Failure {
     fn from(e: strata_client::Error) -> Failure {
+        if matches!(e, strata_client::Error::InvalidUrl { .. }) {
+            return Failure::new(EXIT_USAGE, e.to_string());
+        }
         let Some(code) = e.code() else {
             // Transport: cannot connect, protocol, lost session.
             return Failure::new(EXIT_ERROR, e.to_string()).named("server_unreachable");
@@ -80,6 +85,9 @@ impl From<strata_client::Error> for Failure {
             ErrorCode::Conflict | ErrorCode::HeadMoved => (EXIT_WRITE_CONFLICT, None),
             ErrorCode::Unauthorized => (EXIT_ERROR, Some("unauthorized")),
             ErrorCode::Forbidden => (EXIT_ERROR, Some("forbidden")),
+            ErrorCode::PushRejected => (EXIT_REJECTED, None),
+            ErrorCode::NotFound => (EXIT_NOT_FOUND, None),
+            ErrorCode::Diverged => (EXIT_REJECTED, Some("diverged")),
             _ => (EXIT_ERROR, None),
         };
         let mut message = e.to_string();

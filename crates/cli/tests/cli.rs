@@ -1038,11 +1038,15 @@ fn server_url_refused_by_local_only_commands() {
         &["config"],
         &["config", "user.name", "x"],
         &["export", "out.jsonl"],
-        &["push"],
-        &["pull"],
-        &["fetch"],
-        &["status"],
         &["remote", "list"],
+        &["remote", "add", "origin", "/tmp/x"],
+        &["clone", "/tmp/x", "here"],
+        &["push", "--all"],
+        &["push", "--delete", "origin", "main"],
+        &["push", "--set-upstream", "origin", "main"],
+        &["pull", "--strategy", "ours"],
+        &["pull", "--strategy", "strict", "--conflict-branch", "c"],
+        &["status", "--all"],
     ] {
         let out = server_cmd(&db, key.as_deref(), cwd.path(), args);
         let e = error(parse(&text(&out.stdout)), 2);
@@ -1070,6 +1074,62 @@ fn server_url_refused_by_local_only_commands() {
         .args(["--json", "--db", "strata://nohost", "kv", "get", "a"])
         .output()
         .unwrap();
-    assert_ne!(out.status.code(), Some(0));
+    let e = error(parse(&text(&out.stdout)), 2);
+    assert!(e["message"].as_str().unwrap().contains("port"), "{e}");
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn server_runs_push_pull_fetch_status_on_its_database() {
+    // The server's folder has a remote configured on its machine; clients only name it.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let remote = dir.path().join("remote");
+    let local = |args: &[&str]| {
+        let out = strata().arg("--db").arg(&data).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    local(&["init"]);
+    local(&["remote", "add", "origin", remote.to_str().unwrap()]);
+    let key = add_key(&data, "admin", &["*"], &["*"]);
+    let db = Db {
+        dir: tempfile::tempdir().unwrap(),
+        server: Some(start_server(&data, &[], Some(key))),
+    };
+    db.ok(&["kv", "put", "a", "1"]);
+    // One branch's result, as the folder CLI prints it.
+    let one = |d: Value| d["branches"][0].clone();
+    let pushed = db.json(&["push"]);
+    assert_eq!(pushed["remote"], "origin", "{pushed}");
+    assert_eq!(one(pushed)["remote_version"], 1);
+    assert_eq!(
+        one(db.json(&["status", "origin", "main"]))["ahead_versions"],
+        0
+    );
+
+    // Another database (a folder) clones the remote, writes and pushes; the server pulls it.
+    let other = Db::bare();
+    let out = strata()
+        .args(["clone", remote.to_str().unwrap()])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    other.ok(&["kv", "put", "b", "2"]);
+    other.ok(&["push"]);
+    assert_eq!(one(db.json(&["fetch"]))["remote_version"], 2);
+    assert_eq!(one(db.json(&["status"]))["behind_versions"], 1);
+    db.json(&["pull"]);
+    assert_eq!(db.json(&["kv", "get", "b"]), json!(2));
+
+    // A strict pull with a conflict: exit 4 with the conflict list, nothing written.
+    other.ok(&["kv", "put", "a", "other side"]);
+    other.ok(&["push"]);
+    db.ok(&["kv", "put", "a", "server side"]);
+    let e = db.fail_json(&["pull", "--strategy", "strict"], 4);
+    assert!(e["detail"].to_string().contains(r#""key":"a""#), "{e}");
+    assert_eq!(db.json(&["kv", "get", "a"]), json!("server side"));
+    // A remote the server does not have: not found, naming it.
+    let e = db.fail_json(&["push", "nowhere", "main"], 3);
+    assert!(e["message"].as_str().unwrap().contains("nowhere"), "{e}");
 }
