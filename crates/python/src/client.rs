@@ -2,7 +2,9 @@
 //! `Strata` over a `stratadb-server` (through `strata_client`), and its `ClientTransaction`.
 //!
 //! The methods, arguments and results are those of `Strata` and `Transaction`; lists come back as
-//! Python lists rather than paged iterators. Errors raise the same exception classes as the engine's
+//! Python lists rather than paged iterators. `push`, `pull`, `fetch` and `sync_status` run on the
+//! server's database, one branch at a time, against remotes configured in it; `remotes()` lists
+//! their names. Errors raise the same exception classes as the engine's
 //! errors of the same kind; a refused key raises `StrataError` naming the problem.
 
 use std::path::PathBuf;
@@ -580,6 +582,65 @@ impl PyClient {
         let db = self.handle(py)?;
         let r = detached(py, move || Ok(db.import_bundle(&path, target)?))?;
         report_to_py(py, &r)
+    }
+
+    // ----- sync, run by the server on its database -----
+
+    /// Pushes `branch` to `remote`, a remote configured in the server's database (one branch at a
+    /// time; `Strata.remote_add` on the server's data folder adds one).
+    #[pyo3(signature = (remote="origin", branch="main"))]
+    fn push(&self, py: Python<'_>, remote: &str, branch: &str) -> PyResult<PyObject> {
+        let db = self.handle(py)?;
+        let r = detached(py, move || Ok(db.push(remote, branch)?))?;
+        report_to_py(py, &r)
+    }
+
+    /// Pulls `branch` from `remote` on the server. `strategy`: `"theirs"` or `"strict"` (raises
+    /// `MergeConflict`, nothing written).
+    #[pyo3(signature = (remote="origin", branch="main", *, strategy="theirs"))]
+    fn pull(
+        &self,
+        py: Python<'_>,
+        remote: &str,
+        branch: &str,
+        strategy: &str,
+    ) -> PyResult<PyObject> {
+        let db = self.handle(py)?;
+        let r = detached(py, move || {
+            let strict = match crate::db::strategy(strategy)? {
+                strata_engine::MergeStrategy::Strict => true,
+                strata_engine::MergeStrategy::LastWriterWins => false,
+                _ => {
+                    return Err(invalid(
+                        "through a server, pull takes strategy=\"theirs\" or \"strict\"",
+                    ))
+                }
+            };
+            Ok(db.pull(remote, branch, strict)?)
+        })?;
+        report_to_py(py, &r)
+    }
+
+    /// Fetches `branch` from `remote` into the server's mirror, without merging.
+    #[pyo3(signature = (remote="origin", branch="main"))]
+    fn fetch(&self, py: Python<'_>, remote: &str, branch: &str) -> PyResult<PyObject> {
+        let db = self.handle(py)?;
+        let r = detached(py, move || Ok(db.fetch(remote, branch)?))?;
+        report_to_py(py, &r)
+    }
+
+    /// Where the server's `branch` stands against `remote`.
+    #[pyo3(signature = (remote="origin", branch="main"))]
+    fn sync_status(&self, py: Python<'_>, remote: &str, branch: &str) -> PyResult<PyObject> {
+        let db = self.handle(py)?;
+        let s = detached(py, move || Ok(db.sync_status(remote, branch)?))?;
+        crate::db::status_to_py(py, &s)
+    }
+
+    /// The names of the remotes configured in the server's database.
+    fn remotes(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let db = self.handle(py)?;
+        detached(py, move || Ok(db.remotes()?))
     }
 }
 

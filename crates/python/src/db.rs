@@ -216,7 +216,7 @@ fn secret(key: &str) -> bool {
         .any(|s| k.contains(s))
 }
 
-fn status_to_py(py: Python<'_>, s: &strata_sync::SyncStatus) -> PyResult<PyObject> {
+pub(crate) fn status_to_py(py: Python<'_>, s: &strata_sync::SyncStatus) -> PyResult<PyObject> {
     let d = PyDict::new(py);
     d.set_item("branch", &s.branch)?;
     d.set_item("ahead", s.ahead_entries)?;

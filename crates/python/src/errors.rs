@@ -84,6 +84,8 @@ fn client_kind(e: &strata_client::Error) -> fn(String) -> PyErr {
         Some(C::Conflict | C::HeadMoved) => Busy::new_err,
         Some(C::MergeConflicts) => MergeConflict::new_err,
         Some(C::Corrupt) => Corrupt::new_err,
+        Some(C::PushRejected) => PushRejected::new_err,
+        Some(C::NotFound) => NotFound::new_err,
         _ => StrataError::new_err,
     }
 }
@@ -191,6 +193,12 @@ impl Failure {
         }
         if let Failure::Rejected(_, v) = &self {
             let _ = value.setattr("remote_version", *v);
+        }
+        if let Failure::Client(e) = &self {
+            if e.code() == Some(strata_client::ErrorCode::PushRejected) {
+                // The server's answer does not carry the remote's version.
+                let _ = value.setattr("remote_version", py.None());
+            }
         }
         err
     }

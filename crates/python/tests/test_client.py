@@ -148,3 +148,43 @@ def test_transaction_is_a_session(server: Tuple[Server, str]) -> None:
     assert "ClientTransaction" in repr(tx)
     with pytest.raises(stratadb.InvalidArgument, match="finished"):
         tx.commit()
+
+
+def test_sync_runs_on_the_server(tmp_path: Path) -> None:
+    # The server's folder has a remote configured on its machine; the client only names it.
+    data = tmp_path / "data"
+    remote = tmp_path / "remote"
+    with stratadb.Strata.open(data) as local:
+        local.remote_add("origin", str(remote))
+    key = add_key(data, "admin", ["*"], ["*"])
+    srv = Server(data)
+    try:
+        db = stratadb.connect(srv.url, api_key=key)
+        assert db.remotes() == ["origin"]
+        db.kv_put("a", 1)
+        assert db.push("origin", "main")["remote_version"] == 1
+        assert db.sync_status()["ahead_versions"] == 0
+        # Another database clones the remote, writes and pushes; the server fetches and pulls it.
+        other = stratadb.clone(str(remote), tmp_path / "other")
+        other.kv_put("b", 2)
+        other.push()
+        assert db.fetch()["remote_version"] == 2
+        assert db.sync_status()["behind_versions"] == 1
+        db.pull()
+        assert db.kv_get("b") == 2
+        # A push that lost the race is PushRejected; a strict pull with a conflict writes nothing.
+        other.kv_put("a", "other side")
+        other.push()
+        db.kv_put("a", "server side")
+        with pytest.raises(stratadb.PushRejected):
+            db.push()
+        with pytest.raises(stratadb.MergeConflict) as e:
+            db.pull(strategy="strict")
+        assert [c["key"] for c in e.value.conflicts] == ["a"]
+        assert db.kv_get("a") == "server side"
+        with pytest.raises(stratadb.InvalidArgument, match="strategy"):
+            db.pull(strategy="ours")  # type: ignore[arg-type]
+        with pytest.raises(stratadb.NotFound):
+            db.push("nowhere")
+    finally:
+        srv.stop()
