@@ -37,6 +37,12 @@ sys.exit("cargo reported no stratahub executable") if not exes else print(exes[-
 [[ -x "$STRATA_TEST_STRATAHUB" ]] || { echo "stratahub was not built ($STRATA_TEST_STRATAHUB)" >&2; exit 1; }
 export STRATA_TEST_STRATAHUB
 
+# The server tests (tests/test_client.py) start a real stratadb-server; without it they FAIL.
+echo "python SDK: cargo build -p strata-server (stratadb-server for the connect() tests)"
+cargo build --locked -q -p strata-server
+STRATADB_SERVER="$(cargo metadata --format-version 1 --no-deps | "$py" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/stratadb-server"
+export STRATADB_SERVER
+
 echo "python SDK: mypy --strict (typed example against the stubs)"
 "$py" -m mypy --strict --no-incremental crates/python/tests/typing/typed_example.py
 

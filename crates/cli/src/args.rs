@@ -58,8 +58,26 @@ Exit codes:
   7  rejected: remote has changes; pull first (a push found work on the remote it has not merged)
 
 Environment:
-  STRATA_DB  the database folder (as --db)
+  STRATA_DB       the database folder or strata:// server (as --db)
+  STRATA_API_KEY  the API key for a strata:// server (as --api-key)
   RUST_LOG   diagnostics on stderr (default: warn), e.g. RUST_LOG=strata_engine=debug";
+
+/// An API key: kept out of `Debug` output so it is never printed.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ApiKey(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// The `strata` command line.
 #[derive(Debug, Parser)]
@@ -75,7 +93,8 @@ pub struct Cli {
 /// Options accepted before or after any subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Database folder (default: .strata here or in the nearest parent folder that has one)
+    /// Database folder (default: .strata here or in the nearest parent folder that has one), or a
+    /// server as strata://HOST:PORT (data, branch, history and bundle commands)
     #[arg(
         long,
         env = "STRATA_DB",
@@ -84,6 +103,16 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub db: Option<PathBuf>,
+    /// API key for a strata:// server (never printed)
+    #[arg(
+        long,
+        env = "STRATA_API_KEY",
+        hide_env_values = true,
+        global = true,
+        value_name = "KEY",
+        help_heading = "Global options"
+    )]
+    pub api_key: Option<ApiKey>,
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use strata_engine::bundle::verify_bundle;
 use strata_engine::names::validate_branch_name;
-use strata_engine::{Error, Kind, Options, Rev, Scope, Strata, Transaction, Value, DEFAULT_DIR};
+use strata_engine::{Error, Kind, Options, Rev, Strata, Value, DEFAULT_DIR};
 use tokio::runtime::Runtime;
 
 use crate::args::{
@@ -16,6 +16,7 @@ use crate::args::{
 use crate::failure::{
     Failure, EXIT_ERROR, EXIT_MERGE_CONFLICT, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_WRITE_CONFLICT,
 };
+use crate::handle::{self, Handle, Reader, Tx};
 use crate::render::{self, Out, ReadAt, Target};
 use crate::sync;
 
@@ -26,6 +27,9 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
         quiet: cli.global.quiet,
     };
     let g = &cli.global;
+    if let Some(url) = handle::server_url(g) {
+        refuse_local_only(&cli.command, url)?;
+    }
     match cli.command {
         Command::Init { dir } => init(g, out, dir),
         Command::Import { file } => import(g, out, &file),
@@ -47,7 +51,7 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
         Command::Branch(c) => branch(g, out, c),
         Command::Bundle(c) => bundle(g, out, c),
         Command::Log { limit } => {
-            let db = open_read(g)?;
+            let db = handle::open(g, true)?;
             let rev = read_rev(g)?;
             let list = match rev.version {
                 None => db.log(&rev.branch, limit)?,
@@ -65,7 +69,7 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
             Ok(())
         }
         Command::History { key, kind } => {
-            let db = open_read(g)?;
+            let db = handle::open(g, true)?;
             let rev = read_rev(g)?;
             let kind = Kind::from(kind);
             let stored = match kind {
@@ -94,6 +98,36 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
             out.show(render::history(at, kind, &key, &list));
             Ok(())
         }
+        Command::Push { target, .. } if handle::server_url(g).is_some() => sync::through_server(
+            g,
+            out,
+            handle::server_url(g).unwrap_or_default(),
+            target,
+            sync::ServerSync::Push,
+        ),
+        Command::Pull {
+            target, strategy, ..
+        } if handle::server_url(g).is_some() => sync::through_server(
+            g,
+            out,
+            handle::server_url(g).unwrap_or_default(),
+            target,
+            sync::ServerSync::Pull(strategy),
+        ),
+        Command::Fetch { target, .. } if handle::server_url(g).is_some() => sync::through_server(
+            g,
+            out,
+            handle::server_url(g).unwrap_or_default(),
+            target,
+            sync::ServerSync::Fetch,
+        ),
+        Command::Status { target, .. } if handle::server_url(g).is_some() => sync::through_server(
+            g,
+            out,
+            handle::server_url(g).unwrap_or_default(),
+            target,
+            sync::ServerSync::Status,
+        ),
         Command::Remote(c) => sync::remote(g, out, rt, c),
         Command::Push {
             target,
@@ -125,9 +159,48 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
     }
 }
 
+/// Refuses, before anything runs, a command that cannot act on a server when --db names one.
+fn refuse_local_only(cmd: &Command, url: &str) -> Result<(), Failure> {
+    let what = match cmd {
+        Command::Init { .. } => {
+            "strata init (a server's database is created by stratadb-server --data-dir)"
+        }
+        Command::Config { .. } => "strata config",
+        Command::Export { .. } => "strata export (over a server, use strata bundle export)",
+        Command::Demo { .. } => "strata demo",
+        Command::Clone { .. } => "strata clone",
+        Command::Remote(_) => {
+            "strata remote (a server's remotes are configured in its data folder)"
+        }
+        Command::Push { delete: true, .. } => "strata push --delete",
+        Command::Push { all: true, .. }
+        | Command::Pull { all: true, .. }
+        | Command::Fetch { all: true, .. }
+        | Command::Status { all: true, .. } => {
+            "--all (through a server, sync one branch at a time)"
+        }
+        Command::Push {
+            set_upstream: true, ..
+        } => "strata push --set-upstream",
+        Command::Pull {
+            conflict_branch: Some(_),
+            ..
+        } => "strata pull --conflict-branch",
+        Command::Pull {
+            strategy: StrategyArg::Ours,
+            ..
+        } => "strata pull --strategy ours (through a server: lww or strict)",
+        _ => return Ok(()),
+    };
+    Err(handle::local_only(what, url))
+}
+
 /// The database folder a command means: --db (or STRATA_DB), else `.strata` here or in the nearest
 /// parent folder that holds one. Never creates anything.
 pub(crate) fn db_path(g: &Global) -> Result<PathBuf, Failure> {
+    if let Some(url) = handle::server_url(g) {
+        return Err(handle::local_only("this command", url));
+    }
     if let Some(p) = &g.db {
         return Ok(p.clone());
     }
@@ -208,7 +281,7 @@ fn init(g: &Global, out: Out, dir: Option<PathBuf>) -> Result<(), Failure> {
 }
 
 /// The head of `branch`, after checking that it has version `v` (exit 3 if not).
-fn checked_head(db: &Strata, branch: &str, v: u64) -> Result<u64, Failure> {
+fn checked_head(db: &Handle, branch: &str, v: u64) -> Result<u64, Failure> {
     let head = db.branch_info(branch)?.head;
     if v > head {
         return Err(Error::VersionNotFound {
@@ -235,8 +308,8 @@ pub(crate) fn write_branch(g: &Global) -> Result<&str, Failure> {
     Ok(g.branch())
 }
 
-fn scope<'a>(db: &'a Strata, g: &Global) -> Result<Scope<'a>, Failure> {
-    Ok(db.at(&read_rev(g)?).space(g.space())?)
+fn scope<'a>(db: &'a Handle, g: &Global) -> Result<Reader<'a>, Failure> {
+    db.at(&read_rev(g)?, g.space())
 }
 
 fn read_at<'a>(rev: &'a Rev, g: &'a Global) -> ReadAt<'a> {
@@ -299,7 +372,7 @@ fn value(opts: ValueOpts, arg: &str) -> Result<Value, Failure> {
 
 /// Gives a write's transaction the `-m` message and the `--author` (or `STRATA_AUTHOR`); without an
 /// author the engine records the database's `user.name` setting.
-fn label(tx: &mut Transaction<'_>, g: &Global) {
+fn label(tx: &mut Tx<'_>, g: &Global) {
     if let Some(m) = &g.message {
         tx.set_message(m.clone());
     }
@@ -346,9 +419,9 @@ fn config(
 
 /// Runs `f` in one transaction on `--branch`/`--space`; returns its result and the new version.
 fn write<T>(
-    db: &Strata,
+    db: &Handle,
     g: &Global,
-    f: impl FnOnce(&mut Transaction<'_>) -> strata_engine::Result<T>,
+    f: impl FnOnce(&mut Tx<'_>) -> Result<T, Failure>,
 ) -> Result<(T, Option<u64>), Failure> {
     let mut tx = db.begin(write_branch(g)?)?;
     tx.set_space(g.space())?;
@@ -383,12 +456,12 @@ fn found(v: Option<Value>, kind: Kind, key: &str, g: &Global) -> Result<Value, F
 
 /// Deletes one entry with `f`, which returns whether it existed; a missing entry fails with exit 3.
 fn delete(
-    db: &Strata,
+    db: &Handle,
     g: &Global,
     out: Out,
     kind: Kind,
     key: &str,
-    f: impl FnOnce(&mut Transaction<'_>) -> strata_engine::Result<bool>,
+    f: impl FnOnce(&mut Tx<'_>) -> Result<bool, Failure>,
 ) -> Result<(), Failure> {
     let (existed, v) = write(db, g, f)?;
     if !existed {
@@ -399,12 +472,8 @@ fn delete(
 }
 
 /// Opens for reading or writing as the command needs.
-fn open_for(g: &Global, reads_only: bool) -> Result<Strata, Failure> {
-    if reads_only {
-        open_read(g)
-    } else {
-        open(g)
-    }
+fn open_for(g: &Global, reads_only: bool) -> Result<Handle, Failure> {
+    handle::open(g, reads_only)
 }
 
 fn kv(g: &Global, out: Out, cmd: KvCmd) -> Result<(), Failure> {
@@ -647,7 +716,11 @@ fn branch(g: &Global, out: Out, cmd: BranchCmd) -> Result<(), Failure> {
                     .named("current_branch"));
                 }
                 // Unmerged: versions of its own that the current branch does not contain.
-                if !db.contains(&Rev::head(&current), &Rev::head(&name))? {
+                let local = db.local(
+                    "the merged check of strata branch delete (pass --force to delete without it)",
+                    g,
+                )?;
+                if !local.contains(&Rev::head(&current), &Rev::head(&name))? {
                     return Err(Failure::new(
                         EXIT_USAGE,
                         format!("branch {name:?} has versions that {current:?} does not contain (merge it first: strata branch merge {name} {current}); delete it anyway with --force"),
@@ -678,18 +751,18 @@ fn branch(g: &Global, out: Out, cmd: BranchCmd) -> Result<(), Failure> {
                 ));
             }
             let src = rev(&source)?;
+            if conflict_branch.is_some() {
+                db.local("strata branch merge --conflict-branch", g)?;
+            }
             let author = g.author.as_deref().filter(|a| !a.is_empty());
-            match db.merge_with_message(
-                &src,
-                &target,
-                strategy.into(),
-                g.message.as_deref(),
-                author,
-            ) {
+            match db.merge(&src, &target, strategy.into(), g.message.as_deref(), author)? {
                 Ok(report) => out.emit(render::merged(&src, &target, &report)),
-                Err(Error::MergeConflicts(list)) => {
+                Err(list) => {
                     let saved = match &conflict_branch {
-                        Some(name) => Some(db.save_conflicts(&target, &list, name)?),
+                        Some(name) => Some(
+                            db.local("strata branch merge --conflict-branch", g)?
+                                .save_conflicts(&target, &list, name)?,
+                        ),
                         None => None,
                     };
                     let shown = render::conflicts(&source, &target, &list, saved.as_ref());
@@ -700,7 +773,6 @@ fn branch(g: &Global, out: Out, cmd: BranchCmd) -> Result<(), Failure> {
                     )
                     .with_detail(shown.doc));
                 }
-                Err(e) => return Err(e.into()),
             }
         }
         BranchCmd::Info { name } => {
@@ -724,7 +796,7 @@ fn bundle(g: &Global, out: Out, cmd: BundleCmd) -> Result<(), Failure> {
             from,
             to,
         } => {
-            let db = open_read(g)?;
+            let db = handle::open(g, true)?;
             let range = match (from, to) {
                 (None, None) => None,
                 (from, to) => {
@@ -744,7 +816,7 @@ fn bundle(g: &Global, out: Out, cmd: BundleCmd) -> Result<(), Failure> {
                 // The engine lets the sync library import into internal branches; users may not.
                 validate_branch_name(name, false)?;
             }
-            let db = open(g)?;
+            let db = handle::open(g, false)?;
             let rep = db.import_bundle(&file, into.as_deref())?;
             out.emit(render::imported(&file, &rep));
         }
@@ -800,7 +872,7 @@ fn import(g: &Global, out: Out, file: &Path) -> Result<(), Failure> {
         })?;
         Box::new(std::io::BufReader::with_capacity(1 << 20, f))
     };
-    let db = open(g)?;
+    let db = handle::open(g, false)?;
     let branch = write_branch(g)?;
     let mut tx = db.begin(branch)?;
     tx.set_message(format!("import {}", file.display()));
@@ -825,7 +897,7 @@ fn import(g: &Global, out: Out, file: &Path) -> Result<(), Failure> {
         let l: Line = serde_json::from_str(&line).map_err(|e| bad(n, e.to_string()))?;
         let space = l.space.as_deref().unwrap_or(&default_space);
         if space != current {
-            tx.set_space(space).map_err(|e| bad(n, e.to_string()))?;
+            tx.set_space(space).map_err(|e| bad(n, e.message))?;
             current = space.to_string();
         }
         let kind: Kind = match l.kind.as_deref() {
@@ -853,7 +925,7 @@ fn import(g: &Global, out: Out, file: &Path) -> Result<(), Failure> {
                 tx.event_append(t, payload).map(|_| ())
             }
         };
-        done.map_err(|e| bad(n, e.to_string()))?;
+        done.map_err(|e| bad(n, e.message))?;
         entries += 1;
     }
     let version = tx.commit()?;

@@ -15,6 +15,7 @@ mod args;
 mod commands;
 mod demo;
 mod failure;
+mod handle;
 mod render;
 mod sync;
 

@@ -712,3 +712,63 @@ pub fn clone(
     out.emit(render::cloned(&url, &dir, &report));
     Ok(())
 }
+
+// ----- through a server (--db strata://) ------------------------------------------------------------
+
+/// The sync commands a server runs on its own database (`--db strata://...`): push, pull, fetch and
+/// status of one branch, against a remote configured on the server's machine.
+pub enum ServerSync {
+    Push,
+    Pull(StrategyArg),
+    Fetch,
+    Status,
+}
+
+/// Runs a sync command through the server named by `--db`. The remote is REMOTE, else the server's
+/// only remote, else `origin` (upstreams live in the server's folder and are not read over the wire).
+pub fn through_server(
+    g: &Global,
+    out: Out,
+    url: &str,
+    t: SyncTarget,
+    op: ServerSync,
+) -> Result<(), Failure> {
+    let db = crate::handle::connect(g, url)?;
+    let single = branch_of(g, &t)?;
+    let remote = match &t.remote {
+        Some(r) => r.clone(),
+        None => match db.remotes()?.as_slice() {
+            [only] => only.clone(),
+            _ => "origin".to_string(),
+        },
+    };
+    let remote = &remote;
+    let name = match op {
+        ServerSync::Push => "push",
+        ServerSync::Pull(_) => "pull",
+        ServerSync::Fetch => "fetch",
+        ServerSync::Status => "status",
+    };
+    for_branches(out, name, remote, None, &single, |b, _, _| match &op {
+        ServerSync::Push => Ok(render::pushed(remote, &db.push(remote, b)?)),
+        ServerSync::Fetch => Ok(render::fetched(remote, &db.fetch(remote, b)?)),
+        ServerSync::Status => Ok(render::sync_status(remote, &db.sync_status(remote, b)?)),
+        ServerSync::Pull(strategy) => match db.pull(remote, b, *strategy == StrategyArg::Strict) {
+            Ok(report) => Ok(render::pulled(remote, &report)),
+            Err(e) if e.code() == Some(strata_client::ErrorCode::MergeConflicts) => {
+                let list = e.conflicts();
+                Err(Failed {
+                    failure: Failure::new(
+                        EXIT_MERGE_CONFLICT,
+                        format!(
+                            "pull of {remote}/{b} has {} conflicting key(s); {b} was not changed",
+                            list.len()
+                        ),
+                    ),
+                    shown: Some(Box::new(render::pull_conflicts(remote, b, list, None))),
+                })
+            }
+            Err(e) => Err(e.into()),
+        },
+    })
+}

@@ -1,13 +1,89 @@
-//! Runs the built `strata` binary against databases in temporary folders.
+//! Runs the built `strata` binary against databases in temporary folders, and runs the data,
+//! branch, history and bundle scenarios a second time with `--db strata://HOST:PORT` against a real
+//! `stratadb-server` on 127.0.0.1 port 0 (the `server_*` tests, plus auth and local-only refusals).
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
-/// A database folder inside a temporary directory.
+/// A database folder inside a temporary directory, or a server whose data dir is that folder.
 struct Db {
     dir: tempfile::TempDir,
+    server: Option<Server>,
+}
+
+/// A `stratadb-server` process, killed by its PID on drop.
+struct Server {
+    child: Child,
+    url: String,
+    /// The key every command passes (`--api-key`); `None` for an `--open` server.
+    key: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server binary, built beside `strata` by `cargo test --workspace` (scripts/test.sh). Missing
+/// is a failure, never a skip.
+fn server_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_strata")).with_file_name("stratadb-server");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first (cargo build -p strata-server) or run cargo test --workspace",
+        p.display()
+    );
+    p
+}
+
+/// Starts a server on `data` (port 0) with extra arguments; returns it once it listens.
+fn start_server(data: &Path, args: &[&str], key: Option<String>) -> Server {
+    let mut child = Command::new(server_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--port", "0"])
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start stratadb-server");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first server line {line:?}"))
+        .to_string();
+    std::thread::spawn(move || for _ in out.lines() {});
+    Server {
+        child,
+        url: format!("strata://{addr}"),
+        key,
+    }
+}
+
+/// Adds an API key to a server's data dir with `stratadb-server keys add`.
+fn add_key(data: &Path, name: &str, read: &[&str], write: &[&str]) -> String {
+    let mut cmd = Command::new(server_bin());
+    cmd.args(["keys", "add", "--data-dir"])
+        .arg(data)
+        .args(["--name", name]);
+    for r in read {
+        cmd.args(["--read", r]);
+    }
+    for w in write {
+        cmd.args(["--write", w]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
 }
 
 impl Db {
@@ -22,7 +98,31 @@ impl Db {
     fn bare() -> Db {
         Db {
             dir: tempfile::tempdir().unwrap(),
+            server: None,
         }
+    }
+
+    /// A new database served by `stratadb-server` with a read-write key for every branch; commands
+    /// reach it with `--db strata://...` and `--api-key`.
+    fn server() -> Db {
+        let mut db = Db::bare();
+        let data = db.path();
+        let key = add_key(&data, "cli", &["*"], &["*"]);
+        db.server = Some(start_server(&data, &[], Some(key)));
+        db
+    }
+
+    /// Another new database of the same kind (folder or server).
+    fn another(&self) -> Db {
+        if self.is_server() {
+            Db::server()
+        } else {
+            Db::new()
+        }
+    }
+
+    fn is_server(&self) -> bool {
+        self.server.is_some()
     }
 
     fn path(&self) -> PathBuf {
@@ -34,12 +134,18 @@ impl Db {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        strata()
-            .arg("--db")
-            .arg(self.path())
-            .args(args)
-            .output()
-            .unwrap()
+        let mut c = strata();
+        match &self.server {
+            None => c.arg("--db").arg(self.path()),
+            Some(s) => {
+                c.args(["--db", &s.url]);
+                if let Some(k) = &s.key {
+                    c.args(["--api-key", k]);
+                }
+                &mut c
+            }
+        };
+        c.args(args).output().unwrap()
     }
 
     /// Runs, asserts success, returns stdout.
@@ -85,7 +191,9 @@ impl Db {
 
 fn strata() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-    c.env_remove("STRATA_DB").env_remove("RUST_LOG");
+    c.env_remove("STRATA_DB")
+        .env_remove("RUST_LOG")
+        .env_remove("STRATA_API_KEY");
     c
 }
 
@@ -112,9 +220,33 @@ fn error(doc: Value, code: i32) -> Value {
     doc["error"].clone()
 }
 
-#[test]
-fn kv_put_get_list_del() {
-    let db = Db::new();
+/// Each scenario runs twice: on a folder, and through a server (`server_*`).
+macro_rules! folder_and_server {
+    ($($name:ident, $server:ident => $scenario:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            $scenario(Db::new());
+        }
+
+        #[test]
+        fn $server() {
+            $scenario(Db::server());
+        }
+    )*};
+}
+
+folder_and_server! {
+    kv_put_get_list_del, server_kv_put_get_list_del => kv_put_get_list_del_on;
+    json_documents_and_paths, server_json_documents_and_paths => json_documents_and_paths_on;
+    events_append_and_read, server_events_append_and_read => events_append_and_read_on;
+    state_init_and_cas, server_state_init_and_cas => state_init_and_cas_on;
+    branch_create_fork_list_diff_info_delete, server_branch_create_fork_list_diff_info_delete => branch_create_fork_list_diff_info_delete_on;
+    merge_lww_and_strict, server_merge_lww_and_strict => merge_lww_and_strict_on;
+    log_and_history, server_log_and_history => log_and_history_on;
+    bundle_export_verify_import_round_trip, server_bundle_export_verify_import_round_trip => bundle_export_verify_import_round_trip_on;
+}
+
+fn kv_put_get_list_del_on(db: Db) {
     db.ok(&[
         "kv",
         "put",
@@ -183,9 +315,7 @@ fn db_from_environment() {
     assert_eq!(db.json(&["kv", "get", "k"]), json!(1));
 }
 
-#[test]
-fn json_documents_and_paths() {
-    let db = Db::new();
+fn json_documents_and_paths_on(db: Db) {
     db.ok(&[
         "json",
         "put",
@@ -229,9 +359,7 @@ fn json_documents_and_paths() {
     db.fail(&["json", "del", "new-doc"], 3);
 }
 
-#[test]
-fn events_append_and_read() {
-    let db = Db::new();
+fn events_append_and_read_on(db: Db) {
     let first = db.json(&["event", "append", "task_completed", r#"{"task":1}"#]);
     assert_eq!(first["seq"], 1);
     db.ok(&["event", "append", "note", "hello"]);
@@ -267,9 +395,7 @@ fn events_append_and_read() {
     assert!(db.ok(&["event", "read"]).contains("task_completed"));
 }
 
-#[test]
-fn state_init_and_cas() {
-    let db = Db::new();
+fn state_init_and_cas_on(db: Db) {
     let init = db.json(&["state", "init", "phase", "research"]);
     assert_eq!(init["initialized"], true);
     let again = db.json(&["state", "init", "phase", "other"]);
@@ -312,9 +438,7 @@ fn state_init_and_cas() {
     db.fail(&["state", "del", "counter"], 3);
 }
 
-#[test]
-fn branch_create_fork_list_diff_info_delete() {
-    let db = Db::new();
+fn branch_create_fork_list_diff_info_delete_on(db: Db) {
     db.ok(&["kv", "put", "config", r#"{"t":0.7}"#]);
     db.ok(&["kv", "put", "task:1", "done"]);
     db.ok(&["kv", "put", "task:2", "done"]);
@@ -385,15 +509,22 @@ fn branch_create_fork_list_diff_info_delete() {
         "experiment"
     );
 
-    // `old` holds no versions of its own: main contains it, so it deletes without --force.
-    db.ok(&["branch", "delete", "old"]);
+    // `old` holds no versions of its own: main contains it, so it deletes without --force. A server
+    // cannot answer the merged check yet: the CLI says so and asks for --force, deleting nothing.
+    if db.is_server() {
+        let e = db.fail_json(&["branch", "delete", "old"], 2);
+        assert_eq!(e["code"], "local_only");
+        assert!(e["message"].as_str().unwrap().contains("--force"), "{e}");
+        db.json(&["branch", "info", "old"]);
+        db.ok(&["branch", "delete", "old", "--force"]);
+    } else {
+        db.ok(&["branch", "delete", "old"]);
+    }
     db.fail(&["branch", "info", "old"], 3);
     db.fail(&["branch", "create", "main"], 1);
 }
 
-#[test]
-fn merge_lww_and_strict() {
-    let db = Db::new();
+fn merge_lww_and_strict_on(db: Db) {
     db.ok(&["kv", "put", "task:1", "start"]);
     db.ok(&["branch", "fork", "main", "a"]);
     db.ok(&["branch", "fork", "main", "b"]);
@@ -424,25 +555,45 @@ fn merge_lww_and_strict() {
     let out = db.fail(&["branch", "merge", "b", "main", "--strategy", "strict"], 4);
     assert!(text(&out.stdout).contains("CONFLICT default/kv task:1"));
 
-    // --conflict-branch saves the conflicts to a new branch.
-    let doc = db.fail_json(
-        &[
-            "branch",
-            "merge",
-            "b",
-            "main",
-            "--strategy",
-            "strict",
-            "--conflict-branch",
-            "conflicts/b",
-        ],
-        4,
-    );
-    assert_eq!(doc["detail"]["conflict_branch"], "conflicts/b");
-    let saved = db.json(&["-b", "conflicts/b", "-s", "conflicts", "kv", "list"])["entries"].clone();
-    assert_eq!(saved[0]["key"], "default/kv/task:1");
-    assert_eq!(saved[0]["value"]["source"], "approach B");
-    assert_eq!(saved[0]["value"]["target"], "approach A");
+    // --conflict-branch saves the conflicts to a new branch (locally only: a server refuses it
+    // before merging anything).
+    if db.is_server() {
+        let e = db.fail_json(
+            &[
+                "branch",
+                "merge",
+                "b",
+                "main",
+                "--strategy",
+                "strict",
+                "--conflict-branch",
+                "conflicts/b",
+            ],
+            2,
+        );
+        assert_eq!(e["code"], "local_only");
+        db.fail(&["branch", "info", "conflicts/b"], 3);
+    } else {
+        let doc = db.fail_json(
+            &[
+                "branch",
+                "merge",
+                "b",
+                "main",
+                "--strategy",
+                "strict",
+                "--conflict-branch",
+                "conflicts/b",
+            ],
+            4,
+        );
+        assert_eq!(doc["detail"]["conflict_branch"], "conflicts/b");
+        let saved =
+            db.json(&["-b", "conflicts/b", "-s", "conflicts", "kv", "list"])["entries"].clone();
+        assert_eq!(saved[0]["key"], "default/kv/task:1");
+        assert_eq!(saved[0]["value"]["source"], "approach B");
+        assert_eq!(saved[0]["value"]["target"], "approach A");
+    }
     db.fail(
         &["branch", "merge", "b", "main", "--conflict-branch", "x"],
         2,
@@ -474,9 +625,7 @@ fn merge_lww_and_strict() {
     db.fail(&["branch", "merge", "nope", "main"], 3);
 }
 
-#[test]
-fn log_and_history() {
-    let db = Db::new();
+fn log_and_history_on(db: Db) {
     db.ok(&["kv", "put", "k", "1"]);
     db.ok(&["kv", "put", "k", "2"]);
     db.ok(&["kv", "del", "k"]);
@@ -663,9 +812,7 @@ fn bundle_file(db: &Db) -> PathBuf {
     db.file("main.branchbundle.tar.zst")
 }
 
-#[test]
-fn bundle_export_verify_import_round_trip() {
-    let db = Db::new();
+fn bundle_export_verify_import_round_trip_on(db: Db) {
     db.ok(&["kv", "put", "config", r#"{"model":"gpt-4"}"#]);
     db.ok(&[
         "json",
@@ -691,8 +838,7 @@ fn bundle_export_verify_import_round_trip() {
     assert!(db.ok(&["bundle", "verify", f]).starts_with("ok"));
 
     // Import into a fresh database: the same contents.
-    let other = Db::bare();
-    other.ok(&["init"]);
+    let other = db.another();
     let rep = other.json(&["bundle", "import", f]);
     assert_eq!(rep["branch"], "main");
     assert_eq!(rep["head"], 6);
@@ -816,4 +962,192 @@ fn demo_runs_end_to_end() {
     assert!(s.contains("== 1. "), "{s}");
     assert!(s.contains("CONFLICT default/kv task:1"), "{s}");
     assert!(s.contains("no differences"), "{s}");
+}
+
+/// A server whose own commands use a key for every branch, with two more keys: read-write for
+/// `main` only, and read-only; returns the server and those two keys.
+fn keyed_server() -> (Db, String, String) {
+    let mut db = Db::bare();
+    let data = db.path();
+    let admin = add_key(&data, "admin", &["*"], &["*"]);
+    let rw = add_key(&data, "rw", &["main"], &["main"]);
+    let ro = add_key(&data, "ro", &["*"], &[]);
+    db.server = Some(start_server(&data, &[], Some(admin)));
+    (db, rw, ro)
+}
+
+/// Runs `strata --json --db URL ARGS` with `key` as --api-key (or none), from `cwd`.
+fn server_cmd(db: &Db, key: Option<&str>, cwd: &Path, args: &[&str]) -> Output {
+    let mut c = strata();
+    c.current_dir(cwd)
+        .args(["--json", "--db", &db.server.as_ref().unwrap().url]);
+    if let Some(k) = key {
+        c.args(["--api-key", k]);
+    }
+    c.args(args).output().unwrap()
+}
+
+#[test]
+fn server_auth_refuses_and_writes_nothing() {
+    let (db, rw, ro) = keyed_server();
+    db.ok(&["kv", "put", "a", "1"]);
+    db.ok(&["branch", "create", "other"]);
+    let cwd = tempfile::tempdir().unwrap();
+    let refused = |key: Option<&str>, args: &[&str], code: &str| {
+        let out = server_cmd(&db, key, cwd.path(), args);
+        let e = error(parse(&text(&out.stdout)), 1);
+        assert_eq!(e["code"], code, "{args:?} with {key:?}: {e}");
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: "), "{err}");
+        for k in [&rw, &ro] {
+            assert!(!err.contains(k.as_str()) && !text(&out.stdout).contains(k.as_str()));
+        }
+        e
+    };
+    // No key, a bad key (flag or STRATA_API_KEY): refused at the handshake, with what to do.
+    let e = refused(None, &["kv", "put", "x", "1"], "unauthorized");
+    assert!(e["message"].as_str().unwrap().contains("--api-key"), "{e}");
+    refused(Some("not-a-key"), &["kv", "put", "x", "1"], "unauthorized");
+    refused(Some("not-a-key"), &["kv", "get", "a"], "unauthorized");
+    let out = strata()
+        .current_dir(cwd.path())
+        .env("STRATA_API_KEY", "still-not-a-key")
+        .args(["--json", "--db", &db.server.as_ref().unwrap().url])
+        .args(["kv", "put", "x", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(error(parse(&text(&out.stdout)), 1)["code"], "unauthorized");
+    // A read-only key writing, and a key outside its branches: forbidden.
+    refused(Some(&ro), &["kv", "put", "x", "1"], "forbidden");
+    refused(Some(&ro), &["branch", "create", "ro-made"], "forbidden");
+    refused(
+        Some(&rw),
+        &["-b", "other", "kv", "put", "x", "1"],
+        "forbidden",
+    );
+    // The read-only key reads; a good key in STRATA_API_KEY works like --api-key.
+    let out = server_cmd(&db, Some(&ro), cwd.path(), &["kv", "get", "a"]);
+    assert_eq!(data(parse(&text(&out.stdout))), json!(1));
+    let out = strata()
+        .current_dir(cwd.path())
+        .env("STRATA_API_KEY", &rw)
+        .args(["--json", "--db", &db.server.as_ref().unwrap().url])
+        .args(["log"])
+        .output()
+        .unwrap();
+    let log = data(parse(&text(&out.stdout)));
+    // Nothing written by any refused command: still one version on main, `other` empty, no branch.
+    assert_eq!(log["versions"].as_array().unwrap().len(), 1, "{log}");
+    db.fail(&["kv", "get", "x"], 3);
+    assert_eq!(db.json(&["-b", "other", "log"])["versions"], json!([]));
+    db.fail(&["branch", "info", "ro-made"], 3);
+    // Nothing appeared in the working folder either.
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn server_url_refused_by_local_only_commands() {
+    let db = Db::server();
+    let cwd = tempfile::tempdir().unwrap();
+    let key = db.server.as_ref().unwrap().key.clone();
+    for args in [
+        &["init"][..],
+        &["config"],
+        &["config", "user.name", "x"],
+        &["export", "out.jsonl"],
+        &["remote", "list"],
+        &["remote", "add", "origin", "/tmp/x"],
+        &["clone", "/tmp/x", "here"],
+        &["push", "--all"],
+        &["push", "--delete", "origin", "main"],
+        &["push", "--set-upstream", "origin", "main"],
+        &["pull", "--strategy", "ours"],
+        &["pull", "--strategy", "strict", "--conflict-branch", "c"],
+        &["status", "--all"],
+    ] {
+        let out = server_cmd(&db, key.as_deref(), cwd.path(), args);
+        let e = error(parse(&text(&out.stdout)), 2);
+        assert_eq!(e["code"], "local_only", "{args:?}: {e}");
+        let m = e["message"].as_str().unwrap();
+        assert!(m.contains("strata://"), "{m}");
+        assert!(m.contains("--data-dir"), "{m}");
+    }
+    // Nothing was created here, and the server's database is untouched.
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+    assert_eq!(db.json(&["log"])["versions"], json!([]));
+    // A server that is not there: a clear error naming the address.
+    let out = strata()
+        .args(["--json", "--db", "strata://127.0.0.1:1", "kv", "get", "a"])
+        .output()
+        .unwrap();
+    let e = error(parse(&text(&out.stdout)), 1);
+    assert!(
+        e["message"].as_str().unwrap().contains("127.0.0.1:1"),
+        "{e}"
+    );
+    // A malformed URL is a usage error, not a folder named "strata:".
+    let out = strata()
+        .current_dir(cwd.path())
+        .args(["--json", "--db", "strata://nohost", "kv", "get", "a"])
+        .output()
+        .unwrap();
+    let e = error(parse(&text(&out.stdout)), 2);
+    assert!(e["message"].as_str().unwrap().contains("port"), "{e}");
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn server_runs_push_pull_fetch_status_on_its_database() {
+    // The server's folder has a remote configured on its machine; clients only name it.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let remote = dir.path().join("remote");
+    let local = |args: &[&str]| {
+        let out = strata().arg("--db").arg(&data).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    local(&["init"]);
+    local(&["remote", "add", "origin", remote.to_str().unwrap()]);
+    let key = add_key(&data, "admin", &["*"], &["*"]);
+    let db = Db {
+        dir: tempfile::tempdir().unwrap(),
+        server: Some(start_server(&data, &[], Some(key))),
+    };
+    db.ok(&["kv", "put", "a", "1"]);
+    // One branch's result, as the folder CLI prints it.
+    let one = |d: Value| d["branches"][0].clone();
+    let pushed = db.json(&["push"]);
+    assert_eq!(pushed["remote"], "origin", "{pushed}");
+    assert_eq!(one(pushed)["remote_version"], 1);
+    assert_eq!(
+        one(db.json(&["status", "origin", "main"]))["ahead_versions"],
+        0
+    );
+
+    // Another database (a folder) clones the remote, writes and pushes; the server pulls it.
+    let other = Db::bare();
+    let out = strata()
+        .args(["clone", remote.to_str().unwrap()])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    other.ok(&["kv", "put", "b", "2"]);
+    other.ok(&["push"]);
+    assert_eq!(one(db.json(&["fetch"]))["remote_version"], 2);
+    assert_eq!(one(db.json(&["status"]))["behind_versions"], 1);
+    db.json(&["pull"]);
+    assert_eq!(db.json(&["kv", "get", "b"]), json!(2));
+
+    // A strict pull with a conflict: exit 4 with the conflict list, nothing written.
+    other.ok(&["kv", "put", "a", "other side"]);
+    other.ok(&["push"]);
+    db.ok(&["kv", "put", "a", "server side"]);
+    let e = db.fail_json(&["pull", "--strategy", "strict"], 4);
+    assert!(e["detail"].to_string().contains(r#""key":"a""#), "{e}");
+    assert_eq!(db.json(&["kv", "get", "a"]), json!("server side"));
+    // A remote the server does not have: not found, naming it.
+    let e = db.fail_json(&["push", "nowhere", "main"], 3);
+    assert!(e["message"].as_str().unwrap().contains("nowhere"), "{e}");
 }

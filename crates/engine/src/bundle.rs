@@ -75,7 +75,7 @@ pub struct BundleManifest {
 }
 
 /// What an import did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportReport {
     /// The branch written.
     pub branch: String,

@@ -100,7 +100,7 @@ impl std::fmt::Debug for Strata {
 }
 
 /// One event of the event log.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     /// The event's sequence number in its space's log (1, 2, 3, …).
     pub seq: u64,
@@ -229,6 +229,16 @@ impl Strata {
     /// The database folder.
     pub fn path(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Copies the committed pages of the WAL into the database file and truncates the WAL
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`). Returns `false` when a reader or writer on another
+    /// connection kept it from completing (nothing is lost; run it again later). Handles never
+    /// checkpoint on close; a long-running server calls this when it stops.
+    pub fn checkpoint(&self) -> Result<bool> {
+        let conn = self.conn()?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
     }
 
     /// Borrows a connection from the pool, opening a new one when none is idle.

@@ -165,7 +165,7 @@ impl ChangeSet {
 }
 
 /// What `apply_changes` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyReport {
     /// Versions created on the target branch.
     pub versions: u64,
@@ -176,7 +176,7 @@ pub struct ApplyReport {
 }
 
 /// A branch and its metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BranchInfo {
     /// The branch name.
     pub name: String,
@@ -195,7 +195,7 @@ pub struct BranchInfo {
 }
 
 /// One committed version of a branch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitInfo {
     /// The version number.
     pub version: u64,
@@ -212,7 +212,7 @@ pub struct CommitInfo {
 }
 
 /// One past value of a key.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// The version that wrote it.
     pub version: u64,
@@ -223,7 +223,7 @@ pub struct HistoryEntry {
 }
 
 /// A point in history: a branch at its head, or at a given version.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rev {
     /// The branch.
     pub branch: String,
@@ -278,7 +278,7 @@ impl From<&str> for Rev {
 }
 
 /// One differing entry.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DiffEntry {
     /// The primitive.
     pub kind: Kind,
@@ -291,7 +291,7 @@ pub struct DiffEntry {
 }
 
 /// The differences inside one space.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpaceDiff {
     /// The space.
     pub space: String,
@@ -304,7 +304,7 @@ pub struct SpaceDiff {
 }
 
 /// The structured difference between two revisions.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BranchDiff {
     /// Per space, in space order; spaces without differences are left out.
     pub spaces: Vec<SpaceDiff>,
@@ -325,7 +325,7 @@ impl BranchDiff {
 }
 
 /// How `merge` resolves keys changed on both sides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MergeStrategy {
     /// The source's value wins on conflicting keys ("theirs").
     LastWriterWins,
@@ -336,7 +336,7 @@ pub enum MergeStrategy {
 }
 
 /// A key changed differently on both sides of a merge.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MergeConflict {
     /// The space.
     pub space: String,
@@ -353,7 +353,7 @@ pub struct MergeConflict {
 }
 
 /// What a merge did.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MergeReport {
     /// The new target version, or `None` when nothing needed to change.
     pub version: Option<u64>,

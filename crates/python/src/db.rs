@@ -113,8 +113,30 @@ impl PyStrata {
     }
 }
 
+/// A `log()` entry as a dict.
+pub(crate) fn commit_to_py(py: Python<'_>, c: &strata_engine::CommitInfo) -> PyResult<PyObject> {
+    let d = PyDict::new(py);
+    d.set_item("version", c.version)?;
+    d.set_item("timestamp", seconds(c.timestamp_micros))?;
+    d.set_item("kind", &c.kind)?;
+    d.set_item("message", &c.message)?;
+    d.set_item("author", &c.author)?;
+    d.set_item("entries", c.entries)?;
+    Ok(d.into_any().unbind())
+}
+
+/// A `history()` entry as a dict.
+pub(crate) fn history_to_py(py: Python<'_>, h: &strata_engine::HistoryEntry) -> PyResult<PyObject> {
+    let d = PyDict::new(py);
+    d.set_item("version", h.version)?;
+    d.set_item("value", opt_to_py(py, &h.value)?)?;
+    d.set_item("timestamp", seconds(h.timestamp_micros))?;
+    d.set_item("deleted", h.value.is_none())?;
+    Ok(d.into_any().unbind())
+}
+
 /// `"theirs"` (the source wins, also `"lww"`), `"strict"` (fail on any conflict).
-fn strategy(name: &str) -> Result<MergeStrategy, Failure> {
+pub(crate) fn strategy(name: &str) -> Result<MergeStrategy, Failure> {
     match name {
         "theirs" | "lww" | "last-writer-wins" => Ok(MergeStrategy::LastWriterWins),
         "strict" => Ok(MergeStrategy::Strict),
@@ -125,7 +147,7 @@ fn strategy(name: &str) -> Result<MergeStrategy, Failure> {
     }
 }
 
-fn kind_of(name: &str) -> Result<Kind, Failure> {
+pub(crate) fn kind_of(name: &str) -> Result<Kind, Failure> {
     match name {
         "kv" => Ok(Kind::Kv),
         "doc" | "json" => Ok(Kind::Json),
@@ -194,7 +216,7 @@ fn secret(key: &str) -> bool {
         .any(|s| k.contains(s))
 }
 
-fn status_to_py(py: Python<'_>, s: &strata_sync::SyncStatus) -> PyResult<PyObject> {
+pub(crate) fn status_to_py(py: Python<'_>, s: &strata_sync::SyncStatus) -> PyResult<PyObject> {
     let d = PyDict::new(py);
     d.set_item("branch", &s.branch)?;
     d.set_item("ahead", s.ahead_entries)?;
@@ -727,18 +749,7 @@ impl PyStrata {
     fn log(&self, py: Python<'_>, branch: &str, limit: usize) -> PyResult<Vec<PyObject>> {
         let db = self.handle(py)?;
         let list = detached(py, move || Ok(db.log(branch, limit)?))?;
-        list.iter()
-            .map(|c| {
-                let d = PyDict::new(py);
-                d.set_item("version", c.version)?;
-                d.set_item("timestamp", seconds(c.timestamp_micros))?;
-                d.set_item("kind", &c.kind)?;
-                d.set_item("message", &c.message)?;
-                d.set_item("author", &c.author)?;
-                d.set_item("entries", c.entries)?;
-                Ok(d.into_any().unbind())
-            })
-            .collect()
+        list.iter().map(|c| commit_to_py(py, c)).collect()
     }
 
     /// Every value a key has had on a branch, newest first, as dicts (`version`, `value`,
@@ -756,16 +767,7 @@ impl PyStrata {
         let list = detached(py, move || {
             Ok(db.history(branch, space, kind_of(kind)?, key)?)
         })?;
-        list.iter()
-            .map(|h| {
-                let d = PyDict::new(py);
-                d.set_item("version", h.version)?;
-                d.set_item("value", opt_to_py(py, &h.value)?)?;
-                d.set_item("timestamp", seconds(h.timestamp_micros))?;
-                d.set_item("deleted", h.value.is_none())?;
-                Ok(d.into_any().unbind())
-            })
-            .collect()
+        list.iter().map(|h| history_to_py(py, h)).collect()
     }
 
     /// Streams the change sets of `branch` after `version`, oldest first (see `ChangeIterator`).

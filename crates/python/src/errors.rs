@@ -77,6 +77,29 @@ pub(crate) enum Failure {
     Rejected(S, Option<u64>),
     Invalid(String),
     Other(String),
+    /// From a `stratadb-server` (or the client's own checks).
+    Client(strata_client::Error),
+}
+
+impl From<strata_client::Error> for Failure {
+    fn from(e: strata_client::Error) -> Failure {
+        Failure::Client(e)
+    }
+}
+
+/// The exception class of a client error, matching what the engine's error of the same code raises.
+fn client_kind(e: &strata_client::Error) -> fn(String) -> PyErr {
+    use strata_client::ErrorCode as C;
+    match e.code() {
+        Some(C::BranchNotFound | C::VersionNotFound) => NotFound::new_err,
+        Some(C::InvalidName | C::BranchExists | C::InvalidOperation) => InvalidArgument::new_err,
+        Some(C::Conflict | C::HeadMoved) => Busy::new_err,
+        Some(C::MergeConflicts) => MergeConflict::new_err,
+        Some(C::Corrupt) => Corrupt::new_err,
+        Some(C::PushRejected) => PushRejected::new_err,
+        Some(C::NotFound) => NotFound::new_err,
+        _ => StrataError::new_err,
+    }
 }
 
 impl From<E> for Failure {
@@ -165,6 +188,7 @@ fn conflicts_of(f: &Failure) -> Option<&[strata_engine::MergeConflict]> {
         Failure::Engine(E::MergeConflicts(c)) => Some(c),
         Failure::Sync(S::Conflicts(c)) => Some(c),
         Failure::Sync(S::Engine(E::MergeConflicts(c))) => Some(c),
+        Failure::Client(e) if !e.conflicts().is_empty() => Some(e.conflicts()),
         _ => None,
     }
 }
@@ -178,6 +202,11 @@ impl Failure {
             Failure::Rejected(e, _) => (PushRejected::new_err(chain(e)), false),
             Failure::Invalid(m) => (InvalidArgument::new_err(m.clone()), false),
             Failure::Other(m) => (StrataError::new_err(m.clone()), false),
+            Failure::Client(e) => {
+                use strata_client::ErrorCode as C;
+                let retryable = matches!(e.code(), Some(C::Conflict | C::HeadMoved));
+                (client_kind(e)(e.to_string()), retryable)
+            }
         };
         let value = err.value(py);
         let _ = value.setattr("retryable", retryable);
@@ -192,6 +221,12 @@ impl Failure {
         }
         if let Failure::Rejected(_, v) = &self {
             let _ = value.setattr("remote_version", *v);
+        }
+        if let Failure::Client(e) = &self {
+            if e.code() == Some(strata_client::ErrorCode::PushRejected) {
+                // The server's answer does not carry the remote's version.
+                let _ = value.setattr("remote_version", py.None());
+            }
         }
         err
     }

@@ -17,12 +17,15 @@
 //! - `runtime`: the per-process runtime.
 //! - `db`: the `Strata` class (data API, branches, bundles, sync).
 //! - `tx`: the `Transaction` context manager.
+//! - `client`: `connect()`, the `Client` class and its `ClientTransaction` (the same API over a
+//!   `stratadb-server`).
 //! - `iter`: streaming iterators (lists, change sets) and the `Diff` result.
 
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+mod client;
 mod convert;
 mod db;
 mod errors;
@@ -50,6 +53,9 @@ fn _stratadb(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iter::Diff>()?;
     m.add_class::<iter::DiffIter>()?;
     m.add_class::<iter::DiffStream>()?;
+    m.add_class::<client::PyClient>()?;
+    m.add_class::<client::PyClientTransaction>()?;
+    m.add_function(wrap_pyfunction!(client::connect, m)?)?;
     m.add_function(wrap_pyfunction!(db::clone, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

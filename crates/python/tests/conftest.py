@@ -1,5 +1,6 @@
 """Shared fixtures: fresh database folders and remotes (a folder, a prefix on the moto S3 emulator, or a
-project on a real `stratahub` process).
+project on a real `stratahub` process), and real stratadb-server processes for stratadb.connect()
+(`any_db` runs a test on both an embedded database and a server).
 
 The S3 remote needs the emulator that scripts/emulators.sh starts (scripts/test.sh does); the hub remote
 needs the `stratahub` binary named by STRATA_TEST_STRATAHUB (scripts/python_sdk.sh builds it and sets
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 from urllib.parse import urlparse
 
 import pytest
@@ -161,3 +162,90 @@ def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
     h: Hub = request.getfixturevalue("hub")
     url = h.project("walk")
     return url, {"token": h.member_key(url)}
+
+
+# ----- stratadb-server (for stratadb.connect) ---------------------------------------------------------
+
+
+def server_binary() -> str:
+    """The stratadb-server binary that scripts/python_sdk.sh builds and names in STRATADB_SERVER; the
+    test FAILS (never skips) without it."""
+    path = os.environ.get("STRATADB_SERVER")
+    if not path:
+        pytest.fail(
+            "STRATADB_SERVER is not set: run the tests through `bash scripts/python_sdk.sh` (it builds "
+            "stratadb-server), or `cargo build -p strata-server` and export its path"
+        )
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"STRATADB_SERVER={path} is not an executable: build it with `cargo build -p strata-server`")
+    return path
+
+
+def add_key(data_dir: Path, name: str, read: List[str], write: List[str]) -> str:
+    """Creates an API key with `stratadb-server keys add` and returns it."""
+    args = [server_binary(), "keys", "add", "--data-dir", str(data_dir), "--name", name]
+    for r in read:
+        args += ["--read", r]
+    for w in write:
+        args += ["--write", w]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+class Server:
+    """A stratadb-server process on 127.0.0.1 port 0, stopped by its PID."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [server_binary(), "--data-dir", str(data_dir), "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "RUST_LOG": "error"},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.stop()
+            pytest.fail(f"stratadb-server did not start: first line {line!r}")
+        self.url = "strata://" + line[len("listening on ") :]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Tuple[Server, str]]:
+    """A fresh server with a read-write key for every branch; yields it and the key."""
+    data = tmp_path / "server-data"
+    key = add_key(data, "py", ["*"], ["*"])
+    srv = Server(data)
+    yield srv, key
+    srv.stop()
+
+
+AnyDb = Union[stratadb.Strata, stratadb.Client]
+
+
+@pytest.fixture(params=["embedded", "server"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyDb]:
+    """The same tests run on an embedded database and through stratadb.connect() to a real server."""
+    if request.param == "embedded":
+        handle: AnyDb = stratadb.Strata.open(tmp_path / "db")
+        yield handle
+        handle.close()
+        return
+    data = tmp_path / "server-data"
+    key = add_key(data, "py", ["*"], ["*"])
+    srv = Server(data)
+    client = stratadb.connect(srv.url, api_key=key)
+    yield client
+    client.close()
+    srv.stop()

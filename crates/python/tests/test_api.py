@@ -1,4 +1,8 @@
-"""Every function of the data API, branches, history, bundles and the sync calls not in the walkthrough."""
+"""Every function of the data API, branches, history, bundles and the sync calls not in the walkthrough.
+
+The data, transaction, branch, history and bundle tests run twice (`any_db`): on an embedded database
+and through stratadb.connect() to a real stratadb-server.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from pathlib import Path
 import pytest
 
 import stratadb
+
+from conftest import AnyDb
 
 
 def test_open_path_close_and_context_manager(tmp_path: Path) -> None:
@@ -22,7 +28,8 @@ def test_open_path_close_and_context_manager(tmp_path: Path) -> None:
         stratadb.Strata.open(tmp_path / "y", durability="sometimes")  # type: ignore[arg-type]
 
 
-def test_kv(db: stratadb.Strata) -> None:
+def test_kv(any_db: AnyDb) -> None:
+    db = any_db
     v1 = db.kv_put("a", "one")
     v2 = db.kv_put("b", "two")
     assert (v1, v2) == (1, 2)
@@ -43,7 +50,8 @@ def test_kv(db: stratadb.Strata) -> None:
     assert db.spaces() == ["default", "s2"]
 
 
-def test_documents(db: stratadb.Strata) -> None:
+def test_documents(any_db: AnyDb) -> None:
+    db = any_db
     db.doc_put("d1", {"title": "x", "tags": ["a", "b"], "n": {"deep": 1}})
     assert db.doc_get("d1") == {"title": "x", "tags": ["a", "b"], "n": {"deep": 1}}
     assert db.doc_get("d1", "/tags/1") == "b"
@@ -64,7 +72,8 @@ def test_documents(db: stratadb.Strata) -> None:
         db.doc_get("d1", "no-slash")
 
 
-def test_events(db: stratadb.Strata) -> None:
+def test_events(any_db: AnyDb) -> None:
+    db = any_db
     assert db.event_append("started", {"step": 1}) == 1
     assert db.event_append("progress", {"step": 2}) == 2
     assert db.event_append("progress") == 3
@@ -82,7 +91,8 @@ def test_events(db: stratadb.Strata) -> None:
     assert db.event_len(space="other") == 0
 
 
-def test_state(db: stratadb.Strata) -> None:
+def test_state(any_db: AnyDb) -> None:
+    db = any_db
     assert db.state_init("lock", "free") is True
     assert db.state_init("lock", "again") is False
     assert db.state_get("lock") == "free"
@@ -99,7 +109,8 @@ def test_state(db: stratadb.Strata) -> None:
     assert db.state_delete("lock") is False
 
 
-def test_transaction_commits_as_one_version(db: stratadb.Strata) -> None:
+def test_transaction_commits_as_one_version(any_db: AnyDb) -> None:
+    db = any_db
     with db.transaction("main", message="three writes") as tx:
         assert tx.open and tx.branch == "main" and tx.version == 1
         tx.kv_put("a", 1)
@@ -131,7 +142,8 @@ def test_transaction_commits_as_one_version(db: stratadb.Strata) -> None:
         tx.kv_put("late", 1)
 
 
-def test_transaction_rolls_back_on_exception(db: stratadb.Strata) -> None:
+def test_transaction_rolls_back_on_exception(any_db: AnyDb) -> None:
+    db = any_db
     db.kv_put("keep", 1)
     with pytest.raises(ZeroDivisionError):
         with db.transaction() as tx:
@@ -153,7 +165,8 @@ def test_transaction_rolls_back_on_exception(db: stratadb.Strata) -> None:
     assert db.log(limit=1)[0]["message"] == "explicit"
 
 
-def test_branches_diff_merge(db: stratadb.Strata) -> None:
+def test_branches_diff_merge(any_db: AnyDb) -> None:
+    db = any_db
     db.kv_put("shared", 0)
     info = db.fork_branch("main", "exp")
     assert info["name"] == "exp" and info["parent"] == "main" and info["head"] == 1
@@ -200,7 +213,8 @@ def test_branches_diff_merge(db: stratadb.Strata) -> None:
         db.merge("exp", "main", strategy="newest")  # type: ignore[arg-type]
 
 
-def test_log_and_history(db: stratadb.Strata) -> None:
+def test_log_and_history(any_db: AnyDb) -> None:
+    db = any_db
     db.kv_put("k", 1)
     db.kv_put("k", 2)
     db.kv_delete("k")
@@ -229,7 +243,8 @@ def test_changes_since(db: stratadb.Strata) -> None:
     assert [c["version"] for c in db.changes_since("main", 1)] == [2]
 
 
-def test_bundles(db: stratadb.Strata, tmp_path: Path) -> None:
+def test_bundles(any_db: AnyDb, tmp_path: Path) -> None:
+    db = any_db
     db.kv_put("a", 1)
     db.kv_put("b", {"nested": [1, 2]})
     manifest = db.export_bundle("main", tmp_path / "main.branchbundle.tar.zst")

@@ -143,7 +143,7 @@ impl Default for PullOptions {
 }
 
 /// What a push did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PushReport {
     /// The branch.
     pub branch: String,
@@ -164,7 +164,7 @@ pub struct PushReport {
 }
 
 /// What a fetch did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FetchReport {
     /// The branch.
     pub branch: String,
@@ -179,7 +179,7 @@ pub struct FetchReport {
 }
 
 /// What a pull did.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct PullReport {
     /// The fetch part.
     pub fetch: FetchReport,
@@ -196,7 +196,7 @@ pub struct PullReport {
 }
 
 /// Where a branch stands against a remote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SyncStatus {
     /// The branch.
     pub branch: String,

@@ -10,6 +10,9 @@
     db.remote_add("origin", "/shared/strata-remote")
     db.push("origin", "main")
 
+The same data API over a server (``stratadb-server``): ``db = stratadb.connect("strata://host:9876")``
+(key from ``api_key=`` or ``STRATA_API_KEY``).
+
 Every call releases the GIL while Rust works; handles may be shared between threads. After
 ``os.fork()``, open the database again in the child. Errors are ``StrataError`` subclasses.
 """
@@ -21,6 +24,8 @@ import os as _os
 from ._stratadb import (
     Busy,
     ChangeIterator,
+    Client,
+    ClientTransaction,
     Corrupt,
     Diff,
     DiffIterator,
@@ -38,6 +43,7 @@ from ._stratadb import (
     __version__,
     _after_fork_in_child,
     clone,
+    connect,
 )
 
 # The extension keeps one async runtime per process; a forked child must not use the parent's (its
@@ -48,6 +54,8 @@ if hasattr(_os, "register_at_fork"):
 __all__ = [
     "Busy",
     "ChangeIterator",
+    "Client",
+    "ClientTransaction",
     "Corrupt",
     "Diff",
     "DiffIterator",
@@ -64,4 +72,5 @@ __all__ = [
     "Unauthorized",
     "__version__",
     "clone",
+    "connect",
 ]

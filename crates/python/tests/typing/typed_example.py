@@ -46,6 +46,24 @@ def run(folder: Path) -> Tuple[int, Optional[float]]:
     return ahead + added + len(keys) + remote_version, status["last_synced"]
 
 
+def run_on_server(url: str, key: Optional[str]) -> int:
+    """The same code against a stratadb-server: only the opening line changes."""
+    db: stratadb.Client = stratadb.connect(url, api_key=key, timeout=30.0)
+    version: Optional[int] = db.kv_put("config", {"model": "gpt-4"})
+    with db.transaction("main", message="tasks") as tx:
+        tx.kv_put("task:1", {"status": "done"})
+        seq: int = tx.event_append("done", {"task": 1})
+    pairs: List[Tuple[str, object]] = db.kv_list("task:")
+    added: int = db.diff("main@1", "main").added
+    head: int = db.branch_info("main")["head"]
+    try:
+        db.merge("main", "main", strategy="strict")
+    except stratadb.MergeConflict as e:
+        print(len(e.conflicts))
+    db.close()
+    return (version or 0) + seq + len(pairs) + added + head
+
+
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as d:
         print(run(Path(d)))

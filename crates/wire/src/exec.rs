@@ -1,0 +1,238 @@
+//! The executor: runs a [`Command`] on an embedded [`Strata`], or an [`Op`] in an open
+//! [`Transaction`]. The server runs every request through it (on a blocking thread), and the client's
+//! embedded mode runs the same code in process, so both modes answer alike, errors included.
+
+use strata_engine::{Error, Scope, Strata, Transaction};
+
+use crate::msg::{Command, ErrorCode, Op, Output, WireError};
+
+/// Runs a command that needs no transaction. Transaction commands (`begin`, `in_tx`, `commit`, …)
+/// are the caller's (the server's sessions, the client's `Tx`): they answer `invalid_operation`.
+pub fn execute(db: &Strata, cmd: Command) -> Result<Output, WireError> {
+    run(db, cmd).map_err(engine_error)
+}
+
+fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
+    Ok(match cmd {
+        Command::Ping => Output::Unit,
+        Command::Scoped {
+            branch,
+            version,
+            space,
+            op,
+        } => {
+            let scope = match version {
+                Some(v) => db.at(&strata_engine::Rev::at(branch, v)),
+                None => db.on(&branch),
+            };
+            scoped(&scope.space(&space)?, op)?
+        }
+        Command::CreateBranch { name } => Output::Branch(db.create_branch(&name)?),
+        Command::ForkBranch { source, name } => Output::Branch(db.fork_branch(source, &name)?),
+        Command::DeleteBranch { name } => {
+            db.delete_branch(&name)?;
+            Output::Unit
+        }
+        Command::ListBranches { include_internal } => {
+            Output::Branches(db.list_branches(include_internal)?)
+        }
+        Command::BranchInfo { name } => Output::Branch(db.branch_info(&name)?),
+        Command::BranchExists { name } => Output::Bool(db.branch_exists(&name)?),
+        Command::Log { branch, limit } => Output::Commits(db.log(&branch, to_usize(limit))?),
+        Command::History {
+            branch,
+            space,
+            kind,
+            key,
+        } => Output::History(db.history(&branch, &space, kind, &key)?),
+        Command::GetAt {
+            rev,
+            space,
+            kind,
+            key,
+        } => maybe(db.get_at(&rev, &space, kind, &key)?),
+        Command::ListSpaces { branch } => Output::Names(db.list_spaces(&branch)?),
+        Command::Diff { a, b } => Output::Diff(db.diff(&a, &b)?),
+        Command::Merge {
+            source,
+            target,
+            strategy,
+            message,
+            author,
+        } => Output::Merge(db.merge_with_message(
+            &source,
+            &target,
+            strategy,
+            message.as_deref(),
+            author.as_deref(),
+        )?),
+        Command::Begin { .. }
+        | Command::InTx { .. }
+        | Command::SetMessage { .. }
+        | Command::SetAuthor { .. }
+        | Command::Commit
+        | Command::Rollback => {
+            return Err(Error::InvalidOperation(format!(
+                "{} belongs to a transaction session",
+                cmd.name()
+            )))
+        }
+        Command::BundleExport { .. }
+        | Command::BundleRead { .. }
+        | Command::BundleUpload { .. }
+        | Command::BundleImport { .. }
+        | Command::BundleClose { .. }
+        | Command::SyncPush { .. }
+        | Command::SyncPull { .. }
+        | Command::SyncFetch { .. }
+        | Command::SyncStatus { .. }
+        | Command::SyncRemotes => {
+            return Err(Error::InvalidOperation(format!(
+                "{} moves files or talks to a remote: the server and the client run it",
+                cmd.name()
+            )))
+        }
+    })
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn maybe(v: Option<strata_engine::Value>) -> Output {
+    match v {
+        Some(v) => Output::Value(v),
+        None => Output::Missing,
+    }
+}
+
+fn scoped(s: &Scope<'_>, op: Op) -> Result<Output, Error> {
+    Ok(match op {
+        Op::KvPut { key, value } => {
+            s.kv_put(&key, value)?;
+            Output::Unit
+        }
+        Op::KvGet { key } => maybe(s.kv_get(&key)?),
+        Op::KvDelete { key } => Output::Bool(s.kv_delete(&key)?),
+        Op::KvList { prefix } => Output::Entries(s.kv_list(&prefix)?),
+        Op::JsonPut { id, doc } => {
+            s.json_put(&id, doc)?;
+            Output::Unit
+        }
+        Op::JsonGet { id } => maybe(s.json_get(&id)?),
+        Op::JsonDelete { id } => Output::Bool(s.json_delete(&id)?),
+        Op::JsonList { prefix } => Output::Entries(s.json_list(&prefix)?),
+        Op::JsonGetPath { id, path } => maybe(s.json_get_path(&id, &path)?),
+        Op::JsonSetPath { id, path, value } => {
+            s.json_set_path(&id, &path, value)?;
+            Output::Unit
+        }
+        Op::EventAppend {
+            event_type,
+            payload,
+        } => Output::Count(s.event_append(&event_type, payload)?),
+        Op::EventRange { from_seq, limit } => {
+            Output::Events(s.event_range(from_seq, to_usize(limit))?)
+        }
+        Op::EventByType { event_type, limit } => {
+            Output::Events(s.event_by_type(&event_type, to_usize(limit))?)
+        }
+        Op::EventLen => Output::Count(s.event_len()?),
+        Op::StateSet { cell, value } => {
+            s.state_set(&cell, value)?;
+            Output::Unit
+        }
+        Op::StateGet { cell } => maybe(s.state_get(&cell)?),
+        Op::StateInit { cell, value } => Output::Bool(s.state_init(&cell, value)?),
+        Op::StateCas {
+            cell,
+            expected,
+            new,
+        } => Output::Bool(s.state_cas(&cell, expected.as_ref(), new)?),
+        Op::StateDelete { cell } => Output::Bool(s.state_delete(&cell)?),
+    })
+}
+
+/// Runs one operation in an open transaction, in `space`.
+pub fn execute_in(tx: &mut Transaction<'_>, space: &str, op: Op) -> Result<Output, WireError> {
+    in_tx(tx, space, op).map_err(engine_error)
+}
+
+fn in_tx(t: &mut Transaction<'_>, space: &str, op: Op) -> Result<Output, Error> {
+    if t.space() != space {
+        t.set_space(space)?;
+    }
+    Ok(match op {
+        Op::KvPut { key, value } => {
+            t.kv_put_ref(&key, &value)?;
+            Output::Unit
+        }
+        Op::KvGet { key } => maybe(t.kv_get(&key)?),
+        Op::KvDelete { key } => Output::Bool(t.kv_delete(&key)?),
+        Op::KvList { prefix } => Output::Entries(t.kv_list(&prefix)?),
+        Op::JsonPut { id, doc } => {
+            t.json_put(&id, doc)?;
+            Output::Unit
+        }
+        Op::JsonGet { id } => maybe(t.json_get(&id)?),
+        Op::JsonDelete { id } => Output::Bool(t.json_delete(&id)?),
+        Op::JsonList { prefix } => Output::Entries(t.json_list(&prefix)?),
+        Op::JsonGetPath { id, path } => maybe(t.json_get_path(&id, &path)?),
+        Op::JsonSetPath { id, path, value } => {
+            t.json_set_path(&id, &path, value)?;
+            Output::Unit
+        }
+        Op::EventAppend {
+            event_type,
+            payload,
+        } => Output::Count(t.event_append(&event_type, payload)?),
+        Op::EventRange { from_seq, limit } => {
+            Output::Events(t.event_range(from_seq, to_usize(limit))?)
+        }
+        Op::EventByType { event_type, limit } => {
+            Output::Events(t.event_by_type(&event_type, to_usize(limit))?)
+        }
+        Op::EventLen => Output::Count(t.event_len()?),
+        Op::StateSet { cell, value } => {
+            t.state_set(&cell, value)?;
+            Output::Unit
+        }
+        Op::StateGet { cell } => maybe(t.state_get(&cell)?),
+        Op::StateInit { cell, value } => Output::Bool(t.state_init(&cell, value)?),
+        Op::StateCas {
+            cell,
+            expected,
+            new,
+        } => Output::Bool(t.state_cas(&cell, expected.as_ref(), new)?),
+        Op::StateDelete { cell } => Output::Bool(t.state_delete(&cell)?),
+    })
+}
+
+/// The wire form of an engine error: a stable code and the engine's message.
+pub fn engine_error(e: Error) -> WireError {
+    let code = match &e {
+        Error::InvalidName { .. } => ErrorCode::InvalidName,
+        Error::BranchNotFound(_) => ErrorCode::BranchNotFound,
+        Error::BranchExists(_) => ErrorCode::BranchExists,
+        Error::VersionNotFound { .. } => ErrorCode::VersionNotFound,
+        Error::Conflict(_) => ErrorCode::Conflict,
+        Error::HeadMoved { .. } => ErrorCode::HeadMoved,
+        Error::MergeConflicts(_) => ErrorCode::MergeConflicts,
+        Error::InvalidOperation(_) => ErrorCode::InvalidOperation,
+        Error::PastVersion(_) => ErrorCode::PastVersion,
+        Error::Corrupt { .. } | Error::Decode(_) => ErrorCode::Corrupt,
+        Error::Sqlite(_) | Error::Io(_) | Error::SchemaTooNew { .. } | Error::NotADatabase(_) => {
+            if e.is_retryable() {
+                ErrorCode::Conflict
+            } else {
+                ErrorCode::Storage
+            }
+        }
+        _ => ErrorCode::Internal,
+    };
+    let mut w = WireError::new(code, e.to_string());
+    if let Error::MergeConflicts(c) = e {
+        w.conflicts = c;
+    }
+    w
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Server-mode benchmark: stratadb-server beside redis-server on this machine, both driven with 50
+# connections, single GET and SET, unpipelined and pipelined (16 per round trip). Redis is driven by
+# redis-benchmark, Strata by strata-load (strata-client, one blocking connection per thread), each for
+# the same number of operations. Strata's SET commits a durable version (fsync); Redis is measured
+# as Debian ships it (no fsync per write) and with `appendfsync always` (durable like Strata's).
+# Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools).
+# Prints one table; figures are for this machine and run only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+C=${C:-50}
+P=${P:-16}
+N_GET=${N_GET:-200000}
+N_SET=${N_SET:-20000}
+for t in redis-server redis-benchmark; do
+    command -v "$t" >/dev/null || { echo "$t is not installed (apt-get install redis-server redis-tools)" >&2; exit 1; }
+done
+cargo build --release --locked -q -p strata-server --bins
+BIN="${CARGO_TARGET_DIR:-target}/release"
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+redis_run() { # $1 label, $2 extra redis args
+    local port; port=$(free_port)
+    mkdir -p "$tmp/redis-$1"
+    # shellcheck disable=SC2086
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp/redis-$1" --save '' $2 >/dev/null &
+    pids+=($!)
+    for _ in $(seq 50); do redis-benchmark -p "$port" -n 1 -t ping -q >/dev/null 2>&1 && break; sleep 0.1; done
+    for pipe in 1 "$P"; do
+        for t in get set; do
+            local n=$N_GET; [[ $t == set ]] && n=$N_SET
+            redis-benchmark -p "$port" -c "$C" -n "$n" -P "$pipe" -t "$t" -r 100000 --csv 2>/dev/null |
+                awk -F'","' -v label="$1" -v t="$t" -v pipe="$pipe" 'NR==2 { gsub(/"/, "", $2); gsub(/"/, "", $7); printf "%-28s %-4s P=%-3s %12.0f ops/s  p99 %8.3f ms\n", label, t, pipe, $2, $7 }'
+        done
+    done
+}
+
+strata_run() {
+    "$BIN/stratadb-server" --open --port 0 --data-dir "$tmp/strata" --max-connections 4096 2>/dev/null >"$tmp/strata.out" &
+    pids+=($!)
+    for _ in $(seq 100); do grep -q listening "$tmp/strata.out" 2>/dev/null && break; sleep 0.1; done
+    local url="strata://$(sed -n 's/listening on //p' "$tmp/strata.out")"
+    for pipe in 1 "$P"; do
+        for t in get set; do
+            local n=$N_GET; [[ $t == set ]] && n=$N_SET
+            "$BIN/strata-load" --url "$url" --threads "$C" --ops $((n / C)) --mode "$t" --pipeline "$pipe" --prefix "$t$pipe" |
+                python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-28s %-4s P=%-3s %12.0f ops/s  p99 %8.3f ms" % ("stratadb-server", sys.argv[1], sys.argv[2], r["ops_per_sec"], r["p99_ms"]))' "$t" "$pipe"
+        done
+    done
+}
+
+echo "== $C connections; GET x$N_GET, SET x$N_SET; pipelined: $P per round trip (p99 is per round trip)"
+redis_run "redis (Debian defaults)" ""
+redis_run "redis (appendfsync always)" "--appendonly yes --appendfsync always"
+strata_run
