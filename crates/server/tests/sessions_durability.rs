@@ -336,7 +336,13 @@ fn a_busy_transaction_is_rolled_back_at_its_lifetime_cap() {
     let dir = tempfile::tempdir().unwrap();
     let srv = ServerProc::start(
         &dir.path().join("db"),
-        &["--open", "--session-idle-ms", "5000", "--session-max-ms", "800"],
+        &[
+            "--open",
+            "--session-idle-ms",
+            "5000",
+            "--session-max-ms",
+            "800",
+        ],
     );
     let db = Db::open(&srv.url()).unwrap();
     let mut tx = db.begin("main").unwrap();
@@ -351,7 +357,11 @@ fn a_busy_transaction_is_rolled_back_at_its_lifetime_cap() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(err.code(), Some(ErrorCode::SessionExpired), "{err}");
-    assert!(t0.elapsed() >= Duration::from_millis(700), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        t0.elapsed()
+    );
     assert!(i > 5, "the session was not kept busy");
     drop(tx);
     assert_eq!(db.main().kv_list("busy").unwrap(), vec![]);
