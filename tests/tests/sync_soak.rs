@@ -246,17 +246,8 @@ fn a_writer_and_two_syncing_databases_in_separate_processes_converge() {
     );
     assert!(writer_acks.len() >= 20, "the writer hardly wrote");
     assert!(b_acks.len() >= 10, "B hardly wrote");
-    // Both syncers must have pushed during the soak, so that the final state mixes both. How often
-    // the slower one gets through is not asserted: a client whose pushes keep losing the race pays a
-    // pull and push cost that grows with the changes since its last successful push (a known limit,
-    // see the closing notes), so on a slow machine it may land only its first few rounds.
     assert!(
-        run_a.rounds_with_push >= 1 && run_b.rounds_with_push >= 1,
-        "a syncer never pushed: A {run_a:?}, B {:?}",
-        run_b.totals
-    );
-    assert!(
-        run_a.rounds_with_push + run_b.rounds_with_push >= 10,
+        run_a.rounds_with_push >= 3 && run_b.rounds_with_push >= 3,
         "the syncers hardly pushed: A {run_a:?}, B {:?}",
         run_b.totals
     );

@@ -5,18 +5,19 @@
 //!    keys change in each (one transaction, untimed; different keys every round) and `db.push` is
 //!    timed, alternating which database goes first. Ratio big/small of the medians. Target ≤ 1.5: a
 //!    push must cost what changed, not what the branch holds.
-//! 8. `clone` — `strata_sync::clone` of the 1M-key remote of benchmark 7 (its snapshot plus the short
-//!    tail of deltas) into a new folder. Baseline: `std::fs::copy` of every file of that remote folder
+//! 8. `clone` — `strata_sync::clone` of the 1M-key remote of benchmark 7 (every version it
+//!    holds) into a new folder. Baseline: `std::fs::copy` of every file of that remote folder
 //!    plus a raw rusqlite bulk load of the same 1M keys and value bytes into
 //!    `CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB)` in one transaction (same pragmas as the
-//!    engine). Ratio clone/baseline; target ≤ 2.
+//!    engine). Ratio clone/baseline; target ≤ 1.5 (issue 9).
 //! 9. `rsync` — the 1M-key database of benchmark 7 and a copy of its folder that is never pushed. Each
 //!    round the same 100 keys change in both (one transaction); the copy's folder (`strata.db`, `-wal`,
 //!    `-shm`) is then rsynced (`rsync -a --inplace --no-whole-file`, a delta transfer, onto the
 //!    previous round's copy) and the original pushes. Reported twice against the same push times:
 //!    with the changes still in the WAL (as committed), and again after a `wal_checkpoint(TRUNCATE)`
-//!    has moved them into `strata.db`. Ratio rsync/push (higher is better); target ≥ 20. If `rsync` is
-//!    not installed the rows say so.
+//!    has moved them into `strata.db`. Ratio rsync/push (higher is better); target ≥ 20 on the
+//!    checkpointed row (the WAL row is information: see `push_pull`). If `rsync` is not installed
+//!    the rows say so.
 //! 10. `pull_rss` — a producer database pushes one delta of `rss_keys` keys with `rss_value` bytes of
 //!     pseudo-random (incompressible) bytes each (about 500 MB); a separate child process (this binary,
 //!     hidden subcommand `__pull-child DIR`) opens a database cloned before that delta and pulls it,
@@ -489,7 +490,7 @@ impl Ctx {
             baseline: Measure::Time { secs: base },
             ratio_of: "strata/baseline",
             inverse: false,
-            target: Some(Target::AtMost(2.0)),
+            target: Some(Target::AtMost(1.5)),
             note: format!(
                 "baseline: copy of {files} files {} + raw INSERT of {} rows in 1 txn {}; \
                  clone applied {entries} entries in {blobs} versions",
@@ -524,7 +525,8 @@ impl Ctx {
             baseline,
             ratio_of: "rsync/push",
             inverse: true,
-            target: Some(Target::AtLeast(20.0)),
+            // As for push_pull: the target is on the checkpointed row, the WAL row is information.
+            target: label.ends_with("ckpt").then_some(Target::AtLeast(20.0)),
             note,
         };
         if !rsync_installed() {

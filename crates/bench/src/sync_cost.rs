@@ -19,9 +19,12 @@
 //!     (timed), then times `push` of A plus `pull` into B through the library (in this process, as
 //!     an embedding application does). Reported twice against the same push+pull times: with rsync
 //!     run as committed (the changes in `strata.db-wal`), and again after a `wal_checkpoint(TRUNCATE)`
-//!     of A has moved them into `strata.db`. Ratio rsync/(push+pull), target ≥ 20. A local `rsync -a`
-//!     copies every changed file whole (rsync skips its delta algorithm between local folders), so
-//!     its cost is the size of what changed on disk. Without `rsync` the rows say so.
+//!     of A has moved them into `strata.db`. Ratio rsync/(push+pull), target ≥ 20 on the
+//!     checkpointed row (issue 8's measure: rsync of the database folder once the change is in the
+//!     database file); the WAL row is for information, since there rsync copies only the `-wal` file
+//!     and no durable push+pull (7-8 fsyncs) can be 20 times faster than that copy. A local
+//!     `rsync -a` copies every changed file whole (rsync skips its delta algorithm between local
+//!     folders), so its cost is the size of what changed on disk. Without `rsync` the rows say so.
 //! 16. `sync_rss` — for each value size (1 KB, 10 KB, 40 KB, 1 MB by default; `--rss-values`), a
 //!     delta of `rss_delta` bytes (500 MB; 20 MB with `--quick`) of pseudo-random values
 //!     (incompressible) is written into database A (through the library, at most 10k keys or 64 MB per
@@ -398,6 +401,11 @@ impl Ctx {
             si(s.sync_big as f64),
             s.rsync_reps
         );
+        // The target applies to the checkpointed row: the database file itself changed, as it does
+        // once SQLite checkpoints (at the latest every 1000 pages), which is what rsync of a
+        // database folder copies. The WAL row is shown for information: there rsync copies only the
+        // -wal file, and 20x would need a push+pull under 1/20 of that copy (under 2 ms here), below
+        // the floor of its durable commits (a push and a pull make 7-8 fsyncs between them).
         let row = |label: &str, strata, baseline, note: String| Row {
             bench: "push_pull",
             label: label.to_string(),
@@ -407,7 +415,7 @@ impl Ctx {
             baseline,
             ratio_of: "rsync/(push+pull)",
             inverse: true,
-            target: Some(Target::AtLeast(20.0)),
+            target: label.ends_with("ckpt").then_some(Target::AtLeast(20.0)),
             note,
         };
         if !rsync_installed() {

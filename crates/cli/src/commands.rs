@@ -678,7 +678,14 @@ fn branch(g: &Global, out: Out, cmd: BranchCmd) -> Result<(), Failure> {
                 ));
             }
             let src = rev(&source)?;
-            match db.merge(&src, &target, strategy.into()) {
+            let author = g.author.as_deref().filter(|a| !a.is_empty());
+            match db.merge_with_message(
+                &src,
+                &target,
+                strategy.into(),
+                g.message.as_deref(),
+                author,
+            ) {
                 Ok(report) => out.emit(render::merged(&src, &target, &report)),
                 Err(Error::MergeConflicts(list)) => {
                     let saved = match &conflict_branch {

@@ -404,6 +404,9 @@ fn merge_lww_and_strict() {
     let m = db.json(&["branch", "merge", "a", "main", "--strategy", "strict"]);
     assert_eq!(m["merged"], true);
     assert_eq!(m["applied"], 1);
+    // Without -m the merge version says what it merged.
+    let newest = db.json(&["log", "--limit", "1"])["versions"][0].clone();
+    assert_eq!(newest["message"], "merge a@2");
     assert_eq!(db.json(&["kv", "get", "task:1"]), json!("approach A"));
 
     // Strict: exit 4, the conflict list on stdout, nothing written.
@@ -445,9 +448,24 @@ fn merge_lww_and_strict() {
         2,
     );
 
-    // Last writer wins: the source's value wins.
-    let m = db.json(&["branch", "merge", "b", "main", "--strategy", "lww"]);
+    // Last writer wins: the source's value wins. `-m` and `--author` name the merge version.
+    let m = db.json(&[
+        "branch",
+        "merge",
+        "b",
+        "main",
+        "--strategy",
+        "lww",
+        "-m",
+        "take approach B",
+        "--author",
+        "reviewer",
+    ]);
     assert_eq!(m["conflicts_resolved"], 1);
+    let newest = db.json(&["log", "--limit", "1"])["versions"][0].clone();
+    assert_eq!(newest["kind"], "merge");
+    assert_eq!(newest["message"], "take approach B");
+    assert_eq!(newest["author"], "reviewer");
     assert_eq!(db.json(&["kv", "get", "task:1"]), json!("approach B"));
     assert_eq!(db.json(&["kv", "get", "task:5"]), json!("only b"));
     assert!(db

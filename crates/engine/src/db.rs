@@ -805,6 +805,11 @@ impl<'a> Transaction<'a> {
         &self.conn
     }
 
+    /// The first `entries` rowid this transaction writes (its rows are those at or above it).
+    pub(crate) fn first_row(&self) -> i64 {
+        self.first_row
+    }
+
     pub(crate) fn branch_row(&self) -> &BranchRow {
         &self.branch
     }

@@ -82,10 +82,14 @@ pub fn force_full_scan_on_this_thread(on: bool) {
     FORCE_FULL_SCAN.with(|f| f.set(on));
 }
 
-fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
-    if FORCE_FULL_SCAN.with(|f| f.get()) {
-        return Ok(Candidates::FullScan);
-    }
+/// The cheapest candidate set for a diff of `a` and `b`: its row ranges, the recorded difference
+/// whose keys it adds, and its size (rows; keys of a recorded difference count one each).
+#[allow(clippy::type_complexity)]
+fn plan_candidates(
+    conn: &Connection,
+    a: &View,
+    b: &View,
+) -> Result<(Vec<(i64, u64, u64)>, Option<(i64, i64)>, u64)> {
     let mut parts = uncovered(a, b);
     parts.extend(uncovered(b, a));
     let mut total = rows_in(conn, &parts)?;
@@ -98,6 +102,25 @@ fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
             total = t;
         }
     }
+    // A recorded difference (the keys where a merge's result differs from its source) anchors the
+    // same way, plus its keys.
+    let mut recorded = None;
+    if let Some((anchored, pair, keys)) = diff_anchor_parts(conn, a, b)? {
+        let t = rows_in(conn, &anchored)?.saturating_add(keys);
+        if t < total {
+            parts = anchored;
+            total = t;
+            recorded = Some(pair);
+        }
+    }
+    Ok((parts, recorded, total))
+}
+
+fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
+    if FORCE_FULL_SCAN.with(|f| f.get()) {
+        return Ok(Candidates::FullScan);
+    }
+    let (parts, recorded, total) = plan_candidates(conn, a, b)?;
     if total > MAX_CANDIDATE_ROWS {
         return Ok(Candidates::FullScan);
     }
@@ -108,7 +131,218 @@ fn candidates(conn: &Connection, a: &View, b: &View) -> Result<Candidates> {
     for (br, lo, hi) in &parts {
         st.execute(params![br, *lo as i64, *hi as i64])?;
     }
+    if let Some((target, source)) = recorded {
+        conn.prepare_cached(DIFF_KEYS_FILL_SQL)?
+            .execute(params![target, source])?;
+    }
     Ok(Candidates::Table)
+}
+
+/// The tables that hold, per (target, source) pair of branches, the latest merge's difference: the
+/// keys where the target right after the merge differs from the source version it merged. Created
+/// on first use, so databases written before them open unchanged (and older builds ignore them).
+const DIFF_TABLES_SQL: &str = "CREATE TABLE IF NOT EXISTS merge_diffs(\
+     target INTEGER NOT NULL, source INTEGER NOT NULL, target_version INTEGER NOT NULL, \
+     source_version INTEGER NOT NULL, keys INTEGER NOT NULL, PRIMARY KEY (target, source)) WITHOUT ROWID;\
+     CREATE TABLE IF NOT EXISTS merge_diff_keys(\
+     target INTEGER NOT NULL, source INTEGER NOT NULL, space TEXT NOT NULL, kind INTEGER NOT NULL, \
+     key TEXT NOT NULL, PRIMARY KEY (target, source, space, kind, key)) WITHOUT ROWID;";
+
+/// Adds a recorded difference's keys to the candidate table.
+const DIFF_KEYS_FILL_SQL: &str = "INSERT OR IGNORE INTO temp.strata_candidates(space, kind, key) \
+     SELECT space, kind, key FROM merge_diff_keys WHERE target=?1 AND source=?2";
+
+fn diff_tables_exist(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='merge_diffs')",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// A recorded merge difference between a branch of `a`'s lineage and one of `b`'s: the row ranges
+/// that can differ from its two points, the (target, source) pair, and its key count. Any recorded
+/// difference is a true statement about two immutable points, so the choice only affects the cost.
+#[allow(clippy::type_complexity)]
+fn diff_anchor_parts(
+    conn: &Connection,
+    a: &View,
+    b: &View,
+) -> Result<Option<(Vec<(i64, u64, u64)>, (i64, i64), u64)>> {
+    if !diff_tables_exist(conn)? {
+        return Ok(None);
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT target_version, source_version, keys FROM merge_diffs WHERE target=?1 AND source=?2",
+    )?;
+    // (cost guess, target point, source point, keys)
+    type Found = (u64, (i64, u64), (i64, u64), u64);
+    let mut best: Option<Found> = None;
+    for (x, y) in [(a, b), (b, a)] {
+        for sx in &x.segs {
+            for sy in &y.segs {
+                if sx.branch == sy.branch {
+                    continue;
+                }
+                let hit: Option<(i64, i64, i64)> = rusqlite::OptionalExtension::optional(
+                    st.query_row(params![sx.branch, sy.branch], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    }),
+                )?;
+                let Some((tv, sv, keys)) = hit else { continue };
+                let (tv, sv, keys) = (tv as u64, sv as u64, keys as u64);
+                // Closer points leave fewer rows between them and the views.
+                let guess = sx.hi.abs_diff(tv) + sy.hi.abs_diff(sv) + keys;
+                if best.is_none_or(|(g, _, _, _)| guess < g) {
+                    best = Some((guess, (sx.branch, tv), (sy.branch, sv), keys));
+                }
+            }
+        }
+    }
+    let Some((_, (tb, tv), (sb, sv), keys)) = best else {
+        return Ok(None);
+    };
+    let et = store::view_at(conn, tb, tv)?;
+    let es = store::view_at(conn, sb, sv)?;
+    // Each view is compared with the recorded point on its own side.
+    let (ea, eb) = if a.covers(tb).is_some() && b.covers(sb).is_some() {
+        (et, es)
+    } else {
+        (es, et)
+    };
+    let mut parts = uncovered(a, &ea);
+    parts.extend(uncovered(&ea, a));
+    parts.extend(uncovered(b, &eb));
+    parts.extend(uncovered(&eb, b));
+    Ok(Some((parts, (tb, sb), keys)))
+}
+
+/// Records the difference between the merge's target right after it (`tgt@after`, rows at
+/// `first_row` and above not yet committed) and the source point it merged (`src@sv`), so that later
+/// diffs and merges between these branches start from it instead of the last point where both were
+/// equal: their cost then follows the changes since the last merge, not since the last equal point.
+///
+/// The difference is computed from the previous anchor of the pair (the previous record, an equal
+/// point, or the fork): only its keys and the rows changed since can differ. Without an anchor, or
+/// when that set is large, nothing is recorded (older records stay true).
+fn record_merge_diff(
+    conn: &Connection,
+    tgt: &BranchRow,
+    after: u64,
+    first_row: i64,
+    src: i64,
+    sv: u64,
+) -> Result<()> {
+    conn.execute_batch(DIFF_TABLES_SQL)?;
+    // The previous anchor: (target version, source version, whether it carries keys).
+    let mut prior: Option<(u64, u64, bool)> = rusqlite::OptionalExtension::optional(
+        conn.prepare_cached(
+            "SELECT target_version, source_version FROM merge_diffs WHERE target=?1 AND source=?2",
+        )?
+        .query_row(params![tgt.id, src], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, true))
+        }),
+    )?;
+    let equal: Option<(i64, i64)> = rusqlite::OptionalExtension::optional(
+        conn.prepare_cached(
+            "SELECT m1.target_version, m1.source_version FROM merges m1 JOIN merges m2 \
+             ON m2.target=m1.source AND m2.target_version=m1.source_version \
+             AND m2.source=m1.target AND m2.source_version=m1.target_version \
+             WHERE m1.target=?1 AND m1.source=?2 AND m1.target_version<=?3 \
+             ORDER BY m1.target_version DESC, m1.source_version DESC LIMIT 1",
+        )?
+        .query_row(params![tgt.id, src, tgt.head as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        }),
+    )?;
+    let mut consider = |p: (u64, u64, bool)| {
+        if prior.is_none_or(|(t, _, _)| p.0 > t) {
+            prior = Some(p);
+        }
+    };
+    if let Some((t, s)) = equal {
+        consider((t as u64, s as u64, false));
+    }
+    if tgt.parent == Some(src) {
+        consider((tgt.fork_version, tgt.fork_version, false));
+    }
+    let Some((pt, ps, with_keys)) = prior else {
+        return Ok(());
+    };
+    let t_now = store::view_at(conn, tgt.id, after)?;
+    let t_then = store::view_at(conn, tgt.id, pt)?;
+    let s_now = store::view_at(conn, src, sv)?;
+    let s_then = store::view_at(conn, src, ps)?;
+    // The rows of this merge's own version have no commit record yet: they are read by rowid.
+    let mut parts = uncovered(&t_now, &t_then);
+    for p in &mut parts {
+        if p.0 == tgt.id {
+            p.2 = p.2.min(tgt.head);
+        }
+    }
+    parts.extend(uncovered(&t_then, &t_now));
+    parts.extend(uncovered(&s_now, &s_then));
+    parts.extend(uncovered(&s_then, &s_now));
+    let mut total = rows_in(conn, &parts)?;
+    if with_keys {
+        total += conn
+            .prepare_cached("SELECT keys FROM merge_diffs WHERE target=?1 AND source=?2")?
+            .query_row(params![tgt.id, src], |r| r.get::<_, i64>(0))? as u64;
+    }
+    if after > tgt.head {
+        total += conn
+            .prepare_cached("SELECT COUNT(*) FROM entries WHERE rowid>=?1")?
+            .query_row([first_row], |r| r.get::<_, i64>(0))? as u64;
+    }
+    if total > MAX_CANDIDATE_ROWS {
+        return Ok(());
+    }
+    conn.execute_batch(CANDIDATES_TABLE_SQL)?;
+    conn.prepare_cached("DELETE FROM temp.strata_candidates")?
+        .execute([])?;
+    {
+        let mut st = conn.prepare_cached(CANDIDATES_FILL_SQL)?;
+        for (br, lo, hi) in &parts {
+            if hi > lo {
+                st.execute(params![br, *lo as i64, *hi as i64])?;
+            }
+        }
+    }
+    if with_keys {
+        conn.prepare_cached(DIFF_KEYS_FILL_SQL)?
+            .execute(params![tgt.id, src])?;
+    }
+    if after > tgt.head {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO temp.strata_candidates(space, kind, key) \
+             SELECT space, kind, key FROM entries WHERE rowid>=?1 AND branch=?2 AND version=?3",
+        )?
+        .execute(params![first_row, tgt.id, after as i64])?;
+    }
+    conn.prepare_cached("DELETE FROM merge_diff_keys WHERE target=?1 AND source=?2")?
+        .execute(params![tgt.id, src])?;
+    let mut keys = 0i64;
+    let out = {
+        let mut ins = conn.prepare_cached(
+            "INSERT INTO merge_diff_keys(target, source, space, kind, key) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for_each_candidate(conn, &s_now, &t_now, &mut |k, _, _| {
+            ins.execute(params![tgt.id, src, k.space, k.kind.code(), k.key])?;
+            keys += 1;
+            Ok(())
+        })
+    };
+    let cleared = conn
+        .prepare_cached("DELETE FROM temp.strata_candidates")
+        .and_then(|mut st| st.execute([]));
+    out?;
+    cleared?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO merge_diffs(target, source, target_version, source_version, keys) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![tgt.id, src, after as i64, sv as i64, keys])?;
+    Ok(())
 }
 
 /// Calls `f` for every key of the candidate table whose value differs between the views, in key
@@ -333,6 +567,17 @@ impl Strata {
         for_each_difference(&conn, &va, &vb, f)
     }
 
+    /// How many candidate rows a diff of `a` and `b` reads (`None`: it scans both views whole). The
+    /// measure behind "cost follows the change", for tests and benchmarks.
+    #[doc(hidden)]
+    pub fn diff_candidate_rows(&self, a: &Rev, b: &Rev) -> Result<Option<u64>> {
+        let conn = self.conn()?;
+        let (_, _, va) = rev_view(&conn, a)?;
+        let (_, _, vb) = rev_view(&conn, b)?;
+        let (_, _, total) = plan_candidates(&conn, &va, &vb)?;
+        Ok((total <= MAX_CANDIDATE_ROWS).then_some(total))
+    }
+
     /// Whether `outer` contains `inner`: every change up to `inner` is part of `outer`'s history
     /// (through forks and recorded merges), as `git merge-base --is-ancestor` asks.
     pub fn contains(&self, outer: &Rev, inner: &Rev) -> Result<bool> {
@@ -370,12 +615,25 @@ impl Strata {
         target: &str,
         strategy: MergeStrategy,
     ) -> Result<MergeReport> {
+        self.merge_with_message(source, target, strategy, None, None)
+    }
+
+    /// [`Strata::merge`] with the merge version's message (default `merge SOURCE@VERSION`) and author
+    /// (default: the database's `user.name` setting), as `git merge -m` and `--author` give them.
+    pub fn merge_with_message(
+        &self,
+        source: &Rev,
+        target: &str,
+        strategy: MergeStrategy,
+        message: Option<&str>,
+        author: Option<&str>,
+    ) -> Result<MergeReport> {
         if target.starts_with('_') {
             return Err(Error::InvalidOperation(format!(
                 "branch {target:?} is internal; only the library writes it"
             )));
         }
-        self.merge_inner(source, target, strategy, |_, _, _| Ok(()))
+        self.merge_inner(source, target, strategy, message, author, |_, _, _| Ok(()))
     }
 
     /// The merge. `before_commit(conn, target_row, head_after)` runs inside the merge's transaction
@@ -386,6 +644,8 @@ impl Strata {
         source: &Rev,
         target: &str,
         strategy: MergeStrategy,
+        message: Option<&str>,
+        author: Option<&str>,
         before_commit: impl FnOnce(&Connection, &store::BranchRow, u64) -> Result<()>,
     ) -> Result<MergeReport> {
         let mut tx = self.begin_internal(target)?;
@@ -471,7 +731,13 @@ impl Strata {
         }
         if report.applied > 0 {
             tx.set_label("merge");
-            tx.set_message(format!("merge {}@{sv}", src.name));
+            match message {
+                Some(m) => tx.set_message(m),
+                None => tx.set_message(format!("merge {}@{sv}", src.name)),
+            }
+            if let Some(a) = author {
+                tx.set_author(a);
+            }
         }
         let conn = tx.connection();
         let head_after = if report.applied > 0 {
@@ -483,6 +749,7 @@ impl Strata {
             "INSERT OR IGNORE INTO merges(target, target_version, source, source_version) VALUES (?1, ?2, ?3, ?4)",
             params![tgt.id, head_after as i64, src.id, sv as i64],
         )?;
+        record_merge_diff(conn, &tgt, head_after, tx.first_row(), src.id, sv)?;
         before_commit(conn, &tgt, head_after)?;
         if report.applied > 0 {
             // The transaction is dirty, so commit creates the version.

@@ -576,29 +576,29 @@ impl Replication<'_> {
             )));
         }
         let mut out = None;
-        let merge = self
-            .db
-            .merge_inner(source, target, strategy, |conn, tgt, after| {
-                if let Some(e) = expected_head {
-                    if tgt.head != e {
-                        return Err(moved(target, e, Some(tgt.head)));
+        let merge =
+            self.db
+                .merge_inner(source, target, strategy, None, None, |conn, tgt, after| {
+                    if let Some(e) = expected_head {
+                        if tgt.head != e {
+                            return Err(moved(target, e, Some(tgt.head)));
+                        }
                     }
-                }
-                let clean = match base {
-                    Some(b) => {
-                        let (bb, bv, _) = rev_view(conn, b)?;
-                        bv > 0 && contains_in(conn, (bb.id, bv), (tgt.id, tgt.head))?
+                    let clean = match base {
+                        Some(b) => {
+                            let (bb, bv, _) = rev_view(conn, b)?;
+                            bv > 0 && contains_in(conn, (bb.id, bv), (tgt.id, tgt.head))?
+                        }
+                        None => false,
+                    };
+                    if clean {
+                        let (s, sv, _) = rev_view(conn, source)?;
+                        equal_in(conn, (tgt.id, after), (s.id, sv))?;
                     }
-                    None => false,
-                };
-                if clean {
-                    let (s, sv, _) = rev_view(conn, source)?;
-                    equal_in(conn, (tgt.id, after), (s.id, sv))?;
-                }
-                write_notes(conn, &notes(after))?;
-                out = Some((tgt.head, after, clean));
-                Ok(())
-            })?;
+                    write_notes(conn, &notes(after))?;
+                    out = Some((tgt.head, after, clean));
+                    Ok(())
+                })?;
         let (before, after, clean) = out.expect("the hook runs before a successful merge commits");
         Ok(ReplicaMerge {
             merge,

@@ -38,6 +38,15 @@ enum Op {
         src: usize,
         dst: usize,
         strict: bool,
+        /// Merge the source this many versions before its head.
+        back: u8,
+    },
+    /// Diff two points of two branches (recorded merge differences and equal points anchor it).
+    DiffAt {
+        a: usize,
+        a_back: u8,
+        b: usize,
+        b_back: u8,
     },
     CheckAt {
         branch: usize,
@@ -56,7 +65,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize, proptest::collection::vec((0..6u8, 0..4i64), 0..4), proptest::collection::vec(0..6u8, 0..3))
             .prop_map(|(branch, puts, dels)| Op::Batch { branch, puts, dels }),
         1 => (0..4usize).prop_map(|src| Op::Fork { src }),
-        3 => (0..4usize, 0..4usize, any::<bool>()).prop_map(|(src, dst, strict)| Op::Merge { src, dst, strict }),
+        3 => (0..4usize, 0..4usize, any::<bool>(), prop_oneof![4 => Just(0u8), 1 => 0..4u8])
+            .prop_map(|(src, dst, strict, back)| Op::Merge { src, dst, strict, back }),
+        1 => (0..4usize, 0..4u8, 0..4usize, 0..4u8)
+            .prop_map(|(a, a_back, b, b_back)| Op::DiffAt { a, a_back, b, b_back }),
         1 => (0..4usize, 0..6u8).prop_map(|(branch, back)| Op::CheckAt { branch, back }),
         1 => (0..4usize, 0..4usize).prop_map(|(src, dst)| Op::Equalize { src, dst }),
     ]
@@ -221,7 +233,12 @@ fn run(ops: Vec<Op>, full_scan: bool) {
                 model.hist.insert(n.clone(), h);
                 names.push(n);
             }
-            Op::Merge { src, dst, strict } => {
+            Op::Merge {
+                src,
+                dst,
+                strict,
+                back,
+            } => {
                 let s = names[src % names.len()].clone();
                 let t = names[dst % names.len()].clone();
                 if s == t {
@@ -230,12 +247,14 @@ fn run(ops: Vec<Op>, full_scan: bool) {
                         .is_err());
                     continue;
                 }
-                let base = db.merge_base(&Rev::head(&s), &Rev::head(&t)).unwrap();
+                let sv = (model.hist[&s].len() as u64 - 1).saturating_sub(back as u64);
+                let src_rev = Rev::at(&s, sv);
+                let base = db.merge_base(&src_rev, &Rev::head(&t)).unwrap();
                 let base_snap = match &base {
                     Some(r) => model.at(&r.branch, r.version.unwrap()).clone(),
                     None => Snap::new(),
                 };
-                let src_snap = model.head(&s).clone();
+                let src_snap = model.at(&s, sv).clone();
                 let tgt_snap = model.head(&t).clone();
                 // The model's three-way merge over every key.
                 let mut expect = tgt_snap.clone();
@@ -257,7 +276,7 @@ fn run(ops: Vec<Op>, full_scan: bool) {
                     MergeStrategy::LastWriterWins
                 };
                 let before_head = db.branch_info(&t).unwrap().head;
-                match db.merge(&Rev::head(&s), &t, strategy) {
+                match db.merge(&src_rev, &t, strategy) {
                     Ok(rep) => {
                         assert!(
                             !strict || conflicts.is_empty(),
@@ -323,6 +342,25 @@ fn run(ops: Vec<Op>, full_scan: bool) {
                     .unwrap();
                 assert!(db.diff(&Rev::head(&s), &Rev::head(&t)).unwrap().is_empty());
                 assert!(db.contains(&Rev::head(&s), &Rev::head(&t)).unwrap());
+            }
+            Op::DiffAt {
+                a,
+                a_back,
+                b,
+                b_back,
+            } => {
+                let (a, b) = (
+                    names[a % names.len()].clone(),
+                    names[b % names.len()].clone(),
+                );
+                let va = (model.hist[&a].len() as u64 - 1).saturating_sub(a_back as u64);
+                let vb = (model.hist[&b].len() as u64 - 1).saturating_sub(b_back as u64);
+                let d = db.diff(&Rev::at(&a, va), &Rev::at(&b, vb)).unwrap();
+                assert_eq!(
+                    flat_diff(&d),
+                    model_diff(model.at(&a, va), model.at(&b, vb)),
+                    "diff {a}@{va} {b}@{vb}"
+                );
             }
             Op::CheckAt { branch, back } => {
                 let b = names[branch % names.len()].clone();

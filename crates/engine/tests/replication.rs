@@ -331,3 +331,78 @@ fn meta_init_is_first_writer_wins_and_notes_live_in_the_meta_branch() {
         .meta_write(&[Note::put("public", "k", Value::from(1))])
         .is_err());
 }
+
+/// A sync client that keeps pulling without managing to push: its branch merges the mirror again and
+/// again while its own writes stay unpushed. Diffing the mirror against the branch (what a push does)
+/// and the next merge must cost the client's own writes plus the changes since the last merge, not
+/// everything merged since the last point where both were equal.
+#[test]
+fn diff_cost_follows_the_changes_since_the_last_merge_not_the_last_equal_point() {
+    let db = Strata::open_temp().unwrap();
+    let rep = db.replication();
+    rep.apply("_m", 0, vec![Ok(put_set(1, "seed", "0"))], None, &[])
+        .unwrap();
+    db.delete_branch("main").unwrap();
+    rep.fast_forward("main", 0, &Rev::at("_m", 1), &[]).unwrap();
+    let mut mirror_head = 1;
+    for round in 0..40u64 {
+        // Another client's push: 50 keys land in the mirror.
+        let cs = strata_engine::ChangeSet {
+            version: mirror_head + 1,
+            timestamp_micros: 1,
+            puts: (0..50)
+                .map(|i| {
+                    (
+                        strata_engine::EntryKey::new(
+                            "default",
+                            strata_engine::Kind::Kv,
+                            format!("r{round}:{i}"),
+                        ),
+                        Value::Int(i),
+                    )
+                })
+                .collect(),
+            deletes: vec![],
+            meta: None,
+        };
+        rep.apply(
+            "_m",
+            mirror_head,
+            vec![Ok(RawChangeSet::from(cs))],
+            None,
+            &[],
+        )
+        .unwrap();
+        mirror_head += 1;
+        // This client's own write, never pushed, then its pull.
+        db.on("main")
+            .kv_put(&format!("own{round}"), round as i64)
+            .unwrap();
+        db.merge(
+            &Rev::at("_m", mirror_head),
+            "main",
+            MergeStrategy::LastWriterWins,
+        )
+        .unwrap();
+    }
+    let (m, b) = (Rev::at("_m", mirror_head), Rev::head("main"));
+    // The difference is exactly the 40 unpushed writes.
+    let d = db.diff(&m, &b).unwrap();
+    assert_eq!(d.counts(), (40, 0, 0), "{d:?}");
+    let rows = db
+        .diff_candidate_rows(&m, &b)
+        .unwrap()
+        .expect("not a full scan");
+    // 40 recorded keys; 2,000 merged rows and 40 own rows lie between the two sides' fork point.
+    assert!(
+        rows <= 45,
+        "a diff after 40 merges reads {rows} candidate rows"
+    );
+    // One more round: the next diff reads the new rows and the recorded keys, nothing older.
+    db.on("main").kv_put("last", 1).unwrap();
+    let rows = db
+        .diff_candidate_rows(&m, &Rev::head("main"))
+        .unwrap()
+        .unwrap();
+    assert!(rows <= 46, "{rows}");
+}

@@ -69,6 +69,10 @@ pub(crate) fn router(hub: Hub) -> Router {
         )
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint (see /v1/openapi.json)") })
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            crate::serve::limits,
+        ))
         .layer(axum::middleware::from_fn_with_state(hub.clone(), observe))
         .with_state(hub)
 }
@@ -216,16 +220,29 @@ async fn project_for(
     name: &str,
     need: Need<'_>,
 ) -> ApiResult<ProjectDoc> {
-    let caller = caller(hub, headers).await?;
-    check_name("owner", owner)?;
-    check_name("project", name)?;
-    let (doc, _) = hub
-        .store
-        .project(owner, name)
-        .await?
-        .ok_or_else(|| ApiError::no_project(owner, name))?;
+    Ok(caller_and_project(hub, headers, owner, name, need).await?.1)
+}
+
+/// The caller and the project named in the URL, if the caller may do `need` on it.
+async fn caller_and_project(
+    hub: &Hub,
+    headers: &HeaderMap,
+    owner: &str,
+    name: &str,
+    need: Need<'_>,
+) -> ApiResult<(Caller, ProjectDoc)> {
+    // The key and the project are read at once (two storage reads, one wait); the key is judged
+    // first, so a request without a valid key learns nothing about the project.
+    let project = async {
+        check_name("owner", owner)?;
+        check_name("project", name)?;
+        hub.store.project(owner, name).await
+    };
+    let (caller, project) = tokio::join!(caller(hub, headers), project);
+    let caller = caller?;
+    let (doc, _) = project?.ok_or_else(|| ApiError::no_project(owner, name))?;
     authorize(&caller, &doc, need)?;
-    Ok(doc)
+    Ok((caller, doc))
 }
 
 // ----- helpers ------------------------------------------------------------------------------------
@@ -412,8 +429,7 @@ async fn get_project(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Response> {
     let (owner, name) = path_of(p)?;
-    let caller = caller(&hub, &headers).await?;
-    let doc = project_for(&hub, &headers, &owner, &name, Need::Read).await?;
+    let (caller, doc) = caller_and_project(&hub, &headers, &owner, &name, Need::Read).await?;
     Ok(json(StatusCode::OK, &view(&caller, &doc)))
 }
 

@@ -15,17 +15,19 @@
 //! - `web`: the page at `/`.
 //! - `error`: [`ApiError`], the JSON error body with a stable code.
 //! - `metrics`: request counters for `GET /metrics`.
+//! - `serve`: the accept loop, the connection cap and the timeouts.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod api;
 mod error;
 mod metrics;
+mod serve;
 pub mod store;
 mod web;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_remote::Remote;
 
@@ -41,6 +43,17 @@ pub struct HubConfig {
     pub max_blob_bytes: u64,
     /// The largest cursor or JSON body accepted, in bytes.
     pub max_doc_bytes: usize,
+    /// The hub's own time to answer a request, not counting the time spent receiving its body
+    /// (503 `timeout` beyond).
+    pub request_timeout: Duration,
+    /// The time a client has to send a request's headers, from the connection opening or the
+    /// previous response (so also the keep-alive idle timeout); the connection is closed beyond.
+    pub header_timeout: Duration,
+    /// The longest pause inside a request body (408 `timeout`, nothing stored) or while the client
+    /// reads a response (the connection is closed).
+    pub body_timeout: Duration,
+    /// Connections served at once; one more is answered 503 `overloaded` and closed.
+    pub max_connections: usize,
 }
 
 impl Default for HubConfig {
@@ -49,6 +62,10 @@ impl Default for HubConfig {
             open: false,
             max_blob_bytes: 8 << 30,
             max_doc_bytes: 4 << 20,
+            request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -79,21 +96,6 @@ impl Hub {
     /// The axum router serving the whole API and the page.
     pub fn router(&self) -> axum::Router {
         api::router(self.clone())
-    }
-
-    /// Serves on `listener` until `shutdown` completes, then finishes the requests in flight.
-    pub async fn serve(
-        self,
-        listener: tokio::net::TcpListener,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let app = self.router();
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -37,6 +38,22 @@ enum Cmd {
         /// The largest blob accepted, in bytes (larger uploads get 413)
         #[arg(long, default_value_t = 8 << 30)]
         max_blob_bytes: u64,
+        /// Seconds the hub may spend answering a request, not counting the time spent receiving its
+        /// body, whose pauses --body-timeout bounds (beyond: 503 with code "timeout")
+        #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = seconds)]
+        request_timeout: f64,
+        /// Seconds a client has to send a request's headers, counted from the connection opening or
+        /// the previous response, so also the keep-alive idle timeout (beyond: the connection is closed)
+        #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = seconds)]
+        header_timeout: f64,
+        /// The longest pause, in seconds, inside a request body (beyond: 408 with code "timeout",
+        /// nothing stored) or while a client reads a response (beyond: the connection is closed)
+        #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = seconds)]
+        body_timeout: f64,
+        /// Connections served at once; one more is answered 503 with code "overloaded" and
+        /// `Retry-After: 1`, then closed
+        #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: u32,
     },
     /// Manage API keys directly in the storage (bootstrap the first admin key)
     Keys {
@@ -65,6 +82,14 @@ enum KeysCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A positive, finite number of seconds.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 * 365.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds above 0")),
+    }
 }
 
 fn options(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -122,6 +147,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             open,
             max_blob_bytes,
+            request_timeout,
+            header_timeout,
+            body_timeout,
+            max_connections,
         } => {
             let remote = storage(&url, &storage_options)?;
             if open {
@@ -140,6 +169,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 HubConfig {
                     open,
                     max_blob_bytes,
+                    request_timeout: Duration::from_secs_f64(request_timeout),
+                    header_timeout: Duration::from_secs_f64(header_timeout),
+                    body_timeout: Duration::from_secs_f64(body_timeout),
+                    max_connections: max_connections as usize,
                     ..HubConfig::default()
                 },
             );

@@ -21,6 +21,12 @@ pub(crate) struct Metrics {
     pub(crate) blob_bytes_in: AtomicU64,
     /// Blob bytes sent to clients.
     pub(crate) blob_bytes_out: AtomicU64,
+    /// Connections open.
+    pub(crate) connections_open: AtomicU64,
+    /// Connections refused at `--max-connections`.
+    pub(crate) connections_refused: AtomicU64,
+    /// Requests cut off by `--request-timeout` or `--body-timeout`.
+    pub(crate) timeouts: AtomicU64,
 }
 
 impl Metrics {
@@ -86,6 +92,27 @@ impl Metrics {
             "Blob bytes sent to clients.",
             "counter",
             self.blob_bytes_out.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "stratahub_connections_open",
+            "Client connections open.",
+            "gauge",
+            self.connections_open.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "stratahub_connections_refused_total",
+            "Connections refused at --max-connections.",
+            "counter",
+            self.connections_refused.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "stratahub_request_timeouts_total",
+            "Requests cut off by --request-timeout or --body-timeout.",
+            "counter",
+            self.timeouts.load(Ordering::Relaxed) as f64,
         );
         out
     }

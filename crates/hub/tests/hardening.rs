@@ -365,3 +365,299 @@ async fn kill_9_mid_push_then_the_retry_converges() {
     assert_eq!(remote.get_bytes(&p).await.unwrap().len(), 4096 * 50);
     let _ = Arc::clone(&remote);
 }
+
+// ----- timeouts and the connection cap ------------------------------------------------------------
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn addr(url: &str) -> String {
+    url.trim_start_matches("http://").to_string()
+}
+
+/// Reads whatever the hub sends until it closes the connection (or `within` passes: then panics).
+async fn read_until_closed(sock: &mut TcpStream, within: Duration, what: &str) -> Vec<u8> {
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        r.is_ok(),
+        "{what}: the hub did not cut the connection off within {within:?}"
+    );
+    got
+}
+
+/// `GET /healthz` on a fresh connection answers 200.
+async fn healthy(url: &str) {
+    let resp = client().get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "ok\n");
+}
+
+/// Keeps checking that other clients are served, until `stop` is set; returns how many were.
+fn keep_checking(
+    url: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<u32> {
+    tokio::spawn(async move {
+        let mut served = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            healthy(&url).await;
+            served += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        served
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_while_others_are_served() {
+    let h = FolderHub::start(&[
+        "--header-timeout",
+        "2",
+        "--body-timeout",
+        "2",
+        "--request-timeout",
+        "1",
+    ]);
+    let url = h.hub.url.clone();
+    create_project(&url, &h.admin, "acme", "app").await;
+    // An upload that keeps sending, slowly, for longer than --request-timeout is not cut off:
+    // the time spent receiving a body is the client's, and only its pauses are limited.
+    let steady = {
+        let remote = http_remote(&url, "acme/app", Some(&h.admin));
+        tokio::spawn(async move {
+            let body: ByteStream = Box::pin(futures::stream::iter(0..12).then(|_| async {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Ok(Bytes::from(vec![8u8; 1000]))
+            }));
+            let p = RemotePath::parse("steady/blob").unwrap();
+            remote
+                .put_blob_if_absent(&p, body)
+                .await
+                .expect("a slow but steady upload was cut off");
+            assert_eq!(remote.get_bytes(&p).await.unwrap().len(), 12_000);
+        })
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = keep_checking(url.clone(), stop.clone());
+    let generous = Duration::from_secs(30);
+
+    // Headers sent one line at a time, never finished: cut off by --header-timeout.
+    let slow_headers = {
+        let a = addr(&url);
+        tokio::spawn(async move {
+            let mut sock = TcpStream::connect(&a).await.unwrap();
+            sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            let start = std::time::Instant::now();
+            let mut got = Vec::new();
+            loop {
+                assert!(
+                    start.elapsed() < generous,
+                    "slow headers: still connected after {generous:?}"
+                );
+                if sock.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    break;
+                }
+                let mut buf = [0u8; 1024];
+                match tokio::time::timeout(Duration::from_millis(300), sock.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                    Err(_) => {}
+                }
+            }
+            assert!(
+                !String::from_utf8_lossy(&got).contains(" 200 "),
+                "a request whose headers never ended was answered: {}",
+                String::from_utf8_lossy(&got)
+            );
+        })
+    };
+    // A connection that never sends a byte: closed by the same timeout.
+    let silent = {
+        let a = addr(&url);
+        tokio::spawn(async move {
+            let mut sock = TcpStream::connect(&a).await.unwrap();
+            read_until_closed(&mut sock, generous, "a silent connection").await;
+        })
+    };
+    // A body that stops: 408 `timeout`, nothing stored, connection closed.
+    let stalled_body = {
+        let a = addr(&url);
+        let key = h.admin.clone();
+        tokio::spawn(async move {
+            let mut sock = TcpStream::connect(&a).await.unwrap();
+            let req = format!(
+                "PUT /v1/projects/acme/app/blob?path=stalled/blob HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: 100000\r\n\r\nonly ten b"
+            );
+            sock.write_all(req.as_bytes()).await.unwrap();
+            let got = read_until_closed(&mut sock, generous, "a stalled body").await;
+            let text = String::from_utf8_lossy(&got).into_owned();
+            assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+            assert!(text.contains(r#""code":"timeout""#), "{text}");
+        })
+    };
+    // A client that stops reading a large download: the hub stops sending and closes.
+    let remote = http_remote(&url, "acme/app", Some(&h.admin));
+    let big = 32usize << 20;
+    remote
+        .put_bytes_if_absent(
+            &RemotePath::parse("big/download").unwrap(),
+            Bytes::from(vec![3u8; big]),
+        )
+        .await
+        .unwrap();
+    let slow_reader = {
+        let a = addr(&url);
+        let key = h.admin.clone();
+        tokio::spawn(async move {
+            let mut sock = TcpStream::connect(&a).await.unwrap();
+            let req = format!(
+                "GET /v1/projects/acme/app/blob?path=big/download HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n"
+            );
+            sock.write_all(req.as_bytes()).await.unwrap();
+            let mut first = [0u8; 64];
+            let n = sock.read(&mut first).await.unwrap();
+            assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+            // Stop reading for a while, well past --body-timeout.
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            let rest =
+                read_until_closed(&mut sock, generous, "a client that stopped reading").await;
+            assert!(
+                n + rest.len() < big,
+                "the whole blob arrived: the hub never gave up on a client that stopped reading"
+            );
+        })
+    };
+    for t in [steady, slow_headers, silent, stalled_body, slow_reader] {
+        t.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served = checker.await.unwrap();
+    assert!(served >= 5, "other clients were served {served} times");
+
+    // Nothing of the stalled upload was stored; the hub is healthy and counted the timeout.
+    let storage = h.dir.path().join("storage");
+    assert!(
+        !files_under(&storage.join("blobs"))
+            .iter()
+            .any(|f| f.contains("stalled")),
+        "a stalled upload left a blob"
+    );
+    assert!(
+        matches!(
+            remote
+                .get_blob(&RemotePath::parse("stalled/blob").unwrap())
+                .await,
+            Err(RemoteError::NotFound(_))
+        ),
+        "a stalled upload became a blob"
+    );
+    healthy(&url).await;
+    assert!(metric(&url, "stratahub_request_timeouts_total").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_storage_never_answers_times_out_with_503() {
+    // A storage endpoint that accepts connections and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hole.incoming() {
+            held.push(s);
+        }
+    });
+    let opts: Vec<String> = [
+        format!("endpoint=http://127.0.0.1:{port}"),
+        "allow_http=true".into(),
+        "skip_signature=true".into(),
+        "region=us-east-1".into(),
+    ]
+    .into();
+    let hub = HubProcess::start(
+        "s3://black-hole/hub",
+        &opts,
+        &["--open", "--request-timeout", "2"],
+    );
+    let (s, v) = tokio::time::timeout(
+        Duration::from_secs(30),
+        answer(client().get(format!("{}/v1/projects", hub.url))),
+    )
+    .await
+    .expect("the request was not cut off by --request-timeout");
+    assert_eq!((s, code(&v)), (503, "timeout"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--request-timeout"),
+        "{v}"
+    );
+    // The hub itself stays healthy.
+    healthy(&hub.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_cap_are_refused_with_503_and_served_again_later() {
+    let h = FolderHub::start(&["--max-connections", "2", "--header-timeout", "60"]);
+    let url = h.hub.url.clone();
+    // Two connections, each served once and then kept open (idle, keep-alive).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut sock = TcpStream::connect(addr(&url)).await.unwrap();
+        sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"ok\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
+                .await
+                .expect("a held connection was not served")
+                .unwrap();
+            assert!(n > 0, "a held connection was closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200"));
+        held.push(sock);
+    }
+    // A third is refused cleanly: 503 `overloaded`, Retry-After, then closed.
+    for _ in 0..3 {
+        let resp = client().get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let v = resp.json_value().await;
+        assert_eq!(code(&v), "overloaded", "{v}");
+    }
+    // The HTTP remote sees a retryable error.
+    let remote = http_remote(&url, "acme/app", Some(&h.admin));
+    let e = remote.list_blobs("").await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    // Once one closes, new connections are served again.
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..100 {
+        let resp = client().get(format!("{url}/healthz")).send().await.unwrap();
+        if resp.status() == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "a freed connection slot was never reused");
+    let refused = metric(&url, "stratahub_connections_refused_total").await;
+    assert!(refused >= 4.0, "{refused}");
+    drop(held);
+    healthy(&url).await;
+}

@@ -88,22 +88,6 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-async fn metric(url: &str, name: &str) -> f64 {
-    let body = client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_walkthrough_through_the_hub() {
     let h = FolderHub::start(&[]);
@@ -394,4 +378,202 @@ async fn a_blob_damaged_in_the_hubs_storage_is_caught_by_the_pulling_client() {
     );
     // Nothing was applied.
     assert!(b.keys().is_empty());
+}
+
+/// `n` characters that zstd cannot shrink much (base64 of a SHA-256 chain seeded by `seed`).
+fn noise(seed: &str, n: usize) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut raw = Vec::with_capacity(n);
+    let mut h = Sha256::digest(seed.as_bytes());
+    while raw.len() * 4 / 3 < n + 4 {
+        raw.extend_from_slice(&h);
+        h = Sha256::digest(h);
+    }
+    let mut s = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&raw);
+    s.truncate(n);
+    s
+}
+
+/// `strata push --all hub` from `db`, in the background.
+fn spawn_push(db: &Db) -> std::process::Child {
+    Command::new(strata_bin())
+        .env_remove("STRATA_DB")
+        .env_remove("STRATA_TOKEN")
+        .arg("--db")
+        .arg(&db.path)
+        .args(["push", "--all", "hub"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// (version, entries, kind) of every version of `branch`, newest first.
+fn versions(db: &Db, branch: &str) -> Vec<(u64, u64, String)> {
+    db.json(&["-b", branch, "log"])["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["entries"].as_u64().unwrap(),
+                v["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_hub_during_cli_pushes_then_the_rerun_converges_exactly_once() {
+    use sha2::{Digest, Sha256};
+    use std::time::{Duration, Instant};
+    use strata_remote::{encode_segment, Remote, RemoteExt, RemotePath};
+
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage").to_string_lossy().into_owned();
+    let admin = create_key(&storage, &[], true, "admin");
+    let mut hub = HubProcess::start(&storage, &[], &[]);
+    // Restarts listen on the same address, so the URL the databases hold keeps working.
+    let listen = hub.url.trim_start_matches("http://").to_string();
+    create_project(&hub.url, &admin, "acme", "crash").await;
+    let remote_url = format!("{}/acme/crash", hub.url);
+    let src = Db {
+        path: dir.path().join("src"),
+        token: Some(admin.clone()),
+    };
+    let other = Db {
+        path: dir.path().join("other"),
+        token: Some(admin.clone()),
+    };
+    // The source gives up quickly while the hub is down (one HTTP retry inside each sync retry).
+    src.ok(&[
+        "remote",
+        "add",
+        "hub",
+        &remote_url,
+        "--token",
+        &admin,
+        "-o",
+        "max_retries=1",
+    ]);
+    other.ok(&["remote", "add", "hub", &remote_url, "--token", &admin]);
+    let branches: Vec<String> = (0..4).map(|i| format!("agent-{i}")).collect();
+    for b in &branches {
+        src.ok(&["branch", "create", b]);
+    }
+    // Each round: three versions of ~90 KB incompressible values on each of four branches, then
+    // `push --all` (one upload and one compare-and-swap per branch). Round 0 runs undisturbed to
+    // time a push; later rounds kill the hub with SIGKILL at spread fractions of that time. In odd
+    // rounds the hub stays down until the push gives up; in even rounds it is back at once, so the
+    // push's own retries may reach it. Either way the push is then run again.
+    const ROUNDS: usize = 6;
+    let mut push_time = Duration::ZERO;
+    let mut cut = 0;
+    for round in 0..ROUNDS {
+        for (i, b) in branches.iter().enumerate() {
+            for j in 0..3 {
+                let v = format!("\"{}\"", noise(&format!("{round}/{i}/{j}"), 90_000));
+                src.ok(&["-b", b, "kv", "put", &format!("r{round}:k{j}"), &v]);
+            }
+        }
+        let start = Instant::now();
+        let mut push = spawn_push(&src);
+        if round == 0 {
+            let out = push.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", tail(&text(&out.stderr)));
+            push_time = start.elapsed();
+        } else {
+            let at = push_time.mul_f64(round as f64 / ROUNDS as f64);
+            std::thread::sleep(at.saturating_sub(start.elapsed()));
+            let running = push.try_wait().unwrap().is_none();
+            hub.kill();
+            if round % 2 == 0 {
+                hub = HubProcess::start_listening(&storage, &[], &listen, &[], None);
+            }
+            let out = push.wait_with_output().unwrap();
+            for s in [&out.stdout, &out.stderr] {
+                assert!(!text(s).contains(&admin), "the token shows: {}", text(s));
+            }
+            if running && !out.status.success() {
+                cut += 1;
+            }
+            if round % 2 == 1 {
+                hub = HubProcess::start_listening(&storage, &[], &listen, &[], None);
+            }
+            // The re-run converges (a push that died after moving a cursor completes).
+            src.ok(&["push", "--all", "hub"]);
+        }
+        for b in &branches {
+            other.ok(&["-b", b, "pull", "hub", b]);
+        }
+    }
+    assert!(
+        cut >= 1,
+        "only {cut} pushes were cut off by a kill (a push took {push_time:?}): the test did not test"
+    );
+
+    // Every branch is in sync, at the source's own version: each version went up exactly once.
+    let remote = http_remote(&hub.url, "acme/crash", Some(&admin));
+    for b in &branches {
+        let st = src.json(&["-b", b, "status", "hub"])["branches"][0].clone();
+        for field in ["ahead_versions", "behind_versions"] {
+            assert_eq!(st[field], 0, "{b} {field}: {st}");
+        }
+        let local = versions(&src, b)[0].0;
+        assert_eq!(st["remote_version"], local, "{b}: {st}");
+        // The remote chain is whole and every blob it names verifies.
+        let cursor = remote
+            .read_cursor(&RemotePath::parse(&format!("branches/{}", encode_segment(b))).unwrap())
+            .await
+            .unwrap()
+            .expect("a branch cursor");
+        let c: Value = serde_json::from_slice(&cursor.value).unwrap();
+        assert_eq!(c["version"], local, "{b}: {c}");
+        let mut refs: Vec<&Value> = Vec::new();
+        let mut at = 0;
+        if c["snapshot"].is_object() {
+            refs.push(&c["snapshot"]);
+            at = c["snapshot"]["to"].as_u64().unwrap();
+        }
+        for d in c["deltas"].as_array().unwrap() {
+            assert_eq!(
+                d["from"].as_u64().unwrap(),
+                at,
+                "{b}: a gap or overlap: {c}"
+            );
+            at = d["to"].as_u64().unwrap();
+            refs.push(d);
+        }
+        assert_eq!(at, local, "{b}: the chain ends at {at}: {c}");
+        for r in refs {
+            let p = RemotePath::parse(r["path"].as_str().unwrap()).unwrap();
+            let bytes = remote.get_bytes(&p).await.unwrap();
+            assert_eq!(bytes.len() as u64, r["bytes"].as_u64().unwrap(), "{p}");
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), r["sha256"], "{p}");
+        }
+    }
+    // The database that pulled along and a fresh clone hold exactly the source's entries; the
+    // clone holds its versions one for one.
+    let clone = dir.path().join("clone");
+    let out = Command::new(strata_bin())
+        .env("STRATA_TOKEN", &admin)
+        .args(["clone", &remote_url])
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "clone: {}", tail(&text(&out.stderr)));
+    let clone = Db {
+        path: clone,
+        token: Some(admin.clone()),
+    };
+    for b in &branches {
+        other.ok(&["-b", b, "pull", "hub", b]);
+        let want = src.json(&["-b", b, "kv", "list"])["entries"].clone();
+        assert_eq!(want.as_array().unwrap().len(), ROUNDS * 3, "{b}");
+        assert_eq!(other.json(&["-b", b, "kv", "list"])["entries"], want, "{b}");
+        assert_eq!(clone.json(&["-b", b, "kv", "list"])["entries"], want, "{b}");
+        assert_eq!(versions(&clone, b), versions(&src, b), "{b}");
+    }
 }

@@ -819,9 +819,12 @@ impl PyStrata {
 
     // ----- sync -----
 
-    /// Adds a remote: a folder path, `file://`, `s3://bucket/prefix`, `gs://…`, `az://…` (and what
-    /// else this build's backends open). `token` and keyword `options` (e.g. `endpoint=`,
-    /// `region=`) are stored with it.
+    /// Adds a remote: a folder path, `file://`, `s3://bucket/prefix`, `gs://…`, `az://…`, or a
+    /// StrataHub project `http(s)://host[:port]/owner/project`. Keyword `options` (e.g. `endpoint=`,
+    /// `region=` for buckets; `timeout=`, `max_retries=` for a hub) are stored with it. `token` is a
+    /// hub's API key, kept in this database only (never pushed; `remotes()` shows it as `***`);
+    /// without it the STRATA_TOKEN environment variable is read at each use. A hub that refuses the
+    /// key raises `Unauthorized` (or `PermissionDenied` for a key that may only read).
     #[pyo3(signature = (name, url, token=None, **options))]
     fn remote_add(
         &self,
@@ -1034,7 +1037,8 @@ impl PyStrata {
 /// Creates a database at `path` from the remote at `url` (saved as remote `origin`), with every
 /// branch the remote holds (only `branch` if given; only about the last `depth` versions of each,
 /// when the remote holds a shallow snapshot that close, else the whole history). Keyword `options`
-/// are the remote's (e.g. `endpoint=`). Returns it open.
+/// are the remote's (e.g. `endpoint=`); `token` is a hub's API key (else STRATA_TOKEN), stored with
+/// `origin`. Returns it open.
 #[pyfunction]
 #[pyo3(signature = (url, path, token=None, *, branch=None, depth=None, **options))]
 pub(crate) fn clone(

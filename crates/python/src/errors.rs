@@ -51,6 +51,18 @@ create_exception!(
 );
 create_exception!(
     _stratadb,
+    Unauthorized,
+    StrataError,
+    "The remote refused the credentials: missing, wrong or expired (a hub's API key comes from `token=` or STRATA_TOKEN; a bucket's from the cloud's own variables)."
+);
+create_exception!(
+    _stratadb,
+    PermissionDenied,
+    StrataError,
+    "The credentials are valid but may not do this (e.g. a hub key that is not a writing member of the project)."
+);
+create_exception!(
+    _stratadb,
     InvalidArgument,
     StrataError,
     "A name, value, option or argument is not acceptable; the message says which and why."
@@ -126,9 +138,25 @@ fn sync_kind(e: &S) -> fn(String) -> PyErr {
             RemoteError::NotFound(_) => NotFound::new_err,
             RemoteError::Corrupt(_) => Corrupt::new_err,
             RemoteError::Invalid(_) => InvalidArgument::new_err,
+            RemoteError::Unauthorized(_) => Unauthorized::new_err,
+            RemoteError::PermissionDenied(_) => PermissionDenied::new_err,
             _ => StrataError::new_err,
         },
         _ => StrataError::new_err,
+    }
+}
+
+/// What to do about a hub's refusal, in Python's terms (the hub's own message speaks HTTP).
+const HUB_TOKEN_HINT: &str =
+    "to give the hub's API key in Python: remote_add(name, url, token=...), \
+     stratadb.clone(url, path, token=...) or the STRATA_TOKEN environment variable";
+
+/// `msg`, plus how to pass a hub's API key when a hub (an `http(s)://` remote) refused the caller.
+fn with_hint(e: &S, msg: String) -> String {
+    let hub = msg.contains("http://") || msg.contains("https://");
+    match e {
+        S::Remote(RemoteError::Unauthorized(_)) if hub => format!("{msg} ({HUB_TOKEN_HINT})"),
+        _ => msg,
     }
 }
 
@@ -146,7 +174,7 @@ impl Failure {
     pub(crate) fn into_pyerr(self, py: Python<'_>) -> PyErr {
         let (err, retryable) = match &self {
             Failure::Engine(e) => (engine_kind(e)(chain(e)), e.is_retryable()),
-            Failure::Sync(e) => (sync_kind(e)(chain(e)), e.is_retryable()),
+            Failure::Sync(e) => (sync_kind(e)(with_hint(e, chain(e))), e.is_retryable()),
             Failure::Rejected(e, _) => (PushRejected::new_err(chain(e)), false),
             Failure::Invalid(m) => (InvalidArgument::new_err(m.clone()), false),
             Failure::Other(m) => (StrataError::new_err(m.clone()), false),
@@ -192,5 +220,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Corrupt", py.get_type::<Corrupt>())?;
     m.add("Busy", py.get_type::<Busy>())?;
     m.add("InvalidArgument", py.get_type::<InvalidArgument>())?;
+    m.add("Unauthorized", py.get_type::<Unauthorized>())?;
+    m.add("PermissionDenied", py.get_type::<PermissionDenied>())?;
     Ok(())
 }

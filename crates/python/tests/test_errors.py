@@ -18,6 +18,8 @@ def test_hierarchy() -> None:
         stratadb.Corrupt,
         stratadb.Busy,
         stratadb.InvalidArgument,
+        stratadb.Unauthorized,
+        stratadb.PermissionDenied,
     ):
         assert issubclass(cls, stratadb.StrataError)
         assert not issubclass(cls, RuntimeError)

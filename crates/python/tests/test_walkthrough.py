@@ -1,4 +1,5 @@
-"""Seed 004's walkthrough in Python, step by step, through a folder remote and through S3 (moto)."""
+"""Seed 004's walkthrough in Python, step by step, through a folder remote, through S3 (moto) and through
+a real StrataHub (`stratahub` on 127.0.0.1, a project per test, a write member's API key as `token=`)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def test_seed_walkthrough(tmp_path: Path, remote: Remote) -> None:
     # Registering a remote, then the first push: everything is uploaded.
     a.remote_add("hub", url, **options)
     assert [r["name"] for r in a.remotes()] == ["hub"]
+    if "token" in options:
+        # A hub's API key is kept in the local database and listed only as ***.
+        assert a.remotes()[0]["options"]["token"] == "***"
+        assert options["token"] not in repr(a.remotes())
     assert a.sync_status("hub", "main")["ahead"] == 4
     pushed = a.push("hub", "main")
     assert pushed["entries"] == 4 and not pushed["up_to_date"]
@@ -110,5 +115,7 @@ def test_seed_walkthrough(tmp_path: Path, remote: Remote) -> None:
     c = stratadb.clone(url, tmp_path / "agent-c", **options)
     assert dict(c.kv_list()) == dict(a.kv_list())
     assert [r["name"] for r in c.remotes()] == ["origin"]
+    if "token" in options:
+        assert c.remotes()[0]["options"] == {"token": "***"}  # the key is kept for later pulls
     st = c.sync_status("origin", "main")
     assert (st["ahead"], st["behind"]) == (0, 0)

@@ -232,10 +232,17 @@ impl HttpRemote {
     pub fn from_config(cfg: HttpConfig, shown: &str) -> Result<HttpRemote> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the hub's default --header-timeout (30 s), which closes idle connections: a
+            // connection is dropped here before the hub can close it under a new request.
+            .pool_idle_timeout(Duration::from_secs(20))
             .user_agent(concat!("strata-remote-http/", env!("CARGO_PKG_VERSION")));
         if let Some(t) = cfg.timeout {
             b = b.timeout(t);
+        }
+        if cfg.base.scheme() == "http" {
+            // A plain-HTTP hub needs no TLS: skip loading the system's CA roots, which costs more
+            // (~20 ms) than a whole small pull. With no roots, no https:// redirect is followed.
+            b = b.tls_certs_only(std::iter::empty());
         }
         let client = b.build().map_err(|e| {
             RemoteError::Other(ErrorDetail::with_source("cannot build an HTTP client", e))
@@ -349,7 +356,7 @@ impl HttpRemote {
             ("forbidden", _) | (_, StatusCode::FORBIDDEN) => RemoteError::PermissionDenied(d),
             ("corrupt", _) => RemoteError::Corrupt(d),
             ("invalid" | "too_large" | "body_mismatch", _) => RemoteError::Invalid(d),
-            ("unavailable" | "timeout", _)
+            ("unavailable" | "timeout" | "overloaded", _)
             | (
                 _,
                 StatusCode::BAD_GATEWAY

@@ -812,14 +812,16 @@ async fn fetch_into_mirror_depth(
                 .flat_map(BlobReader::raw)
                 .filter(|cs| cs.as_ref().map_or(true, |cs| cs.version > skip_to));
             let end = (version > skip_to).then(|| Ok(end_marker(version)));
-            rep.apply(&mirror2, m, snap.chain(rest).chain(end), None, &[])
+            read_ahead(snap.chain(rest).chain(end), |changes| {
+                rep.apply(&mirror2, m, changes, None, &[])
+            })
         } else {
             let chain = readers
                 .into_iter()
                 .flat_map(BlobReader::raw)
                 .filter(|cs| cs.as_ref().map_or(true, |cs| cs.version > m))
                 .chain(std::iter::once(Ok(end_marker(version))));
-            rep.apply(&mirror2, m, chain, None, &[])
+            read_ahead(chain, |changes| rep.apply(&mirror2, m, changes, None, &[]))
         };
         drop(files);
         match res {
@@ -1515,27 +1517,25 @@ async fn pack_tail(
         let db = db.clone();
         blocking(move || spool_dir(&db)).await?
     };
-    let mut files = Vec::with_capacity(refs.len());
-    for (i, r) in refs.iter().enumerate() {
-        let label = format!("pack {branch} ({}/{})", i + 1, refs.len());
-        files.push(download(remote, r, &dir, &label, &opts.progress).await?);
-    }
     let (from, to) = (refs[0].from, refs[refs.len() - 1].to);
     let source_version = refs[refs.len() - 1].source_version;
-    let packed = {
-        let (branch, refs) = (branch.to_string(), refs.clone());
-        blocking(move || {
-            let mut b = BlobBuilder::new_in(&dir, "delta", &branch, from, to)?;
-            for (f, r) in files.iter().zip(&refs) {
-                verify_blob(f, r, &branch)?;
-                for cs in BlobReader::open(f.as_file(), &r.path)? {
-                    b.push(&cs?)?;
-                }
-            }
-            b.finish()
-        })
-        .await?
-    };
+    let packed = repack(
+        remote,
+        branch,
+        &refs,
+        from,
+        to,
+        &dir,
+        "pack",
+        &opts.progress,
+    )
+    .await?
+    .ok_or_else(|| {
+        SyncError::corrupt(
+            format!("cursor of {branch:?}"),
+            format!("its blobs ({from}, {to}] hold no versions"),
+        )
+    })?;
     let path = layout::delta_path(branch, from, to);
     upload(
         remote,
@@ -1561,6 +1561,42 @@ async fn pack_tail(
     Ok(Some(path.to_string()))
 }
 
+/// Downloads `refs` (verifying each) and writes their change sets after version `after` into one new
+/// delta blob `(after, to]`, the same change sets, every version kept: what packing after a push and
+/// `remote compact` both do. `None` when no change set lies after `after`.
+#[allow(clippy::too_many_arguments)]
+async fn repack(
+    remote: &dyn Remote,
+    branch: &str,
+    refs: &[BlobRef],
+    after: u64,
+    to: u64,
+    dir: &Path,
+    what: &str,
+    progress: &Progress,
+) -> Result<Option<SpooledBlob>> {
+    let mut files = Vec::with_capacity(refs.len());
+    for (i, r) in refs.iter().enumerate() {
+        let label = format!("{what} {branch} ({}/{})", i + 1, refs.len());
+        files.push(download(remote, r, dir, &label, progress).await?);
+    }
+    let (branch, refs, dir) = (branch.to_string(), refs.to_vec(), dir.to_path_buf());
+    blocking(move || {
+        let mut b = BlobBuilder::new_in(&dir, "delta", &branch, after, to)?;
+        for (f, r) in files.iter().zip(&refs) {
+            verify_blob(f, r, &branch)?;
+            for cs in BlobReader::open(f.as_file(), &r.path)? {
+                let cs = cs?;
+                if cs.version > after {
+                    b.push(&cs)?;
+                }
+            }
+        }
+        Ok(Some(b.finish()?).filter(|b| b.header.record_count > 0))
+    })
+    .await
+}
+
 /// The compaction level a blob of this size starts at: 0 up to 64 KiB, then one more per factor of 8.
 /// A large blob (a first push, say) is never packed together with small ones: packing costs what the
 /// packed blobs weigh, and blobs of one level weigh about the same.
@@ -1580,6 +1616,31 @@ fn digest(v: Option<&Value>) -> [u8; 32] {
         None => [0; 32],
         Some(v) => Sha256::digest(v.to_msgpack()).into(),
     }
+}
+
+/// Change sets read ahead (decompressed and parsed) on their own thread while `apply` writes the
+/// previous ones: at most this many wait, each cut at about 4 MiB, so memory stays bounded.
+const READ_AHEAD: usize = 4;
+
+/// Runs `apply` over `changes` while another thread produces them, so that reading blobs (zstd and
+/// MessagePack) overlaps SQLite's writes. Called inside `spawn_blocking`, never on a runtime worker.
+/// When `apply` stops early (an error), the producer stops at its next change set.
+fn read_ahead<T: Send, R>(
+    changes: impl Iterator<Item = T> + Send,
+    apply: impl FnOnce(&mut dyn Iterator<Item = T>) -> R,
+) -> R {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        s.spawn(move || {
+            for cs in changes {
+                if tx.send(cs).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut received = rx.into_iter();
+        apply(&mut received)
+    })
 }
 
 /// The blocking half of a push before any upload: checks the branch contains the mirror, records an
@@ -1679,7 +1740,24 @@ fn plan_push(
                 Default::default();
             let mut local = None;
             let mut next = r;
-            for cs in db.changes_between(&branch_rev, bv)? {
+            // The branch's own versions after `bv`: the runs between the skipped merges, read run by
+            // run so that the merged changes (however many) are never read.
+            let mut runs = Vec::new();
+            let mut lo = bv;
+            for &v in skip.iter().filter(|&&v| v <= h) {
+                if v > lo + 1 {
+                    runs.push((lo, v - 1));
+                }
+                lo = v;
+            }
+            if h > lo {
+                runs.push((lo, h));
+            }
+            let own = runs
+                .into_iter()
+                .map(|(lo, hi)| db.changes_between(&Rev::at(branch, hi), lo))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            for cs in own.into_iter().flatten() {
                 let cs = cs?;
                 if skip.contains(&cs.version) {
                     continue;
@@ -2242,26 +2320,16 @@ pub async fn compact_with(
     // The chain after `base` as one blob of the same change sets.
     let keep: Vec<BlobRef> = doc.deltas.iter().filter(|d| d.to > base).cloned().collect();
     if squash || keep.len() > 1 {
-        let mut files = Vec::with_capacity(keep.len());
-        for (i, r) in keep.iter().enumerate() {
-            let label = format!("compact {branch} ({}/{})", i + 1, keep.len());
-            files.push(download(remote, r, &dir, &label, progress).await?);
-        }
-        let (branch2, keep2, dir2) = (branch.to_string(), keep.clone(), dir.clone());
-        let to = doc.version;
-        let packed = blocking(move || {
-            let mut b = BlobBuilder::new_in(&dir2, "delta", &branch2, base, to)?;
-            for (f, r) in files.iter().zip(&keep2) {
-                verify_blob(f, r, &branch2)?;
-                for cs in BlobReader::open(f.as_file(), &r.path)? {
-                    let cs = cs?;
-                    if cs.version > base {
-                        b.push(&cs)?;
-                    }
-                }
-            }
-            Ok(Some(b.finish()?).filter(|b| b.header.record_count > 0))
-        })
+        let packed = repack(
+            remote,
+            branch,
+            &keep,
+            base,
+            doc.version,
+            &dir,
+            "compact",
+            progress,
+        )
         .await?;
         new.deltas.clear();
         if let Some(p) = packed {

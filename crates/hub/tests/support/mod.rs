@@ -50,8 +50,20 @@ impl HubProcess {
         extra: &[&str],
         log: Option<&Path>,
     ) -> HubProcess {
+        HubProcess::start_listening(storage, storage_options, "127.0.0.1:0", extra, log)
+    }
+
+    /// Starts `stratahub serve` over `storage` on `listen` (a restart on the port a killed hub
+    /// used, so that remotes naming its URL reach the new one).
+    pub fn start_listening(
+        storage: &str,
+        storage_options: &[String],
+        listen: &str,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> HubProcess {
         let mut cmd = Command::new(HUB);
-        cmd.args(["serve", "--storage", storage, "--listen", "127.0.0.1:0"]);
+        cmd.args(["serve", "--storage", storage, "--listen", listen]);
         for o in storage_options {
             cmd.args(["-o", o]);
         }
@@ -252,4 +264,21 @@ pub fn files_under(root: &Path) -> Vec<String> {
     walk(root, root, &mut out);
     out.sort();
     out
+}
+
+/// The value of the metric line `name` in the hub's `/metrics`.
+pub async fn metric(url: &str, name: &str) -> f64 {
+    let body = client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .parse()
+        .unwrap()
 }

@@ -48,6 +48,12 @@ class Busy(StrataError):
 class InvalidArgument(StrataError):
     """A name, value, option or argument is not acceptable."""
 
+class Unauthorized(StrataError):
+    """The remote refused the credentials: missing, wrong or expired (a hub's API key: ``token=`` or STRATA_TOKEN)."""
+
+class PermissionDenied(StrataError):
+    """The credentials are valid but may not do this (e.g. a hub key that is not a writing member)."""
+
 class SyncStatus(TypedDict):
     branch: str
     ahead: int

@@ -29,12 +29,18 @@ def run(folder: Path) -> Tuple[int, Optional[float]]:
     ahead: int = status["ahead"]
     for s in db.sync_status("origin", all=True):
         assert s["behind"] == 0
+    # A StrataHub remote with its API key (stored locally, listed as ***); nothing is sent here.
+    db.remote_add("hub", "http://127.0.0.1:9/acme/agent-memory", token="shub_example", timeout=30)
+    masked: str = next(r for r in db.remotes() if r["name"] == "hub")["options"]["token"]
+    assert masked == "***"
     try:
         db.merge("main", "main", strategy="strict")
     except stratadb.MergeConflict as e:
         print(len(e.conflicts))
     except stratadb.PushRejected as e:
         print(e.remote_version)
+    except (stratadb.Unauthorized, stratadb.PermissionDenied) as e:
+        print(e.retryable)
     except stratadb.StrataError as e:
         print(e.retryable)
     return ahead + added + len(keys) + remote_version, status["last_synced"]
