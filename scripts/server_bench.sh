@@ -12,7 +12,7 @@ C=${C:-50}
 P=${P:-16}
 N_GET=${N_GET:-200000}
 N_SET=${N_SET:-20000}
-for t in redis-server redis-benchmark; do
+for t in redis-server redis-benchmark redis-cli; do
     command -v "$t" >/dev/null || { echo "$t is not installed (apt-get install redis-server redis-tools)" >&2; exit 1; }
 done
 cargo build --release --locked -q -p strata-server --bins
@@ -25,11 +25,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 redis_run() { # $1 label, $2 extra redis args
     local port; port=$(free_port)
-    mkdir -p "$tmp/redis-$1"
+    local dir="$tmp/redis-$port"
+    mkdir -p "$dir"
     # shellcheck disable=SC2086
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp/redis-$1" --save '' $2 >/dev/null &
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' $2 >/dev/null &
     pids+=($!)
-    for _ in $(seq 50); do redis-benchmark -p "$port" -n 1 -t ping -q >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
     for pipe in 1 "$P"; do
         for t in get set; do
             local n=$N_GET; [[ $t == set ]] && n=$N_SET
