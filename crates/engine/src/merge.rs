@@ -284,11 +284,6 @@ fn record_merge_diff(
     parts.extend(uncovered(&s_now, &s_then));
     parts.extend(uncovered(&s_then, &s_now));
     let mut total = rows_in(conn, &parts)?;
-    if with_keys {
-        total += conn
-            .prepare_cached("SELECT keys FROM merge_diffs WHERE target=?1 AND source=?2")?
-            .query_row(params![tgt.id, src], |r| r.get::<_, i64>(0))? as u64;
-    }
     if after > tgt.head {
         total += conn
             .prepare_cached("SELECT COUNT(*) FROM entries WHERE rowid>=?1")?
@@ -308,10 +303,6 @@ fn record_merge_diff(
             }
         }
     }
-    if with_keys {
-        conn.prepare_cached(DIFF_KEYS_FILL_SQL)?
-            .execute(params![tgt.id, src])?;
-    }
     if after > tgt.head {
         conn.prepare_cached(
             "INSERT OR IGNORE INTO temp.strata_candidates(space, kind, key) \
@@ -319,16 +310,23 @@ fn record_merge_diff(
         )?
         .execute(params![first_row, tgt.id, after as i64])?;
     }
-    conn.prepare_cached("DELETE FROM merge_diff_keys WHERE target=?1 AND source=?2")?
-        .execute(params![tgt.id, src])?;
-    let mut keys = 0i64;
+    // From the previous record, only the keys written since can change membership: the others keep
+    // their values on both sides, so they stay in (or out of) the difference without being read.
+    // The cost is the rows written since the previous merge, not the size of the difference.
+    if !with_keys {
+        conn.prepare_cached("DELETE FROM merge_diff_keys WHERE target=?1 AND source=?2")?
+            .execute(params![tgt.id, src])?;
+    }
     let out = {
         let mut ins = conn.prepare_cached(
-            "INSERT INTO merge_diff_keys(target, source, space, kind, key) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO merge_diff_keys(target, source, space, kind, key) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for_each_candidate(conn, &s_now, &t_now, &mut |k, _, _| {
-            ins.execute(params![tgt.id, src, k.space, k.kind.code(), k.key])?;
-            keys += 1;
+        let mut del = conn.prepare_cached(
+            "DELETE FROM merge_diff_keys WHERE target=?1 AND source=?2 AND space=?3 AND kind=?4 AND key=?5",
+        )?;
+        for_each_candidate_pair(conn, &s_now, &t_now, &mut |k, differ| {
+            let st = if differ { &mut ins } else { &mut del };
+            st.execute(params![tgt.id, src, k.space, k.kind.code(), k.key])?;
             Ok(())
         })
     };
@@ -337,12 +335,51 @@ fn record_merge_diff(
         .and_then(|mut st| st.execute([]));
     out?;
     cleared?;
+    let keys: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM merge_diff_keys WHERE target=?1 AND source=?2")?
+        .query_row(params![tgt.id, src], |r| r.get(0))?;
     conn.prepare_cached(
         "INSERT OR REPLACE INTO merge_diffs(target, source, target_version, source_version, keys) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![tgt.id, src, after as i64, sv as i64, keys])?;
     Ok(())
+}
+
+/// Calls `f(key, differs)` for every key of the candidate table, in key order, a page at a time.
+fn for_each_candidate_pair(
+    conn: &Connection,
+    a: &View,
+    b: &View,
+    f: &mut impl FnMut(&EntryKey, bool) -> Result<()>,
+) -> Result<()> {
+    let mut after: (String, i64, String) = (String::new(), -1, String::new());
+    loop {
+        let page = conn
+            .prepare_cached(CANDIDATES_PAGE_SQL)?
+            .query_map(
+                params![after.0, after.1, after.2, CANDIDATE_PAGE as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, u8>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let n = page.len();
+        for (space, kind, key) in page {
+            let k = EntryKey::new(space, Kind::from_code(kind)?, key);
+            let va = store::get_value(conn, a, k.kind, &k.space, &k.key)?;
+            let vb = store::get_value(conn, b, k.kind, &k.space, &k.key)?;
+            f(&k, va != vb)?;
+            after = (k.space, kind as i64, k.key);
+        }
+        if n < CANDIDATE_PAGE {
+            return Ok(());
+        }
+    }
 }
 
 /// Calls `f` for every key of the candidate table whose value differs between the views, in key
