@@ -313,10 +313,16 @@ fn record_merge_diff(
     // From the previous record, only the keys written since can change membership: the others keep
     // their values on both sides, so they stay in (or out of) the difference without being read.
     // The cost is the rows written since the previous merge, not the size of the difference.
-    if !with_keys {
+    // The key count moves by what is added and removed: counting the whole difference again at
+    // every merge would cost its size.
+    let mut keys: i64 = if with_keys {
+        conn.prepare_cached("SELECT keys FROM merge_diffs WHERE target=?1 AND source=?2")?
+            .query_row(params![tgt.id, src], |r| r.get(0))?
+    } else {
         conn.prepare_cached("DELETE FROM merge_diff_keys WHERE target=?1 AND source=?2")?
             .execute(params![tgt.id, src])?;
-    }
+        0
+    };
     let out = {
         let mut ins = conn.prepare_cached(
             "INSERT OR IGNORE INTO merge_diff_keys(target, source, space, kind, key) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -325,8 +331,12 @@ fn record_merge_diff(
             "DELETE FROM merge_diff_keys WHERE target=?1 AND source=?2 AND space=?3 AND kind=?4 AND key=?5",
         )?;
         for_each_candidate_pair(conn, &s_now, &t_now, &mut |k, differ| {
-            let st = if differ { &mut ins } else { &mut del };
-            st.execute(params![tgt.id, src, k.space, k.kind.code(), k.key])?;
+            let p = params![tgt.id, src, k.space, k.kind.code(), k.key];
+            if differ {
+                keys += ins.execute(p)? as i64;
+            } else {
+                keys -= del.execute(p)? as i64;
+            }
             Ok(())
         })
     };
@@ -335,9 +345,15 @@ fn record_merge_diff(
         .and_then(|mut st| st.execute([]));
     out?;
     cleared?;
-    let keys: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM merge_diff_keys WHERE target=?1 AND source=?2")?
-        .query_row(params![tgt.id, src], |r| r.get(0))?;
+    debug_assert_eq!(
+        keys,
+        conn.query_row(
+            "SELECT COUNT(*) FROM merge_diff_keys WHERE target=?1 AND source=?2",
+            params![tgt.id, src],
+            |r| r.get::<_, i64>(0)
+        )?,
+        "the recorded difference's key count"
+    );
     conn.prepare_cached(
         "INSERT OR REPLACE INTO merge_diffs(target, source, target_version, source_version, keys) \
          VALUES (?1, ?2, ?3, ?4, ?5)",

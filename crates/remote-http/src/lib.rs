@@ -223,6 +223,34 @@ impl HttpConfig {
 }
 
 impl HttpRemote {
+    /// `GET /<kind>?prefix=…` (kind `blobs` or `cursors`): the hub's JSON list of what lies under a
+    /// prefix.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<T>> {
+        RemotePath::parse_prefix(prefix)?;
+        let url = self.url(kind, &[("prefix", prefix)]);
+        let what = format!("list {kind} under {prefix:?}");
+        let resp = self
+            .send(&what, true, || self.request(Method::GET, url.clone()))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.error_of(&what, resp).await);
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&what, e))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            RemoteError::Other(ErrorDetail::with_source(
+                format!("{self}: {what}: the hub's answer is not a list of {kind}"),
+                e,
+            ))
+        })
+    }
+
     /// Opens the remote `url` names (see [`HttpConfig::parse`]). No I/O.
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<HttpRemote> {
         HttpRemote::from_config(HttpConfig::parse(url, options)?, url)
@@ -551,25 +579,7 @@ impl Remote for HttpRemote {
     }
 
     async fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMeta>> {
-        RemotePath::parse_prefix(prefix)?;
-        let url = self.url("blobs", &[("prefix", prefix)]);
-        let what = format!("list blobs under {prefix:?}");
-        let resp = self
-            .send(&what, true, || self.request(Method::GET, url.clone()))
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.error_of(&what, resp).await);
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&what, e))?;
-        let items: Vec<WireBlob> = serde_json::from_slice(&body).map_err(|e| {
-            RemoteError::Other(ErrorDetail::with_source(
-                format!("{self}: {what}: the hub's answer is not a blob list"),
-                e,
-            ))
-        })?;
+        let items: Vec<WireBlob> = self.list("blobs", prefix).await?;
         items
             .into_iter()
             .map(|b| {
@@ -656,25 +666,7 @@ impl Remote for HttpRemote {
     }
 
     async fn list_cursors(&self, prefix: &str) -> Result<Vec<RemotePath>> {
-        RemotePath::parse_prefix(prefix)?;
-        let url = self.url("cursors", &[("prefix", prefix)]);
-        let what = format!("list cursors under {prefix:?}");
-        let resp = self
-            .send(&what, true, || self.request(Method::GET, url.clone()))
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.error_of(&what, resp).await);
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&what, e))?;
-        let names: Vec<String> = serde_json::from_slice(&body).map_err(|e| {
-            RemoteError::Other(ErrorDetail::with_source(
-                format!("{self}: {what}: the hub's answer is not a cursor list"),
-                e,
-            ))
-        })?;
+        let names: Vec<String> = self.list("cursors", prefix).await?;
         names.iter().map(|n| RemotePath::parse(n)).collect()
     }
 }
