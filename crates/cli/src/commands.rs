@@ -98,36 +98,6 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
             out.show(render::history(at, kind, &key, &list));
             Ok(())
         }
-        Command::Push { target, .. } if handle::server_url(g).is_some() => sync::through_server(
-            g,
-            out,
-            handle::server_url(g).unwrap_or_default(),
-            target,
-            sync::ServerSync::Push,
-        ),
-        Command::Pull {
-            target, strategy, ..
-        } if handle::server_url(g).is_some() => sync::through_server(
-            g,
-            out,
-            handle::server_url(g).unwrap_or_default(),
-            target,
-            sync::ServerSync::Pull(strategy),
-        ),
-        Command::Fetch { target, .. } if handle::server_url(g).is_some() => sync::through_server(
-            g,
-            out,
-            handle::server_url(g).unwrap_or_default(),
-            target,
-            sync::ServerSync::Fetch,
-        ),
-        Command::Status { target, .. } if handle::server_url(g).is_some() => sync::through_server(
-            g,
-            out,
-            handle::server_url(g).unwrap_or_default(),
-            target,
-            sync::ServerSync::Status,
-        ),
         Command::Remote(c) => sync::remote(g, out, rt, c),
         Command::Push {
             target,
@@ -159,37 +129,19 @@ pub fn run(cli: Cli, rt: &Runtime) -> Result<(), Failure> {
     }
 }
 
-/// Refuses, before anything runs, a command that cannot act on a server when --db names one.
+/// Refuses, before anything runs, a command that cannot act on a server when --db names one: those
+/// that create a database (a server's database is the folder it was started on).
 fn refuse_local_only(cmd: &Command, url: &str) -> Result<(), Failure> {
     let what = match cmd {
         Command::Init { .. } => {
-            "strata init (a server's database is created by stratadb-server --data-dir)"
+            "strata init creates a database: a server's database is created by `stratadb-server --data-dir DIR`; to make a local one, run strata init without --db strata://"
         }
-        Command::Config { .. } => "strata config",
-        Command::Export { .. } => "strata export (over a server, use strata bundle export)",
-        Command::Demo { .. } => "strata demo",
-        Command::Clone { .. } => "strata clone",
-        Command::Remote(_) => {
-            "strata remote (a server's remotes are configured in its data folder)"
+        Command::Clone { .. } => {
+            "strata clone creates a database: clone into a folder (strata clone URL DIR) and serve it with `stratadb-server --data-dir DIR`, or bring a remote's branch into the server's database with `strata --db strata://... pull REMOTE BRANCH`"
         }
-        Command::Push { delete: true, .. } => "strata push --delete",
-        Command::Push { all: true, .. }
-        | Command::Pull { all: true, .. }
-        | Command::Fetch { all: true, .. }
-        | Command::Status { all: true, .. } => {
-            "--all (through a server, sync one branch at a time)"
+        Command::Demo { .. } => {
+            "strata demo creates its own database in a folder: run it without --db strata://"
         }
-        Command::Push {
-            set_upstream: true, ..
-        } => "strata push --set-upstream",
-        Command::Pull {
-            conflict_branch: Some(_),
-            ..
-        } => "strata pull --conflict-branch",
-        Command::Pull {
-            strategy: StrategyArg::Ours,
-            ..
-        } => "strata pull --strategy ours (through a server: lww or strict)",
         _ => return Ok(()),
     };
     Err(handle::local_only(what, url))
@@ -199,7 +151,10 @@ fn refuse_local_only(cmd: &Command, url: &str) -> Result<(), Failure> {
 /// parent folder that holds one. Never creates anything.
 pub(crate) fn db_path(g: &Global) -> Result<PathBuf, Failure> {
     if let Some(url) = handle::server_url(g) {
-        return Err(handle::local_only("this command", url));
+        return Err(handle::local_only(
+            "this command needs a local database folder (pass --db DIR)",
+            url,
+        ));
     }
     if let Some(p) = &g.db {
         return Ok(p.clone());
@@ -394,11 +349,11 @@ fn config(
             if unset {
                 return Err(Failure::new(EXIT_USAGE, "--unset needs the setting's name"));
             }
-            let db = open_read(g)?;
+            let db = handle::open(g, true)?;
             out.emit(render::settings(&db.config_list()?));
         }
         (Some(k), None) if !unset => {
-            let db = open_read(g)?;
+            let db = handle::open(g, true)?;
             match db.config(&k)? {
                 Some(v) => out.emit(render::setting(&k, Some(&v), false)),
                 None => {
@@ -409,7 +364,7 @@ fn config(
             }
         }
         (Some(k), value) => {
-            let db = open(g)?;
+            let db = handle::open(g, false)?;
             db.set_config(&k, value.as_deref())?;
             out.emit(render::setting(&k, value.as_deref(), true));
         }
@@ -716,11 +671,7 @@ fn branch(g: &Global, out: Out, cmd: BranchCmd) -> Result<(), Failure> {
                     .named("current_branch"));
                 }
                 // Unmerged: versions of its own that the current branch does not contain.
-                let local = db.local(
-                    "the merged check of strata branch delete (pass --force to delete without it)",
-                    g,
-                )?;
-                if !local.contains(&Rev::head(&current), &Rev::head(&name))? {
+                if !db.contains(&Rev::head(&current), &Rev::head(&name))? {
                     return Err(Failure::new(
                         EXIT_USAGE,
                         format!("branch {name:?} has versions that {current:?} does not contain (merge it first: strata branch merge {name} {current}); delete it anyway with --force"),
@@ -751,20 +702,17 @@ fn branch(g: &Global, out: Out, cmd: BranchCmd) -> Result<(), Failure> {
                 ));
             }
             let src = rev(&source)?;
-            if conflict_branch.is_some() {
-                db.local("strata branch merge --conflict-branch", g)?;
-            }
             let author = g.author.as_deref().filter(|a| !a.is_empty());
-            match db.merge(&src, &target, strategy.into(), g.message.as_deref(), author)? {
+            match db.merge(
+                &src,
+                &target,
+                strategy.into(),
+                g.message.as_deref(),
+                author,
+                conflict_branch.as_deref(),
+            )? {
                 Ok(report) => out.emit(render::merged(&src, &target, &report)),
-                Err(list) => {
-                    let saved = match &conflict_branch {
-                        Some(name) => Some(
-                            db.local("strata branch merge --conflict-branch", g)?
-                                .save_conflicts(&target, &list, name)?,
-                        ),
-                        None => None,
-                    };
+                Err((list, saved)) => {
                     let shown = render::conflicts(&source, &target, &list, saved.as_ref());
                     out.text(&shown.text);
                     return Err(Failure::new(
@@ -952,47 +900,103 @@ fn export(g: &Global, out: Out, file: &Path) -> Result<(), Failure> {
             "export writes JSONL to stdout; give it a FILE to get the --json summary",
         ));
     }
-    let db = open_read(g)?;
+    let db = handle::open(g, true)?;
     let rev = read_rev(g)?;
-    let snap = db.snapshot(&rev)?;
-    let version = snap.version();
-    let sink: Box<dyn Write> = if to_stdout {
-        Box::new(std::io::stdout().lock())
-    } else {
+    let sink = |file: &Path| -> Result<Box<dyn Write>, Failure> {
+        if to_stdout {
+            return Ok(Box::new(std::io::stdout().lock()));
+        }
         if file.exists() {
             return Err(Failure::new(
                 EXIT_USAGE,
                 format!("{} exists; export never overwrites a file", file.display()),
             ));
         }
-        Box::new(std::fs::File::create(file)?)
+        Ok(Box::new(std::fs::File::create(file)?))
     };
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
     let only = g.space.as_deref();
     let mut entries = 0u64;
     let broken = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
-    'sets: for cs in snap {
-        for (k, v) in cs?.puts {
-            if only.is_some_and(|s| s != k.space) {
-                continue;
+    // Writes one entry; false when the reader went away (a closed pipe ends the export quietly).
+    let mut line = |w: &mut dyn Write,
+                    k: &strata_engine::EntryKey,
+                    v: &Value|
+     -> Result<bool, Failure> {
+        let value = match k.kind {
+            Kind::Event => serde_json::json!({
+                "type": v.get("type").map(Value::to_json),
+                "payload": v.get("payload").map_or(serde_json::Value::Null, Value::to_json),
+            }),
+            _ => v.to_json(),
+        };
+        let line = serde_json::json!({
+            "space": k.space, "kind": k.kind.name(), "key": render::display_key(k), "value": value,
+        });
+        match writeln!(w, "{line}") {
+            Ok(()) => {
+                entries += 1;
+                Ok(true)
             }
-            let value = match k.kind {
-                Kind::Event => serde_json::json!({
-                    "type": v.get("type").map(Value::to_json),
-                    "payload": v.get("payload").map_or(serde_json::Value::Null, Value::to_json),
-                }),
-                _ => v.to_json(),
-            };
-            let line = serde_json::json!({
-                "space": k.space, "kind": k.kind.name(), "key": render::display_key(&k), "value": value,
-            });
-            match writeln!(w, "{line}") {
-                Ok(()) => entries += 1,
-                Err(e) if broken(&e) => break 'sets,
-                Err(e) => return Err(e.into()),
-            }
+            Err(e) if broken(&e) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-    }
+    };
+    let (version, mut w) = match &db {
+        Handle::Local(db) => {
+            let snap = db.snapshot(&rev)?;
+            let version = snap.version();
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, sink(file)?);
+            'sets: for cs in snap {
+                for (k, v) in cs?.puts {
+                    if only.is_some_and(|s| s != k.space) {
+                        continue;
+                    }
+                    if !line(&mut w, &k, &v)? {
+                        break 'sets;
+                    }
+                }
+            }
+            (version, w)
+        }
+        // The same entries in the same order (kind, space, key), one page at a time, every page
+        // read at the version the export started at.
+        Handle::Server(c) => {
+            let version = match rev.version {
+                Some(v) => {
+                    checked_head(&db, &rev.branch, v)?;
+                    v
+                }
+                None => c.branch_info(&rev.branch)?.head,
+            };
+            let at = Rev::at(rev.branch.clone(), version);
+            let spaces: Vec<String> = c
+                .list_spaces(&rev.branch)?
+                .into_iter()
+                .filter(|s| only.is_none_or(|o| o == s))
+                .collect();
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, sink(file)?);
+            'all: for kind in Kind::ALL {
+                for space in &spaces {
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = c.list_page(&at, space, kind, "", after.as_deref(), 1000)?;
+                        for (key, v) in &page.entries {
+                            let k =
+                                strata_engine::EntryKey::new(space.as_str(), kind, key.as_str());
+                            if !line(&mut w, &k, v)? {
+                                break 'all;
+                            }
+                        }
+                        match page.next {
+                            Some(n) => after = Some(n),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            (version, w)
+        }
+    };
     match w.flush() {
         Err(e) if !broken(&e) => return Err(e.into()),
         _ => {}

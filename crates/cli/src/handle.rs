@@ -3,9 +3,8 @@
 //!
 //! Both sides answer with the same types; each side's errors become a [`Failure`] with the same exit
 //! codes and `error.code` names. Push, pull, fetch and status run on the server's database
-//! (`sync::through_server`). Commands that only exist locally (`init`, `config`, `export`, `demo`,
-//! `clone`, `remote`, and the sync options that need the local folder) refuse a server URL with
-//! [`local_only`] instead of acting on a folder.
+//! (`sync::SyncDb`), as do `remote` and `config`. Commands that create a database (`init`, `clone`,
+//! `demo`) refuse a server URL with [`local_only`] instead of acting on a folder.
 
 use std::path::Path;
 
@@ -29,13 +28,11 @@ pub(crate) fn server_url(g: &Global) -> Option<&str> {
         .filter(|s| s.starts_with(strata_client::SCHEME))
 }
 
-/// The failure of a command that works on a local database folder only, given a server URL.
+/// The failure of a command that cannot run through a server (`what` says why and what to do).
 pub(crate) fn local_only(what: &str, url: &str) -> Failure {
     Failure::new(
         EXIT_USAGE,
-        format!(
-            "{what} works on a local database folder only, and --db names a server ({url}); run it on the server's machine with --db set to the server's --data-dir"
-        ),
+        format!("--db names a server ({url}), and {what}"),
     )
     .named("local_only")
 }
@@ -88,6 +85,8 @@ impl From<strata_client::Error> for Failure {
             ErrorCode::PushRejected => (EXIT_REJECTED, None),
             ErrorCode::NotFound => (EXIT_NOT_FOUND, None),
             ErrorCode::Diverged => (EXIT_REJECTED, Some("diverged")),
+            ErrorCode::InvalidConfig => (EXIT_USAGE, None),
+            ErrorCode::NotARemote => (EXIT_NOT_FOUND, Some("not_a_remote")),
             _ => (EXIT_ERROR, None),
         };
         let mut message = e.to_string();
@@ -110,6 +109,9 @@ macro_rules! both {
     };
 }
 
+/// What a merge gave: the report, or the conflicts and the branch they were saved on.
+pub(crate) type MergeOutcome = Result<MergeReport, (Vec<MergeConflict>, Option<BranchInfo>)>;
+
 /// A database: local (engine) or a server (client).
 pub(crate) enum Handle {
     Local(Strata),
@@ -129,14 +131,6 @@ pub(crate) enum Tx<'a> {
 }
 
 impl Handle {
-    /// The local database, or the failure of `what` (which works locally only).
-    pub(crate) fn local(&self, what: &str, g: &Global) -> Result<&Strata, Failure> {
-        match self {
-            Handle::Local(db) => Ok(db),
-            Handle::Server(_) => Err(local_only(what, server_url(g).unwrap_or("strata://"))),
-        }
-    }
-
     pub(crate) fn at(&self, rev: &Rev, space: &str) -> Result<Reader<'_>, Failure> {
         Ok(match self {
             Handle::Local(db) => Reader::Local(db.at(rev).space(space)?),
@@ -193,7 +187,8 @@ impl Handle {
         both!(self, db => db.diff(a, b))
     }
 
-    /// A merge: the report, or the conflicts of a strict merge that wrote nothing.
+    /// A merge: the report, or the conflicts of a strict merge that wrote nothing to the target
+    /// (with the branch they were saved on, given `conflict_branch`).
     pub(crate) fn merge(
         &self,
         source: &Rev,
@@ -201,25 +196,58 @@ impl Handle {
         strategy: MergeStrategy,
         message: Option<&str>,
         author: Option<&str>,
-    ) -> Result<Result<MergeReport, Vec<MergeConflict>>, Failure> {
-        match self {
+        conflict_branch: Option<&str>,
+    ) -> Result<MergeOutcome, Failure> {
+        let list = match self {
             Handle::Local(db) => {
                 match db.merge_with_message(source, target, strategy, message, author) {
-                    Ok(r) => Ok(Ok(r)),
-                    Err(strata_engine::Error::MergeConflicts(list)) => Ok(Err(list)),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Handle::Server(db) => {
-                match db.merge_with_message(source, target, strategy, message, author) {
-                    Ok(r) => Ok(Ok(r)),
-                    Err(e) if e.code() == Some(ErrorCode::MergeConflicts) => {
-                        Ok(Err(e.conflicts().to_vec()))
+                    Ok(r) => return Ok(Ok(r)),
+                    Err(strata_engine::Error::MergeConflicts(list)) => {
+                        let saved = match conflict_branch {
+                            Some(name) => Some(db.save_conflicts(target, &list, name)?),
+                            None => None,
+                        };
+                        return Ok(Err((list, saved)));
                     }
-                    Err(e) => Err(e.into()),
+                    Err(e) => return Err(e.into()),
                 }
             }
-        }
+            // The server saves the conflicts itself, in the same request.
+            Handle::Server(db) => match db.merge_with_options(
+                source,
+                target,
+                strategy,
+                message,
+                author,
+                conflict_branch,
+            ) {
+                Ok(r) => return Ok(Ok(r)),
+                Err(e) if e.code() == Some(ErrorCode::MergeConflicts) => e.conflicts().to_vec(),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let saved = match conflict_branch {
+            Some(name) => Some(self.branch_info(name)?),
+            None => None,
+        };
+        Ok(Err((list, saved)))
+    }
+
+    /// Whether `outer` contains every version of `inner`.
+    pub(crate) fn contains(&self, outer: &Rev, inner: &Rev) -> Result<bool, Failure> {
+        both!(self, db => db.contains(outer, inner))
+    }
+
+    pub(crate) fn config(&self, key: &str) -> Result<Option<String>, Failure> {
+        both!(self, db => db.config(key))
+    }
+
+    pub(crate) fn set_config(&self, key: &str, value: Option<&str>) -> Result<(), Failure> {
+        both!(self, db => db.set_config(key, value))
+    }
+
+    pub(crate) fn config_list(&self) -> Result<Vec<(String, String)>, Failure> {
+        both!(self, db => db.config_list())
     }
 
     pub(crate) fn export_bundle(

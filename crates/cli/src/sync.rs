@@ -286,54 +286,213 @@ fn for_branches(
     .with_detail(data))
 }
 
-/// Every local branch except internal ones.
-fn local_branches(db: &Strata) -> Result<Vec<String>, Failure> {
-    Ok(db
-        .list_branches(false)?
-        .into_iter()
-        .map(|b| b.name)
-        .collect())
+// ----- the database: a folder, or a server (--db strata://) ---------------------------------------
+
+/// The database a sync or remote command acts on: a local folder (strata-sync runs here, on `rt`),
+/// or a server that runs the same strata-sync calls on its own database (`--db strata://...`).
+/// Each method answers alike on both sides, so every command prints the same.
+pub(crate) enum SyncDb<'a> {
+    Local(Strata, &'a Runtime),
+    Server(strata_client::Db),
 }
 
-/// Every branch the remote holds, by name.
-fn remote_branch_names(db: &Strata, rt: &Runtime, remote: &str) -> Result<Vec<String>, Failure> {
-    let cfg = strata_sync::config::get_remote(db, remote)?;
-    let r = strata_sync::open_remote(&cfg)?;
-    let mut names: Vec<String> = rt
-        .block_on(strata_sync::list_remote_branches(&*r))?
-        .into_iter()
-        .map(|b| b.name)
-        .collect();
-    names.sort();
-    Ok(names)
+impl<'a> SyncDb<'a> {
+    /// Opens what `--db` names (a local database read-only when `reads_only`).
+    pub(crate) fn open(g: &Global, rt: &'a Runtime, reads_only: bool) -> Result<Self, Failure> {
+        if let Some(url) = crate::handle::server_url(g) {
+            return Ok(SyncDb::Server(crate::handle::connect(g, url)?));
+        }
+        Ok(SyncDb::Local(
+            if reads_only {
+                crate::commands::open_read(g)?
+            } else {
+                open(g)?
+            },
+            rt,
+        ))
+    }
+
+    fn remotes(&self) -> Result<Vec<RemoteConfig>, Failure> {
+        match self {
+            SyncDb::Local(db, _) => Ok(db.remote_list()?),
+            SyncDb::Server(c) => Ok(c.remote_list()?.remotes),
+        }
+    }
+
+    fn upstreams(&self) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+        match self {
+            SyncDb::Local(db, _) => Ok(admin::upstreams(db)?),
+            SyncDb::Server(c) => Ok(c.remote_list()?.upstreams),
+        }
+    }
+
+    fn upstream(&self, branch: &str) -> Result<Option<String>, Failure> {
+        match self {
+            SyncDb::Local(db, _) => Ok(admin::get_upstream(db, branch)?),
+            SyncDb::Server(c) => Ok(c.remote_list()?.upstreams.get(branch).cloned()),
+        }
+    }
+
+    /// The remote's configuration (secrets redacted on a server), or the not-found failure.
+    fn get_remote(&self, name: &str) -> Result<RemoteConfig, Failure> {
+        match self {
+            SyncDb::Local(db, _) => Ok(strata_sync::config::get_remote(db, name)?),
+            SyncDb::Server(c) => {
+                strata_sync::config::validate_remote_name(name)?;
+                c.remote_list()?
+                    .remotes
+                    .into_iter()
+                    .find(|r| r.name == name)
+                    .ok_or_else(|| {
+                        SyncError::NotFound(format!(
+                            "no remote named {name:?} (see `strata remote add`)"
+                        ))
+                        .into()
+                    })
+            }
+        }
+    }
+
+    /// Every local branch except internal ones.
+    fn local_branches(&self) -> Result<Vec<String>, Failure> {
+        let list = match self {
+            SyncDb::Local(db, _) => db.list_branches(false)?,
+            SyncDb::Server(c) => c.list_branches(false)?,
+        };
+        Ok(list.into_iter().map(|b| b.name).collect())
+    }
+
+    fn branch_exists(&self, name: &str) -> Result<bool, Failure> {
+        match self {
+            SyncDb::Local(db, _) => Ok(db.branch_exists(name)?),
+            SyncDb::Server(c) => Ok(c.branch_exists(name)?),
+        }
+    }
+
+    fn branch_info(&self, name: &str) -> Result<strata_engine::BranchInfo, Failure> {
+        match self {
+            SyncDb::Local(db, _) => Ok(db.branch_info(name)?),
+            SyncDb::Server(c) => Ok(c.branch_info(name)?),
+        }
+    }
+
+    /// The branches the remote holds, sorted by name.
+    fn remote_branches(&self, remote: &str) -> Result<Vec<strata_sync::RemoteBranch>, Failure> {
+        let mut list = match self {
+            SyncDb::Local(db, rt) => {
+                let cfg = strata_sync::config::get_remote(db, remote)?;
+                let r = strata_sync::open_remote(&cfg)?;
+                rt.block_on(strata_sync::list_remote_branches(&*r))?
+            }
+            SyncDb::Server(c) => c.remote_branches(remote)?,
+        };
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    fn push(
+        &self,
+        remote: &str,
+        branch: &str,
+        set_upstream: bool,
+        rep: &Reporter,
+    ) -> Result<strata_sync::PushReport, Failure> {
+        match self {
+            SyncDb::Local(db, rt) => {
+                let opts = PushOptions {
+                    progress: rep.progress(),
+                    ..Default::default()
+                };
+                let report = rt.block_on(db.push_with(remote, branch, &opts))?;
+                if set_upstream {
+                    admin::set_upstream(db, branch, remote)?;
+                }
+                Ok(report)
+            }
+            SyncDb::Server(c) if set_upstream => Ok(c.push_with(remote, branch, true)?),
+            SyncDb::Server(c) => Ok(c.push(remote, branch)?),
+        }
+    }
+
+    /// A pull: the report, or the conflicts of a strict pull that changed nothing.
+    fn pull(
+        &self,
+        remote: &str,
+        branch: &str,
+        strategy: StrategyArg,
+        conflict_branch: Option<&str>,
+        rep: &Reporter,
+    ) -> Result<Result<strata_sync::PullReport, Vec<strata_engine::MergeConflict>>, Failure> {
+        match self {
+            SyncDb::Local(db, rt) => {
+                let opts = PullOptions {
+                    strategy: strategy.into(),
+                    conflict_branch: conflict_branch.map(str::to_string),
+                    progress: rep.progress(),
+                    ..Default::default()
+                };
+                match rt.block_on(db.pull_with(remote, branch, &opts)) {
+                    Ok(r) => Ok(Ok(r)),
+                    Err(SyncError::Conflicts(list)) => Ok(Err(list)),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            SyncDb::Server(c) => {
+                let r = if strategy == StrategyArg::Ours || conflict_branch.is_some() {
+                    c.pull_with(remote, branch, strategy.into(), conflict_branch)
+                } else {
+                    c.pull(remote, branch, strategy == StrategyArg::Strict)
+                };
+                match r {
+                    Ok(r) => Ok(Ok(r)),
+                    Err(e) if e.code() == Some(strata_client::ErrorCode::MergeConflicts) => {
+                        Ok(Err(e.conflicts().to_vec()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    fn fetch(
+        &self,
+        remote: &str,
+        branch: &str,
+        rep: &Reporter,
+    ) -> Result<strata_sync::FetchReport, Failure> {
+        match self {
+            SyncDb::Local(db, rt) => {
+                Ok(rt.block_on(strata_sync::fetch(db, remote, branch, &rep.progress()))?)
+            }
+            SyncDb::Server(c) => Ok(c.fetch(remote, branch)?),
+        }
+    }
+
+    fn status(&self, remote: &str, branch: &str) -> Result<strata_sync::SyncStatus, Failure> {
+        match self {
+            SyncDb::Local(db, rt) => Ok(rt.block_on(db.sync_status(remote, branch))?),
+            SyncDb::Server(c) => Ok(c.sync_status(remote, branch)?),
+        }
+    }
 }
 
 /// For pull and fetch: every branch the remote holds with `--all`, else `None` (one branch) after
 /// checking that the remote is configured, so a typo fails before any work.
 fn remote_targets(
-    db: &Strata,
-    rt: &Runtime,
+    db: &SyncDb<'_>,
     remote: &str,
     all: bool,
 ) -> Result<Option<Vec<String>>, Failure> {
     if all {
-        return Ok(Some(remote_branch_names(db, rt, remote)?));
+        return Ok(Some(
+            db.remote_branches(remote)?
+                .into_iter()
+                .map(|b| b.name)
+                .collect(),
+        ));
     }
-    strata_sync::config::get_remote(db, remote)?;
+    db.get_remote(remote)?;
     Ok(None)
-}
-
-/// Fails with "not a Strata remote" unless the remote holds the Strata marker or some branch. Reads
-/// only.
-async fn require_strata_remote(r: &dyn strata_remote::Remote) -> Result<(), SyncError> {
-    use strata_remote::RemoteExt;
-    let marker =
-        strata_remote::RemotePath::parse(strata_sync::layout::MARKER).map_err(SyncError::Remote)?;
-    if r.blob_exists(&marker).await? || !r.list_cursors("branches").await?.is_empty() {
-        Ok(())
-    } else {
-        Err(SyncError::NotAStrataRemote(r.to_string()))
-    }
 }
 
 /// The branch a sync command acts on: BRANCH, else --branch (which must not name a version).
@@ -346,16 +505,16 @@ fn branch_of(g: &Global, t: &SyncTarget) -> Result<String, Failure> {
 
 /// The remote a push, pull, fetch or status uses: REMOTE, else the branch's upstream, else the only
 /// configured remote, else `origin`.
-fn remote_of(db: &Strata, t: &SyncTarget, branch: Option<&str>) -> Result<String, Failure> {
+fn remote_of(db: &SyncDb<'_>, t: &SyncTarget, branch: Option<&str>) -> Result<String, Failure> {
     if let Some(r) = &t.remote {
         return Ok(r.clone());
     }
     if let Some(b) = branch {
-        if let Some(up) = strata_sync::admin::get_upstream(db, b)? {
+        if let Some(up) = db.upstream(b)? {
             return Ok(up);
         }
     }
-    let list = db.remote_list()?;
+    let list = db.remotes()?;
     Ok(match list.as_slice() {
         [only] => only.name.clone(),
         _ => "origin".to_string(),
@@ -364,12 +523,13 @@ fn remote_of(db: &Strata, t: &SyncTarget, branch: Option<&str>) -> Result<String
 
 // ----- commands -------------------------------------------------------------------------------------
 
-/// `strata remote ...`.
+/// `strata remote ...`: on a folder, or (`--db strata://`) on the server's database, where changes
+/// need an administrative key and secret option values never leave the server.
 pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<(), Failure> {
     let Some(cmd) = args.cmd else {
         // `strata remote [-v]`, as git: names, or names with URLs.
-        let db = crate::commands::open_read(g)?;
-        let list = db.remote_list()?;
+        let db = SyncDb::open(g, rt, true)?;
+        let list = db.remotes()?;
         let mut res = render::remotes(&list);
         res.text = list
             .iter()
@@ -385,12 +545,11 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
         out.show(res);
         return Ok(());
     };
-    let db = match cmd {
-        RemoteCmd::List | RemoteCmd::Show { .. } | RemoteCmd::Branches { .. } => {
-            crate::commands::open_read(g)?
-        }
-        _ => open(g)?,
-    };
+    let reads_only = matches!(
+        cmd,
+        RemoteCmd::List | RemoteCmd::Show { .. } | RemoteCmd::Branches { .. }
+    );
+    let db = SyncDb::open(g, rt, reads_only)?;
     match cmd {
         RemoteCmd::Add {
             name,
@@ -407,41 +566,54 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
                 url: normalize_url(&url)?,
                 options,
             };
-            db.remote_add_with(cfg.clone())?;
+            match &db {
+                SyncDb::Local(db, _) => db.remote_add_with(cfg.clone())?,
+                SyncDb::Server(c) => {
+                    c.remote_add(cfg.clone())?;
+                }
+            }
             out.emit(render::remote_added(&cfg));
         }
-        RemoteCmd::List => out.show(render::remotes(&db.remote_list()?)),
+        RemoteCmd::List => out.show(render::remotes(&db.remotes()?)),
         RemoteCmd::SetUrl { name, url } => {
-            let old = strata_sync::config::get_remote(&db, &name)?.url;
-            let cfg = admin::set_url(&db, &name, &normalize_url(&url)?, strata_sync::check_config)?;
+            let url = normalize_url(&url)?;
+            let (cfg, old) = match &db {
+                SyncDb::Local(db, _) => {
+                    let old = strata_sync::config::get_remote(db, &name)?.url;
+                    let cfg = admin::set_url(db, &name, &url, strata_sync::check_config)?;
+                    (cfg, old)
+                }
+                SyncDb::Server(c) => c.remote_set_url(&name, &url)?,
+            };
             let mut res = render::remote_added(&cfg);
             res.doc["previous_url"] = json!(old);
             res.text = format!("remote {name}: {old} -> {}", cfg.url);
             out.emit(res);
         }
         RemoteCmd::Rename { old, new } => {
-            let cfg = admin::rename_remote(&db, &old, &new)?;
+            let cfg = match &db {
+                SyncDb::Local(db, _) => admin::rename_remote(db, &old, &new)?,
+                SyncDb::Server(c) => c.remote_rename(&old, &new)?,
+            };
             let mut res = render::remote_added(&cfg);
             res.doc["previous_name"] = json!(old);
             res.text = format!("renamed remote {old} to {new}");
             out.emit(res);
         }
         RemoteCmd::Show { name } => {
-            let cfg = strata_sync::config::get_remote(&db, &name)?;
-            let r = strata_sync::open_remote(&cfg)?;
-            let mut list = rt.block_on(strata_sync::list_remote_branches(&*r))?;
-            list.sort_by(|a, b| a.name.cmp(&b.name));
+            let cfg = db.get_remote(&name)?;
+            let list = db.remote_branches(&name)?;
             let mut rows = Vec::new();
             for b in &list {
-                let local = db.branch_exists(&b.name)?;
-                let status = if local {
-                    Some(rt.block_on(db.sync_status(&name, &b.name))?)
+                let status = if db.branch_exists(&b.name)? {
+                    Some(db.status(&name, &b.name)?)
                 } else {
                     None
                 };
                 rows.push((b.clone(), status));
             }
-            let upstreams = admin::upstreams(&db)?
+            let upstreams = db
+                .upstreams()?
                 .into_iter()
                 .filter(|(_, r)| *r == name)
                 .map(|(b, _)| b)
@@ -449,31 +621,37 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
             out.show(render::remote_show(&cfg, &rows, &upstreams));
         }
         RemoteCmd::Remove { name } => {
-            strata_sync::config::get_remote(&db, &name)?;
-            let prefix = format!("_origin:{name}:");
-            let mirrors = db
-                .list_branches(true)?
-                .iter()
-                .filter(|b| b.name.starts_with(&prefix))
-                .count();
-            let cfg = db.remote_remove(&name)?;
-            admin::forget_upstreams(&db, &name)?;
+            let (cfg, mirrors) = match &db {
+                SyncDb::Local(db, _) => {
+                    strata_sync::config::get_remote(db, &name)?;
+                    let prefix = format!("_origin:{name}:");
+                    let mirrors = db
+                        .list_branches(true)?
+                        .iter()
+                        .filter(|b| b.name.starts_with(&prefix))
+                        .count();
+                    let cfg = db.remote_remove(&name)?;
+                    admin::forget_upstreams(db, &name)?;
+                    (cfg, mirrors)
+                }
+                SyncDb::Server(c) => c.remote_remove(&name)?,
+            };
             out.emit(render::remote_removed(&cfg, mirrors));
         }
         RemoteCmd::Branches { name } => {
-            let cfg = strata_sync::config::get_remote(&db, &name)?;
-            let r = strata_sync::open_remote(&cfg)?;
-            let mut list = rt.block_on(strata_sync::list_remote_branches(&*r))?;
-            list.sort_by(|a, b| a.name.cmp(&b.name));
+            let list = db.remote_branches(&name)?;
             out.show(render::remote_branches(&name, &list));
         }
         RemoteCmd::Gc { name, grace } => {
-            let cfg = strata_sync::config::get_remote(&db, &name)?;
-            let r = strata_sync::open_remote(&cfg)?;
-            // gc writes a probe blob to read the store's clock: never do that to a folder or
-            // bucket that holds no Strata remote (it would create one there).
-            rt.block_on(require_strata_remote(&*r))?;
-            let report = rt.block_on(strata_sync::gc(&*r, Duration::from_secs(grace)))?;
+            let report = match &db {
+                SyncDb::Local(db, rt) => {
+                    let cfg = strata_sync::config::get_remote(db, &name)?;
+                    let r = strata_sync::open_remote(&cfg)?;
+                    rt.block_on(strata_client::admin::require_strata_remote(&*r))?;
+                    rt.block_on(strata_sync::gc(&*r, Duration::from_secs(grace)))?
+                }
+                SyncDb::Server(c) => c.remote_gc(&name, Duration::from_secs(grace))?,
+            };
             out.emit(render::gc(&name, grace, &report));
         }
         RemoteCmd::Compact {
@@ -485,13 +663,18 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
                 Some(b) => b,
                 None => crate::commands::write_branch(g)?.to_string(),
             };
-            let rep = reporter(g, out);
-            rep.label("compact", &branch, 0, 1);
-            let opts = strata_sync::CompactOptions {
-                squash_before,
-                progress: rep.progress(),
+            let report = match &db {
+                SyncDb::Local(db, rt) => {
+                    let rep = reporter(g, out);
+                    rep.label("compact", &branch, 0, 1);
+                    let opts = strata_sync::CompactOptions {
+                        squash_before,
+                        progress: rep.progress(),
+                    };
+                    rt.block_on(strata_sync::compact(db, &name, &branch, &opts))?
+                }
+                SyncDb::Server(c) => c.remote_compact(&name, &branch, squash_before)?,
             };
-            let report = rt.block_on(strata_sync::compact(&db, &name, &branch, &opts))?;
             out.emit(render::compacted(&name, &report));
         }
     }
@@ -507,28 +690,23 @@ pub fn push(
     all: bool,
     set_upstream: bool,
 ) -> Result<(), Failure> {
-    let db = open(g)?;
+    let db = SyncDb::open(g, rt, false)?;
     let single = branch_of(g, &t)?;
     let remote = remote_of(&db, &t, (!all).then_some(single.as_str()))?;
     let remote = &remote;
     // Fail early, once, on an unknown remote.
-    strata_sync::config::get_remote(&db, remote)?;
+    db.get_remote(remote)?;
     let rep = reporter(g, out);
     let branches = if all {
-        Some(local_branches(&db)?)
+        Some(db.local_branches()?)
     } else {
         None
     };
     for_branches(out, "push", remote, branches, &single, |b, i, n| {
         rep.label("push", b, i, n);
-        let opts = PushOptions {
-            progress: rep.progress(),
-            ..Default::default()
-        };
-        let report = rt.block_on(db.push_with(remote, b, &opts))?;
+        let report = db.push(remote, b, set_upstream, &rep)?;
         let mut res = render::pushed(remote, &report);
         if set_upstream {
-            admin::set_upstream(&db, b, remote)?;
             res.doc["upstream"] = json!(remote);
             res.text
                 .push_str(&format!("\nbranch {b} now tracks {remote}"));
@@ -539,7 +717,7 @@ pub fn push(
 
 /// `strata push --delete [REMOTE] BRANCH`.
 pub fn push_delete(g: &Global, out: Out, rt: &Runtime, t: SyncTarget) -> Result<(), Failure> {
-    let db = open(g)?;
+    let db = SyncDb::open(g, rt, false)?;
     // Deleting is explicit: the branch must be named (as in git), never taken from -b's default.
     let Some(branch) = t.branch_name.clone() else {
         return Err(Failure::new(
@@ -548,7 +726,12 @@ pub fn push_delete(g: &Global, out: Out, rt: &Runtime, t: SyncTarget) -> Result<
         ));
     };
     let remote = remote_of(&db, &t, None)?;
-    let rep = rt.block_on(strata_sync::delete_remote_branch(&db, &remote, &branch))?;
+    let rep = match &db {
+        SyncDb::Local(db, rt) => {
+            rt.block_on(strata_sync::delete_remote_branch(db, &remote, &branch))?
+        }
+        SyncDb::Server(c) => c.push_delete(&remote, &branch)?,
+    };
     let mut doc = serde_json::to_value(&rep).unwrap_or_default();
     doc["remote"] = json!(remote);
     out.emit(Rendered {
@@ -580,30 +763,22 @@ pub fn pull(
         }
         validate_branch_name(name, false)?;
     }
-    let db = open(g)?;
+    let db = SyncDb::open(g, rt, false)?;
     let single = branch_of(g, &t)?;
     let remote = remote_of(&db, &t, (!all).then_some(single.as_str()))?;
     let remote = &remote;
-    let branches = remote_targets(&db, rt, remote, all)?;
+    let branches = remote_targets(&db, remote, all)?;
     let rep = reporter(g, out);
     for_branches(out, "pull", remote, branches, &single, |b, i, n| {
         rep.label("pull", b, i, n);
-        let opts = PullOptions {
-            strategy: strategy.into(),
-            conflict_branch: conflict_branch.as_ref().map(|n| {
-                if all {
-                    format!("{n}/{b}")
-                } else {
-                    n.clone()
-                }
-            }),
-            progress: rep.progress(),
-            ..Default::default()
-        };
-        match rt.block_on(db.pull_with(remote, b, &opts)) {
+        let conflict_branch =
+            conflict_branch
+                .as_ref()
+                .map(|n| if all { format!("{n}/{b}") } else { n.clone() });
+        match db.pull(remote, b, strategy, conflict_branch.as_deref(), &rep)? {
             Ok(report) => Ok(render::pulled(remote, &report)),
-            Err(SyncError::Conflicts(list)) => {
-                let saved = match &opts.conflict_branch {
+            Err(list) => {
+                let saved = match &conflict_branch {
                     Some(n) => Some(db.branch_info(n)?),
                     None => None,
                 };
@@ -623,41 +798,38 @@ pub fn pull(
                     ))),
                 })
             }
-            Err(e) => Err(e.into()),
         }
     })
 }
 
 /// `strata fetch`.
 pub fn fetch(g: &Global, out: Out, rt: &Runtime, t: SyncTarget, all: bool) -> Result<(), Failure> {
-    let db = open(g)?;
+    let db = SyncDb::open(g, rt, false)?;
     let single = branch_of(g, &t)?;
     let remote = remote_of(&db, &t, (!all).then_some(single.as_str()))?;
     let remote = &remote;
-    let branches = remote_targets(&db, rt, remote, all)?;
+    let branches = remote_targets(&db, remote, all)?;
     let rep = reporter(g, out);
     for_branches(out, "fetch", remote, branches, &single, |b, i, n| {
         rep.label("fetch", b, i, n);
-        let report = rt.block_on(strata_sync::fetch(&db, remote, b, &rep.progress()))?;
-        Ok(render::fetched(remote, &report))
+        Ok(render::fetched(remote, &db.fetch(remote, b, &rep)?))
     })
 }
 
 /// `strata status`.
 pub fn status(g: &Global, out: Out, rt: &Runtime, t: SyncTarget, all: bool) -> Result<(), Failure> {
-    let db = open(g)?;
+    let db = SyncDb::open(g, rt, false)?;
     let single = branch_of(g, &t)?;
     let remote = remote_of(&db, &t, (!all).then_some(single.as_str()))?;
     let remote = &remote;
-    strata_sync::config::get_remote(&db, remote)?;
+    db.get_remote(remote)?;
     let branches = if all {
-        Some(local_branches(&db)?)
+        Some(db.local_branches()?)
     } else {
         None
     };
     for_branches(out, "status", remote, branches, &single, |b, _, _| {
-        let s = rt.block_on(db.sync_status(remote, b))?;
-        Ok(render::sync_status(remote, &s))
+        Ok(render::sync_status(remote, &db.status(remote, b)?))
     })
 }
 
@@ -711,64 +883,4 @@ pub fn clone(
     ))?;
     out.emit(render::cloned(&url, &dir, &report));
     Ok(())
-}
-
-// ----- through a server (--db strata://) ------------------------------------------------------------
-
-/// The sync commands a server runs on its own database (`--db strata://...`): push, pull, fetch and
-/// status of one branch, against a remote configured on the server's machine.
-pub enum ServerSync {
-    Push,
-    Pull(StrategyArg),
-    Fetch,
-    Status,
-}
-
-/// Runs a sync command through the server named by `--db`. The remote is REMOTE, else the server's
-/// only remote, else `origin` (upstreams live in the server's folder and are not read over the wire).
-pub fn through_server(
-    g: &Global,
-    out: Out,
-    url: &str,
-    t: SyncTarget,
-    op: ServerSync,
-) -> Result<(), Failure> {
-    let db = crate::handle::connect(g, url)?;
-    let single = branch_of(g, &t)?;
-    let remote = match &t.remote {
-        Some(r) => r.clone(),
-        None => match db.remotes()?.as_slice() {
-            [only] => only.clone(),
-            _ => "origin".to_string(),
-        },
-    };
-    let remote = &remote;
-    let name = match op {
-        ServerSync::Push => "push",
-        ServerSync::Pull(_) => "pull",
-        ServerSync::Fetch => "fetch",
-        ServerSync::Status => "status",
-    };
-    for_branches(out, name, remote, None, &single, |b, _, _| match &op {
-        ServerSync::Push => Ok(render::pushed(remote, &db.push(remote, b)?)),
-        ServerSync::Fetch => Ok(render::fetched(remote, &db.fetch(remote, b)?)),
-        ServerSync::Status => Ok(render::sync_status(remote, &db.sync_status(remote, b)?)),
-        ServerSync::Pull(strategy) => match db.pull(remote, b, *strategy == StrategyArg::Strict) {
-            Ok(report) => Ok(render::pulled(remote, &report)),
-            Err(e) if e.code() == Some(strata_client::ErrorCode::MergeConflicts) => {
-                let list = e.conflicts();
-                Err(Failed {
-                    failure: Failure::new(
-                        EXIT_MERGE_CONFLICT,
-                        format!(
-                            "pull of {remote}/{b} has {} conflicting key(s); {b} was not changed",
-                            list.len()
-                        ),
-                    ),
-                    shown: Some(Box::new(render::pull_conflicts(remote, b, list, None))),
-                })
-            }
-            Err(e) => Err(e.into()),
-        },
-    })
 }

@@ -509,17 +509,13 @@ fn branch_create_fork_list_diff_info_delete_on(db: Db) {
         "experiment"
     );
 
-    // `old` holds no versions of its own: main contains it, so it deletes without --force. A server
-    // cannot answer the merged check yet: the CLI says so and asks for --force, deleting nothing.
-    if db.is_server() {
-        let e = db.fail_json(&["branch", "delete", "old"], 2);
-        assert_eq!(e["code"], "local_only");
-        assert!(e["message"].as_str().unwrap().contains("--force"), "{e}");
-        db.json(&["branch", "info", "old"]);
-        db.ok(&["branch", "delete", "old", "--force"]);
-    } else {
-        db.ok(&["branch", "delete", "old"]);
-    }
+    // `experiment` has versions main lacks: refused without --force, deleting nothing (the server
+    // answers the merged check with `contains`). `old` holds no versions of its own: main contains
+    // it, so it deletes without --force.
+    let e = db.fail_json(&["branch", "delete", "experiment"], 2);
+    assert_eq!(e["code"], "unmerged_branch", "{e}");
+    assert_eq!(db.json(&["branch", "info", "experiment"])["head"], 6);
+    db.ok(&["branch", "delete", "old"]);
     db.fail(&["branch", "info", "old"], 3);
     db.fail(&["branch", "create", "main"], 1);
 }
@@ -555,25 +551,8 @@ fn merge_lww_and_strict_on(db: Db) {
     let out = db.fail(&["branch", "merge", "b", "main", "--strategy", "strict"], 4);
     assert!(text(&out.stdout).contains("CONFLICT default/kv task:1"));
 
-    // --conflict-branch saves the conflicts to a new branch (locally only: a server refuses it
-    // before merging anything).
-    if db.is_server() {
-        let e = db.fail_json(
-            &[
-                "branch",
-                "merge",
-                "b",
-                "main",
-                "--strategy",
-                "strict",
-                "--conflict-branch",
-                "conflicts/b",
-            ],
-            2,
-        );
-        assert_eq!(e["code"], "local_only");
-        db.fail(&["branch", "info", "conflicts/b"], 3);
-    } else {
+    // --conflict-branch saves the conflicts to a new branch (through a server: by the server).
+    {
         let doc = db.fail_json(
             &[
                 "branch",
@@ -1051,27 +1030,19 @@ fn server_url_refused_by_local_only_commands() {
     let db = Db::server();
     let cwd = tempfile::tempdir().unwrap();
     let key = db.server.as_ref().unwrap().key.clone();
-    for args in [
-        &["init"][..],
-        &["config"],
-        &["config", "user.name", "x"],
-        &["export", "out.jsonl"],
-        &["remote", "list"],
-        &["remote", "add", "origin", "/tmp/x"],
-        &["clone", "/tmp/x", "here"],
-        &["push", "--all"],
-        &["push", "--delete", "origin", "main"],
-        &["push", "--set-upstream", "origin", "main"],
-        &["pull", "--strategy", "ours"],
-        &["pull", "--strategy", "strict", "--conflict-branch", "c"],
-        &["status", "--all"],
+    // Only the commands that create a database refuse a server, each saying what to do instead.
+    for (args, hint) in [
+        (&["init"][..], "stratadb-server --data-dir"),
+        (&["clone", "/tmp/x", "here"], "pull REMOTE BRANCH"),
+        (&["demo"], "without --db strata://"),
     ] {
         let out = server_cmd(&db, key.as_deref(), cwd.path(), args);
         let e = error(parse(&text(&out.stdout)), 2);
+        assert_eq!(out.status.code(), Some(2));
         assert_eq!(e["code"], "local_only", "{args:?}: {e}");
         let m = e["message"].as_str().unwrap();
         assert!(m.contains("strata://"), "{m}");
-        assert!(m.contains("--data-dir"), "{m}");
+        assert!(m.contains(hint), "{args:?}: {m}");
     }
     // Nothing was created here, and the server's database is untouched.
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
@@ -1150,4 +1121,275 @@ fn server_runs_push_pull_fetch_status_on_its_database() {
     // A remote the server does not have: not found, naming it.
     let e = db.fail_json(&["push", "nowhere", "main"], 3);
     assert!(e["message"].as_str().unwrap().contains("nowhere"), "{e}");
+}
+
+folder_and_server! {
+    remotes_config_and_sync_options, server_remotes_config_and_sync_options => remotes_config_and_sync_options_on;
+    export_streams_a_snapshot, server_export_streams_a_snapshot => export_streams_a_snapshot_on;
+}
+
+/// `config`, every `remote` subcommand and the sync options (`--all`, `-u`, `--delete`,
+/// `--strategy ours`, `--conflict-branch`): on a folder, and through a server, which runs them on
+/// its own database. Secret option values never appear in any output.
+fn remotes_config_and_sync_options_on(db: Db) {
+    let rdir = tempfile::tempdir().unwrap();
+    let remote = rdir.path().join("remote");
+    let r = remote.to_str().unwrap();
+
+    // Settings.
+    assert_eq!(
+        db.json(&["config", "user.name", "agent-7"]),
+        json!({"key": "user.name", "value": "agent-7", "changed": true})
+    );
+    assert_eq!(db.ok(&["config", "user.name"]).trim(), "agent-7");
+    assert_eq!(
+        db.json(&["config"])["settings"],
+        json!([{"key": "user.name", "value": "agent-7"}])
+    );
+    db.fail(&["config", "no.such"], 3);
+    db.ok(&["kv", "put", "a", "1"]);
+    assert_eq!(
+        db.json(&["log", "--limit", "1"])["versions"][0]["author"],
+        "agent-7"
+    );
+
+    // Remotes: a token is kept but never shown.
+    let secret = "hubkey-SECRET-4711";
+    let added = db.json(&[
+        "remote",
+        "add",
+        "hub",
+        "http://127.0.0.1:9/v1/projects/p",
+        "--token",
+        secret,
+    ]);
+    assert_eq!(added["options"]["token"], "***", "{added}");
+    let added = db.json(&["remote", "add", "origin", r]);
+    assert_eq!(added["url"], r);
+    for args in [
+        &["remote", "list"][..],
+        &["--json", "remote", "list"],
+        &["remote", "-v"],
+        &["remote", "show", "origin"],
+    ] {
+        let out = db.ok(args);
+        assert!(!out.contains(secret), "{args:?} printed the token: {out}");
+    }
+    let list = db.json(&["remote", "list"])["remotes"].clone();
+    assert_eq!(list[0]["remote"], "hub");
+    assert_eq!(list[0]["options"]["token"], "***");
+    assert_eq!(list[1]["remote"], "origin");
+    assert_eq!(db.ok(&["remote"]).trim(), "hub\norigin");
+    let e = db.fail_json(&["remote", "add", "origin", r], 2);
+    assert!(e["message"].as_str().unwrap().contains("origin"), "{e}");
+    db.json(&["remote", "remove", "hub"]);
+
+    // push --all, push -u, status --all, remote branches / show.
+    db.ok(&["branch", "create", "side"]);
+    db.ok(&["-b", "side", "kv", "put", "s", "1"]);
+    let pushed = db.json(&["push", "--all", "origin"]);
+    assert_eq!(pushed["failed"], 0, "{pushed}");
+    let names: Vec<&str> = pushed["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["branch"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["main", "side"]);
+    let st = db.json(&["status", "--all", "origin"]);
+    assert_eq!(st["branches"].as_array().unwrap().len(), 2, "{st}");
+    assert_eq!(st["branches"][1]["ahead_versions"], 0);
+    let up = db.json(&["push", "-u", "origin", "main"]);
+    assert_eq!(up["branches"][0]["upstream"], "origin", "{up}");
+    let shown = db.json(&["remote", "show", "origin"]);
+    assert_eq!(shown["upstream_of"], json!(["main"]), "{shown}");
+    assert_eq!(shown["branches"].as_array().unwrap().len(), 2);
+    let rb = db.json(&["remote", "branches", "origin"]);
+    assert_eq!(rb["branches"][0]["branch"], "main", "{rb}");
+    assert_eq!(rb["branches"][1]["version"], 1);
+
+    // Another database (a folder) writes to the remote; pull --strategy ours keeps ours.
+    let other = Db::bare();
+    let out = strata()
+        .args(["clone", r])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    other.ok(&["kv", "put", "a", "theirs"]);
+    other.ok(&["kv", "put", "t", "new"]);
+    other.ok(&["push"]);
+    db.ok(&["kv", "put", "a", "ours"]);
+    db.json(&["pull", "--strategy", "ours"]);
+    assert_eq!(db.json(&["kv", "get", "a"]), json!("ours"));
+    assert_eq!(db.json(&["kv", "get", "t"]), json!("new"));
+    db.ok(&["push"]);
+
+    // A strict pull with --conflict-branch: exit 4, nothing written, conflicts saved.
+    other.ok(&["pull"]);
+    other.ok(&["kv", "put", "a", "theirs again"]);
+    other.ok(&["push"]);
+    db.ok(&["kv", "put", "a", "ours again"]);
+    let e = db.fail_json(
+        &[
+            "pull",
+            "--strategy",
+            "strict",
+            "--conflict-branch",
+            "conflicts/a",
+        ],
+        4,
+    );
+    assert!(e["detail"].to_string().contains("conflicts/a"), "{e}");
+    assert_eq!(db.json(&["kv", "get", "a"]), json!("ours again"));
+    db.json(&["branch", "info", "conflicts/a"]);
+
+    // fetch --all and pull --all take every branch the remote holds.
+    other.ok(&["-b", "side", "kv", "put", "s", "2"]);
+    other.ok(&["push", "origin", "side"]);
+    let f = db.json(&["fetch", "--all", "origin"]);
+    assert_eq!(f["branches"].as_array().unwrap().len(), 2, "{f}");
+    let p = db.json(&["pull", "--all", "origin"]);
+    assert_eq!(p["failed"], 0, "{p}");
+    assert_eq!(db.json(&["-b", "side", "kv", "get", "s"]), json!(2));
+
+    // push --delete, compact, gc.
+    let d = db.json(&["push", "--delete", "origin", "side"]);
+    assert_eq!(d["branch"], "side", "{d}");
+    let rb = db.json(&["remote", "branches", "origin"]);
+    assert_eq!(rb["branches"].as_array().unwrap().len(), 1, "{rb}");
+    db.json(&["-b", "side", "branch", "info"]);
+    let c = db.json(&["remote", "compact", "origin", "main"]);
+    assert_eq!(c["branch"], "main", "{c}");
+    let g = db.json(&["remote", "gc", "origin", "--grace", "0"]);
+    assert!(g["referenced"].as_u64().unwrap() >= 1, "{g}");
+
+    // set-url, rename (the upstream follows), remove; unset the setting.
+    let moved = rdir.path().join("moved");
+    let s = db.json(&["remote", "set-url", "origin", moved.to_str().unwrap()]);
+    assert_eq!(s["previous_url"], r, "{s}");
+    db.json(&["remote", "rename", "origin", "up"]);
+    assert_eq!(
+        db.json(&["remote", "show", "up"])["upstream_of"],
+        json!(["main"])
+    );
+    let rm = db.json(&["remote", "remove", "up"]);
+    assert_eq!(rm["removed"], true, "{rm}");
+    assert_eq!(db.json(&["remote", "list"])["remotes"], json!([]));
+    db.fail(&["remote", "show", "up"], 3);
+    db.json(&["config", "user.name", "--unset"]);
+    db.fail(&["config", "user.name"], 3);
+}
+
+/// `strata export` writes the same JSONL from a folder and through a server (pages of a listing
+/// pinned to one version).
+fn export_streams_a_snapshot_on(db: Db) {
+    db.ok(&["kv", "put", "k2", "2"]);
+    db.ok(&["kv", "put", "k1", "{\"n\": null}"]);
+    db.ok(&["json", "put", "doc", "{\"title\": \"t\"}"]);
+    db.ok(&["event", "append", "note", "{\"x\": 1}"]);
+    db.ok(&["-s", "other", "state", "set", "cell", "7"]);
+    db.ok(&["-s", "other", "kv", "put", "z", "null"]);
+    let file = db.file("out.jsonl");
+    let d = db.json(&["export", file.to_str().unwrap()]);
+    assert_eq!(d["entries"], 6, "{d}");
+    assert_eq!(d["version"], 6);
+    let got = std::fs::read_to_string(&file).unwrap();
+    let want = [
+        r#"{"key":"k1","kind":"kv","space":"default","value":{"n":null}}"#,
+        r#"{"key":"k2","kind":"kv","space":"default","value":2}"#,
+        r#"{"key":"z","kind":"kv","space":"other","value":null}"#,
+        r#"{"key":"doc","kind":"json","space":"default","value":{"title":"t"}}"#,
+        r#"{"key":"1","kind":"event","space":"default","value":{"payload":{"x":1},"type":"note"}}"#,
+        r#"{"key":"cell","kind":"state","space":"other","value":7}"#,
+    ];
+    assert_eq!(got.lines().collect::<Vec<_>>(), want);
+    // Pinned to a past version, one space, to stdout.
+    let out = db.ok(&["-b", "main@2", "export", "-"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), &want[..2]);
+    let out = db.ok(&["-s", "other", "export", "-"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // Never overwrites.
+    db.fail(&["export", file.to_str().unwrap()], 2);
+}
+
+/// Settings and remotes are administrative: a read-only key and a key limited to some branches are
+/// refused (exit 1, `forbidden`, nothing changed); reading them needs read access to every branch.
+#[test]
+fn server_admin_commands_need_an_admin_key() {
+    let mut db = Db::bare();
+    let dir = db.path();
+    let admin = add_key(&dir, "admin", &[], &["*"]);
+    let ro = add_key(&dir, "ro", &["*"], &[]);
+    let agents = add_key(&dir, "agents", &[], &["agent/*"]);
+    db.server = Some(start_server(&dir, &[], Some(admin)));
+    let rdir = tempfile::tempdir().unwrap();
+    let r = rdir.path().join("remote");
+    db.ok(&["remote", "add", "origin", r.to_str().unwrap()]);
+    db.ok(&[
+        "remote",
+        "add",
+        "hub",
+        "http://127.0.0.1:9/v1/projects/p",
+        "--token",
+        "SECRET-9",
+    ]);
+    db.ok(&["config", "user.name", "admin"]);
+    let cwd = tempfile::tempdir().unwrap();
+    let forbidden = |key: &str, args: &[&str]| {
+        let out = server_cmd(&db, Some(key), cwd.path(), args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let e = error(parse(&text(&out.stdout)), 1);
+        assert_eq!(e["code"], "forbidden", "{args:?}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("every branch"),
+            "{e}"
+        );
+    };
+    for key in [&ro, &agents] {
+        forbidden(key, &["config", "user.name", "intruder"]);
+        forbidden(key, &["config", "user.name", "--unset"]);
+        forbidden(key, &["remote", "add", "evil", "/tmp/evil"]);
+        forbidden(key, &["remote", "remove", "origin"]);
+        forbidden(key, &["remote", "rename", "origin", "o2"]);
+        forbidden(key, &["remote", "set-url", "origin", "/tmp/elsewhere"]);
+        forbidden(key, &["remote", "gc", "origin"]);
+    }
+    // The read-only key reads settings and remotes, secrets masked; the branch-limited one may not.
+    let out = server_cmd(&db, Some(&ro), cwd.path(), &["remote", "list"]);
+    let list = data(parse(&text(&out.stdout)));
+    assert_eq!(list["remotes"][0]["remote"], "hub", "{list}");
+    assert_eq!(list["remotes"][0]["options"]["token"], "***", "{list}");
+    assert!(!text(&out.stdout).contains("SECRET-9"));
+    let out = server_cmd(&db, Some(&ro), cwd.path(), &["config", "user.name"]);
+    assert_eq!(data(parse(&text(&out.stdout)))["value"], "admin");
+    forbidden(&agents, &["remote", "list"]);
+    forbidden(&agents, &["config"]);
+    // Nothing changed.
+    assert_eq!(db.json(&["config", "user.name"])["value"], "admin");
+    let list = db.json(&["remote", "list"])["remotes"].clone();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list[1]["url"], r.to_str().unwrap());
+    // A relative folder URL is made absolute by the CLI; the server refuses one that is not.
+    let url = db.server.as_ref().unwrap().url.clone();
+    let e = strata_client::Db::connect(
+        &url,
+        strata_client::ClientOptions {
+            api_key: db.server.as_ref().unwrap().key.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .remote_add(strata_sync::RemoteConfig {
+        name: "rel".into(),
+        url: "relative/path".into(),
+        options: Default::default(),
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("absolute"), "{e}");
 }

@@ -35,6 +35,8 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[doc(hidden)]
+pub mod admin;
 mod conn;
 mod pool;
 
@@ -42,12 +44,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use strata_engine::bundle::{BundleManifest, ImportReport};
+pub use strata_engine::ChangeSet;
 pub use strata_engine::{
     BranchDiff, BranchInfo, CommitInfo, Event, HistoryEntry, Kind, MergeConflict, MergeReport,
     MergeStrategy, Rev, Value,
 };
-pub use strata_sync::{FetchReport, PullReport, PushReport, SyncStatus};
-pub use strata_wire::{Command, ErrorCode, Op, Output, Welcome, WireError};
+pub use strata_sync::{
+    CompactReport, DeleteReport, FetchReport, GcReport, PullReport, PushReport, RemoteBranch,
+    RemoteConfig, SyncStatus,
+};
+pub use strata_wire::{Command, ErrorCode, Op, Output, SyncOp, Welcome, WireError};
 
 use pool::Pool;
 
@@ -262,11 +268,40 @@ impl Db {
         }
     }
 
-    /// Runs one command (the wire form of every method here).
+    /// Runs one command (the wire form of every method here). Embedded mode runs the
+    /// administrative and sync commands (`remote_*`, `sync_with`, `sync_push_delete`) on a private
+    /// runtime, as the server does on its own. Remote mode sends a command that only servers with
+    /// the `admin` capability know only to such a server (an older one answers `invalid_operation`
+    /// here, without a round trip).
     pub fn execute(&self, cmd: Command) -> Result<Output> {
         match &self.backend {
+            Backend::Embedded(db) if admin::serves(&cmd) => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Db(strata_wire::engine_error(e.into())))?;
+                Ok(rt.block_on(admin::run(db, cmd))?)
+            }
             Backend::Embedded(db) => Ok(strata_wire::execute(db, cmd)?),
-            Backend::Remote(p) => p.call(&cmd),
+            Backend::Remote(p) => {
+                if needs_admin_capability(&cmd)
+                    && !p
+                        .welcome()
+                        .capabilities
+                        .iter()
+                        .any(|c| c == strata_wire::CAP_ADMIN)
+                {
+                    return Err(Error::Db(WireError::new(
+                        ErrorCode::InvalidOperation,
+                        format!(
+                            "the server (stratadb-server {}) does not serve {}: upgrade it to a version with the \"admin\" capability",
+                            p.welcome().server_version,
+                            cmd.name()
+                        ),
+                    )));
+                }
+                p.call(&cmd)
+            }
         }
     }
 
@@ -475,6 +510,7 @@ impl Db {
             strategy,
             message: message.map(str::to_string),
             author: author.map(str::to_string),
+            conflict_branch: None,
         })? {
             Output::Merge(m) => Ok(m),
             o => Err(unexpected("merge", o)),
@@ -515,8 +551,10 @@ impl Db {
 /// The wire form of a sync error: a stable code and the message (which names the way out).
 #[doc(hidden)]
 pub fn sync_error(e: strata_sync::SyncError) -> WireError {
+    use strata_remote::RemoteError as R;
     use strata_sync::SyncError as S;
-    let message = e.to_string();
+    // The whole cause chain, each text once (as the CLI prints a local sync error).
+    let message = strata_remote::report(&e);
     let code = match e {
         S::Engine(inner) => return strata_wire::engine_error(inner),
         S::Conflicts(c) => {
@@ -525,10 +563,11 @@ pub fn sync_error(e: strata_sync::SyncError) -> WireError {
             return w;
         }
         S::Rejected(_) => ErrorCode::PushRejected,
-        S::NotFound(_) | S::NotAStrataRemote(_) => ErrorCode::NotFound,
-        S::Corrupt { .. } => ErrorCode::Corrupt,
+        S::NotFound(_) | S::Remote(R::NotFound(_)) => ErrorCode::NotFound,
+        S::NotAStrataRemote(_) => ErrorCode::NotARemote,
+        S::Corrupt { .. } | S::Remote(R::Corrupt(_)) => ErrorCode::Corrupt,
         S::Diverged(_) => ErrorCode::Diverged,
-        S::Config(_) => ErrorCode::InvalidOperation,
+        S::Config(_) | S::Remote(R::Invalid(_)) => ErrorCode::InvalidConfig,
         S::Remote(_) => ErrorCode::Remote,
         S::Io(_) => ErrorCode::Storage,
         _ => ErrorCode::Internal,
@@ -632,6 +671,268 @@ impl Db {
                 Output::Names(n) => Ok(n),
                 o => Err(unexpected("names", o)),
             },
+        }
+    }
+}
+
+/// Commands (or options) that servers without the `admin` capability do not know.
+fn needs_admin_capability(cmd: &Command) -> bool {
+    match cmd {
+        Command::Merge {
+            conflict_branch, ..
+        } => conflict_branch.is_some(),
+        Command::Contains { .. }
+        | Command::ListPage { .. }
+        | Command::Changes { .. }
+        | Command::ConfigGet { .. }
+        | Command::ConfigSet { .. }
+        | Command::ConfigList => true,
+        c => admin::serves(c),
+    }
+}
+
+/// The remotes of a database and the upstreams of its branches (branch → remote).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+pub struct RemoteListing {
+    /// The remotes, secret option values shown as `***` in remote mode.
+    pub remotes: Vec<RemoteConfig>,
+    /// Branch → the remote it tracks.
+    pub upstreams: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct SetUrlReport {
+    remote: RemoteConfig,
+    previous_url: String,
+}
+
+#[derive(serde::Deserialize)]
+struct RemoveReport {
+    remote: RemoteConfig,
+    mirrors: usize,
+}
+
+/// One page of a listing: the version it read, the entries, and the key to continue after.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// The version read (pin the following pages to it).
+    pub version: u64,
+    /// Key and value, in key order.
+    pub entries: Vec<(String, Value)>,
+    /// `Some(last key)` when more may follow.
+    pub next: Option<String>,
+}
+
+impl Db {
+    // ----- settings, remotes, paging, options ----------------------------------------------------
+
+    /// A database setting (`user.name`, ...).
+    pub fn config(&self, key: &str) -> Result<Option<String>> {
+        match self.execute(Command::ConfigGet { key: key.into() })? {
+            Output::Value(Value::String(s)) => Ok(Some(s)),
+            Output::Missing => Ok(None),
+            o => Err(unexpected("setting", o)),
+        }
+    }
+
+    /// Sets a database setting, or removes it (`None`). Remote mode needs an administrative key.
+    pub fn set_config(&self, key: &str, value: Option<&str>) -> Result<()> {
+        unit(self.execute(Command::ConfigSet {
+            key: key.into(),
+            value: value.map(str::to_string),
+        })?)
+    }
+
+    /// Every setting, sorted by key.
+    pub fn config_list(&self) -> Result<Vec<(String, String)>> {
+        Ok(entries(self.execute(Command::ConfigList)?)?
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => (k, s),
+                v => (k, v.to_json().to_string()),
+            })
+            .collect())
+    }
+
+    /// The configured remotes (remote mode: secret option values as `***`) and the upstreams.
+    pub fn remote_list(&self) -> Result<RemoteListing> {
+        report(self.execute(Command::RemoteList)?)
+    }
+
+    /// Adds a remote (remote mode: to the server's database; a folder URL must be absolute and
+    /// names the server's file system). Answers the configuration, secrets redacted.
+    pub fn remote_add(&self, cfg: RemoteConfig) -> Result<RemoteConfig> {
+        report(self.execute(Command::RemoteAdd {
+            name: cfg.name,
+            url: cfg.url,
+            options: cfg.options,
+        })?)
+    }
+
+    /// Changes a remote's URL; answers the new configuration and the previous URL.
+    pub fn remote_set_url(&self, name: &str, url: &str) -> Result<(RemoteConfig, String)> {
+        let r: SetUrlReport = report(self.execute(Command::RemoteSetUrl {
+            name: name.into(),
+            url: url.into(),
+        })?)?;
+        Ok((r.remote, r.previous_url))
+    }
+
+    /// Renames a remote.
+    pub fn remote_rename(&self, old: &str, new: &str) -> Result<RemoteConfig> {
+        report(self.execute(Command::RemoteRename {
+            old: old.into(),
+            new: new.into(),
+        })?)
+    }
+
+    /// Removes a remote (its mirrors and upstreams); answers it and the number of mirrors deleted.
+    pub fn remote_remove(&self, name: &str) -> Result<(RemoteConfig, usize)> {
+        let r: RemoveReport = report(self.execute(Command::RemoteRemove { name: name.into() })?)?;
+        Ok((r.remote, r.mirrors))
+    }
+
+    /// The branches a remote holds, by name.
+    pub fn remote_branches(&self, name: &str) -> Result<Vec<RemoteBranch>> {
+        report(self.execute(Command::RemoteBranches { name: name.into() })?)
+    }
+
+    /// Garbage-collects a remote (unreferenced blobs older than `grace`).
+    pub fn remote_gc(&self, name: &str, grace: Duration) -> Result<GcReport> {
+        report(self.execute(Command::RemoteGc {
+            name: name.into(),
+            grace_secs: grace.as_secs(),
+        })?)
+    }
+
+    /// Compacts a branch's deltas on a remote.
+    pub fn remote_compact(
+        &self,
+        name: &str,
+        branch: &str,
+        squash_before: Option<u64>,
+    ) -> Result<CompactReport> {
+        report(self.execute(Command::RemoteCompact {
+            name: name.into(),
+            branch: branch.into(),
+            squash_before,
+        })?)
+    }
+
+    /// Deletes `branch` on `remote` (`push --delete`); the local branch is untouched.
+    pub fn push_delete(&self, remote: &str, branch: &str) -> Result<DeleteReport> {
+        report(self.execute(Command::SyncPushDelete {
+            remote: remote.into(),
+            branch: branch.into(),
+        })?)
+    }
+
+    /// [`Db::push`], then with `set_upstream` records `remote` as the branch's upstream.
+    pub fn push_with(&self, remote: &str, branch: &str, set_upstream: bool) -> Result<PushReport> {
+        report(self.execute(Command::SyncWith {
+            op: SyncOp::Push,
+            remote: remote.into(),
+            branch: branch.into(),
+            strategy: None,
+            conflict_branch: None,
+            set_upstream,
+        })?)
+    }
+
+    /// [`Db::pull`] with any strategy (`Ours` too) and, for a strict pull, a branch that receives
+    /// the conflicts.
+    pub fn pull_with(
+        &self,
+        remote: &str,
+        branch: &str,
+        strategy: MergeStrategy,
+        conflict_branch: Option<&str>,
+    ) -> Result<PullReport> {
+        report(self.execute(Command::SyncWith {
+            op: SyncOp::Pull,
+            remote: remote.into(),
+            branch: branch.into(),
+            strategy: Some(strategy),
+            conflict_branch: conflict_branch.map(str::to_string),
+            set_upstream: false,
+        })?)
+    }
+
+    /// Whether `outer` contains every version of `inner` (a branch is merged when its head is
+    /// contained in another's).
+    pub fn contains(&self, outer: &Rev, inner: &Rev) -> Result<bool> {
+        boolean(self.execute(Command::Contains {
+            outer: outer.clone(),
+            inner: inner.clone(),
+        })?)
+    }
+
+    /// One page of a listing (see [`Command::ListPage`]); pass `Rev::at(branch, page.version)` and
+    /// `after = page.next` for the next page.
+    pub fn list_page(
+        &self,
+        rev: &Rev,
+        space: &str,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page> {
+        match self.execute(Command::ListPage {
+            rev: rev.clone(),
+            space: space.into(),
+            kind,
+            prefix: prefix.into(),
+            after: after.map(str::to_string),
+            limit: limit as u64,
+        })? {
+            Output::Page {
+                version,
+                entries,
+                next,
+            } => Ok(Page {
+                version,
+                entries,
+                next,
+            }),
+            o => Err(unexpected("page", o)),
+        }
+    }
+
+    /// Change sets of `rev` after version `after`, oldest first, at most `limit` (and about 1 MiB);
+    /// empty when there are none.
+    pub fn changes(&self, rev: &Rev, after: u64, limit: usize) -> Result<Vec<ChangeSet>> {
+        match self.execute(Command::Changes {
+            rev: rev.clone(),
+            after,
+            limit: limit as u64,
+        })? {
+            Output::Changes(c) => Ok(c),
+            o => Err(unexpected("changes", o)),
+        }
+    }
+
+    /// [`Db::merge_with_message`]; a strict merge that meets conflicts also saves them on the new
+    /// branch `conflict_branch` (forked from the target) before failing with `merge_conflicts`.
+    pub fn merge_with_options(
+        &self,
+        source: &Rev,
+        target: &str,
+        strategy: MergeStrategy,
+        message: Option<&str>,
+        author: Option<&str>,
+        conflict_branch: Option<&str>,
+    ) -> Result<MergeReport> {
+        match self.execute(Command::Merge {
+            source: source.clone(),
+            target: target.into(),
+            strategy,
+            message: message.map(str::to_string),
+            author: author.map(str::to_string),
+            conflict_branch: conflict_branch.map(str::to_string),
+        })? {
+            Output::Merge(m) => Ok(m),
+            o => Err(unexpected("merge", o)),
         }
     }
 }

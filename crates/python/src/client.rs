@@ -1,24 +1,28 @@
 //! `stratadb.connect("strata://host:port")`: the `Client` class, the data, branch and history API of
 //! `Strata` over a `stratadb-server` (through `strata_client`), and its `ClientTransaction`.
 //!
-//! The methods, arguments and results are those of `Strata` and `Transaction`; lists come back as
-//! Python lists rather than paged iterators. `push`, `pull`, `fetch` and `sync_status` run on the
-//! server's database, one branch at a time, against remotes configured in it; `remotes()` lists
-//! their names. Errors raise the same exception classes as the engine's
-//! errors of the same kind; a refused key raises `StrataError` naming the problem.
+//! The methods, arguments and results are those of `Strata` and `Transaction`: listings are paged
+//! iterators (`list_page` over the wire), `changes_since` pages change sets. Settings, remotes,
+//! `push`, `pull`, `fetch` and `sync_status` (with `all=`, strategies and conflict branches) act on
+//! the server's database, run by the server; changing settings or remotes needs a key that writes
+//! every branch. Errors raise the same exception classes as the engine's errors of the same kind;
+//! a refused key raises `StrataError` naming the problem.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
+use std::collections::BTreeMap;
+
 use pyo3::prelude::*;
-use pyo3::types::PyType;
-use strata_client::{ClientOptions, Db, Tx};
+use pyo3::types::{PyDict, PyType};
+use strata_client::{ClientOptions, Db, RemoteConfig, Tx};
 use strata_engine::{Kind, Rev, Value};
 
 use crate::convert::{opt_to_py, report_to_py, to_py, to_value};
 use crate::db::{commit_to_py, event_to_py, history_to_py, kind_of, DEFAULT_SPACE};
+use crate::db::{per_branch, PerBranch};
 use crate::errors::{detached, invalid, Failure};
-use crate::iter::Diff;
+use crate::iter::{ChangeIter, Diff, DiffStream, ListIter, Source, DEFAULT_PAGE};
 use crate::tx::cas_args;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +118,67 @@ impl PyClient {
             Ok(f(&scope)?)
         })
     }
+}
+
+impl PyClient {
+    fn list(
+        &self,
+        py: Python<'_>,
+        branch: &str,
+        space: &str,
+        kind: Kind,
+        prefix: &str,
+        page_size: usize,
+    ) -> PyResult<ListIter> {
+        let db = self.handle(py)?;
+        let rev = Rev::parse(branch).map_err(|e| Failure::from(e).into_pyerr(py))?;
+        strata_engine::names::validate_space_name(space, false)
+            .map_err(|e| Failure::from(e).into_pyerr(py))?;
+        Ok(ListIter::new(
+            Source::Remote(db),
+            rev,
+            space,
+            kind,
+            prefix,
+            page_size,
+        ))
+    }
+}
+
+/// The remote's configured name is checked before any work (as `Strata` does).
+fn require_remote(db: &Db, remote: &str) -> Result<(), Failure> {
+    strata_sync::config::validate_remote_name(remote)?;
+    if db.remote_list()?.remotes.iter().any(|r| r.name == remote) {
+        Ok(())
+    } else {
+        Err(Failure::Sync(strata_sync::SyncError::NotFound(format!(
+            "no remote named {remote:?} (see `strata remote add`)"
+        ))))
+    }
+}
+
+/// Branches for `all=True`: the server's own (push, status) or the remote's (pull, fetch).
+fn branches_for(
+    db: &Db,
+    remote: &str,
+    branch: &str,
+    all: bool,
+    of_remote: bool,
+) -> Result<Vec<String>, Failure> {
+    if !all {
+        return Ok(vec![branch.to_string()]);
+    }
+    Ok(if of_remote {
+        db.remote_branches(remote)?
+            .into_iter()
+            .map(|b| b.name)
+            .collect()
+    } else {
+        db.list_branches(false)?
+            .into_iter()
+            .map(|b| b.name)
+            .collect()
+    })
 }
 
 fn value_of(o: Option<&Bound<'_, PyAny>>) -> Result<Value, Failure> {
@@ -225,17 +290,19 @@ impl PyClient {
         Ok(self.write(py, branch, space, |tx| tx.kv_delete(key))?.0)
     }
 
-    /// The `(key, value)` pairs whose keys start with `prefix`, in key order, as a list.
-    #[pyo3(signature = (prefix="", *, branch="main", space=DEFAULT_SPACE))]
+    /// Streams the `(key, value)` pairs whose keys start with `prefix`, in key order, `page_size`
+    /// per request to the server (each answer also bounded in bytes), every page at the version the
+    /// first one read.
+    #[pyo3(signature = (prefix="", *, branch="main", space=DEFAULT_SPACE, page_size=DEFAULT_PAGE))]
     fn kv_list(
         &self,
         py: Python<'_>,
         prefix: &str,
         branch: &str,
         space: &str,
-    ) -> PyResult<Vec<(String, PyObject)>> {
-        let list = self.read(py, branch, space, |s| s.kv_list(prefix))?;
-        entries_to_py(py, &list)
+        page_size: usize,
+    ) -> PyResult<ListIter> {
+        self.list(py, branch, space, Kind::Kv, prefix, page_size)
     }
 
     // ----- documents -----
@@ -291,17 +358,17 @@ impl PyClient {
         Ok(self.write(py, branch, space, |tx| tx.json_delete(id))?.0)
     }
 
-    /// The `(id, document)` pairs whose ids start with `prefix`, as a list.
-    #[pyo3(signature = (prefix="", *, branch="main", space=DEFAULT_SPACE))]
+    /// Streams the `(id, document)` pairs whose ids start with `prefix`, like `kv_list`.
+    #[pyo3(signature = (prefix="", *, branch="main", space=DEFAULT_SPACE, page_size=DEFAULT_PAGE))]
     fn doc_list(
         &self,
         py: Python<'_>,
         prefix: &str,
         branch: &str,
         space: &str,
-    ) -> PyResult<Vec<(String, PyObject)>> {
-        let list = self.read(py, branch, space, |s| s.json_list(prefix))?;
-        entries_to_py(py, &list)
+        page_size: usize,
+    ) -> PyResult<ListIter> {
+        self.list(py, branch, space, Kind::Json, prefix, page_size)
     }
 
     // ----- events -----
@@ -501,6 +568,43 @@ impl PyClient {
         Ok(Diff::new(d, a.to_string(), b.to_string()))
     }
 
+    /// The difference from `a` to `b` entry by entry (the same dicts as iterating `diff()`); the
+    /// server sends the whole difference in one answer, converted as it is iterated.
+    fn diff_iter(&self, py: Python<'_>, a: &str, b: &str) -> PyResult<DiffStream> {
+        let db = self.handle(py)?;
+        let d = detached(py, move || Ok(db.diff(&Rev::parse(a)?, &Rev::parse(b)?)?))?;
+        Ok(DiffStream::remote(d))
+    }
+
+    /// Streams the change sets of `branch` after `version`, oldest first, up to the head when the
+    /// call was made (pages of change sets over the wire).
+    #[pyo3(signature = (branch="main", version=0))]
+    fn changes_since(&self, py: Python<'_>, branch: &str, version: u64) -> PyResult<ChangeIter> {
+        let db = self.handle(py)?;
+        detached(py, move || ChangeIter::remote(db, branch, version))
+    }
+
+    // ----- settings (the server's database; changing them needs a key that writes every branch) --
+
+    /// A setting of the server's database (e.g. `"user.name"`), or `None`.
+    fn config(&self, py: Python<'_>, key: &str) -> PyResult<Option<String>> {
+        let db = self.handle(py)?;
+        detached(py, move || Ok(db.config(key)?))
+    }
+
+    /// Sets a setting of the server's database; `None` removes it.
+    #[pyo3(signature = (key, value))]
+    fn set_config(&self, py: Python<'_>, key: &str, value: Option<&str>) -> PyResult<()> {
+        let db = self.handle(py)?;
+        detached(py, move || Ok(db.set_config(key, value)?))
+    }
+
+    /// Every setting of the server's database, as a dict.
+    fn config_list(&self, py: Python<'_>) -> PyResult<BTreeMap<String, String>> {
+        let db = self.handle(py)?;
+        detached(py, move || Ok(db.config_list()?.into_iter().collect()))
+    }
+
     /// Three-way merges `source` into `target` as one new version (see `Strata.merge`).
     #[pyo3(signature = (source, target="main", *, strategy="theirs"))]
     fn merge(
@@ -586,61 +690,181 @@ impl PyClient {
 
     // ----- sync, run by the server on its database -----
 
-    /// Pushes `branch` to `remote`, a remote configured in the server's database (one branch at a
-    /// time; `Strata.remote_add` on the server's data folder adds one).
-    #[pyo3(signature = (remote="origin", branch="main"))]
-    fn push(&self, py: Python<'_>, remote: &str, branch: &str) -> PyResult<PyObject> {
+    /// Adds a remote to the server's database (see `Strata.remote_add`; a folder path is made
+    /// absolute here and names the server's file system). Needs a key that writes every branch.
+    #[pyo3(signature = (name, url, token=None, **options))]
+    fn remote_add(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        url: &str,
+        token: Option<&str>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
         let db = self.handle(py)?;
-        let r = detached(py, move || Ok(db.push(remote, branch)?))?;
+        let options = crate::db::options_of(token, options)?;
+        detached(py, move || {
+            db.remote_add(RemoteConfig {
+                name: name.to_string(),
+                url: crate::db::normalize_url(url)?,
+                options,
+            })?;
+            Ok(())
+        })
+    }
+
+    /// The server database's remotes as dicts (`name`, `url`, `options`; secret option values are
+    /// masked by the server and never leave it).
+    fn remotes(&self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+        let db = self.handle(py)?;
+        let list = detached(py, move || Ok(db.remote_list()?.remotes))?;
+        list.iter()
+            .map(|r| {
+                let d = PyDict::new(py);
+                d.set_item("name", &r.name)?;
+                d.set_item("url", &r.url)?;
+                let o = PyDict::new(py);
+                for (k, v) in &r.options {
+                    o.set_item(
+                        k,
+                        if crate::db::secret(k) {
+                            "***"
+                        } else {
+                            v.as_str()
+                        },
+                    )?;
+                }
+                d.set_item("options", o)?;
+                Ok(d.into_any().unbind())
+            })
+            .collect()
+    }
+
+    /// Removes a remote, its sync state and its mirror branches from the server's database.
+    fn remote_remove(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let db = self.handle(py)?;
+        detached(py, move || {
+            db.remote_remove(name)?;
+            Ok(())
+        })
+    }
+
+    /// Compacts `branch` on `remote` (see `Strata.remote_compact`), run by the server.
+    #[pyo3(signature = (remote="origin", branch="main", *, squash_before=None))]
+    fn remote_compact(
+        &self,
+        py: Python<'_>,
+        remote: &str,
+        branch: &str,
+        squash_before: Option<u64>,
+    ) -> PyResult<PyObject> {
+        let db = self.handle(py)?;
+        let r = detached(py, move || {
+            Ok(db.remote_compact(remote, branch, squash_before)?)
+        })?;
         report_to_py(py, &r)
     }
 
-    /// Pulls `branch` from `remote` on the server. `strategy`: `"theirs"` or `"strict"` (raises
-    /// `MergeConflict`, nothing written).
-    #[pyo3(signature = (remote="origin", branch="main", *, strategy="theirs"))]
+    /// Pushes `branch` (or with `all=True` every branch, returning a list) to `remote`, a remote
+    /// configured in the server's database; the server runs it.
+    #[pyo3(signature = (remote="origin", branch="main", *, all=false))]
+    fn push(&self, py: Python<'_>, remote: &str, branch: &str, all: bool) -> PyResult<PyObject> {
+        let db = self.handle(py)?;
+        let results = detached(py, move || {
+            require_remote(&db, remote)?;
+            Ok(branches_for(&db, remote, branch, all, false)?
+                .into_iter()
+                .map(|b| {
+                    let r = db.push(remote, &b).map_err(Failure::from);
+                    (b, r)
+                })
+                .collect::<PerBranch<_>>())
+        })?;
+        per_branch(py, all, results, report_to_py)
+    }
+
+    /// Pulls `branch` from `remote` on the server (see `Strata.pull`: `strategy` `"theirs"`,
+    /// `"ours"` or `"strict"`, `conflict_branch`, `all`).
+    #[pyo3(signature = (remote="origin", branch="main", *, strategy="theirs", conflict_branch=None, all=false))]
     fn pull(
         &self,
         py: Python<'_>,
         remote: &str,
         branch: &str,
         strategy: &str,
+        conflict_branch: Option<&str>,
+        all: bool,
     ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
-        let r = detached(py, move || {
-            let strict = match crate::db::strategy(strategy)? {
-                strata_engine::MergeStrategy::Strict => true,
-                strata_engine::MergeStrategy::LastWriterWins => false,
-                _ => {
-                    return Err(invalid(
-                        "through a server, pull takes strategy=\"theirs\" or \"strict\"",
-                    ))
-                }
-            };
-            Ok(db.pull(remote, branch, strict)?)
+        let results = detached(py, move || {
+            let strategy = crate::db::strategy(strategy)?;
+            if conflict_branch.is_some() && strategy != strata_engine::MergeStrategy::Strict {
+                return Err(invalid(
+                    "conflict_branch applies only to strategy=\"strict\"",
+                ));
+            }
+            if let Some(n) = conflict_branch {
+                strata_engine::names::validate_branch_name(n, false)?;
+            }
+            require_remote(&db, remote)?;
+            Ok(branches_for(&db, remote, branch, all, true)?
+                .into_iter()
+                .map(|b| {
+                    let cb = conflict_branch.map(|n| {
+                        if all {
+                            format!("{n}/{b}")
+                        } else {
+                            n.to_string()
+                        }
+                    });
+                    let r = db
+                        .pull_with(remote, &b, strategy, cb.as_deref())
+                        .map_err(Failure::from);
+                    (b, r)
+                })
+                .collect::<PerBranch<_>>())
         })?;
-        report_to_py(py, &r)
+        per_branch(py, all, results, report_to_py)
     }
 
-    /// Fetches `branch` from `remote` into the server's mirror, without merging.
-    #[pyo3(signature = (remote="origin", branch="main"))]
-    fn fetch(&self, py: Python<'_>, remote: &str, branch: &str) -> PyResult<PyObject> {
+    /// Fetches `branch` (or every remote branch with `all=True`) into the server's mirrors.
+    #[pyo3(signature = (remote="origin", branch="main", *, all=false))]
+    fn fetch(&self, py: Python<'_>, remote: &str, branch: &str, all: bool) -> PyResult<PyObject> {
         let db = self.handle(py)?;
-        let r = detached(py, move || Ok(db.fetch(remote, branch)?))?;
-        report_to_py(py, &r)
+        let results = detached(py, move || {
+            require_remote(&db, remote)?;
+            Ok(branches_for(&db, remote, branch, all, true)?
+                .into_iter()
+                .map(|b| {
+                    let r = db.fetch(remote, &b).map_err(Failure::from);
+                    (b, r)
+                })
+                .collect::<PerBranch<_>>())
+        })?;
+        per_branch(py, all, results, report_to_py)
     }
 
-    /// Where the server's `branch` stands against `remote`.
-    #[pyo3(signature = (remote="origin", branch="main"))]
-    fn sync_status(&self, py: Python<'_>, remote: &str, branch: &str) -> PyResult<PyObject> {
+    /// Where the server's `branch` (or every branch, `all=True`) stands against `remote`.
+    #[pyo3(signature = (remote="origin", branch="main", *, all=false))]
+    fn sync_status(
+        &self,
+        py: Python<'_>,
+        remote: &str,
+        branch: &str,
+        all: bool,
+    ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
-        let s = detached(py, move || Ok(db.sync_status(remote, branch)?))?;
-        crate::db::status_to_py(py, &s)
-    }
-
-    /// The names of the remotes configured in the server's database.
-    fn remotes(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        let db = self.handle(py)?;
-        detached(py, move || Ok(db.remotes()?))
+        let results = detached(py, move || {
+            require_remote(&db, remote)?;
+            Ok(branches_for(&db, remote, branch, all, false)?
+                .into_iter()
+                .map(|b| {
+                    let r = db.sync_status(remote, &b).map_err(Failure::from);
+                    (b, r)
+                })
+                .collect::<PerBranch<_>>())
+        })?;
+        per_branch(py, all, results, crate::db::status_to_py)
     }
 }
 

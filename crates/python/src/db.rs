@@ -109,7 +109,14 @@ impl PyStrata {
         let rev = Rev::parse(branch).map_err(|e| Failure::from(e).into_pyerr(py))?;
         strata_engine::names::validate_space_name(space, false)
             .map_err(|e| Failure::from(e).into_pyerr(py))?;
-        Ok(ListIter::new(db, rev, space, kind, prefix, page_size))
+        Ok(ListIter::new(
+            crate::iter::Source::Local(db),
+            rev,
+            space,
+            kind,
+            prefix,
+            page_size,
+        ))
     }
 }
 
@@ -176,7 +183,7 @@ fn seconds(micros: u64) -> f64 {
 }
 
 /// A folder path becomes absolute (so the remote works from any working directory); URLs are checked.
-fn normalize_url(url: &str) -> Result<String, Failure> {
+pub(crate) fn normalize_url(url: &str) -> Result<String, Failure> {
     strata_sync::check_url(url)?;
     if url.contains("://") {
         Ok(url.to_string())
@@ -186,7 +193,7 @@ fn normalize_url(url: &str) -> Result<String, Failure> {
 }
 
 /// Keyword options as strings (`True` → `"true"`, numbers as written).
-fn options_of(
+pub(crate) fn options_of(
     token: Option<&str>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<BTreeMap<String, String>> {
@@ -209,7 +216,7 @@ fn options_of(
 }
 
 /// Whether an option's value must not be shown.
-fn secret(key: &str) -> bool {
+pub(crate) fn secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["token", "secret", "password", "key"]
         .iter()
@@ -262,11 +269,11 @@ async fn remote_branches(db: &Strata, remote: &str) -> Result<Vec<String>, Failu
 }
 
 /// One sync operation's outcome per branch.
-type PerBranch<T> = Vec<(String, Result<T, Failure>)>;
+pub(crate) type PerBranch<T> = Vec<(String, Result<T, Failure>)>;
 
 /// With `all`, the per-branch results as a list, raising the first failure (after every branch was
 /// tried) with the successful reports in its `results` attribute; else the single result.
-fn per_branch<T>(
+pub(crate) fn per_branch<T>(
     py: Python<'_>,
     all: bool,
     results: PerBranch<T>,

@@ -92,12 +92,14 @@ fn client_kind(e: &strata_client::Error) -> fn(String) -> PyErr {
     use strata_client::ErrorCode as C;
     match e.code() {
         Some(C::BranchNotFound | C::VersionNotFound) => NotFound::new_err,
-        Some(C::InvalidName | C::BranchExists | C::InvalidOperation) => InvalidArgument::new_err,
+        Some(C::InvalidName | C::BranchExists | C::InvalidOperation | C::InvalidConfig) => {
+            InvalidArgument::new_err
+        }
         Some(C::Conflict | C::HeadMoved) => Busy::new_err,
         Some(C::MergeConflicts) => MergeConflict::new_err,
         Some(C::Corrupt) => Corrupt::new_err,
         Some(C::PushRejected) => PushRejected::new_err,
-        Some(C::NotFound) => NotFound::new_err,
+        Some(C::NotFound | C::NotARemote) => NotFound::new_err,
         _ => StrataError::new_err,
     }
 }

@@ -36,12 +36,48 @@ struct ListState {
     pages: u64,
 }
 
+/// A page read: the version, the entries, and whether the listing is done.
+type PageRead = (u64, Vec<(String, Value)>, bool);
+
+/// Where an iterator reads: the embedded engine, or a server (pages over the wire, each answer
+/// bounded far under the frame cap).
+#[derive(Debug)]
+pub(crate) enum Source {
+    Local(Strata),
+    Remote(strata_client::Db),
+}
+
+impl Source {
+    fn list_page(
+        &self,
+        rev: &Rev,
+        space: &str,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<PageRead, Failure> {
+        Ok(match self {
+            Source::Local(db) => {
+                let (v, page) = db.list_page(rev, space, kind, prefix, after, limit)?;
+                let done = page.len() < limit;
+                (v, page, done)
+            }
+            // A server may cut a page short (by size): `next` says whether more follow.
+            Source::Remote(db) => {
+                let p = db.list_page(rev, space, kind, prefix, after, limit)?;
+                (p.version, p.entries, p.next.is_none())
+            }
+        })
+    }
+}
+
 /// An iterator over `(key, value)` pairs in key order that reads `page_size` entries at a time, all
 /// at the version the first page saw: memory stays bounded by a page however long the list is.
 #[pyclass(module = "stratadb._stratadb", name = "ListIterator", frozen)]
 #[derive(Debug)]
 pub(crate) struct ListIter {
-    db: Owned<Strata>,
+    db: Owned<Source>,
     rev: Rev,
     space: String,
     kind: Kind,
@@ -52,7 +88,7 @@ pub(crate) struct ListIter {
 
 impl ListIter {
     pub(crate) fn new(
-        db: Strata,
+        db: Source,
         rev: Rev,
         space: &str,
         kind: Kind,
@@ -82,7 +118,7 @@ impl ListIter {
             Some(v) => Rev::at(self.rev.branch.clone(), v),
             None => self.rev.clone(),
         };
-        let (v, page) = self.db.list_page(
+        let (v, page, done) = self.db.list_page(
             &rev,
             &self.space,
             self.kind,
@@ -92,7 +128,7 @@ impl ListIter {
         )?;
         st.version = Some(v);
         st.pages += 1;
-        st.done = page.len() < self.page;
+        st.done = done;
         st.after = page.last().map(|(k, _)| k.clone());
         st.buf.extend(page);
         Ok(())
@@ -159,14 +195,71 @@ impl ListIter {
 #[pyclass(module = "stratadb._stratadb", name = "ChangeIterator", frozen)]
 #[derive(Debug)]
 pub(crate) struct ChangeIter {
-    inner: Mutex<Owned<strata_engine::ChangeIter>>,
+    inner: Mutex<Owned<Changes>>,
+}
+
+/// The change sets' source: the engine's iterator, or pages from a server pinned to the head the
+/// iterator started at.
+#[derive(Debug)]
+enum Changes {
+    Local(strata_engine::ChangeIter),
+    Remote {
+        db: strata_client::Db,
+        rev: Rev,
+        after: u64,
+        buf: VecDeque<strata_engine::ChangeSet>,
+        done: bool,
+    },
+}
+
+impl Changes {
+    fn next(&mut self) -> Result<Option<strata_engine::ChangeSet>, Failure> {
+        match self {
+            Changes::Local(it) => it.next().transpose().map_err(Failure::from),
+            Changes::Remote {
+                db,
+                rev,
+                after,
+                buf,
+                done,
+            } => {
+                if buf.is_empty() && !*done {
+                    let page = db.changes(rev, *after, 256)?;
+                    *done = page.is_empty();
+                    if let Some(last) = page.last() {
+                        *after = last.version;
+                    }
+                    buf.extend(page);
+                }
+                Ok(buf.pop_front())
+            }
+        }
+    }
 }
 
 impl ChangeIter {
     pub(crate) fn new(inner: strata_engine::ChangeIter) -> ChangeIter {
         ChangeIter {
-            inner: Mutex::new(Owned::new(inner)),
+            inner: Mutex::new(Owned::new(Changes::Local(inner))),
         }
+    }
+
+    /// The change sets of `branch` on a server after `version`, up to its head now.
+    pub(crate) fn remote(
+        db: strata_client::Db,
+        branch: &str,
+        version: u64,
+    ) -> Result<ChangeIter, Failure> {
+        let head = db.branch_info(branch)?.head;
+        Ok(ChangeIter {
+            inner: Mutex::new(Owned::new(Changes::Remote {
+                db,
+                rev: Rev::at(branch, head),
+                after: version,
+                buf: VecDeque::new(),
+                done: version >= head,
+            })),
+        })
     }
 }
 
@@ -182,7 +275,7 @@ impl ChangeIter {
             if !it.here() {
                 return Err(forked());
             }
-            it.next().transpose().map_err(Failure::from)
+            it.next()
         })?;
         let Some(cs) = next else { return Ok(None) };
         let d = PyDict::new(py);
@@ -350,6 +443,25 @@ impl DiffStream {
             })
             .map_err(Failure::from)?;
         Ok(DiffStream { rx: Mutex::new(rx) })
+    }
+
+    /// Through a server: the server computes the diff and sends it in one answer (so it is bounded
+    /// by the frame cap rather than streamed); its entries are converted as they are iterated.
+    pub(crate) fn remote(diff: BranchDiff) -> DiffStream {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<DiffItem>(DIFF_AHEAD);
+        let _ = std::thread::Builder::new()
+            .name("stratadb-diff".into())
+            .spawn(move || {
+                for s in diff.spaces {
+                    for e in s.added.into_iter().chain(s.removed).chain(s.modified) {
+                        let k = strata_engine::EntryKey::new(s.space.as_str(), e.kind, e.key);
+                        if tx.send(Ok((k, e.a, e.b))).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        DiffStream { rx: Mutex::new(rx) }
     }
 }
 

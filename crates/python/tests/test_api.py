@@ -230,7 +230,8 @@ def test_log_and_history(any_db: AnyDb) -> None:
         db.history("k", kind="table")  # type: ignore[arg-type]
 
 
-def test_changes_since(db: stratadb.Strata) -> None:
+def test_changes_since(any_db: AnyDb) -> None:
+    db = any_db
     db.kv_put("a", 1)
     with db.transaction() as tx:
         tx.kv_put("b", b"\x00")
@@ -264,8 +265,8 @@ def test_bundles(any_db: AnyDb, tmp_path: Path) -> None:
     assert "bad" not in [b["name"] for b in other.branches()]
 
 
-def test_remotes_fetch_all_and_remove(tmp_path: Path) -> None:
-    a = stratadb.Strata.open(tmp_path / "a")
+def test_remotes_fetch_all_and_remove(any_db: AnyDb, tmp_path: Path) -> None:
+    a = any_db
     a.kv_put("x", 1)
     a.fork_branch("main", "feature")
     a.kv_put("y", 2, branch="feature")
@@ -298,8 +299,8 @@ def test_remotes_fetch_all_and_remove(tmp_path: Path) -> None:
         b.push("origin", "main")
 
 
-def test_all_reports_every_failure(tmp_path: Path) -> None:
-    a = stratadb.Strata.open(tmp_path / "a")
+def test_all_reports_every_failure(any_db: AnyDb, tmp_path: Path) -> None:
+    a = any_db
     a.kv_put("x", 1)
     a.fork_branch("main", "two")
     a.remote_add("origin", str(tmp_path / "remote"))
@@ -313,3 +314,59 @@ def test_all_reports_every_failure(tmp_path: Path) -> None:
         a.push(all=True)
     assert "two" in str(e.value)
     assert [r["branch"] for r in e.value.results] == ["main"]  # type: ignore[attr-defined]
+
+
+def test_settings(any_db: AnyDb) -> None:
+    db = any_db
+    assert db.config("user.name") is None
+    db.set_config("user.name", "agent-7")
+    assert db.config("user.name") == "agent-7"
+    assert db.config_list() == {"user.name": "agent-7"}
+    db.kv_put("a", 1)
+    assert db.log()[0]["author"] == "agent-7"
+    db.set_config("user.name", None)
+    assert db.config_list() == {}
+
+
+def test_null_and_deleted_stay_distinct(any_db: AnyDb) -> None:
+    # A stored null is a value; a deletion is not (history, diff and diff_iter agree on both sides).
+    db = any_db
+    db.kv_put("n", 1)
+    db.fork_branch("main", "f")
+    db.kv_put("n", None)
+    db.kv_put("gone", 1)
+    db.kv_delete("gone")
+    db.kv_put("fresh", None, branch="f")
+    h = db.history("n")
+    assert [(x["version"], x["value"], x["deleted"]) for x in h] == [(2, None, False), (1, 1, False)]
+    h = db.history("gone")
+    assert [(x["version"], x["value"], x["deleted"]) for x in h] == [(4, None, True), (3, 1, False)]
+    d = db.diff("f", "main")
+    items = sorted((e["change"], e["key"], e["a"], e["b"]) for e in d)
+    assert items == [("modified", "n", 1, None), ("removed", "fresh", None, None)]
+    assert (d.added, d.removed, d.modified) == (0, 1, 1)
+    streamed = sorted((e["change"], e["key"], e["a"], e["b"]) for e in db.diff_iter("f", "main"))
+    assert streamed == items
+    # A strict merge's conflict between a stored null and a value.
+    db.kv_put("n", 5, branch="f")
+    with pytest.raises(stratadb.MergeConflict) as e:
+        db.merge("f", "main", strategy="strict")
+    (c,) = e.value.conflicts
+    assert (c["key"], c["source"], c["target"]) == ("n", 5, None)
+
+
+def test_long_lists_page(any_db: AnyDb) -> None:
+    db = any_db
+    with db.transaction() as tx:
+        for i in range(250):
+            tx.kv_put(f"k{i:04}", "x" * 100)
+    it = db.kv_list("k", page_size=100)
+    keys = [k for k, _ in it]
+    assert keys == [f"k{i:04}" for i in range(250)]
+    assert it.pages_fetched >= 3 and it.version == 1
+    # Pinned: a write after the first page is not seen by the rest of the listing.
+    it = db.kv_list("k", page_size=100)
+    first = next(it)
+    db.kv_put("k9999", 1)
+    assert [first] + list(it) == [(f"k{i:04}", "x" * 100) for i in range(250)]
+    assert [k for k, _ in db.doc_list()] == []

@@ -160,7 +160,7 @@ def test_sync_runs_on_the_server(tmp_path: Path) -> None:
     srv = Server(data)
     try:
         db = stratadb.connect(srv.url, api_key=key)
-        assert db.remotes() == ["origin"]
+        assert [r["name"] for r in db.remotes()] == ["origin"]
         db.kv_put("a", 1)
         assert db.push("origin", "main")["remote_version"] == 1
         assert db.sync_status()["ahead_versions"] == 0
@@ -182,9 +182,51 @@ def test_sync_runs_on_the_server(tmp_path: Path) -> None:
             db.pull(strategy="strict")
         assert [c["key"] for c in e.value.conflicts] == ["a"]
         assert db.kv_get("a") == "server side"
+        # "ours" and a conflict branch run on the server too.
+        with pytest.raises(stratadb.MergeConflict):
+            db.pull(strategy="strict", conflict_branch="conflicts/a")
+        assert db.branch_info("conflicts/a")["name"] == "conflicts/a"
+        db.pull(strategy="ours")
+        assert db.kv_get("a") == "server side"
         with pytest.raises(stratadb.InvalidArgument, match="strategy"):
-            db.pull(strategy="ours")  # type: ignore[arg-type]
+            db.pull(strategy="mine")  # type: ignore[arg-type]
         with pytest.raises(stratadb.NotFound):
             db.push("nowhere")
+    finally:
+        srv.stop()
+
+
+def test_admin_needs_a_key_that_writes_every_branch(tmp_path: Path) -> None:
+    # Settings and remotes are the database's, not a branch's: changing them needs write on "*";
+    # reading them needs read on "*". Refusals change nothing, and tokens never leave the server.
+    data = tmp_path / "data"
+    admin = add_key(data, "admin", ["*"], ["*"])
+    ro = add_key(data, "ro", ["*"], [])
+    agents = add_key(data, "agents", [], ["agent/*"])
+    srv = Server(data)
+    try:
+        db = stratadb.connect(srv.url, api_key=admin)
+        db.set_config("user.name", "admin-set")
+        db.remote_add("hub", "http://127.0.0.1:9/v1/projects/p", token="SECRET-TOKEN-1")
+        reader = stratadb.connect(srv.url, api_key=ro)
+        scoped = stratadb.connect(srv.url, api_key=agents)
+        for who in (reader, scoped):
+            with pytest.raises(stratadb.StrataError, match="every branch"):
+                who.set_config("user.name", "intruder")
+            with pytest.raises(stratadb.StrataError, match="every branch"):
+                who.remote_add("evil", str(tmp_path / "evil"))
+            with pytest.raises(stratadb.StrataError, match="every branch"):
+                who.remote_remove("hub")
+        # The read-only key reads settings and remotes (masked); the branch-limited key may not.
+        assert reader.config("user.name") == "admin-set"
+        assert reader.remotes()[0]["options"] == {"token": "***"}
+        with pytest.raises(stratadb.StrataError, match="every branch"):
+            scoped.config_list()
+        with pytest.raises(stratadb.StrataError, match="every branch"):
+            scoped.remotes()
+        # Nothing changed.
+        assert db.config_list() == {"user.name": "admin-set"}
+        assert [r["name"] for r in db.remotes()] == ["hub"]
+        assert "SECRET-TOKEN-1" not in repr(db.remotes())
     finally:
         srv.stop()

@@ -84,6 +84,44 @@ impl Principal {
         }
     }
 
+    /// Whether it administers the database: a key whose write patterns include `*` (every branch).
+    /// Changing settings and remotes needs it.
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Principal::Open => true,
+            Principal::Key(k) => k.write.iter().any(|p| p == "*"),
+        }
+    }
+
+    /// Whether it may read every branch (`*` in its read or write patterns): reading settings and
+    /// the remotes' configuration needs it.
+    pub fn reads_all(&self) -> bool {
+        match self {
+            Principal::Open => true,
+            Principal::Key(k) => k.read.iter().chain(&k.write).any(|p| p == "*"),
+        }
+    }
+
+    fn need_admin(&self, write: bool, what: &str) -> Result<(), WireError> {
+        let ok = if write {
+            self.is_admin()
+        } else {
+            self.reads_all()
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(WireError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "key {:?} may not {what}: that needs a key with {} access to every branch; nothing was written. Use one made with `stratadb-server keys add --{} '*'`",
+                self.name(),
+                if write { "write" } else { "read" },
+                if write { "write" } else { "read" },
+            ),
+        ))
+    }
+
     /// Checks write access to `branch`.
     pub fn check_write(&self, branch: &str) -> Result<(), WireError> {
         self.need(true, branch)
@@ -141,9 +179,53 @@ impl Principal {
                 self.need(false, &a.branch)?;
                 self.need(false, &b.branch)
             }
-            Command::Merge { source, target, .. } => {
+            Command::Merge {
+                source,
+                target,
+                conflict_branch,
+                ..
+            } => {
                 self.need(false, &source.branch)?;
-                self.need(true, target)
+                self.need(true, target)?;
+                match conflict_branch {
+                    Some(c) => self.need(true, c),
+                    None => Ok(()),
+                }
+            }
+            Command::Contains { outer, inner } => {
+                self.need(false, &outer.branch)?;
+                self.need(false, &inner.branch)
+            }
+            Command::ListPage { rev, .. } | Command::Changes { rev, .. } => {
+                self.need(false, &rev.branch)
+            }
+            Command::SyncPushDelete { branch, .. } => self.need(true, branch),
+            Command::SyncWith {
+                op,
+                branch,
+                conflict_branch,
+                ..
+            } => {
+                self.need(*op != strata_wire::SyncOp::Status, branch)?;
+                match conflict_branch {
+                    Some(c) => self.need(true, c),
+                    None => Ok(()),
+                }
+            }
+            Command::ConfigGet { .. } | Command::ConfigList => {
+                self.need_admin(false, "read the database's settings")
+            }
+            Command::RemoteList | Command::RemoteBranches { .. } => {
+                self.need_admin(false, "read the database's remotes")
+            }
+            Command::ConfigSet { .. } => self.need_admin(true, "change the database's settings"),
+            Command::RemoteAdd { .. }
+            | Command::RemoteSetUrl { .. }
+            | Command::RemoteRename { .. }
+            | Command::RemoteRemove { .. }
+            | Command::RemoteGc { .. }
+            | Command::RemoteCompact { .. } => {
+                self.need_admin(true, "change the database's remotes")
             }
             Command::BundleExport { branch, .. } => self.need(false, branch),
             // Push, pull and fetch change the database's sync state (and pull the branch).

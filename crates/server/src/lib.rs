@@ -284,6 +284,7 @@ const CAPABILITIES: &[&str] = &[
     "log",
     "history",
     "pipelining",
+    strata_wire::CAP_ADMIN,
 ];
 
 /// What reading a frame gave.
@@ -646,6 +647,9 @@ async fn dispatch(
             }
             answer
         }
+        // Remotes, and sync with options: strata-sync's async functions on this runtime (their
+        // engine and file work goes to blocking threads).
+        c if strata_client::admin::serves(&c) => strata_client::admin::run(&shared.db, c).await,
         Command::ListBranches { include_internal } => {
             let db = shared.db.clone();
             let out = blocking(move || {

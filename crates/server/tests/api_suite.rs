@@ -202,6 +202,108 @@ fn suite(db: &Db) {
         ErrorCode::Corrupt
     );
     assert!(!db.branch_exists("bad").unwrap());
+
+    nulls_paging_and_settings(db);
+}
+
+/// A stored null and an absent value stay distinct in history, diff and merge conflicts; listings
+/// and change sets page; settings and the merged check answer (both modes alike).
+fn nulls_paging_and_settings(db: &Db) {
+    db.create_branch("nulls").unwrap();
+    let s = db.on("nulls");
+    s.kv_put("n", 1).unwrap();
+    db.fork_branch("nulls", "nulls-f").unwrap();
+    s.kv_put("n", Value::Null).unwrap();
+    s.kv_put("gone", 1).unwrap();
+    s.kv_delete("gone").unwrap();
+    db.on("nulls-f").kv_put("fresh", Value::Null).unwrap();
+    let h = db.history("nulls", "default", Kind::Kv, "n").unwrap();
+    assert_eq!(
+        h[0].value,
+        Some(Value::Null),
+        "a stored null is not a deletion"
+    );
+    let h = db.history("nulls", "default", Kind::Kv, "gone").unwrap();
+    assert_eq!(h[0].value, None, "a deletion");
+    let d = db.diff(&Rev::head("nulls-f"), &Rev::head("nulls")).unwrap();
+    let sp = &d.spaces[0];
+    assert_eq!(sp.modified.len(), 1);
+    assert_eq!(
+        (&sp.modified[0].a, &sp.modified[0].b),
+        (&Some(Value::Int(1)), &Some(Value::Null))
+    );
+    assert_eq!(
+        (&sp.removed[0].key, &sp.removed[0].a, &sp.removed[0].b),
+        (&"fresh".to_string(), &Some(Value::Null), &None)
+    );
+    db.on("nulls-f").kv_put("n", 5).unwrap();
+    let e = db
+        .merge(&Rev::head("nulls-f"), "nulls", MergeStrategy::Strict)
+        .unwrap_err();
+    let c = &e.conflicts()[0];
+    assert_eq!(
+        (&c.ancestor, &c.source, &c.target),
+        (
+            &Some(Value::Int(1)),
+            &Some(Value::Int(5)),
+            &Some(Value::Null)
+        )
+    );
+    // The merged check: `nulls` does not contain `nulls-f`, which contains its fork point.
+    assert!(!db
+        .contains(&Rev::head("nulls"), &Rev::head("nulls-f"))
+        .unwrap());
+    assert!(db
+        .contains(&Rev::head("nulls-f"), &Rev::at("nulls", 1))
+        .unwrap());
+
+    // Pages: 30 keys by 7, pinned to the first page's version.
+    db.transaction("nulls", |tx| {
+        for i in 0..30 {
+            tx.kv_put(&format!("p{i:02}"), i)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let mut keys = Vec::new();
+    let first = db
+        .list_page(&Rev::head("nulls"), "default", Kind::Kv, "p", None, 7)
+        .unwrap();
+    let pinned = Rev::at("nulls", first.version);
+    db.on("nulls").kv_put("p99", 1).unwrap();
+    let mut page = first;
+    loop {
+        keys.extend(page.entries.iter().map(|(k, _)| k.clone()));
+        assert!(page.entries.len() <= 7);
+        let Some(after) = page.next.clone() else {
+            break;
+        };
+        page = db
+            .list_page(&pinned, "default", Kind::Kv, "p", Some(&after), 7)
+            .unwrap();
+    }
+    assert_eq!(
+        keys,
+        (0..30).map(|i| format!("p{i:02}")).collect::<Vec<_>>()
+    );
+    let sets = db.changes(&pinned, 0, 2).unwrap();
+    assert_eq!(
+        sets.iter().map(|c| c.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(sets[1].puts[0].1, Value::Null);
+    let all = db.changes(&pinned, 0, 1000).unwrap();
+    assert_eq!(all.last().unwrap().version, pinned.version.unwrap());
+
+    // Settings.
+    db.set_config("user.name", Some("suite")).unwrap();
+    assert_eq!(db.config("user.name").unwrap().as_deref(), Some("suite"));
+    assert_eq!(
+        db.config_list().unwrap(),
+        vec![("user.name".to_string(), "suite".to_string())]
+    );
+    db.set_config("user.name", None).unwrap();
+    assert_eq!(db.config("user.name").unwrap(), None);
 }
 
 fn serde_json_like() -> Value {

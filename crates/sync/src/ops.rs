@@ -217,7 +217,7 @@ pub struct SyncStatus {
 }
 
 /// A branch on a remote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RemoteBranch {
     /// Its name.
     pub name: String,
@@ -230,7 +230,7 @@ pub struct RemoteBranch {
 }
 
 /// What garbage collection did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct GcReport {
     /// Blobs referenced by some cursor.
     pub referenced: usize,
@@ -2054,7 +2054,7 @@ pub async fn list_remote_branches(remote: &dyn Remote) -> Result<Vec<RemoteBranc
 }
 
 /// What `delete_remote_branch` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DeleteReport {
     /// The branch.
     pub branch: String,
@@ -2237,7 +2237,7 @@ pub async fn compact(
 }
 
 /// What `remote compact` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CompactReport {
     /// The branch.
     pub branch: String,

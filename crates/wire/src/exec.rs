@@ -59,13 +59,108 @@ fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
             strategy,
             message,
             author,
-        } => Output::Merge(db.merge_with_message(
-            &source,
-            &target,
-            strategy,
-            message.as_deref(),
-            author.as_deref(),
-        )?),
+            conflict_branch,
+        } => {
+            if let Some(name) = &conflict_branch {
+                if strategy != strata_engine::MergeStrategy::Strict {
+                    return Err(Error::InvalidOperation(
+                        "a conflict branch applies only to the strict strategy".into(),
+                    ));
+                }
+                strata_engine::names::validate_branch_name(name, false)?;
+            }
+            match db.merge_with_message(
+                &source,
+                &target,
+                strategy,
+                message.as_deref(),
+                author.as_deref(),
+            ) {
+                Err(Error::MergeConflicts(list)) => {
+                    if let Some(name) = &conflict_branch {
+                        db.save_conflicts(&target, &list, name)?;
+                    }
+                    return Err(Error::MergeConflicts(list));
+                }
+                r => Output::Merge(r?),
+            }
+        }
+        Command::Contains { outer, inner } => Output::Bool(db.contains(&outer, &inner)?),
+        Command::ListPage {
+            rev,
+            space,
+            kind,
+            prefix,
+            after,
+            limit,
+        } => {
+            let (version, mut entries) = db.list_page(
+                &rev,
+                &space,
+                kind,
+                &prefix,
+                after.as_deref(),
+                to_usize(limit.clamp(1, 10_000)),
+            )?;
+            let full = entries.len() as u64 >= limit.clamp(1, 10_000);
+            // Bound the answer's size well under the frame cap (a page keeps at least one entry).
+            let mut bytes = 0usize;
+            let mut keep = entries.len();
+            for (i, (k, v)) in entries.iter().enumerate() {
+                bytes += k.len() + value_size(v);
+                if bytes > PAGE_BYTES && i > 0 {
+                    keep = i;
+                    break;
+                }
+            }
+            let cut = keep < entries.len();
+            entries.truncate(keep);
+            let next = if full || cut {
+                entries.last().map(|(k, _)| k.clone())
+            } else {
+                None
+            };
+            Output::Page {
+                version,
+                entries,
+                next,
+            }
+        }
+        Command::Changes { rev, after, limit } => {
+            let mut sets = Vec::new();
+            let mut bytes = 0usize;
+            for cs in db.changes_between(&rev, after)? {
+                let cs = cs?;
+                bytes += cs
+                    .puts
+                    .iter()
+                    .map(|(k, v)| k.key.len() + value_size(v))
+                    .sum::<usize>()
+                    + cs.deletes.iter().map(|k| k.key.len() + 8).sum::<usize>();
+                if bytes > PAGE_BYTES && !sets.is_empty() {
+                    break;
+                }
+                sets.push(cs);
+                if sets.len() as u64 >= limit.max(1) {
+                    break;
+                }
+            }
+            Output::Changes(sets)
+        }
+        Command::ConfigGet { key } => match db.config(&key)? {
+            Some(v) => Output::Value(strata_engine::Value::String(v)),
+            None => Output::Missing,
+        },
+        Command::ConfigSet { key, value } => {
+            db.set_config(&key, value.as_deref())?;
+            Output::Unit
+        }
+        Command::ConfigList => Output::Entries(
+            db.config_list()?
+                .into_iter()
+                .map(|(k, v)| (k, strata_engine::Value::String(v)))
+                .collect(),
+        ),
         Command::Begin { .. }
         | Command::InTx { .. }
         | Command::SetMessage { .. }
@@ -86,13 +181,44 @@ fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
         | Command::SyncPull { .. }
         | Command::SyncFetch { .. }
         | Command::SyncStatus { .. }
-        | Command::SyncRemotes => {
+        | Command::SyncRemotes
+        | Command::SyncPushDelete { .. }
+        | Command::SyncWith { .. }
+        | Command::RemoteList
+        | Command::RemoteAdd { .. }
+        | Command::RemoteSetUrl { .. }
+        | Command::RemoteRename { .. }
+        | Command::RemoteRemove { .. }
+        | Command::RemoteBranches { .. }
+        | Command::RemoteGc { .. }
+        | Command::RemoteCompact { .. } => {
             return Err(Error::InvalidOperation(format!(
                 "{} moves files or talks to a remote: the server and the client run it",
                 cmd.name()
             )))
         }
     })
+}
+
+/// About how many value bytes one `list_page` or `changes` answer carries (far under the 8 MiB
+/// frame cap; one larger entry still travels alone).
+const PAGE_BYTES: usize = 1 << 20;
+
+/// The encoded size of a value, roughly (strings and bytes exactly).
+fn value_size(v: &strata_engine::Value) -> usize {
+    use strata_engine::Value as V;
+    match v {
+        V::String(s) => s.len() + 5,
+        V::Bytes(b) => b.len() + 5,
+        V::Array(a) => 5 + a.iter().map(value_size).sum::<usize>(),
+        V::Object(o) => {
+            5 + o
+                .iter()
+                .map(|(k, v)| k.len() + 5 + value_size(v))
+                .sum::<usize>()
+        }
+        _ => 9,
+    }
 }
 
 fn to_usize(n: u64) -> usize {

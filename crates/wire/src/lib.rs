@@ -21,8 +21,8 @@ pub use frame::{
     FrameKind, DEFAULT_MAX_FRAME, FRAME_VERSION, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
 pub use msg::{
-    from_body, opt_value, to_body, Blob, Command, ErrorCode, Hello, Op, Output, Reply, Welcome,
-    WireError,
+    from_body, normalize_diff, opt_value, to_body, Blob, Command, ErrorCode, Hello, Op, Output,
+    Reply, SyncOp, Welcome, WireError, CAP_ADMIN,
 };
 
 /// The check the cargo-fuzz target (`fuzz/fuzz_targets/frame_decoder.rs`) runs on every input, and
@@ -88,6 +88,32 @@ mod corpus_tests {
                 strategy: strata_engine::MergeStrategy::Strict,
                 message: Some("take f".into()),
                 author: None,
+                conflict_branch: Some("conflicts".into()),
+            },
+            Command::ListPage {
+                rev: strata_engine::Rev::at("main", 4),
+                space: "default".into(),
+                kind: strata_engine::Kind::Json,
+                prefix: "p".into(),
+                after: Some("p1".into()),
+                limit: 100,
+            },
+            Command::SyncWith {
+                op: crate::SyncOp::Pull,
+                remote: "origin".into(),
+                branch: "main".into(),
+                strategy: Some(strata_engine::MergeStrategy::Ours),
+                conflict_branch: None,
+                set_upstream: false,
+            },
+            Command::RemoteAdd {
+                name: "origin".into(),
+                url: "/tmp/r".into(),
+                options: [("token".to_string(), "t".to_string())].into(),
+            },
+            Command::ConfigSet {
+                key: "user.name".into(),
+                value: None,
             },
         ];
         for c in cmds {
@@ -99,5 +125,75 @@ mod corpus_tests {
             branch: "main".into(),
         });
         assert!(b.windows(6).any(|w| w == b"branch"));
+    }
+
+    /// A stored null and an absent value stay distinct in history, diff and merge conflicts; an
+    /// answer from an older server (no `null`/`nulls` fields) still reads, nil meaning absent.
+    #[test]
+    fn null_and_absent_stay_distinct() {
+        use crate::{from_body, to_body, Output, Reply, WireError};
+        use strata_engine::{
+            BranchDiff, DiffEntry, HistoryEntry, Kind, MergeConflict, SpaceDiff, Value,
+        };
+        let history = vec![
+            HistoryEntry {
+                version: 3,
+                value: None,
+                timestamp_micros: 30,
+            },
+            HistoryEntry {
+                version: 2,
+                value: Some(Value::Null),
+                timestamp_micros: 20,
+            },
+            HistoryEntry {
+                version: 1,
+                value: Some(Value::Int(1)),
+                timestamp_micros: 10,
+            },
+        ];
+        let out = Output::History(history.clone());
+        assert_eq!(from_body::<Output>("h", &to_body(&out)).unwrap(), out);
+        // What an older server sent: the engine's struct, nil for both.
+        #[derive(serde::Serialize)]
+        enum Old {
+            #[serde(rename = "history")]
+            History(Vec<HistoryEntry>),
+        }
+        match from_body::<Output>("h", &to_body(&Old::History(history.clone()))).unwrap() {
+            Output::History(h) => {
+                assert_eq!(h[0].value, None);
+                assert_eq!(h[1].value, None, "an old server's null reads as before");
+            }
+            o => panic!("{o:?}"),
+        }
+        let e = |a: Option<Value>, b: Option<Value>| DiffEntry {
+            kind: Kind::Kv,
+            key: "k".into(),
+            a,
+            b,
+        };
+        let diff = BranchDiff {
+            spaces: vec![SpaceDiff {
+                space: "default".into(),
+                added: vec![e(None, Some(Value::Null))],
+                removed: vec![e(Some(Value::Null), None)],
+                modified: vec![e(Some(Value::Null), Some(Value::Int(2)))],
+            }],
+        };
+        let out = Output::Diff(diff);
+        assert_eq!(from_body::<Output>("d", &to_body(&out)).unwrap(), out);
+        let c = MergeConflict {
+            space: "default".into(),
+            kind: Kind::State,
+            key: "c".into(),
+            ancestor: None,
+            source: Some(Value::Null),
+            target: Some(Value::Int(1)),
+        };
+        let mut err = WireError::new(crate::ErrorCode::MergeConflicts, "m");
+        err.conflicts = vec![c.clone()];
+        let r: Reply<Output> = Reply::Err(err);
+        assert_eq!(from_body::<Reply<Output>>("r", &to_body(&r)).unwrap(), r);
     }
 }

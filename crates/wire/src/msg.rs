@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use strata_engine::bundle::{BundleManifest, ImportReport};
 use strata_engine::{
-    BranchDiff, BranchInfo, CommitInfo, Event, HistoryEntry, Kind, MergeConflict, MergeReport,
-    MergeStrategy, Rev, Value,
+    BranchDiff, BranchInfo, ChangeSet, CommitInfo, Event, HistoryEntry, Kind, MergeConflict,
+    MergeReport, MergeStrategy, Rev, Value,
 };
 
 /// The client's half of the handshake (body of the [`crate::FrameKind::Hello`] frame).
@@ -279,7 +279,63 @@ pub enum Command {
         /// The merge version's author (default: the database's `user.name`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         author: Option<String>,
+        /// With `Strict`: on conflicts, also save them on a new branch of this name forked from the
+        /// target (the error still answers `merge_conflicts`). Needs the `admin` capability.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conflict_branch: Option<String>,
     },
+    /// Whether `outer` contains every version of `inner` (by fork or merge): `strata branch
+    /// delete`'s merged check. Answers `bool`.
+    Contains {
+        /// The revision that may contain the other.
+        outer: Rev,
+        /// The revision that may be contained.
+        inner: Rev,
+    },
+    /// One page of a prefix listing at `rev`: live entries of `kind` in `space` whose keys start
+    /// with `prefix` and sort after `after`, at most `limit` and about 1 MiB of values. Answers
+    /// `page` with the version read (pass it in `rev` for the following pages).
+    ListPage {
+        /// The revision (the first page: a branch head; then the version the first page read).
+        rev: Rev,
+        /// The space.
+        space: String,
+        /// The primitive.
+        kind: Kind,
+        /// The key prefix.
+        #[serde(default)]
+        prefix: String,
+        /// The last key of the previous page.
+        #[serde(default)]
+        after: Option<String>,
+        /// At most this many entries.
+        limit: u64,
+    },
+    /// The change sets of `rev` after version `after`, oldest first: at most `limit`, and at most
+    /// about 1 MiB of values (always at least one set). Answers `changes`.
+    Changes {
+        /// The branch, at the version the listing is pinned to.
+        rev: Rev,
+        /// The version the caller has seen.
+        after: u64,
+        /// At most this many sets.
+        limit: u64,
+    },
+    /// One setting of the server's database (`user.name`, ...): `value` (a string) or `missing`.
+    ConfigGet {
+        /// The setting.
+        key: String,
+    },
+    /// Sets (or with nil, removes) a setting of the server's database. Administrative.
+    ConfigSet {
+        /// The setting.
+        key: String,
+        /// The value, or nil to remove it.
+        #[serde(default)]
+        value: Option<String>,
+    },
+    /// Every setting: `entries` of `[key, string]`.
+    ConfigList,
     /// Exports a branch (versions in `range`, default all) to a bundle the server keeps for this
     /// connection; answers `transfer` (a handle and the size). Read it with `bundle_read`.
     BundleExport {
@@ -352,7 +408,107 @@ pub enum Command {
     },
     /// The names of the remotes configured in the server's database.
     SyncRemotes,
+    /// Deletes `branch` from a remote (`strata push --delete`); answers `report`
+    /// (`DeleteReport`).
+    SyncPushDelete {
+        /// The remote.
+        remote: String,
+        /// The branch on the remote.
+        branch: String,
+    },
+    /// Push, pull, fetch or status with the options the short commands above lack (`ours`,
+    /// conflict branches, upstreams); answers `report`.
+    SyncWith {
+        /// What to run.
+        op: SyncOp,
+        /// The remote.
+        remote: String,
+        /// The branch.
+        branch: String,
+        /// For pull: how conflicts resolve (default last writer wins).
+        #[serde(default)]
+        strategy: Option<MergeStrategy>,
+        /// For a strict pull: save conflicts on this new branch.
+        #[serde(default)]
+        conflict_branch: Option<String>,
+        /// For push: make `remote` the branch's upstream once pushed (`push -u`).
+        #[serde(default)]
+        set_upstream: bool,
+    },
+    /// The server database's remotes, secret option values replaced by `***`, and upstreams:
+    /// `report` `{"remotes": [RemoteConfig], "upstreams": [[branch, remote]]}`.
+    RemoteList,
+    /// Adds a remote to the server's database (a folder URL names the server's file system).
+    /// Administrative. Answers `report` (the RemoteConfig, secrets redacted).
+    RemoteAdd {
+        /// Its name.
+        name: String,
+        /// Its URL.
+        url: String,
+        /// Backend options (`token`, `endpoint`...).
+        #[serde(default)]
+        options: std::collections::BTreeMap<String, String>,
+    },
+    /// Changes a remote's URL. Administrative. Answers `report` (RemoteConfig).
+    RemoteSetUrl {
+        /// The remote.
+        name: String,
+        /// The new URL.
+        url: String,
+    },
+    /// Renames a remote (its mirrors and upstreams follow). Administrative. Answers `report`.
+    RemoteRename {
+        /// The current name.
+        old: String,
+        /// The new name.
+        new: String,
+    },
+    /// Removes a remote, its mirror branches and the upstreams naming it (the remote's storage is
+    /// untouched). Administrative. Answers `report` `{"remote": RemoteConfig, "mirrors": n}`.
+    RemoteRemove {
+        /// The remote.
+        name: String,
+    },
+    /// The branches a remote holds: `report` `[RemoteBranch]`.
+    RemoteBranches {
+        /// The remote.
+        name: String,
+    },
+    /// Deletes a remote's unreferenced blobs older than `grace_secs`. Administrative.
+    RemoteGc {
+        /// The remote.
+        name: String,
+        /// Keep younger unreferenced blobs.
+        grace_secs: u64,
+    },
+    /// Rewrites a remote branch's deltas into fewer blobs. Administrative.
+    RemoteCompact {
+        /// The remote.
+        name: String,
+        /// The branch.
+        branch: String,
+        /// Squash versions before this one.
+        #[serde(default)]
+        squash_before: Option<u64>,
+    },
 }
+
+/// The operation of [`Command::SyncWith`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum SyncOp {
+    Push,
+    Pull,
+    Fetch,
+    Status,
+}
+
+/// Capability (in [`Welcome::capabilities`]) of a server that serves the administrative and
+/// paging commands (`config_*`, `remote_*`, `sync_with`, `sync_push_delete`, `contains`,
+/// `list_page`, `changes`, merge's `conflict_branch`). A client checks it before sending them, so
+/// an older server is never sent a command it would not decode.
+pub const CAP_ADMIN: &str = "admin";
 
 impl Command {
     /// The command's name in logs and metrics.
@@ -407,6 +563,22 @@ impl Command {
             Command::SyncFetch { .. } => "sync_fetch",
             Command::SyncStatus { .. } => "sync_status",
             Command::SyncRemotes => "sync_remotes",
+            Command::Contains { .. } => "contains",
+            Command::ListPage { .. } => "list_page",
+            Command::Changes { .. } => "changes",
+            Command::ConfigGet { .. } => "config_get",
+            Command::ConfigSet { .. } => "config_set",
+            Command::ConfigList => "config_list",
+            Command::SyncPushDelete { .. } => "sync_push_delete",
+            Command::SyncWith { .. } => "sync_with",
+            Command::RemoteList => "remote_list",
+            Command::RemoteAdd { .. } => "remote_add",
+            Command::RemoteSetUrl { .. } => "remote_set_url",
+            Command::RemoteRename { .. } => "remote_rename",
+            Command::RemoteRemove { .. } => "remote_remove",
+            Command::RemoteBranches { .. } => "remote_branches",
+            Command::RemoteGc { .. } => "remote_gc",
+            Command::RemoteCompact { .. } => "remote_compact",
         }
     }
 
@@ -426,7 +598,15 @@ impl Command {
             | Command::Diff { .. }
             | Command::BundleRead { .. }
             | Command::SyncStatus { .. }
-            | Command::SyncRemotes => false,
+            | Command::SyncRemotes
+            | Command::Contains { .. }
+            | Command::ListPage { .. }
+            | Command::Changes { .. }
+            | Command::ConfigGet { .. }
+            | Command::ConfigList
+            | Command::RemoteList
+            | Command::RemoteBranches { .. } => false,
+            Command::SyncWith { op, .. } => *op != SyncOp::Status,
             _ => true,
         }
     }
@@ -462,8 +642,11 @@ pub enum Output {
     Branch(BranchInfo),
     Branches(Vec<BranchInfo>),
     Commits(Vec<CommitInfo>),
-    History(Vec<HistoryEntry>),
-    Diff(BranchDiff),
+    /// Entries whose value is a stored nil carry `"null": true`, so that a deletion (nil without
+    /// it) stays distinct (see [`wire_history`]).
+    History(#[serde(with = "wire_history")] Vec<HistoryEntry>),
+    /// Read back with [`normalize_diff`]: a side's presence follows from its list.
+    Diff(#[serde(deserialize_with = "wire_diff")] BranchDiff),
     Merge(MergeReport),
     Names(Vec<String>),
     /// A transaction opened: the version it will commit as.
@@ -482,6 +665,16 @@ pub enum Output {
     Imported(ImportReport),
     /// A sync report (push, pull, fetch, status) as a map with the report's field names.
     Report(Value),
+    /// One page of a listing, read at `version`; `next` is the key to pass as `after` for the next
+    /// page (nil: the listing is done).
+    Page {
+        version: u64,
+        entries: Vec<(String, Value)>,
+        #[serde(default)]
+        next: Option<String>,
+    },
+    /// Change sets, oldest first (empty: none after the version asked).
+    Changes(Vec<ChangeSet>),
 }
 
 /// Bytes written as one MessagePack `bin` (not an array of numbers).
@@ -531,8 +724,13 @@ pub struct WireError {
     pub code: ErrorCode,
     /// What went wrong and what to do.
     pub message: String,
-    /// For `merge_conflicts`: the conflicting keys.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// For `merge_conflicts`: the conflicting keys (each side that is a stored nil is named in
+    /// the entry's `nulls`, see [`wire_conflicts`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "wire_conflicts"
+    )]
     pub conflicts: Vec<MergeConflict>,
 }
 
@@ -593,6 +791,10 @@ pub enum ErrorCode {
     Diverged,
     /// A remote failed (network, permissions, missing bucket).
     Remote,
+    /// A remote's name, URL or options are not valid (fix them; retrying will not help).
+    InvalidConfig,
+    /// The remote's location holds no Strata remote.
+    NotARemote,
     /// Anything else.
     #[serde(other)]
     Internal,
@@ -621,6 +823,146 @@ pub mod opt_value {
             ));
         }
         Ok(v.into_iter().next())
+    }
+}
+
+/// `HistoryEntry` lists on the wire: the engine's fields plus `"null": true` on an entry whose value
+/// is a stored nil. A reader without the field (an older peer) reads nil as a deletion, as before;
+/// an older reader ignores the field.
+pub mod wire_history {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use strata_engine::{HistoryEntry, Value};
+
+    #[derive(Serialize, Deserialize)]
+    struct Item {
+        version: u64,
+        value: Option<Value>,
+        timestamp_micros: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        null: bool,
+    }
+
+    /// Serializes.
+    pub fn serialize<S: Serializer>(v: &[HistoryEntry], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|h| Item {
+            version: h.version,
+            null: matches!(h.value, Some(Value::Null)),
+            value: h.value.clone(),
+            timestamp_micros: h.timestamp_micros,
+        }))
+    }
+
+    /// Deserializes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<HistoryEntry>, D::Error> {
+        Ok(Vec::<Item>::deserialize(d)?
+            .into_iter()
+            .map(|i| HistoryEntry {
+                version: i.version,
+                value: match i.value {
+                    None if i.null => Some(Value::Null),
+                    v => v,
+                },
+                timestamp_micros: i.timestamp_micros,
+            })
+            .collect())
+    }
+}
+
+/// Reads a `BranchDiff` and restores what nil hides: in `added` side A is absent and B present, in
+/// `removed` the reverse, in `modified` both are present, so a nil on a present side is a stored
+/// nil. The encoding is the engine's struct, unchanged.
+pub fn wire_diff<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BranchDiff, D::Error> {
+    let mut diff = BranchDiff::deserialize(d)?;
+    normalize_diff(&mut diff);
+    Ok(diff)
+}
+
+/// See [`wire_diff`].
+pub fn normalize_diff(diff: &mut BranchDiff) {
+    let present = |v: &mut Option<Value>| {
+        if v.is_none() {
+            *v = Some(Value::Null);
+        }
+    };
+    for s in &mut diff.spaces {
+        for e in &mut s.added {
+            e.a = None;
+            present(&mut e.b);
+        }
+        for e in &mut s.removed {
+            present(&mut e.a);
+            e.b = None;
+        }
+        for e in &mut s.modified {
+            present(&mut e.a);
+            present(&mut e.b);
+        }
+    }
+}
+
+/// `MergeConflict` lists on the wire: the engine's fields plus `"nulls"`, the sides (`ancestor`,
+/// `source`, `target`) whose value is a stored nil rather than absent. Older readers ignore it;
+/// from an older writer every nil reads as absent, as before.
+pub mod wire_conflicts {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use strata_engine::{Kind, MergeConflict, Value};
+
+    #[derive(Serialize, Deserialize)]
+    struct Item {
+        space: String,
+        kind: Kind,
+        key: String,
+        ancestor: Option<Value>,
+        source: Option<Value>,
+        target: Option<Value>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nulls: Vec<String>,
+    }
+
+    /// Serializes.
+    pub fn serialize<S: Serializer>(v: &[MergeConflict], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|c| {
+            let mut nulls = Vec::new();
+            for (name, side) in [
+                ("ancestor", &c.ancestor),
+                ("source", &c.source),
+                ("target", &c.target),
+            ] {
+                if matches!(side, Some(Value::Null)) {
+                    nulls.push(name.to_string());
+                }
+            }
+            Item {
+                space: c.space.clone(),
+                kind: c.kind,
+                key: c.key.clone(),
+                ancestor: c.ancestor.clone(),
+                source: c.source.clone(),
+                target: c.target.clone(),
+                nulls,
+            }
+        }))
+    }
+
+    /// Deserializes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MergeConflict>, D::Error> {
+        Ok(Vec::<Item>::deserialize(d)?
+            .into_iter()
+            .map(|i| {
+                let side = |v: Option<Value>, name: &str| match v {
+                    None if i.nulls.iter().any(|n| n == name) => Some(Value::Null),
+                    v => v,
+                };
+                MergeConflict {
+                    ancestor: side(i.ancestor, "ancestor"),
+                    source: side(i.source, "source"),
+                    target: side(i.target, "target"),
+                    space: i.space,
+                    kind: i.kind,
+                    key: i.key,
+                }
+            })
+            .collect())
     }
 }
 
