@@ -130,7 +130,7 @@ def test_two_clients_and_threads_share_one_database(server: Tuple[Server, str]) 
         t.join()
     assert errors == []
     # Every write acknowledged is there, and versions have no gaps.
-    assert len(b.kv_list("t")) == 80
+    assert len(list(b.kv_list("t"))) == 80
     assert [c["version"] for c in b.log(limit=1000)] == list(range(81, 0, -1))
 
 
@@ -189,7 +189,7 @@ def test_sync_runs_on_the_server(tmp_path: Path) -> None:
         db.pull(strategy="ours")
         assert db.kv_get("a") == "server side"
         with pytest.raises(stratadb.InvalidArgument, match="strategy"):
-            db.pull(strategy="mine")  # type: ignore[arg-type]
+            db.pull(strategy="mine")  # type: ignore[call-overload]
         with pytest.raises(stratadb.NotFound):
             db.push("nowhere")
     finally:
@@ -230,3 +230,18 @@ def test_admin_needs_a_key_that_writes_every_branch(tmp_path: Path) -> None:
         assert "SECRET-TOKEN-1" not in repr(db.remotes())
     finally:
         srv.stop()
+
+
+def test_client_has_every_method_of_strata() -> None:
+    # The same names and signatures; only how a handle is made and named differs.
+    import inspect
+
+    def public(cls: type) -> set:  # type: ignore[type-arg]
+        return {n for n in dir(cls) if not n.startswith("_")}
+
+    assert public(stratadb.Strata) - public(stratadb.Client) == {"open", "path"}
+    assert public(stratadb.Client) - public(stratadb.Strata) == {"url", "server_info"}
+    for name in sorted(public(stratadb.Strata) & public(stratadb.Client)):
+        a, b = getattr(stratadb.Strata, name), getattr(stratadb.Client, name)
+        assert str(inspect.signature(a)) == str(inspect.signature(b)), name
+    assert public(stratadb.Transaction) == public(stratadb.ClientTransaction)

@@ -53,7 +53,7 @@ def run_on_server(url: str, key: Optional[str]) -> int:
     with db.transaction("main", message="tasks") as tx:
         tx.kv_put("task:1", {"status": "done"})
         seq: int = tx.event_append("done", {"task": 1})
-    pairs: List[Tuple[str, object]] = db.kv_list("task:")
+    pairs: List[Tuple[str, object]] = list(db.kv_list("task:"))
     added: int = db.diff("main@1", "main").added
     head: int = db.branch_info("main")["head"]
     try:
