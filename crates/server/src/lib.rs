@@ -83,7 +83,9 @@ struct Shared {
     db: Strata,
     /// Where bundles in transfer live (`server-tmp` in the data folder, emptied at start).
     tmp: PathBuf,
-    keys: KeyStore,
+    /// Replaced whole by [`KeyReloader::reload`] (SIGHUP); a connection keeps the key it
+    /// authenticated with.
+    keys: Arc<std::sync::RwLock<KeyStore>>,
     config: Config,
     metrics: Arc<Metrics>,
 }
@@ -147,7 +149,7 @@ impl Server {
             shared: Arc::new(Shared {
                 db,
                 tmp,
-                keys,
+                keys: Arc::new(std::sync::RwLock::new(keys)),
                 config,
                 metrics: Arc::new(Metrics::default()),
             }),
@@ -157,6 +159,14 @@ impl Server {
     /// The bound address (port 0 resolved).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// A handle that re-reads the key file (what `stratadb-server` does on SIGHUP).
+    pub fn key_reloader(&self) -> KeyReloader {
+        KeyReloader {
+            keys: self.shared.keys.clone(),
+            path: auth::keys_path(&self.shared.config.data_dir),
+        }
     }
 
     /// The bound metrics address.
@@ -245,6 +255,27 @@ impl Server {
             "database checkpointed and closed; shutdown complete"
         );
         Ok(())
+    }
+}
+
+/// Re-reads `server-keys.json` into a running server (SIGHUP, like Redis's `ACL LOAD` or nginx's
+/// reload): keys added since are accepted and removed ones refused, for new connections; a
+/// connection keeps the key it authenticated with until it closes. A key file that cannot be read
+/// or parsed changes nothing.
+#[derive(Clone, Debug)]
+pub struct KeyReloader {
+    keys: Arc<std::sync::RwLock<KeyStore>>,
+    path: PathBuf,
+}
+
+impl KeyReloader {
+    /// Reloads the key file (on a blocking thread); returns how many keys it holds now.
+    pub async fn reload(&self) -> anyhow::Result<usize> {
+        let path = self.path.clone();
+        let fresh = tokio::task::spawn_blocking(move || KeyStore::load(&path)).await??;
+        let n = fresh.keys().len();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(n)
     }
 }
 
@@ -423,8 +454,14 @@ async fn handshake<R: AsyncRead + Unpin>(
                     "this server needs an API key: set STRATA_API_KEY (or ClientOptions::api_key)",
                 )))
             }
-            Some(k) => match shared.keys.verify(k) {
-                Some(rec) => Principal::Key(rec.clone()),
+            Some(k) => match shared
+                .keys
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .verify(k)
+                .cloned()
+            {
+                Some(rec) => Principal::Key(rec),
                 None => {
                     return Ok(Err(WireError::new(
                         ErrorCode::Unauthorized,

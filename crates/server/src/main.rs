@@ -172,7 +172,7 @@ fn keys(data_dir: &std::path::Path, cmd: KeysCmd) -> anyhow::Result<()> {
                 );
             }
             store.save(&path)?;
-            println!("removed {n} key(s)");
+            println!("removed {n} key(s); a running server drops it for new connections on SIGHUP (kill -HUP PID)");
         }
     }
     Ok(())
@@ -216,8 +216,31 @@ fn serve(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
         }
         std::io::Write::flush(&mut std::io::stdout())?;
         tracing::info!(addr = %server.local_addr()?, "serving");
+        reload_keys_on_sighup(server.key_reloader());
         server.run(shutdown_signal()).await
     })
+}
+
+/// On each SIGHUP, re-reads the key file (new connections see the change).
+fn reload_keys_on_sighup(reloader: strata_server::KeyReloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGHUP; keys reload only on restart");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match reloader.reload().await {
+                Ok(n) => tracing::info!(keys = n, "SIGHUP: key file reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: key file not reloaded; the previous keys stay in force")
+                }
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {
