@@ -94,7 +94,8 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Database folder (default: .strata here or in the nearest parent folder that has one), or a
-    /// server as strata://HOST:PORT (data, branch, history and bundle commands)
+    /// server as strata://HOST:PORT (every command but init, clone and demo acts on the server's
+    /// database; settings and remotes need a key that writes every branch)
     #[arg(
         long,
         env = "STRATA_DB",
