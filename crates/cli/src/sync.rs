@@ -578,11 +578,7 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
         RemoteCmd::SetUrl { name, url } => {
             let url = normalize_url(&url)?;
             let (cfg, old) = match &db {
-                SyncDb::Local(db, _) => {
-                    let old = strata_sync::config::get_remote(db, &name)?.url;
-                    let cfg = admin::set_url(db, &name, &url, strata_sync::check_config)?;
-                    (cfg, old)
-                }
+                SyncDb::Local(db, _) => strata_client::admin::set_url(db, &name, &url)?,
                 SyncDb::Server(c) => c.remote_set_url(&name, &url)?,
             };
             let mut res = render::remote_added(&cfg);
@@ -622,18 +618,7 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
         }
         RemoteCmd::Remove { name } => {
             let (cfg, mirrors) = match &db {
-                SyncDb::Local(db, _) => {
-                    strata_sync::config::get_remote(db, &name)?;
-                    let prefix = format!("_origin:{name}:");
-                    let mirrors = db
-                        .list_branches(true)?
-                        .iter()
-                        .filter(|b| b.name.starts_with(&prefix))
-                        .count();
-                    let cfg = db.remote_remove(&name)?;
-                    admin::forget_upstreams(db, &name)?;
-                    (cfg, mirrors)
-                }
+                SyncDb::Local(db, _) => strata_client::admin::remove_remote(db, &name)?,
                 SyncDb::Server(c) => c.remote_remove(&name)?,
             };
             out.emit(render::remote_removed(&cfg, mirrors));
@@ -646,9 +631,7 @@ pub fn remote(g: &Global, out: Out, rt: &Runtime, args: RemoteArgs) -> Result<()
             let report = match &db {
                 SyncDb::Local(db, rt) => {
                     let cfg = strata_sync::config::get_remote(db, &name)?;
-                    let r = strata_sync::open_remote(&cfg)?;
-                    rt.block_on(strata_client::admin::require_strata_remote(&*r))?;
-                    rt.block_on(strata_sync::gc(&*r, Duration::from_secs(grace)))?
+                    rt.block_on(strata_client::admin::gc(&cfg, Duration::from_secs(grace)))?
                 }
                 SyncDb::Server(c) => c.remote_gc(&name, Duration::from_secs(grace))?,
             };

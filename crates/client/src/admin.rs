@@ -79,6 +79,35 @@ pub async fn require_strata_remote(r: &dyn strata_remote::Remote) -> Result<(), 
     }
 }
 
+/// Changes a remote's URL; returns the new configuration and the previous URL.
+pub fn set_url(db: &Strata, name: &str, url: &str) -> strata_sync::Result<(RemoteConfig, String)> {
+    let old = config::get_remote(db, name)?.url;
+    let cfg = admin::set_url(db, name, url, strata_sync::check_config)?;
+    Ok((cfg, old))
+}
+
+/// Removes a remote, its mirror branches and the upstreams naming it; returns it and how many
+/// mirrors went with it.
+pub fn remove_remote(db: &Strata, name: &str) -> strata_sync::Result<(RemoteConfig, usize)> {
+    config::get_remote(db, name)?;
+    let prefix = format!("_origin:{name}:");
+    let mirrors = db
+        .list_branches(true)?
+        .iter()
+        .filter(|b| b.name.starts_with(&prefix))
+        .count();
+    let cfg = db.remote_remove(name)?;
+    admin::forget_upstreams(db, name)?;
+    Ok((cfg, mirrors))
+}
+
+/// Garbage-collects a remote, after checking that it holds a Strata remote.
+pub async fn gc(cfg: &RemoteConfig, grace: Duration) -> strata_sync::Result<strata_sync::GcReport> {
+    let r = strata_sync::open_remote(cfg)?;
+    require_strata_remote(&*r).await?;
+    strata_sync::gc(&*r, grace).await
+}
+
 /// Checks a remote URL given to a server: valid, and a folder path absolute (it names the server's
 /// file system; a relative one would depend on the server's working directory).
 fn check_server_url(url: &str) -> Result<(), WireError> {
@@ -167,12 +196,7 @@ pub async fn run(db: &Strata, cmd: Command) -> Result<Output, WireError> {
         Command::RemoteSetUrl { name, url } => {
             check_server_url(&url)?;
             let d = db.clone();
-            let (old, cfg) = blocking(move || {
-                let old = config::get_remote(&d, &name)?.url;
-                let cfg = admin::set_url(&d, &name, &url, strata_sync::check_config)?;
-                Ok((old, cfg))
-            })
-            .await?;
+            let (cfg, old) = blocking(move || set_url(&d, &name, &url)).await?;
             report(&json!({"remote": redacted(&cfg), "previous_url": old}))
         }
         Command::RemoteRename { old, new } => {
@@ -182,19 +206,7 @@ pub async fn run(db: &Strata, cmd: Command) -> Result<Output, WireError> {
         }
         Command::RemoteRemove { name } => {
             let d = db.clone();
-            let (cfg, mirrors) = blocking(move || {
-                config::get_remote(&d, &name)?;
-                let prefix = format!("_origin:{name}:");
-                let mirrors = d
-                    .list_branches(true)?
-                    .iter()
-                    .filter(|b| b.name.starts_with(&prefix))
-                    .count();
-                let cfg = d.remote_remove(&name)?;
-                admin::forget_upstreams(&d, &name)?;
-                Ok((cfg, mirrors))
-            })
-            .await?;
+            let (cfg, mirrors) = blocking(move || remove_remote(&d, &name)).await?;
             report(&json!({"remote": redacted(&cfg), "mirrors": mirrors}))
         }
         Command::RemoteBranches { name } => {
@@ -210,10 +222,8 @@ pub async fn run(db: &Strata, cmd: Command) -> Result<Output, WireError> {
         Command::RemoteGc { name, grace_secs } => {
             let d = db.clone();
             let cfg = blocking(move || config::get_remote(&d, &name)).await?;
-            let r = strata_sync::open_remote(&cfg).map_err(sync_error)?;
-            require_strata_remote(&*r).await.map_err(sync_error)?;
             report(
-                &strata_sync::gc(&*r, Duration::from_secs(grace_secs))
+                &gc(&cfg, Duration::from_secs(grace_secs))
                     .await
                     .map_err(sync_error)?,
             )

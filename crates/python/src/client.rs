@@ -719,24 +719,7 @@ impl PyClient {
         let db = self.handle(py)?;
         let list = detached(py, move || Ok(db.remote_list()?.remotes))?;
         list.iter()
-            .map(|r| {
-                let d = PyDict::new(py);
-                d.set_item("name", &r.name)?;
-                d.set_item("url", &r.url)?;
-                let o = PyDict::new(py);
-                for (k, v) in &r.options {
-                    o.set_item(
-                        k,
-                        if crate::db::secret(k) {
-                            "***"
-                        } else {
-                            v.as_str()
-                        },
-                    )?;
-                }
-                d.set_item("options", o)?;
-                Ok(d.into_any().unbind())
-            })
+            .map(|r| crate::db::remote_to_py(py, r))
             .collect()
     }
 

@@ -216,11 +216,24 @@ pub(crate) fn options_of(
 }
 
 /// Whether an option's value must not be shown.
-pub(crate) fn secret(key: &str) -> bool {
+fn secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["token", "secret", "password", "key"]
         .iter()
         .any(|s| k.contains(s))
+}
+
+/// A remote as a dict (`name`, `url`, `options` with secret values masked).
+pub(crate) fn remote_to_py(py: Python<'_>, r: &RemoteConfig) -> PyResult<PyObject> {
+    let d = PyDict::new(py);
+    d.set_item("name", &r.name)?;
+    d.set_item("url", &r.url)?;
+    let o = PyDict::new(py);
+    for (k, v) in &r.options {
+        o.set_item(k, if secret(k) { "***" } else { v.as_str() })?;
+    }
+    d.set_item("options", o)?;
+    Ok(d.into_any().unbind())
 }
 
 pub(crate) fn status_to_py(py: Python<'_>, s: &strata_sync::SyncStatus) -> PyResult<PyObject> {
@@ -859,19 +872,7 @@ impl PyStrata {
     fn remotes(&self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
         let db = self.handle(py)?;
         let list = detached(py, move || Ok(db.remote_list()?))?;
-        list.iter()
-            .map(|r| {
-                let d = PyDict::new(py);
-                d.set_item("name", &r.name)?;
-                d.set_item("url", &r.url)?;
-                let o = PyDict::new(py);
-                for (k, v) in &r.options {
-                    o.set_item(k, if secret(k) { "***" } else { v.as_str() })?;
-                }
-                d.set_item("options", o)?;
-                Ok(d.into_any().unbind())
-            })
-            .collect()
+        list.iter().map(|r| remote_to_py(py, r)).collect()
     }
 
     /// Removes a remote, its sync state and its mirror branches.
