@@ -736,6 +736,9 @@ async fn transfer(
     principal.authorize(&cmd)?;
     match cmd {
         Command::BundleExport { branch, range } => {
+            // Internal branches hold sync state and remote configurations (tokens): never exported.
+            strata_engine::names::validate_branch_name(&branch, false)
+                .map_err(strata_wire::engine_error)?;
             let handle = uuid::Uuid::new_v4().simple().to_string();
             let path = shared.tmp.join(format!("{handle}.branchbundle.tar.zst"));
             let db = shared.db.clone();

@@ -44,15 +44,25 @@ fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
             space,
             kind,
             key,
-        } => Output::History(db.history(&branch, &space, kind, &key)?),
+        } => {
+            user_space(&space)?;
+            Output::History(db.history(&branch, &space, kind, &key)?)
+        }
         Command::GetAt {
             rev,
             space,
             kind,
             key,
-        } => maybe(db.get_at(&rev, &space, kind, &key)?),
+        } => {
+            user_space(&space)?;
+            maybe(db.get_at(&rev, &space, kind, &key)?)
+        }
         Command::ListSpaces { branch } => Output::Names(db.list_spaces(&branch)?),
-        Command::Diff { a, b } => Output::Diff(db.diff(&a, &b)?),
+        Command::Diff { a, b } => {
+            let mut d = db.diff(&a, &b)?;
+            d.spaces.retain(|s| !s.space.starts_with('_'));
+            Output::Diff(d)
+        }
         Command::Merge {
             source,
             target,
@@ -94,6 +104,7 @@ fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
             after,
             limit,
         } => {
+            user_space(&space)?;
             let (version, mut entries) = db.list_page(
                 &rev,
                 &space,
@@ -130,7 +141,9 @@ fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
             let mut sets = Vec::new();
             let mut bytes = 0usize;
             for cs in db.changes_between(&rev, after)? {
-                let cs = cs?;
+                let mut cs = cs?;
+                cs.puts.retain(|(k, _)| !k.space.starts_with('_'));
+                cs.deletes.retain(|k| !k.space.starts_with('_'));
                 bytes += cs
                     .puts
                     .iter()
@@ -198,6 +211,12 @@ fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
             )))
         }
     })
+}
+
+/// Internal spaces (`_…`: sync's state, remote configurations with their tokens) never travel: a
+/// command naming one is refused, and listings leave them out.
+fn user_space(space: &str) -> Result<(), Error> {
+    strata_engine::names::validate_space_name(space, false)
 }
 
 /// About how many value bytes one `list_page` or `changes` answer carries (far under the 8 MiB
