@@ -780,26 +780,12 @@ impl PyClient {
     ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
         let results = detached(py, move || {
-            let strategy = crate::db::strategy(strategy)?;
-            if conflict_branch.is_some() && strategy != strata_engine::MergeStrategy::Strict {
-                return Err(invalid(
-                    "conflict_branch applies only to strategy=\"strict\"",
-                ));
-            }
-            if let Some(n) = conflict_branch {
-                strata_engine::names::validate_branch_name(n, false)?;
-            }
+            let strategy = crate::db::pull_strategy(strategy, conflict_branch)?;
             require_remote(&db, remote)?;
             Ok(branches_for(&db, remote, branch, all, true)?
                 .into_iter()
                 .map(|b| {
-                    let cb = conflict_branch.map(|n| {
-                        if all {
-                            format!("{n}/{b}")
-                        } else {
-                            n.to_string()
-                        }
-                    });
+                    let cb = crate::db::conflict_branch_of(conflict_branch, all, &b);
                     let r = db
                         .pull_with(remote, &b, strategy, cb.as_deref())
                         .map_err(Failure::from);

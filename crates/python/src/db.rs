@@ -223,6 +223,34 @@ fn secret(key: &str) -> bool {
         .any(|s| k.contains(s))
 }
 
+/// A pull's strategy, checked with its conflict branch (which only a strict pull takes).
+pub(crate) fn pull_strategy(
+    strategy: &str,
+    conflict_branch: Option<&str>,
+) -> Result<MergeStrategy, Failure> {
+    let strategy = self::strategy(strategy)?;
+    if conflict_branch.is_some() && strategy != MergeStrategy::Strict {
+        return Err(invalid(
+            "conflict_branch applies only to strategy=\"strict\"",
+        ));
+    }
+    if let Some(n) = conflict_branch {
+        strata_engine::names::validate_branch_name(n, false)?;
+    }
+    Ok(strategy)
+}
+
+/// The conflict branch of one branch's pull: `NAME`, or `NAME/BRANCH` with `all=True`.
+pub(crate) fn conflict_branch_of(name: Option<&str>, all: bool, branch: &str) -> Option<String> {
+    name.map(|n| {
+        if all {
+            format!("{n}/{branch}")
+        } else {
+            n.to_string()
+        }
+    })
+}
+
 /// A remote as a dict (`name`, `url`, `options` with secret values masked).
 pub(crate) fn remote_to_py(py: Python<'_>, r: &RemoteConfig) -> PyResult<PyObject> {
     let d = PyDict::new(py);
@@ -928,15 +956,7 @@ impl PyStrata {
     ) -> PyResult<PyObject> {
         let db = self.handle(py)?;
         let results = detached(py, move || {
-            let strategy = self::strategy(strategy)?;
-            if conflict_branch.is_some() && strategy != MergeStrategy::Strict {
-                return Err(invalid(
-                    "conflict_branch applies only to strategy=\"strict\"",
-                ));
-            }
-            if let Some(n) = conflict_branch {
-                strata_engine::names::validate_branch_name(n, false)?;
-            }
+            let strategy = pull_strategy(strategy, conflict_branch)?;
             strata_sync::config::get_remote(&db, remote)?;
             block_on(async {
                 let branches = if all {
@@ -948,13 +968,7 @@ impl PyStrata {
                 for b in branches {
                     let opts = PullOptions {
                         strategy,
-                        conflict_branch: conflict_branch.map(|n| {
-                            if all {
-                                format!("{n}/{b}")
-                            } else {
-                                n.to_string()
-                            }
-                        }),
+                        conflict_branch: conflict_branch_of(conflict_branch, all, &b),
                         ..Default::default()
                     };
                     let r = db.pull_with(remote, &b, &opts).await.map_err(Failure::from);
