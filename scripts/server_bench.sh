@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Server-mode benchmark: stratadb-server beside redis-server on this machine, both driven with 50
 # connections, single GET and SET, unpipelined and pipelined (16 per round trip). Redis is driven by
-# redis-benchmark, Strata by strata-load (strata-client, one blocking connection per thread), each for
-# the same number of operations. Strata's SET commits a durable version (fsync); Redis is measured
-# as Debian ships it (no fsync per write) and with `appendfsync always` (durable like Strata's).
+# redis-benchmark, Strata by strata-load, which drives it the same way (one thread, one event loop,
+# C connections, P requests in flight on each), each for the same number of operations. Strata's SET
+# commits a durable version (fsync); Redis is measured as Debian ships it (no fsync per write) and
+# with `appendfsync always` (durable like Strata's).
 # Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools).
 # Prints one table; figures are for this machine and run only.
 set -euo pipefail

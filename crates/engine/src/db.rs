@@ -609,6 +609,69 @@ impl Strata {
     }
 }
 
+impl Strata {
+    /// A read-only snapshot: every read through it sees the same committed state, whatever
+    /// commits meanwhile, and reads of the same revision resolve it once. For a caller answering
+    /// many point reads at once (a server's batch of gets): one read transaction, one lookup of each
+    /// branch, then one indexed probe per key. Hold it briefly: a snapshot keeps the WAL from being
+    /// checkpointed past it.
+    pub fn read_snapshot(&self) -> Result<ReadSnapshot<'_>> {
+        let conn = self.conn()?;
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        // A deferred transaction takes its snapshot at its first read: take it now.
+        conn.prepare_cached("SELECT count(*) FROM meta WHERE key = ''")?
+            .query_row([], |_| Ok(()))?;
+        Ok(ReadSnapshot {
+            conn,
+            views: std::cell::RefCell::new(std::collections::HashMap::new()),
+        })
+    }
+}
+
+/// See [`Strata::read_snapshot`]. Ends its read transaction when dropped.
+pub struct ReadSnapshot<'a> {
+    conn: PooledConn<'a>,
+    /// Resolved revisions: (branch, version asked) → view.
+    views: std::cell::RefCell<std::collections::HashMap<(String, Option<u64>), View>>,
+}
+
+impl std::fmt::Debug for ReadSnapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSnapshot")
+            .field("revisions", &self.views.borrow().len())
+            .finish()
+    }
+}
+
+impl ReadSnapshot<'_> {
+    /// The value of a key (`kind` other than events) in `space` at `rev`, as [`Scope`]'s gets
+    /// answer it, errors included.
+    pub fn get(&self, rev: &Rev, space: &str, kind: Kind, key: &str) -> Result<Option<Value>> {
+        validate_space_name(space, false)?;
+        validate_key(key)?;
+        if kind == Kind::Event {
+            return Err(Error::InvalidOperation(
+                "events are read by sequence: use event_range".into(),
+            ));
+        }
+        let cache_key = (rev.branch.clone(), rev.version);
+        if let Some(view) = self.views.borrow().get(&cache_key) {
+            return store::get_value(&self.conn, view, kind, space, key);
+        }
+        let view = rev_view(&self.conn, rev)?.2;
+        let out = store::get_value(&self.conn, &view, kind, space, key);
+        self.views.borrow_mut().insert(cache_key, view);
+        out
+    }
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        // Ends the read transaction; the pool rolls back whatever a failure left open.
+        let _ = self.conn.execute_batch("COMMIT");
+    }
+}
+
 /// Resolves a revision to its branch row, version and view.
 pub(crate) fn rev_view(conn: &Connection, rev: &Rev) -> Result<(BranchRow, u64, View)> {
     let row = store::branch_by_name(conn, &rev.branch)?;

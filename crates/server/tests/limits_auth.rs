@@ -332,3 +332,65 @@ fn pipelined_requests_are_answered_in_order() {
     }
     assert_eq!(db.branch_info("main").unwrap().head, 100);
 }
+
+/// Pipelined reads go to the read pool in batches, writes do not: interleaved on one connection,
+/// every answer still comes in order and every read sees exactly the writes sent before it.
+#[test]
+fn pipelined_reads_see_the_writes_sent_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = ServerProc::start(&dir.path().join("db"), &["--open"]);
+    let (mut raw, _) = Raw::connect(&srv.addr, None);
+    let get = |key: &str| {
+        support::scoped(
+            "main",
+            Op::KvGet {
+                key: key.to_string(),
+            },
+        )
+    };
+    let mut cmds = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..40i64 {
+        // A write, then a run of reads of what it wrote, of an older version and of nothing.
+        cmds.push(support::scoped(
+            "main",
+            Op::KvPut {
+                key: "k".into(),
+                value: Value::Int(i),
+            },
+        ));
+        want.push(Ok(Output::Unit));
+        cmds.push(get("k"));
+        want.push(Ok(Output::Value(Value::Int(i))));
+        cmds.push(strata_wire::Command::GetAt {
+            rev: Rev::at("main", 1),
+            space: "default".into(),
+            kind: strata_client::Kind::Kv,
+            key: "k".into(),
+        });
+        want.push(Ok(Output::Value(Value::Int(0))));
+        cmds.push(get("never"));
+        want.push(Ok(Output::Missing));
+        cmds.push(support::scoped("nope", Op::KvGet { key: "k".into() }));
+        want.push(Err(ErrorCode::BranchNotFound));
+    }
+    let mut bytes = Vec::new();
+    for (i, c) in cmds.iter().enumerate() {
+        strata_wire::encode_into(
+            &mut bytes,
+            strata_wire::FrameKind::Request,
+            i as u64 + 1,
+            &strata_wire::to_body(c),
+        );
+    }
+    raw.send_bytes(&bytes).unwrap();
+    for (i, w) in want.into_iter().enumerate() {
+        let (id, r) = raw.recv().unwrap();
+        assert_eq!(id, i as u64 + 1);
+        match (r, w) {
+            (Reply::Ok(o), Ok(w)) => assert_eq!(o, w, "request {id}"),
+            (Reply::Err(e), Err(code)) => assert_eq!(e.code, code, "request {id}: {}", e.message),
+            (r, w) => panic!("request {id}: got {r:?}, want {w:?}"),
+        }
+    }
+}
