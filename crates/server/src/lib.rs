@@ -7,7 +7,8 @@
 //! ## Layout
 //! - this file: [`Config`], [`Server`] (bind, accept loop, connection cap, graceful shutdown) and
 //!   the per-connection loop (handshake, frames, dispatch).
-//! - `reads`: the read pool, which runs plain reads in batches on a few dedicated threads.
+//! - `pool`: the read pool and the write pool, which run plain reads and one-shot writes in
+//!   batches on dedicated threads (writes with one durable commit per batch).
 //! - `session`: transactions spanning many frames, with idle and lifetime limits.
 //! - `auth`: API keys (stored hashed) and per-branch permissions.
 //! - `metrics`: counters and the Prometheus endpoint.
@@ -16,7 +17,7 @@
 
 pub mod auth;
 pub mod metrics;
-mod reads;
+mod pool;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -94,7 +95,8 @@ struct Shared {
     keys: KeyStore,
     config: Config,
     metrics: Arc<Metrics>,
-    reads: reads::ReadPool,
+    reads: pool::Pool,
+    writes: pool::Pool,
 }
 
 /// A bound server, not yet serving.
@@ -150,12 +152,20 @@ impl Server {
             ),
             None => None,
         };
-        let reads = reads::ReadPool::start(db.clone(), config.read_threads)?;
+        let reads = pool::Pool::start(
+            db.clone(),
+            config.read_threads,
+            "strata-reader",
+            strata_wire::execute_reads,
+        )?;
+        let writes =
+            pool::Pool::start(db.clone(), 1, "strata-writer", strata_wire::execute_writes)?;
         Ok(Server {
             listener,
             metrics_listener,
             shared: Arc::new(Shared {
                 reads,
+                writes,
                 db,
                 tmp,
                 keys,
@@ -245,7 +255,11 @@ impl Server {
         // Every connection task has ended (and with it every blocking call it awaited).
         let db = shared.db.clone();
         let readers = shared.clone();
-        tokio::task::spawn_blocking(move || readers.reads.stop()).await?;
+        tokio::task::spawn_blocking(move || {
+            readers.reads.stop();
+            readers.writes.stop();
+        })
+        .await?;
         drop(shared);
         let checkpointed = tokio::task::spawn_blocking(move || {
             let r = db.checkpoint();
@@ -532,11 +546,20 @@ async fn serve_connection(
         let mut close = false;
         while let Some(incoming) = items.next() {
             let answers = match incoming {
-                Ok(Incoming::Request(id, cmd)) if reads::is_plain_read(&cmd) => {
-                    // This read and the plain reads right after it go to the read pool as one job.
+                Ok(Incoming::Request(id, cmd))
+                    if pool::is_plain_read(&cmd) || pool::is_plain_write(&cmd) =>
+                {
+                    // This request and those of its kind right after it go to their pool as
+                    // one job.
+                    let reads = pool::is_plain_read(&cmd);
+                    let kind = if reads {
+                        pool::is_plain_read
+                    } else {
+                        pool::is_plain_write
+                    };
                     let mut run = vec![(id, cmd)];
                     while let Some(Ok(Incoming::Request(_, c))) = items.peek() {
-                        if !reads::is_plain_read(c) {
+                        if !kind(c) {
                             break;
                         }
                         let Some(Ok(Incoming::Request(id, c))) = items.next() else {
@@ -544,7 +567,8 @@ async fn serve_connection(
                         };
                         run.push((id, c));
                     }
-                    read_run(run, &principal, shared).await
+                    let pool = if reads { &shared.reads } else { &shared.writes };
+                    pool_run(pool, run, &principal, shared).await
                 }
                 Ok(Incoming::Request(id, cmd)) => {
                     let name = cmd.name();
@@ -643,9 +667,10 @@ fn outcome(answer: &Result<Output, WireError>) -> &'static str {
     }
 }
 
-/// Authorizes a run of plain reads and runs those allowed as one job of the read pool; answers in
-/// request order.
-async fn read_run(
+/// Authorizes a run of requests and runs those allowed as one job of `pool`; answers in request
+/// order.
+async fn pool_run(
+    pool: &pool::Pool,
     run: Vec<(u64, Command)>,
     principal: &Principal,
     shared: &Shared,
@@ -666,7 +691,7 @@ async fn read_run(
     let mut answers = if allowed.is_empty() {
         Vec::new()
     } else {
-        shared.reads.run(allowed).await
+        pool.run(allowed).await
     }
     .into_iter();
     names

@@ -63,6 +63,57 @@ pub fn execute_reads(db: &Strata, cmds: Vec<Command>) -> Vec<Result<Output, Wire
         .collect()
 }
 
+/// Whether a command is a one-shot write that [`execute_writes`] groups: an op that writes, at the
+/// head of its branch, outside any session.
+pub fn is_one_shot_write(cmd: &Command) -> bool {
+    matches!(cmd, Command::Scoped { version: None, op, .. } if op.writes())
+}
+
+/// Runs one-shot writes (see [`is_one_shot_write`]) as [`execute`] would, each committing its own
+/// version, but in one engine [`strata_engine::WriteGroup`]: one durable commit for them all (group
+/// commit). Answers match [`execute`]'s, one per command, in order. If the group's commit fails,
+/// every write in it fails with that error and none is kept. Any other command is refused.
+pub fn execute_writes(db: &Strata, cmds: Vec<Command>) -> Vec<Result<Output, WireError>> {
+    if cmds.len() < 2 {
+        return cmds.into_iter().map(|c| execute(db, c)).collect();
+    }
+    let mut group = match db.write_group() {
+        Ok(g) => g,
+        Err(e) => {
+            let e = engine_error(e);
+            return cmds.iter().map(|_| Err(e.clone())).collect();
+        }
+    };
+    let answers: Vec<Result<Output, WireError>> = cmds
+        .into_iter()
+        .map(|cmd| match cmd {
+            Command::Scoped {
+                branch,
+                version: None,
+                space,
+                op,
+            } if op.writes() => {
+                strata_engine::names::validate_space_name(&space, false).map_err(engine_error)?;
+                let mut tx = group.begin(&branch).map_err(engine_error)?;
+                let out = execute_in(&mut tx, &space, op)?;
+                tx.commit().map_err(engine_error)?;
+                Ok(out)
+            }
+            other => Err(WireError::new(
+                ErrorCode::InvalidOperation,
+                format!("{} is not a one-shot write", other.name()),
+            )),
+        })
+        .collect();
+    match group.commit() {
+        Ok(()) => answers,
+        Err(e) => {
+            let e = engine_error(e);
+            answers.iter().map(|_| Err(e.clone())).collect()
+        }
+    }
+}
+
 fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {
     Ok(match cmd {
         Command::Ping => Output::Unit,
