@@ -16,8 +16,14 @@ N_SET=${N_SET:-20000}
 for t in redis-server redis-benchmark redis-cli; do
     command -v "$t" >/dev/null || { echo "$t is not installed (apt-get install redis-server redis-tools)" >&2; exit 1; }
 done
-cargo build --release --locked -q -p strata-server --bins
-BIN="${CARGO_TARGET_DIR:-target}/release"
+# PROFILE=debug reuses the test build (the test command's smoke run); figures need release.
+PROFILE=${PROFILE:-release}
+if [[ $PROFILE == release ]]; then
+    cargo build --release --locked -q -p strata-server --bins
+else
+    cargo build --locked -q -p strata-server --bins
+fi
+BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
