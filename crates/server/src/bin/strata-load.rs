@@ -42,7 +42,8 @@ struct Cli {
     /// Requests per round trip (pipelining) for `set` and `get`.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
-    /// Print `ack KEY VERSION` per acknowledged write.
+    /// Print `ack KEY VERSION` per acknowledged write (`set`: version 0, a one-shot write's answer
+    /// has none). Drives through `strata-client`.
     #[arg(long)]
     acks: bool,
     /// Stop after this many seconds.
@@ -76,7 +77,11 @@ fn main() -> anyhow::Result<()> {
             tx.commit()?;
         }
     }
-    if !cli.blocking && cli.url.starts_with(strata_client::SCHEME) && cli.mode != "commit" {
+    if !cli.blocking
+        && !cli.acks
+        && cli.url.starts_with(strata_client::SCHEME)
+        && cli.mode != "commit"
+    {
         drop(db);
         return event_loop::run(&cli);
     }
@@ -120,11 +125,19 @@ fn main() -> anyhow::Result<()> {
                             })
                             .collect();
                         if batch.len() == 1 {
-                            db.execute(batch.into_iter().next().unwrap())?;
+                            db.execute(batch[0].clone())?;
                         } else {
                             for r in db.pipeline(&batch)? {
                                 r?;
                             }
+                        }
+                        if cli.acks && cli.mode == "set" {
+                            // A one-shot write's answer carries no version: `ack KEY 0`.
+                            let mut o = out.lock().unwrap();
+                            for i in 0..cli.pipeline as u64 {
+                                writeln!(o, "ack {}-{t}-{} 0", cli.prefix, n + i)?;
+                            }
+                            o.flush()?;
                         }
                         n += cli.pipeline as u64;
                     }
