@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Server-mode benchmark: stratadb-server beside redis-server on this machine, both driven with 50
 # connections, single GET and SET, unpipelined and pipelined (16 per round trip). Redis is driven by
-# redis-benchmark, Strata by strata-load (strata-client, one blocking connection per thread), each for
-# the same number of operations. Strata's SET commits a durable version (fsync); Redis is measured
-# as Debian ships it (no fsync per write) and with `appendfsync always` (durable like Strata's).
+# redis-benchmark, Strata by strata-load, which drives it the same way (one thread, one event loop,
+# C connections, P requests in flight on each), each for the same number of operations. Strata's SET
+# commits a durable version (fsync); Redis is measured as Debian ships it (no fsync per write) and
+# with `appendfsync always` (durable like Strata's).
 # Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools).
 # Prints one table; figures are for this machine and run only.
 set -euo pipefail
@@ -15,8 +16,14 @@ N_SET=${N_SET:-20000}
 for t in redis-server redis-benchmark redis-cli; do
     command -v "$t" >/dev/null || { echo "$t is not installed (apt-get install redis-server redis-tools)" >&2; exit 1; }
 done
-cargo build --release --locked -q -p strata-server --bins
-BIN="${CARGO_TARGET_DIR:-target}/release"
+# PROFILE=debug reuses the test build (the test command's smoke run); figures need release.
+PROFILE=${PROFILE:-release}
+if [[ $PROFILE == release ]]; then
+    cargo build --release --locked -q -p strata-server --bins
+else
+    cargo build --locked -q -p strata-server --bins
+fi
+BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }

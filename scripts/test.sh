@@ -73,6 +73,8 @@ bench_tools_missing=()
 for tool in strace rsync; do
     command -v "$tool" >/dev/null 2>&1 || bench_tools_missing+=("$tool")
 done
+# The server benchmark compares with Redis (Debian packages redis-server and redis-tools).
+command -v redis-benchmark >/dev/null 2>&1 || bench_tools_missing+=(redis-server redis-tools)
 if ((${#bench_tools_missing[@]})) && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${bench_tools_missing[*]} for the benchmark (apt-get, best effort)"
     mkdir -p .emulators/logs
@@ -84,4 +86,9 @@ fi
 
 echo "== benchmark smoke run (tiny sizes; figures are not meaningful here)"
 cargo run --locked -q -p strata-bench -- --quick >/dev/null
+if command -v redis-benchmark >/dev/null 2>&1; then
+    PROFILE=debug C=8 N_GET=2000 N_SET=200 bash scripts/server_bench.sh >/dev/null
+else
+    echo "   server benchmark skipped: redis-benchmark is not installed"
+fi
 echo "benchmark smoke run: ok"

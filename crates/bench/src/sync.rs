@@ -138,6 +138,55 @@ pub(crate) fn rsync_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The rows of a benchmark measured against rsync: two rows (the change still in the WAL, then
+/// checkpointed into the database file), the ≥ 20× target on the checkpointed one.
+pub(crate) struct RsyncRows {
+    pub bench: &'static str,
+    pub size: String,
+    pub baseline_label: &'static str,
+    pub ratio_of: &'static str,
+}
+
+impl RsyncRows {
+    pub(crate) fn row(
+        &self,
+        label: &str,
+        strata: std::result::Result<Measure, String>,
+        baseline: Measure,
+        note: String,
+    ) -> Row {
+        Row {
+            bench: self.bench,
+            label: label.to_string(),
+            size: self.size.clone(),
+            strata,
+            baseline_label: self.baseline_label.into(),
+            baseline,
+            ratio_of: self.ratio_of,
+            inverse: true,
+            target: label.ends_with("ckpt").then_some(Target::AtLeast(20.0)),
+            note,
+        }
+    }
+
+    /// When rsync is not installed: one row per label saying so (and `true`).
+    pub(crate) fn missing(&self, labels: &[String], rows: &mut Vec<Row>) -> bool {
+        if rsync_installed() {
+            return false;
+        }
+        progress(format!("{}: rsync not installed, skipped", self.bench));
+        for l in labels {
+            rows.push(self.row(
+                l,
+                Err("rsync not installed (apt-get install rsync)".into()),
+                Measure::Missing,
+                String::new(),
+            ));
+        }
+        true
+    }
+}
+
 /// What one rsync run moved.
 pub(crate) struct RsyncRun {
     pub(crate) secs: f64,
@@ -516,29 +565,15 @@ impl Ctx {
             si(s.sync_big as f64),
             s.rsync_reps
         );
-        let row = |label: &str, strata, baseline, note: String| Row {
+        // As for push_pull: the target is on the checkpointed row, the WAL row is information.
+        let rows = RsyncRows {
             bench: "rsync",
-            label: label.to_string(),
-            size: size.clone(),
-            strata,
-            baseline_label: "rsync --no-whole-file of folder".into(),
-            baseline,
+            size,
+            baseline_label: "rsync --no-whole-file of folder",
             ratio_of: "rsync/push",
-            inverse: true,
-            // As for push_pull: the target is on the checkpointed row, the WAL row is information.
-            target: label.ends_with("ckpt").then_some(Target::AtLeast(20.0)),
-            note,
         };
-        if !rsync_installed() {
-            progress("rsync: not installed, skipped");
-            for l in &labels {
-                self.rows.push(row(
-                    l,
-                    Err("rsync not installed (apt-get install rsync)".into()),
-                    Measure::Missing,
-                    String::new(),
-                ));
-            }
+        let row = |label: &str, strata, baseline, note| rows.row(label, strata, baseline, note);
+        if rows.missing(&labels, &mut self.rows) {
             return Ok(());
         }
         self.ensure_sync()?;

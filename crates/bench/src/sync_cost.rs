@@ -51,7 +51,7 @@ use strata_sync::{Hook, PullOptions, PushOptions, SyncExt};
 use crate::child::{run_measured, strace_syncs, strace_usable, strata_exe, ChildRun, SyncCalls};
 use crate::sync::{
     change_keys, check_push, checkpoint, file_stamp, noise_value, rsync_installed, rsync_with,
-    tree_bytes, url,
+    tree_bytes, url, RsyncRows,
 };
 use crate::{
     key, median, open_strata, progress, sample_value_turn, secs, show_secs, si, Ctx, Measure, Row,
@@ -406,28 +406,14 @@ impl Ctx {
         // database folder copies. The WAL row is shown for information: there rsync copies only the
         // -wal file, and 20x would need a push+pull under 1/20 of that copy (under 2 ms here), below
         // the floor of its durable commits (a push and a pull make 7-8 fsyncs between them).
-        let row = |label: &str, strata, baseline, note: String| Row {
+        let rows = RsyncRows {
             bench: "push_pull",
-            label: label.to_string(),
-            size: size.clone(),
-            strata,
-            baseline_label: "rsync -a of db folder".into(),
-            baseline,
+            size,
+            baseline_label: "rsync -a of db folder",
             ratio_of: "rsync/(push+pull)",
-            inverse: true,
-            target: label.ends_with("ckpt").then_some(Target::AtLeast(20.0)),
-            note,
         };
-        if !rsync_installed() {
-            progress("push_pull: rsync not installed, skipped");
-            for l in &labels {
-                self.rows.push(row(
-                    l,
-                    Err("rsync not installed (apt-get install rsync)".into()),
-                    Measure::Missing,
-                    String::new(),
-                ));
-            }
+        let row = |label: &str, strata, baseline, note| rows.row(label, strata, baseline, note);
+        if rows.missing(&labels, &mut self.rows) {
             return Ok(());
         }
         self.ensure_sync()?;

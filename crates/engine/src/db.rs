@@ -609,6 +609,69 @@ impl Strata {
     }
 }
 
+impl Strata {
+    /// A read-only snapshot: every read through it sees the same committed state, whatever
+    /// commits meanwhile, and reads of the same revision resolve it once. For a caller answering
+    /// many point reads at once (a server's batch of gets): one read transaction, one lookup of each
+    /// branch, then one indexed probe per key. Hold it briefly: a snapshot keeps the WAL from being
+    /// checkpointed past it.
+    pub fn read_snapshot(&self) -> Result<ReadSnapshot<'_>> {
+        let conn = self.conn()?;
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        // A deferred transaction takes its snapshot at its first read: take it now.
+        conn.prepare_cached("SELECT count(*) FROM meta WHERE key = ''")?
+            .query_row([], |_| Ok(()))?;
+        Ok(ReadSnapshot {
+            conn,
+            views: std::cell::RefCell::new(std::collections::HashMap::new()),
+        })
+    }
+}
+
+/// See [`Strata::read_snapshot`]. Ends its read transaction when dropped.
+pub struct ReadSnapshot<'a> {
+    conn: PooledConn<'a>,
+    /// Resolved revisions: (branch, version asked) → view.
+    views: std::cell::RefCell<std::collections::HashMap<(String, Option<u64>), View>>,
+}
+
+impl std::fmt::Debug for ReadSnapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSnapshot")
+            .field("revisions", &self.views.borrow().len())
+            .finish()
+    }
+}
+
+impl ReadSnapshot<'_> {
+    /// The value of a key (`kind` other than events) in `space` at `rev`, as [`Scope`]'s gets
+    /// answer it, errors included.
+    pub fn get(&self, rev: &Rev, space: &str, kind: Kind, key: &str) -> Result<Option<Value>> {
+        validate_space_name(space, false)?;
+        validate_key(key)?;
+        if kind == Kind::Event {
+            return Err(Error::InvalidOperation(
+                "events are read by sequence: use event_range".into(),
+            ));
+        }
+        let cache_key = (rev.branch.clone(), rev.version);
+        if let Some(view) = self.views.borrow().get(&cache_key) {
+            return store::get_value(&self.conn, view, kind, space, key);
+        }
+        let view = rev_view(&self.conn, rev)?.2;
+        let out = store::get_value(&self.conn, &view, kind, space, key);
+        self.views.borrow_mut().insert(cache_key, view);
+        out
+    }
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        // Ends the read transaction; the pool rolls back whatever a failure left open.
+        let _ = self.conn.execute_batch("COMMIT");
+    }
+}
+
 /// Resolves a revision to its branch row, version and view.
 pub(crate) fn rev_view(conn: &Connection, rev: &Rev) -> Result<(BranchRow, u64, View)> {
     let row = store::branch_by_name(conn, &rev.branch)?;
@@ -670,9 +733,47 @@ pub(crate) fn purge_unreferenced(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// The connection a transaction writes through: its own (a SQLite transaction of its own), or a
+/// [`WriteGroup`]'s (a savepoint inside the group's transaction).
+enum TxConn<'a> {
+    Own(PooledConn<'a>),
+    Group(&'a Connection),
+}
+
+impl std::ops::Deref for TxConn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            TxConn::Own(c) => c,
+            TxConn::Group(c) => c,
+        }
+    }
+}
+
+impl TxConn<'_> {
+    fn begin_sql(&self) -> &'static str {
+        match self {
+            TxConn::Own(_) => "BEGIN IMMEDIATE",
+            TxConn::Group(_) => "SAVEPOINT strata_tx",
+        }
+    }
+    fn commit_sql(&self) -> &'static str {
+        match self {
+            TxConn::Own(_) => "COMMIT",
+            TxConn::Group(_) => "RELEASE strata_tx",
+        }
+    }
+    fn rollback_sql(&self) -> &'static str {
+        match self {
+            TxConn::Own(_) => "ROLLBACK",
+            TxConn::Group(_) => "ROLLBACK TO strata_tx; RELEASE strata_tx",
+        }
+    }
+}
+
 /// A write transaction on one branch. All its writes form one new version at `commit`.
 pub struct Transaction<'a> {
-    conn: PooledConn<'a>,
+    conn: TxConn<'a>,
     branch: BranchRow,
     version: u64,
     view: View,
@@ -704,12 +805,15 @@ impl<'a> Transaction<'a> {
                 "branch {branch:?} is internal; only the library writes it"
             )));
         }
-        let conn = db.conn()?;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(map_busy)?;
+        Transaction::begin_on(TxConn::Own(db.conn()?), branch, internal)
+    }
+
+    fn begin_on(conn: TxConn<'a>, branch: &str, internal: bool) -> Result<Transaction<'a>> {
+        conn.execute_batch(conn.begin_sql()).map_err(map_busy)?;
         let row = match store::branch_by_name(&conn, branch) {
             Ok(r) => r,
             Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = conn.execute_batch(conn.rollback_sql());
                 return Err(e);
             }
         };
@@ -719,7 +823,7 @@ impl<'a> Transaction<'a> {
         {
             Ok(v) => v,
             Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = conn.execute_batch(conn.rollback_sql());
                 return Err(e);
             }
         };
@@ -798,7 +902,9 @@ impl<'a> Transaction<'a> {
     /// Commits the SQLite transaction without creating a version (for metadata such as merge records).
     pub(crate) fn commit_metadata_only(mut self) -> Result<()> {
         self.finished = true;
-        self.conn.execute_batch("COMMIT").map_err(map_busy)
+        self.conn
+            .execute_batch(self.conn.commit_sql())
+            .map_err(map_busy)
     }
 
     pub(crate) fn connection(&self) -> &Connection {
@@ -1032,7 +1138,7 @@ impl<'a> Transaction<'a> {
     pub fn commit(mut self) -> Result<Option<u64>> {
         self.finished = true;
         if !self.dirty {
-            self.conn.execute_batch("ROLLBACK")?;
+            self.conn.execute_batch(self.conn.rollback_sql())?;
             return Ok(None);
         }
         let r = (|| {
@@ -1051,14 +1157,18 @@ impl<'a> Transaction<'a> {
                 self.first_row,
             )
         })()
-        .and_then(|_| self.conn.execute_batch("COMMIT").map_err(map_busy));
+        .and_then(|_| {
+            self.conn
+                .execute_batch(self.conn.commit_sql())
+                .map_err(map_busy)
+        });
         match r {
             Ok(()) => {
                 tracing::trace!(branch = %self.branch.name, version = self.version, "committed");
                 Ok(Some(self.version))
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.conn.execute_batch(self.conn.rollback_sql());
                 Err(e)
             }
         }
@@ -1067,12 +1177,74 @@ impl<'a> Transaction<'a> {
     /// Discards every write.
     pub fn rollback(mut self) -> Result<()> {
         self.finished = true;
-        self.conn.execute_batch("ROLLBACK")?;
+        self.conn.execute_batch(self.conn.rollback_sql())?;
         Ok(())
     }
 }
 
 impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.conn.execute_batch(self.conn.rollback_sql());
+        }
+    }
+}
+
+/// Many transactions, each committing its own version, made durable together by one SQLite commit
+/// (group commit, as a database with a write-ahead log does for concurrent clients). Begin them one
+/// after another with [`WriteGroup::begin`]; each commits or rolls back on its own (a failed one
+/// leaves the others), and nothing is durable, or visible to other connections, until
+/// [`WriteGroup::commit`]. Dropping the group without committing discards every version in it.
+///
+/// For a caller that answers many independent writers at once (a server): one fsync for the
+/// group instead of one per version. Hold the group briefly: it holds the database's write lock.
+pub struct WriteGroup<'a> {
+    conn: PooledConn<'a>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for WriteGroup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGroup").finish_non_exhaustive()
+    }
+}
+
+impl Strata {
+    /// Starts a [`WriteGroup`]: takes the write lock (waiting up to the busy timeout).
+    pub fn write_group(&self) -> Result<WriteGroup<'_>> {
+        let conn = self.conn()?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(map_busy)?;
+        Ok(WriteGroup {
+            conn,
+            finished: false,
+        })
+    }
+}
+
+impl WriteGroup<'_> {
+    /// A transaction on `branch` inside the group, seeing every version committed before it in the
+    /// group. Its `commit` gives its version; the version is durable once the group commits.
+    pub fn begin(&mut self, branch: &str) -> Result<Transaction<'_>> {
+        if branch.starts_with('_') {
+            return Err(Error::InvalidOperation(format!(
+                "branch {branch:?} is internal; only the library writes it"
+            )));
+        }
+        Transaction::begin_on(TxConn::Group(&self.conn), branch, false)
+    }
+
+    /// Makes every version committed in the group durable at once.
+    pub fn commit(mut self) -> Result<()> {
+        self.finished = true;
+        if let Err(e) = self.conn.execute_batch("COMMIT").map_err(map_busy) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WriteGroup<'_> {
     fn drop(&mut self) {
         if !self.finished {
             let _ = self.conn.execute_batch("ROLLBACK");

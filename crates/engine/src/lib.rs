@@ -56,7 +56,8 @@ mod value;
 
 pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE, CHANGE_PAGE_BYTES};
 pub use db::{
-    discover, is_database, Event, Scope, Strata, Transaction, DB_FILE, DEFAULT_DIR, DEFAULT_SPACE,
+    discover, is_database, Event, ReadSnapshot, Scope, Strata, Transaction, WriteGroup, DB_FILE,
+    DEFAULT_DIR, DEFAULT_SPACE,
 };
 pub use error::{Error, Result};
 pub use raw::RawChangeSet;

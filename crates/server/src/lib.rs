@@ -2,11 +2,13 @@
 //!
 //! `stratadb-server`: one process hosts a Strata database and serves it over TCP with the protocol
 //! of `strata-wire` (docs/format.md §8). The engine stays synchronous: every engine call runs on a
-//! blocking thread (`spawn_blocking`), never on a runtime worker.
+//! blocking thread (the read pool's threads, or `spawn_blocking`), never on a runtime worker.
 //!
 //! ## Layout
 //! - this file: [`Config`], [`Server`] (bind, accept loop, connection cap, graceful shutdown) and
 //!   the per-connection loop (handshake, frames, dispatch).
+//! - `pool`: the read pool and the write pool, which run plain reads and one-shot writes in
+//!   batches on dedicated threads (writes with one durable commit per batch).
 //! - `session`: transactions spanning many frames, with idle and lifetime limits.
 //! - `auth`: API keys (stored hashed) and per-branch permissions.
 //! - `metrics`: counters and the Prometheus endpoint.
@@ -15,6 +17,7 @@
 
 pub mod auth;
 pub mod metrics;
+mod pool;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -57,6 +60,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Threads of the read pool (plain reads of every connection run there).
+    pub read_threads: usize,
 }
 
 impl Config {
@@ -75,6 +80,10 @@ impl Config {
             },
             handshake_timeout: Duration::from_secs(10),
             metrics: None,
+            read_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 8),
         }
     }
 }
@@ -88,6 +97,8 @@ struct Shared {
     keys: Arc<std::sync::RwLock<KeyStore>>,
     config: Config,
     metrics: Arc<Metrics>,
+    reads: pool::Pool,
+    writes: pool::Pool,
 }
 
 /// A bound server, not yet serving.
@@ -143,10 +154,20 @@ impl Server {
             ),
             None => None,
         };
+        let reads = pool::Pool::start(
+            db.clone(),
+            config.read_threads,
+            "strata-reader",
+            strata_wire::execute_reads,
+        )?;
+        let writes =
+            pool::Pool::start(db.clone(), 1, "strata-writer", strata_wire::execute_writes)?;
         Ok(Server {
             listener,
             metrics_listener,
             shared: Arc::new(Shared {
+                reads,
+                writes,
                 db,
                 tmp,
                 keys: Arc::new(std::sync::RwLock::new(keys)),
@@ -243,6 +264,12 @@ impl Server {
         tracker.wait().await;
         // Every connection task has ended (and with it every blocking call it awaited).
         let db = shared.db.clone();
+        let readers = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            readers.reads.stop();
+            readers.writes.stop();
+        })
+        .await?;
         drop(shared);
         let checkpointed = tokio::task::spawn_blocking(move || {
             let r = db.checkpoint();
@@ -534,66 +561,106 @@ async fn serve_connection(
     tracing::debug!(%peer, %client, key = principal.name(), "connected");
     let mut session: Option<Session> = None;
     let mut transfers = Transfers::default();
-    loop {
-        let incoming = tokio::select! {
+    let max_frame = shared.config.max_frame;
+    'conn: loop {
+        let first = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            r = read_request(&mut rd, shared.config.max_frame) => r,
+            r = read_request(&mut rd, max_frame) => r,
         };
-        let (id, answer, close) = match incoming {
-            Ok(Incoming::Request(id, cmd)) => {
-                let name = cmd.name();
-                let answer = match cmd {
-                    c @ (Command::SyncPush { .. }
-                    | Command::SyncPull { .. }
-                    | Command::SyncFetch { .. }
-                    | Command::SyncStatus { .. }
-                    | Command::SyncRemotes) => sync(c, &principal, shared).await,
-                    c @ (Command::BundleExport { .. }
-                    | Command::BundleRead { .. }
-                    | Command::BundleUpload { .. }
-                    | Command::BundleImport { .. }
-                    | Command::BundleClose { .. }) => {
-                        transfer(c, &principal, &mut transfers, shared).await
+        // Every request already buffered joins this round: pipelined requests are read, run and
+        // answered together, with one flush.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH
+            && matches!(
+                batch.last(),
+                Some(Ok(Incoming::Request(..) | Incoming::TooLarge(..)))
+            )
+            && frame_buffered(rd.buffer(), max_frame)
+        {
+            batch.push(read_request(&mut rd, max_frame).await);
+        }
+        let mut items = batch.into_iter().peekable();
+        let mut close = false;
+        while let Some(incoming) = items.next() {
+            let answers = match incoming {
+                Ok(Incoming::Request(id, cmd))
+                    if pool::is_plain_read(&cmd) || pool::is_plain_write(&cmd) =>
+                {
+                    // This request and those of its kind right after it go to their pool as
+                    // one job.
+                    let reads = pool::is_plain_read(&cmd);
+                    let kind = if reads {
+                        pool::is_plain_read
+                    } else {
+                        pool::is_plain_write
+                    };
+                    let mut run = vec![(id, cmd)];
+                    while let Some(Ok(Incoming::Request(_, c))) = items.peek() {
+                        if !kind(c) {
+                            break;
+                        }
+                        let Some(Ok(Incoming::Request(id, c))) = items.next() else {
+                            unreachable!("peeked a request")
+                        };
+                        run.push((id, c));
                     }
-                    c => dispatch(c, &principal, &mut session, shared).await,
-                };
-                shared.metrics.request(
-                    name,
-                    match &answer {
-                        Ok(_) => "ok",
-                        Err(e) => code_name(e.code),
-                    },
-                );
-                (id, answer, false)
+                    let pool = if reads { &shared.reads } else { &shared.writes };
+                    pool_run(pool, run, &principal, shared).await
+                }
+                Ok(Incoming::Request(id, cmd)) => {
+                    let name = cmd.name();
+                    let answer = match cmd {
+                        c @ (Command::SyncPush { .. }
+                        | Command::SyncPull { .. }
+                        | Command::SyncFetch { .. }
+                        | Command::SyncStatus { .. }
+                        | Command::SyncRemotes) => sync(c, &principal, shared).await,
+                        c @ (Command::BundleExport { .. }
+                        | Command::BundleRead { .. }
+                        | Command::BundleUpload { .. }
+                        | Command::BundleImport { .. }
+                        | Command::BundleClose { .. }) => {
+                            transfer(c, &principal, &mut transfers, shared).await
+                        }
+                        c => dispatch(c, &principal, &mut session, shared).await,
+                    };
+                    shared.metrics.request(name, outcome(&answer));
+                    vec![(id, answer)]
+                }
+                Ok(Incoming::TooLarge(id, e)) => {
+                    shared.metrics.frames_too_large.fetch_add(1, Relaxed);
+                    vec![(id, Err(e))]
+                }
+                Ok(Incoming::Malformed(id, e)) => {
+                    shared.metrics.frames_malformed.fetch_add(1, Relaxed);
+                    tracing::info!(%peer, error = %e.message, "malformed frame; closing the connection");
+                    close = true;
+                    vec![(id, Err(e))]
+                }
+                Ok(Incoming::Closed) => break 'conn,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection broke");
+                    break 'conn;
+                }
+            };
+            for (id, answer) in answers {
+                let body = to_body(&match answer {
+                    Ok(o) => Reply::Ok(o),
+                    Err(e) => Reply::Err(e),
+                });
+                if write_frame(&mut wr, FrameKind::Reply, id, &body)
+                    .await
+                    .is_err()
+                {
+                    break 'conn;
+                }
             }
-            Ok(Incoming::TooLarge(id, e)) => {
-                shared.metrics.frames_too_large.fetch_add(1, Relaxed);
-                (id, Err(e), false)
-            }
-            Ok(Incoming::Malformed(id, e)) => {
-                shared.metrics.frames_malformed.fetch_add(1, Relaxed);
-                tracing::info!(%peer, error = %e.message, "malformed frame; closing the connection");
-                (id, Err(e), true)
-            }
-            Ok(Incoming::Closed) => break,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "connection broke");
+            if close {
                 break;
             }
-        };
-        let body = to_body(&match answer {
-            Ok(o) => Reply::Ok(o),
-            Err(e) => Reply::Err(e),
-        });
-        if write_frame(&mut wr, FrameKind::Reply, id, &body)
-            .await
-            .is_err()
-        {
-            break;
         }
-        // Flush when no further request is already buffered (pipelined requests share a write).
-        if (rd.buffer().is_empty() || close) && wr.flush().await.is_err() {
+        if wr.flush().await.is_err() {
             break;
         }
         if close {
@@ -615,6 +682,73 @@ async fn serve_connection(
     }
     let _ = wr.flush().await;
     tracing::debug!(%peer, "disconnected");
+}
+
+/// Most requests read from a connection's buffer and answered in one round.
+const MAX_BATCH: usize = 64;
+
+/// Whether `buf` starts with a whole frame that a read would take without waiting on the socket.
+fn frame_buffered(buf: &[u8], max: u32) -> bool {
+    let Some(len) = buf.get(..4) else {
+        return false;
+    };
+    let len = u32::from_be_bytes(len.try_into().expect("4 bytes"));
+    // A frame over the cap is skipped, not buffered: leave it to the next round.
+    len <= max && buf.len() >= 4 + len as usize
+}
+
+/// The metrics label of an answer.
+fn outcome(answer: &Result<Output, WireError>) -> &'static str {
+    match answer {
+        Ok(_) => "ok",
+        Err(e) => code_name(e.code),
+    }
+}
+
+/// Authorizes a run of requests and runs those allowed as one job of `pool`; answers in request
+/// order.
+async fn pool_run(
+    pool: &pool::Pool,
+    run: Vec<(u64, Command)>,
+    principal: &Principal,
+    shared: &Shared,
+) -> Vec<(u64, Result<Output, WireError>)> {
+    let mut names = Vec::with_capacity(run.len());
+    let mut refused = Vec::with_capacity(run.len());
+    let mut allowed = Vec::with_capacity(run.len());
+    for (id, cmd) in run {
+        names.push((id, cmd.name()));
+        match principal.authorize(&cmd) {
+            Ok(()) => {
+                refused.push(None);
+                allowed.push(cmd);
+            }
+            Err(e) => refused.push(Some(e)),
+        }
+    }
+    let mut answers = if allowed.is_empty() {
+        Vec::new()
+    } else {
+        pool.run(allowed).await
+    }
+    .into_iter();
+    names
+        .into_iter()
+        .zip(refused)
+        .map(|((id, name), refused)| {
+            let answer = match refused {
+                Some(e) => Err(e),
+                None => answers.next().unwrap_or_else(|| {
+                    Err(WireError::new(
+                        ErrorCode::Internal,
+                        "the read got no answer",
+                    ))
+                }),
+            };
+            shared.metrics.request(name, outcome(&answer));
+            (id, answer)
+        })
+        .collect()
 }
 
 fn code_name(c: ErrorCode) -> &'static str {

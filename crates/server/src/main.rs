@@ -46,6 +46,10 @@ struct Cli {
     /// A transaction open this long is rolled back (milliseconds). Other writers wait at most this.
     #[arg(long, default_value_t = 60_000)]
     session_max_ms: u64,
+    /// Threads that run plain reads (gets, lists, reads at a version) for every connection, in
+    /// batches. Default: the number of CPUs, from 2 to 8.
+    #[arg(long)]
+    read_threads: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +194,9 @@ fn serve(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
     config.max_frame = cli.max_frame;
     config.session.idle = Duration::from_millis(cli.session_idle_ms);
     config.session.max = Duration::from_millis(cli.session_max_ms);
+    if let Some(n) = cli.read_threads {
+        config.read_threads = n.max(1);
+    }
     if cli.open {
         eprintln!("WARNING: --open: this server accepts every connection WITHOUT an API key.");
         eprintln!(

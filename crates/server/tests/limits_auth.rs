@@ -332,3 +332,137 @@ fn pipelined_requests_are_answered_in_order() {
     }
     assert_eq!(db.branch_info("main").unwrap().head, 100);
 }
+
+/// Pipelined reads go to the read pool in batches, writes do not: interleaved on one connection,
+/// every answer still comes in order and every read sees exactly the writes sent before it.
+#[test]
+fn pipelined_reads_see_the_writes_sent_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = ServerProc::start(&dir.path().join("db"), &["--open"]);
+    let (mut raw, _) = Raw::connect(&srv.addr, None);
+    let get = |key: &str| {
+        support::scoped(
+            "main",
+            Op::KvGet {
+                key: key.to_string(),
+            },
+        )
+    };
+    let mut cmds = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..40i64 {
+        // A write, then a run of reads of what it wrote, of an older version and of nothing.
+        cmds.push(support::scoped(
+            "main",
+            Op::KvPut {
+                key: "k".into(),
+                value: Value::Int(i),
+            },
+        ));
+        want.push(Ok(Output::Unit));
+        cmds.push(get("k"));
+        want.push(Ok(Output::Value(Value::Int(i))));
+        cmds.push(strata_wire::Command::GetAt {
+            rev: Rev::at("main", 1),
+            space: "default".into(),
+            kind: strata_client::Kind::Kv,
+            key: "k".into(),
+        });
+        want.push(Ok(Output::Value(Value::Int(0))));
+        cmds.push(get("never"));
+        want.push(Ok(Output::Missing));
+        cmds.push(support::scoped("nope", Op::KvGet { key: "k".into() }));
+        want.push(Err(ErrorCode::BranchNotFound));
+    }
+    let mut bytes = Vec::new();
+    for (i, c) in cmds.iter().enumerate() {
+        strata_wire::encode_into(
+            &mut bytes,
+            strata_wire::FrameKind::Request,
+            i as u64 + 1,
+            &strata_wire::to_body(c),
+        );
+    }
+    raw.send_bytes(&bytes).unwrap();
+    for (i, w) in want.into_iter().enumerate() {
+        let (id, r) = raw.recv().unwrap();
+        assert_eq!(id, i as u64 + 1);
+        match (r, w) {
+            (Reply::Ok(o), Ok(w)) => assert_eq!(o, w, "request {id}"),
+            (Reply::Err(e), Err(code)) => assert_eq!(e.code, code, "request {id}: {}", e.message),
+            (r, w) => panic!("request {id}: got {r:?}, want {w:?}"),
+        }
+    }
+}
+
+/// One-shot writes from many connections at once are committed in groups (one durable commit per
+/// group) but each is still its own version: every acknowledged write is there, versions are
+/// gap-free, and a failing write in a group fails alone.
+#[test]
+fn concurrent_one_shot_writes_each_get_their_own_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = ServerProc::start(&dir.path().join("db"), &["--open"]);
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let addr = srv.addr.clone();
+            std::thread::spawn(move || {
+                let (mut raw, _) = Raw::connect(&addr, None);
+                let mut bytes = Vec::new();
+                for i in 0..40u64 {
+                    let cmd = if i == 20 {
+                        // Fails alone: the branch does not exist.
+                        support::scoped(
+                            "nope",
+                            Op::KvPut {
+                                key: "x".into(),
+                                value: Value::Int(0),
+                            },
+                        )
+                    } else {
+                        support::scoped(
+                            "main",
+                            Op::KvPut {
+                                key: format!("t{t}-{i}"),
+                                value: Value::Int((t * 100 + i) as i64),
+                            },
+                        )
+                    };
+                    strata_wire::encode_into(
+                        &mut bytes,
+                        strata_wire::FrameKind::Request,
+                        i + 1,
+                        &strata_wire::to_body(&cmd),
+                    );
+                }
+                raw.send_bytes(&bytes).unwrap();
+                for i in 0..40u64 {
+                    let (id, r) = raw.recv().unwrap();
+                    assert_eq!(id, i + 1);
+                    match (i, r) {
+                        (20, Reply::Err(e)) => assert_eq!(e.code, ErrorCode::BranchNotFound),
+                        (_, Reply::Ok(Output::Unit)) => {}
+                        (_, r) => panic!("write {i} of connection {t}: {r:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let db = Db::open(&srv.url()).unwrap();
+    assert_eq!(db.branch_info("main").unwrap().head, 8 * 39);
+    let log = db.log("main", 1000).unwrap();
+    let mut versions: Vec<u64> = log.iter().map(|c| c.version).collect();
+    versions.sort();
+    assert_eq!(versions, (1..=8 * 39).collect::<Vec<u64>>());
+    for t in 0..8u64 {
+        for i in (0..40u64).filter(|i| *i != 20) {
+            assert_eq!(
+                db.on("main").kv_get(&format!("t{t}-{i}")).unwrap(),
+                Some(Value::Int((t * 100 + i) as i64))
+            );
+        }
+    }
+    assert!(!db.branch_exists("nope").unwrap());
+}

@@ -614,11 +614,10 @@ impl Model {
             let version = self.remote_version();
             for c in 0..n {
                 if self.state.is_some() {
-                    // With unique push markers no two remote versions are equal, so this cannot be.
-                    assert!(
-                        !(self.avoid_known_bugs && self.would_hit_empty_reset(c).await),
-                        "settling would hit the empty-reset bug"
-                    );
+                    // No guard here: push markers make equal remote versions rare but not
+                    // impossible (a push of a version that rewrote a value unchanged writes none),
+                    // and the empty-reset bug the guards avoid is fixed (`regressions.rs`, cause 1;
+                    // `model_sync_unconstrained` runs without the guards).
                     self.pull(c).await;
                 }
                 assert!(

@@ -2,7 +2,7 @@
 //! [`Transaction`]. The server runs every request through it (on a blocking thread), and the client's
 //! embedded mode runs the same code in process, so both modes answer alike, errors included.
 
-use strata_engine::{Error, Scope, Strata, Transaction};
+use strata_engine::{Error, Kind, Rev, Scope, Strata, Transaction};
 
 use crate::msg::{Command, ErrorCode, Op, Output, WireError};
 
@@ -10,6 +10,108 @@ use crate::msg::{Command, ErrorCode, Op, Output, WireError};
 /// are the caller's (the server's sessions, the client's `Tx`): they answer `invalid_operation`.
 pub fn execute(db: &Strata, cmd: Command) -> Result<Output, WireError> {
     run(db, cmd).map_err(engine_error)
+}
+
+/// Runs reads one after another, the point reads among them (`kv_get`, `json_get`, `state_get`,
+/// `get_at` of a non-event) on one [`strata_engine::ReadSnapshot`], so that they share one read
+/// transaction and each branch is resolved once. Answers match [`execute`]'s, one per command, in
+/// order; a command that is not a point read runs through [`execute`].
+pub fn execute_reads(db: &Strata, cmds: Vec<Command>) -> Vec<Result<Output, WireError>> {
+    if cmds.len() < 2 {
+        return cmds.into_iter().map(|c| execute(db, c)).collect();
+    }
+    let snap = match db.read_snapshot() {
+        Ok(s) => s,
+        Err(_) => return cmds.into_iter().map(|c| execute(db, c)).collect(),
+    };
+    cmds.into_iter()
+        .map(|cmd| {
+            let point = match &cmd {
+                Command::Scoped {
+                    branch,
+                    version,
+                    space,
+                    op,
+                } => {
+                    let kk = match op {
+                        Op::KvGet { key } => Some((Kind::Kv, key)),
+                        Op::JsonGet { id } => Some((Kind::Json, id)),
+                        Op::StateGet { cell } => Some((Kind::State, cell)),
+                        _ => None,
+                    };
+                    kk.map(|(kind, key)| {
+                        let rev = Rev {
+                            branch: branch.clone(),
+                            version: *version,
+                        };
+                        snap.get(&rev, space, kind, key)
+                    })
+                }
+                Command::GetAt {
+                    rev,
+                    space,
+                    kind,
+                    key,
+                } if *kind != Kind::Event => Some(snap.get(rev, space, *kind, key)),
+                _ => None,
+            };
+            match point {
+                Some(r) => r.map(maybe).map_err(engine_error),
+                None => execute(db, cmd),
+            }
+        })
+        .collect()
+}
+
+/// Whether a command is a one-shot write that [`execute_writes`] groups: an op that writes, at the
+/// head of its branch, outside any session.
+pub fn is_one_shot_write(cmd: &Command) -> bool {
+    matches!(cmd, Command::Scoped { version: None, op, .. } if op.writes())
+}
+
+/// Runs one-shot writes (see [`is_one_shot_write`]) as [`execute`] would, each committing its own
+/// version, but in one engine [`strata_engine::WriteGroup`]: one durable commit for them all (group
+/// commit). Answers match [`execute`]'s, one per command, in order. If the group's commit fails,
+/// every write in it fails with that error and none is kept. Any other command is refused.
+pub fn execute_writes(db: &Strata, cmds: Vec<Command>) -> Vec<Result<Output, WireError>> {
+    if cmds.len() < 2 {
+        return cmds.into_iter().map(|c| execute(db, c)).collect();
+    }
+    let mut group = match db.write_group() {
+        Ok(g) => g,
+        Err(e) => {
+            let e = engine_error(e);
+            return cmds.iter().map(|_| Err(e.clone())).collect();
+        }
+    };
+    let answers: Vec<Result<Output, WireError>> = cmds
+        .into_iter()
+        .map(|cmd| match cmd {
+            Command::Scoped {
+                branch,
+                version: None,
+                space,
+                op,
+            } if op.writes() => {
+                strata_engine::names::validate_space_name(&space, false).map_err(engine_error)?;
+                let mut tx = group.begin(&branch).map_err(engine_error)?;
+                let out = execute_in(&mut tx, &space, op)?;
+                tx.commit().map_err(engine_error)?;
+                Ok(out)
+            }
+            other => Err(WireError::new(
+                ErrorCode::InvalidOperation,
+                format!("{} is not a one-shot write", other.name()),
+            )),
+        })
+        .collect();
+    match group.commit() {
+        Ok(()) => answers,
+        Err(e) => {
+            let e = engine_error(e);
+            answers.iter().map(|_| Err(e.clone())).collect()
+        }
+    }
 }
 
 fn run(db: &Strata, cmd: Command) -> Result<Output, Error> {

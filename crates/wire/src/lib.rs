@@ -15,7 +15,9 @@ pub mod exec;
 pub mod frame;
 pub mod msg;
 
-pub use exec::{engine_error, execute, execute_in};
+pub use exec::{
+    engine_error, execute, execute_in, execute_reads, execute_writes, is_one_shot_write,
+};
 pub use frame::{
     check_len, decode, encode, encode_into, encoded_len, parse_header, preamble, Frame, FrameError,
     FrameKind, DEFAULT_MAX_FRAME, FRAME_VERSION, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
