@@ -972,7 +972,8 @@ fn export(g: &Global, out: Out, file: &Path) -> Result<(), Failure> {
             let spaces: Vec<String> = c
                 .list_spaces(&rev.branch)?
                 .into_iter()
-                .filter(|s| only.is_none_or(|o| o == s))
+                // Internal spaces never leave a server.
+                .filter(|s| only.is_none_or(|o| o == s) && !s.starts_with('_'))
                 .collect();
             let mut w = std::io::BufWriter::with_capacity(1 << 20, sink(file)?);
             'all: for kind in Kind::ALL {
