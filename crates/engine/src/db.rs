@@ -69,6 +69,12 @@ impl std::ops::Deref for PooledConn<'_> {
     }
 }
 
+impl std::ops::DerefMut for PooledConn<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("connection present until drop")
+    }
+}
+
 impl Drop for PooledConn<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
@@ -734,10 +740,11 @@ pub(crate) fn purge_unreferenced(conn: &Connection, id: i64) -> Result<()> {
 }
 
 /// The connection a transaction writes through: its own (a SQLite transaction of its own), or a
-/// [`WriteGroup`]'s (a savepoint inside the group's transaction).
+/// [`WriteGroup`]'s (a savepoint inside the group's transaction). The group's is borrowed mutably:
+/// a `Connection` is `Send` but not `Sync`, and a transaction must stay `Send`.
 enum TxConn<'a> {
     Own(PooledConn<'a>),
-    Group(&'a Connection),
+    Group(&'a mut Connection),
 }
 
 impl std::ops::Deref for TxConn<'_> {
@@ -1230,7 +1237,7 @@ impl WriteGroup<'_> {
                 "branch {branch:?} is internal; only the library writes it"
             )));
         }
-        Transaction::begin_on(TxConn::Group(&self.conn), branch, false)
+        Transaction::begin_on(TxConn::Group(&mut self.conn), branch, false)
     }
 
     /// Makes every version committed in the group durable at once.

@@ -137,3 +137,13 @@ fn nothing_is_visible_or_kept_before_the_group_commits() {
     db.main().kv_put("c", 2).unwrap();
     assert_eq!(other.branch_info("main").unwrap().head, 6);
 }
+
+/// Transactions move between threads (the Python bindings hold them behind a mutex), whether on a
+/// connection of their own or in a group.
+#[test]
+fn transactions_and_groups_are_send() {
+    fn send<T: Send>() {}
+    send::<Transaction<'static>>();
+    send::<WriteGroup<'static>>();
+    send::<ReadSnapshot<'static>>();
+}
