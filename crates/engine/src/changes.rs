@@ -469,10 +469,10 @@ mod tests {
     use crate::Value;
 
     /// A bulk replay runs with the small page cache and restores the connection's after, on success
-    /// and on failure, and writes its rows through two prepared statements (batches of rows, and single rows), never
-    /// re-prepared.
+    /// and on failure; it writes its rows through two prepared statements (batches of rows, and
+    /// single rows), never re-prepared, and records each version's row count.
     #[test]
-    fn bulk_apply_keeps_a_small_cache_and_one_statement() {
+    fn bulk_apply_keeps_a_small_cache_and_holds_its_statements() {
         let db = Strata::open_temp().unwrap();
         let conn = db.conn().unwrap();
         let cache =

@@ -166,12 +166,11 @@ fn insert_branch(conn: &Connection, name: &str, parent: Option<(i64, u64)>) -> R
 /// The row a new branch `name` (no parent, head 0) would get from [`insert_branch`] now, without
 /// inserting it: see [`insert_branch_as`].
 fn next_branch(conn: &Connection, name: &str) -> Result<BranchRow> {
-    // The id SQLite would choose for the row: one more than the largest.
-    let id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM branches", [], |r| {
-        r.get(0)
-    })?;
+    // The id SQLite would choose for the row: one more than the largest (the bare MAX is answered
+    // from the end of the b-tree).
+    let max: Option<i64> = conn.query_row("SELECT MAX(id) FROM branches", [], |r| r.get(0))?;
     Ok(BranchRow {
-        id,
+        id: max.unwrap_or(0) + 1,
         name: name.to_string(),
         parent: None,
         fork_version: 0,
