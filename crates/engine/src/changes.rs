@@ -232,6 +232,10 @@ pub(crate) fn apply_in_txn(
     Ok(report)
 }
 
+/// How many replayed versions wait, at most, before their commit rows are written (see
+/// [`Replayed`]).
+const PENDING_COMMITS: usize = 1024;
+
 fn apply_rows(
     conn: &Connection,
     row: &BranchRow,
@@ -241,8 +245,8 @@ fn apply_rows(
     let start_head = row.head;
     // Holds the insert statements for the whole replay.
     let mut writer = store::RowWriter::new(conn);
-    // (version, timestamp, first rowid, the commit's metadata if the stream carries it)
-    let mut cur: Option<(u64, u64, i64, Option<crate::types::CommitMeta>)> = None;
+    let mut cur: Option<Replayed> = None;
+    let mut done: Vec<Replayed> = Vec::new();
     let mut report = ApplyReport {
         versions: 0,
         entries: 0,
@@ -250,12 +254,12 @@ fn apply_rows(
     };
     for cs in changes {
         let cs = cs?;
-        match cur {
-            Some((v, ..)) if v == cs.version => {}
-            Some((v, ..)) if cs.version < v => {
+        match &cur {
+            Some(c) if c.version == cs.version => {}
+            Some(c) if cs.version < c.version => {
                 return Err(Error::corrupt(
                     "change stream",
-                    format!("version {} comes after version {v}", cs.version),
+                    format!("version {} comes after version {}", cs.version, c.version),
                 ))
             }
             _ => {
@@ -265,58 +269,109 @@ fn apply_rows(
                         cs.version, row.name
                     )));
                 }
-                if let Some((v, ts, first, meta)) = cur.take() {
-                    record_replayed(conn, row.id, v, ts, label, meta, first)?;
+                let first_row = store::max_rowid(conn)? + 1;
+                if let Some(c) = cur.take() {
+                    done.push(c.close(first_row - 1, &writer));
+                    if done.len() >= PENDING_COMMITS {
+                        record_replayed(conn, row.id, label, &mut done)?;
+                    }
                 }
-                cur = Some((
-                    cs.version,
-                    cs.timestamp_micros,
-                    store::max_rowid(conn)? + 1,
-                    cs.meta.clone(),
-                ));
+                cur = Some(Replayed {
+                    version: cs.version,
+                    ts: cs.timestamp_micros,
+                    first_row,
+                    last_row: 0,
+                    meta: cs.meta.clone(),
+                    written: 0,
+                    replaced: writer.replaced(),
+                });
                 report.versions += 1;
             }
         }
-        for (k, v) in &cs.puts {
+        for k in cs.puts.iter().map(|(k, _)| k).chain(&cs.deletes) {
             check_entry_key(k)?;
-            writer.write(row.id, cs.version, k.kind, &k.space, &k.key, Some(v), None)?;
         }
-        for k in &cs.deletes {
-            check_entry_key(k)?;
-            writer.write(row.id, cs.version, k.kind, &k.space, &k.key, None, None)?;
+        // Puts, then deletes (a key both put and deleted in one set ends deleted).
+        let rows = cs.puts.iter().map(|(k, v)| (k, Some(v.as_slice())));
+        writer.write_rows(
+            row.id,
+            cs.version,
+            rows.chain(cs.deletes.iter().map(|k| (k, None))),
+        )?;
+        if let Some(c) = &mut cur {
+            c.written += cs.len() as u64;
         }
         report.entries += cs.len() as u64;
     }
-    if let Some((v, ts, first, meta)) = cur {
-        record_replayed(conn, row.id, v, ts, label, meta, first)?;
-        report.head = v;
+    if let Some(c) = cur {
+        report.head = c.version;
+        done.push(c.close(store::max_rowid(conn)?, &writer));
     }
+    record_replayed(conn, row.id, label, &mut done)?;
     Ok(report)
 }
 
-/// Records a replayed version: with the metadata its stream carried, else as `label` (`apply`).
+/// A version being replayed. Its commit row is written after its rows, and after those of up to
+/// [`PENDING_COMMITS`] versions, never between them: a page of `commits` or `branches` written
+/// between two large versions would have left SQLite's cache (spilled to the WAL) in between, and
+/// writing it again makes SQLite re-checksum every WAL frame after its first copy at commit.
+struct Replayed {
+    version: u64,
+    ts: u64,
+    /// The rowids of its rows (`last_row` set when it is closed).
+    first_row: i64,
+    last_row: i64,
+    /// Its kind, message and author, if the stream carries them.
+    meta: Option<crate::types::CommitMeta>,
+    /// The rows written for it; once closed, `u64::MAX` if some replaced another.
+    written: u64,
+    /// The writer's count of replaced rows when it started.
+    replaced: u64,
+}
+
+impl Replayed {
+    /// Ends the version: its rows end at `last_row`.
+    fn close(mut self, last_row: i64, writer: &store::RowWriter<'_>) -> Replayed {
+        self.last_row = last_row.max(self.first_row - 1);
+        if writer.replaced() != self.replaced {
+            self.written = u64::MAX;
+        }
+        self
+    }
+}
+
+/// Writes the commit rows of closed versions (with the metadata their stream carried, else as
+/// `label`, e.g. `apply`) and moves the branch head to the last. When no row replaced another, a
+/// version's rows are the ones written: no need to count them again, which would read them all back
+/// (from disk once a large replay has left the page cache).
 fn record_replayed(
     conn: &Connection,
     branch: i64,
-    version: u64,
-    ts: u64,
     label: &str,
-    meta: Option<crate::types::CommitMeta>,
-    first_row: i64,
-) -> Result<u64> {
-    match meta {
-        Some(m) => store::record_commit(
+    done: &mut Vec<Replayed>,
+) -> Result<()> {
+    let Some(last) = done.last().map(|c| c.version) else {
+        return Ok(());
+    };
+    for c in done.drain(..) {
+        let (kind, message, author) = match &c.meta {
+            Some(m) => (m.kind.as_str(), m.message.as_str(), m.author.as_deref()),
+            None => (label, "", None),
+        };
+        store::insert_commit(
             conn,
             branch,
-            version,
-            ts,
-            &m.kind,
-            &m.message,
-            m.author.as_deref(),
-            first_row,
-        ),
-        None => store::record_commit(conn, branch, version, ts, label, "", None, first_row),
+            c.version,
+            c.ts,
+            kind,
+            message,
+            author,
+            c.first_row,
+            c.last_row,
+            (c.written != u64::MAX).then_some(c.written),
+        )?;
     }
+    store::set_head(conn, branch, last)
 }
 
 /// The rules every replayed entry key must meet (shared with bundle verification).
@@ -414,9 +469,10 @@ mod tests {
     use crate::Value;
 
     /// A bulk replay runs with the small page cache and restores the connection's after, on success
-    /// and on failure, and writes every row through one prepared statement (never re-prepared).
+    /// and on failure; it writes its rows through two prepared statements (batches of rows, and
+    /// single rows), never re-prepared, and records each version's row count.
     #[test]
-    fn bulk_apply_keeps_a_small_cache_and_one_statement() {
+    fn bulk_apply_keeps_a_small_cache_and_holds_its_statements() {
         let db = Strata::open_temp().unwrap();
         let conn = db.conn().unwrap();
         let cache =
@@ -449,14 +505,54 @@ mod tests {
         assert_eq!((report.versions, report.entries), (2, rows as u64));
         assert_eq!(seen, vec![APPLY_CACHE_SIZE; 3]);
         assert_eq!(cache(&conn), store::CACHE_SIZE);
-        let st = conn.prepare_cached(store::PUT_SQL).unwrap();
-        assert!(
-            st.get_status(StatementStatus::Run) >= rows as i32,
-            "the insert statement ran {} times",
-            st.get_status(StatementStatus::Run)
-        );
-        assert_eq!(st.get_status(StatementStatus::RePrepare), 0);
-        drop(st);
+        // Each set of 1000 rows: 15 batches of 64, then 40 rows one by one.
+        let batch = conn.prepare_cached(&store::PUT_BATCH_SQL).unwrap();
+        let single = conn.prepare_cached(store::PUT_NEW_SQL).unwrap();
+        for (st, runs) in [(&batch, 3 * 15), (&single, 3 * 40)] {
+            assert_eq!(
+                st.get_status(StatementStatus::Run),
+                runs,
+                "{}",
+                st.expanded_sql().unwrap_or_default()
+            );
+            assert_eq!(st.get_status(StatementStatus::RePrepare), 0);
+        }
+        drop((batch, single));
+
+        // Each version's recorded entry count is its rows, counted while writing.
+        let counts = |c: &Connection| -> Vec<(i64, i64)> {
+            let mut st = c
+                .prepare(
+                    "SELECT c.entries, (SELECT COUNT(*) FROM entries e WHERE e.rowid BETWEEN c.first_row AND c.last_row) \
+                     FROM commits c WHERE c.branch = ?1 ORDER BY c.version",
+                )
+                .unwrap();
+            st.query_map([row.id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert_eq!(counts(&conn), vec![(2000, 2000), (1000, 1000)]);
+
+        // Keys repeated inside a version (across its sets, and put then deleted in one set) leave
+        // one row each, and the count says so.
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let row = store::branch_by_name(&conn, "main").unwrap();
+        let key = |i: usize| EntryKey::new("default", Kind::Kv, format!("d{i}"));
+        let set = |range: std::ops::Range<usize>, deletes: Vec<EntryKey>| {
+            Ok(RawChangeSet {
+                version: 3,
+                timestamp_micros: 0,
+                puts: range.map(|i| (key(i), value.clone())).collect(),
+                deletes,
+                meta: None,
+            })
+        };
+        let sets = [set(0..100, vec![]), set(50..150, vec![key(149), key(200)])];
+        let report = apply_in_txn(&conn, &row, sets, "apply").unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        assert_eq!(report.entries, 202);
+        assert_eq!(counts(&conn)[2], (151, 151));
 
         // A failing replay restores the cache too.
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -860,27 +860,156 @@ pub(crate) const PUT_SQL: &str =
 pub(crate) const PUT_EVENT_SQL: &str =
     "INSERT OR REPLACE INTO entries(branch, kind, space, key, version, value, tag, eid) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+/// [`PUT_SQL`] that fails on a row already present (see [`RowWriter::write_rows`]).
+pub(crate) const PUT_NEW_SQL: &str =
+    "INSERT OR FAIL INTO entries(branch, kind, space, key, version, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// [`PUT_EVENT_SQL`] that fails on a row already present.
+const PUT_EVENT_NEW_SQL: &str =
+    "INSERT OR FAIL INTO entries(branch, kind, space, key, version, value, tag, eid) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Rows one statement of [`RowWriter::write_rows`] inserts.
+const BATCH_ROWS: usize = 64;
+
+/// `INSERT OR FAIL` of [`BATCH_ROWS`] non-event rows of one branch and version: `?1` is the
+/// branch, `?2` the version, then kind, space, key and value of each row. SQLite inserts them in
+/// order with its cursors open from one row to the next, so a row that sorts after the previous one
+/// (a replay in key order) is placed without a descent from the root of the index.
+///
+/// `OR FAIL`, not `OR REPLACE`: a multi-row statement that may abort needs a statement journal (every
+/// page it touches copied first), which would cost more than the batch saves. `OR FAIL` never rolls
+/// a statement back: on a duplicate key it stops, keeping the rows before it, and
+/// [`RowWriter::write_run`] writes the rest with `OR REPLACE`, row by row, so the result is exactly
+/// that of one `OR REPLACE` per row.
+pub(crate) static PUT_BATCH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rows: Vec<String> = (0..BATCH_ROWS)
+        .map(|i| {
+            let p = 3 + 4 * i;
+            format!("(?1, ?{}, ?{}, ?{}, ?2, ?{})", p, p + 1, p + 2, p + 3)
+        })
+        .collect();
+    format!(
+        "INSERT OR FAIL INTO entries(branch, kind, space, key, version, value) VALUES {}",
+        rows.join(", ")
+    )
+});
 
 /// Writes entry rows through insert statements taken from the statement cache once and held, so a
 /// loop writing many rows (a bulk replay) neither looks them up nor allocates per row.
 pub(crate) struct RowWriter<'c> {
     conn: &'c Connection,
-    put: Option<rusqlite::CachedStatement<'c>>,
-    put_event: Option<rusqlite::CachedStatement<'c>>,
+    /// `OR REPLACE` and `OR FAIL` (index 1) inserts of a non-event row, and of an event row.
+    put: [Option<rusqlite::CachedStatement<'c>>; 2],
+    put_event: [Option<rusqlite::CachedStatement<'c>>; 2],
+    put_batch: Option<rusqlite::CachedStatement<'c>>,
+    replaced: u64,
+}
+
+/// Whether `e` is a UNIQUE constraint failure: a row with the same key and version is there.
+fn is_duplicate(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(e, _)
+        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
 impl<'c> RowWriter<'c> {
     pub fn new(conn: &'c Connection) -> RowWriter<'c> {
         RowWriter {
             conn,
-            put: None,
-            put_event: None,
+            put: [None, None],
+            put_event: [None, None],
+            put_batch: None,
+            replaced: 0,
         }
     }
 
-    /// Writes one entry row whose value is already MessagePack (`None` for a delete). `decoded` is
-    /// the value itself when the caller has it; events need it for their type tag and id, and it is
-    /// decoded here when absent.
+    /// How many rows [`RowWriter::write_rows`] found already present (with the same key and
+    /// version) and replaced. While it stays the same, every row written is a new row.
+    pub fn replaced(&self) -> u64 {
+        self.replaced
+    }
+
+    /// Writes rows of one branch and version in order, with the same result as calling
+    /// [`RowWriter::write`] on each: values are MessagePack (`None` for a delete). Runs of non-event
+    /// rows go [`BATCH_ROWS`] to a statement, which costs about half as much per row as one
+    /// statement each (one execution instead of many, and appends in key order skip the index
+    /// descent). A row that replaces one already present is counted in [`RowWriter::replaced`].
+    pub fn write_rows<'r>(
+        &mut self,
+        branch: i64,
+        version: u64,
+        rows: impl IntoIterator<Item = (&'r EntryKey, Option<&'r [u8]>)>,
+    ) -> Result<()> {
+        let mut run: Vec<(&'r EntryKey, Option<&'r [u8]>)> = Vec::with_capacity(BATCH_ROWS);
+        for (k, v) in rows {
+            if k.kind == Kind::Event {
+                self.write_run(branch, version, &mut run)?;
+                self.write_counted(branch, version, k, v)?;
+            } else {
+                run.push((k, v));
+                if run.len() == BATCH_ROWS {
+                    self.write_run(branch, version, &mut run)?;
+                }
+            }
+        }
+        self.write_run(branch, version, &mut run)
+    }
+
+    /// Writes and empties a run of non-event rows: one batch statement when it is full, else row by
+    /// row (and from a duplicate key on, see [`PUT_BATCH_SQL`]).
+    fn write_run(
+        &mut self,
+        branch: i64,
+        version: u64,
+        run: &mut Vec<(&EntryKey, Option<&[u8]>)>,
+    ) -> Result<()> {
+        let mut done = 0;
+        if run.len() == BATCH_ROWS {
+            let st = match &mut self.put_batch {
+                Some(st) => st,
+                slot => slot.insert(self.conn.prepare_cached(&PUT_BATCH_SQL)?),
+            };
+            st.raw_bind_parameter(1, branch)?;
+            st.raw_bind_parameter(2, version as i64)?;
+            for (i, (k, v)) in run.iter().enumerate() {
+                let p = 3 + 4 * i;
+                st.raw_bind_parameter(p, k.kind.code())?;
+                st.raw_bind_parameter(p + 1, k.space.as_str())?;
+                st.raw_bind_parameter(p + 2, k.key.as_str())?;
+                st.raw_bind_parameter(p + 3, *v)?;
+            }
+            done = match st.raw_execute() {
+                Ok(_) => run.len(),
+                // Stopped at a key already present: the rows before it stay (OR FAIL), and
+                // `changes()` counts them.
+                Err(e) if is_duplicate(&e) => self.conn.changes() as usize,
+                Err(e) => return Err(e.into()),
+            };
+        }
+        for (k, v) in &run[done..] {
+            self.write_counted(branch, version, k, *v)?;
+        }
+        run.clear();
+        Ok(())
+    }
+
+    /// Writes one row as [`RowWriter::write`] does, counting it in `replaced` if it replaces one.
+    fn write_counted(
+        &mut self,
+        branch: i64,
+        version: u64,
+        k: &EntryKey,
+        v: Option<&[u8]>,
+    ) -> Result<()> {
+        if !self.insert(true, branch, version, k.kind, &k.space, &k.key, v, None)? {
+            self.replaced += 1;
+            self.write(branch, version, k.kind, &k.space, &k.key, v, None)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one entry row whose value is already MessagePack (`None` for a delete), replacing a
+    /// row with the same key and version. `decoded` is the value itself when the caller has it;
+    /// events need it for their type tag and id, and it is decoded here when absent.
     #[allow(clippy::too_many_arguments)]
     pub fn write(
         &mut self,
@@ -892,7 +1021,24 @@ impl<'c> RowWriter<'c> {
         bytes: Option<&[u8]>,
         decoded: Option<&Value>,
     ) -> Result<()> {
-        if kind == Kind::Event {
+        self.insert(false, branch, version, kind, space, key, bytes, decoded)
+            .map(drop)
+    }
+
+    /// Inserts one row; with `fail`, a row already present is left alone and the answer is `false`.
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        fail: bool,
+        branch: i64,
+        version: u64,
+        kind: Kind,
+        space: &str,
+        key: &str,
+        bytes: Option<&[u8]>,
+        decoded: Option<&Value>,
+    ) -> Result<bool> {
+        let done = if kind == Kind::Event {
             let owned;
             let v = match (decoded, bytes) {
                 (Some(v), _) => Some(v),
@@ -904,9 +1050,13 @@ impl<'c> RowWriter<'c> {
             };
             let tag = v.and_then(|v| v.get("type")).and_then(|t| t.as_str());
             let eid = v.and_then(|v| v.get("id")).and_then(Value::as_i64);
-            let st = match &mut self.put_event {
+            let st = match &mut self.put_event[usize::from(fail)] {
                 Some(st) => st,
-                slot => slot.insert(self.conn.prepare_cached(PUT_EVENT_SQL)?),
+                slot => slot.insert(self.conn.prepare_cached(if fail {
+                    PUT_EVENT_NEW_SQL
+                } else {
+                    PUT_EVENT_SQL
+                })?),
             };
             st.execute(params![
                 branch,
@@ -917,11 +1067,15 @@ impl<'c> RowWriter<'c> {
                 bytes,
                 tag,
                 eid
-            ])?;
+            ])
         } else {
-            let st = match &mut self.put {
+            let st = match &mut self.put[usize::from(fail)] {
                 Some(st) => st,
-                slot => slot.insert(self.conn.prepare_cached(PUT_SQL)?),
+                slot => slot.insert(self.conn.prepare_cached(if fail {
+                    PUT_NEW_SQL
+                } else {
+                    PUT_SQL
+                })?),
             };
             st.execute(params![
                 branch,
@@ -930,9 +1084,13 @@ impl<'c> RowWriter<'c> {
                 key,
                 version as i64,
                 bytes
-            ])?;
+            ])
+        };
+        match done {
+            Ok(_) => Ok(true),
+            Err(e) if fail && is_duplicate(&e) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 }
 
@@ -1015,17 +1173,49 @@ pub(crate) fn record_commit(
     // The commit's rows were inserted by one writer inside one transaction: their rowids are the
     // contiguous range after `first_row - 1` (a replaced row leaves a hole, never a foreign row).
     let last_row = max_rowid(conn)?.max(first_row - 1);
-    let entries: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM entries WHERE rowid BETWEEN ?1 AND ?2")?
-        .query_row(params![first_row, last_row], |r| r.get(0))?;
+    let entries = insert_commit(
+        conn, branch, version, ts, kind, message, author, first_row, last_row, None,
+    )?;
+    set_head(conn, branch, version)?;
+    Ok(entries)
+}
+
+/// Inserts the commit row of a version whose rows are the rowids `first_row..=last_row` (see
+/// [`record_commit`]), and returns their number: `entries` when the writer knows it (no row of the
+/// range replaced another), else counted here, which reads them all. The branch head is the
+/// caller's to move ([`set_head`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert_commit(
+    conn: &Connection,
+    branch: i64,
+    version: u64,
+    ts: u64,
+    kind: &str,
+    message: &str,
+    author: Option<&str>,
+    first_row: i64,
+    last_row: i64,
+    entries: Option<u64>,
+) -> Result<u64> {
+    let entries: i64 = match entries {
+        Some(n) => n as i64,
+        None => conn
+            .prepare_cached("SELECT COUNT(*) FROM entries WHERE rowid BETWEEN ?1 AND ?2")?
+            .query_row(params![first_row, last_row], |r| r.get(0))?,
+    };
     conn.prepare_cached(
         "INSERT OR REPLACE INTO commits(branch, version, ts, kind, message, author, entries, first_row, last_row) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![branch, version as i64, ts as i64, kind, message, author, entries, first_row, last_row])?;
+    Ok(entries as u64)
+}
+
+/// Moves the head of `branch` to `version`.
+pub(crate) fn set_head(conn: &Connection, branch: i64, version: u64) -> Result<()> {
     conn.prepare_cached("UPDATE branches SET head=?2 WHERE id=?1")?
         .execute(params![branch, version as i64])?;
-    Ok(entries as u64)
+    Ok(())
 }
 
 /// The highest rowid in `entries` (0 when empty). Rows written next get higher ones.
@@ -1419,6 +1609,71 @@ mod tests {
                     prop_assert_eq!(got, want, "branch {} all {}", name, all);
                 }
             }
+        }
+    }
+
+    /// Every row of `entries`, by rowid.
+    fn all_rows(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+        let mut st = conn
+            .prepare("SELECT rowid, branch, kind, space, key, version, value, tag, eid FROM entries ORDER BY rowid")
+            .unwrap();
+        let rows = st
+            .query_map([], |r| (0..9).map(|i| r.get(i)).collect())
+            .unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    proptest! {
+        /// Batched writes leave exactly the rows (rowids included) that one `INSERT OR REPLACE` per
+        /// row leaves: with keys repeated inside and across batches, deletes, events between
+        /// non-event rows, and rows already present from an earlier write.
+        #[test]
+        fn batched_rows_match_row_by_row(
+            rows in proptest::collection::vec((0..60u8, 0..150usize, proptest::option::of(0..3i64)), 0..400),
+            before in proptest::collection::vec(0..150usize, 0..20),
+        ) {
+            // Events are rare, so that runs of non-event rows fill whole batches.
+            let kind = |k: u8| if k == 0 { Kind::Event } else { [Kind::Kv, Kind::Json, Kind::State][k as usize % 3] };
+            let keys: Vec<EntryKey> = rows
+                .iter()
+                .map(|&(k, i, _)| EntryKey::new("default", kind(k), format!("{i:020}")))
+                .collect();
+            let values: Vec<Option<Vec<u8>>> = rows
+                .iter()
+                .map(|&(_, i, v)| {
+                    v.map(|v| Value::object([("type", Value::from("t")), ("id", Value::from(i as i64 + v))]).to_msgpack())
+                })
+                .collect();
+            let mut results = Vec::new();
+            for batched in [false, true] {
+                let db = Strata::open_temp().unwrap();
+                let conn = db.conn().unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                let mut w = RowWriter::new(&conn);
+                // Rows already there (as from an earlier commit at the same version).
+                for &i in &before {
+                    w.write(7, 3, Kind::Kv, "default", &format!("{i:020}"), Some(&[0xc0]), None).unwrap();
+                }
+                let it = keys.iter().zip(values.iter().map(|v| v.as_deref()));
+                if batched {
+                    w.write_rows(7, 3, it).unwrap();
+                    // Counted: each row whose key was already there.
+                    let mut present: std::collections::HashSet<(Kind, &str)> =
+                        keys.iter().take(0).map(|k| (k.kind, k.key.as_str())).collect();
+                    let before_keys: Vec<String> = before.iter().map(|i| format!("{i:020}")).collect();
+                    present.extend(before_keys.iter().map(|k| (Kind::Kv, k.as_str())));
+                    let replaced = keys.iter().filter(|k| !present.insert((k.kind, k.key.as_str()))).count();
+                    prop_assert_eq!(w.replaced(), replaced as u64);
+                } else {
+                    for (k, v) in it {
+                        w.write(7, 3, k.kind, &k.space, &k.key, v, None).unwrap();
+                    }
+                }
+                drop(w);
+                results.push(all_rows(&conn));
+                conn.execute_batch("COMMIT").unwrap();
+            }
+            prop_assert_eq!(&results[0], &results[1]);
         }
     }
 }

@@ -406,3 +406,34 @@ fn diff_cost_follows_the_changes_since_the_last_merge_not_the_last_equal_point()
         .unwrap();
     assert!(rows <= 46, "{rows}");
 }
+
+/// `apply` inserts a new branch's row after its entries, with the id the branch would have had:
+/// one past every id ever used, so a deleted branch whose rows a fork still reads is never mixed in.
+#[test]
+fn apply_creates_a_new_branch_with_a_fresh_id() {
+    let db = Strata::open_temp().unwrap();
+    db.create_branch("x").unwrap();
+    db.on("x").kv_put("old", 1).unwrap();
+    db.fork_branch("x", "y").unwrap();
+    db.delete_branch("x").unwrap();
+    let rep = db.replication();
+    let sets: Vec<_> = (1..=3)
+        .map(|v| Ok(put_set(v, &format!("k{v}"), "v")))
+        .collect();
+    let report = rep.apply("_n", 0, sets, None, &[]).unwrap();
+    assert_eq!((report.head, report.versions, report.entries), (3, 3, 3));
+    let info = db.branch_info("_n").unwrap();
+    assert_eq!((info.head, info.parent), (3, None));
+    assert_eq!(kv(&db, "_n", "k2"), Some(Value::from("v")));
+    assert_eq!(kv(&db, "_n", "old"), None);
+    assert_eq!(kv(&db, "y", "old"), Some(Value::from(1)));
+    assert_eq!(kv(&db, "y", "k2"), None);
+    // The next apply continues from the recorded head; an empty stream creates an empty branch.
+    rep.apply("_n", 3, vec![Ok(put_set(4, "k4", "w"))], None, &[])
+        .unwrap();
+    assert_eq!(db.branch_info("_n").unwrap().head, 4);
+    rep.apply("_e", 0, std::iter::empty(), None, &[]).unwrap();
+    assert_eq!(db.branch_info("_e").unwrap().head, 0);
+    assert_eq!(kv(&db, "_e", "k2"), None);
+    assert_eq!(kv(&db, "_n", "k4"), Some(Value::from("w")));
+}
