@@ -778,6 +778,16 @@ impl TxConn<'_> {
     }
 }
 
+/// Refuses a write to an internal (`_`) branch unless the library itself writes it.
+fn check_writable(branch: &str, internal: bool) -> Result<()> {
+    if branch.starts_with('_') && !internal {
+        return Err(Error::InvalidOperation(format!(
+            "branch {branch:?} is internal; only the library writes it"
+        )));
+    }
+    Ok(())
+}
+
 /// A write transaction on one branch. All its writes form one new version at `commit`.
 pub struct Transaction<'a> {
     conn: TxConn<'a>,
@@ -807,15 +817,11 @@ impl std::fmt::Debug for Transaction<'_> {
 
 impl<'a> Transaction<'a> {
     fn begin(db: &'a Strata, branch: &str, internal: bool) -> Result<Transaction<'a>> {
-        if branch.starts_with('_') && !internal {
-            return Err(Error::InvalidOperation(format!(
-                "branch {branch:?} is internal; only the library writes it"
-            )));
-        }
         Transaction::begin_on(TxConn::Own(db.conn()?), branch, internal)
     }
 
     fn begin_on(conn: TxConn<'a>, branch: &str, internal: bool) -> Result<Transaction<'a>> {
+        check_writable(branch, internal)?;
         conn.execute_batch(conn.begin_sql()).map_err(map_busy)?;
         let row = match store::branch_by_name(&conn, branch) {
             Ok(r) => r,
@@ -1232,11 +1238,6 @@ impl WriteGroup<'_> {
     /// A transaction on `branch` inside the group, seeing every version committed before it in the
     /// group. Its `commit` gives its version; the version is durable once the group commits.
     pub fn begin(&mut self, branch: &str) -> Result<Transaction<'_>> {
-        if branch.starts_with('_') {
-            return Err(Error::InvalidOperation(format!(
-                "branch {branch:?} is internal; only the library writes it"
-            )));
-        }
         Transaction::begin_on(TxConn::Group(&mut self.conn), branch, false)
     }
 

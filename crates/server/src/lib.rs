@@ -741,7 +741,7 @@ async fn pool_run(
                 None => answers.next().unwrap_or_else(|| {
                     Err(WireError::new(
                         ErrorCode::Internal,
-                        "the read got no answer",
+                        "the request got no answer",
                     ))
                 }),
             };

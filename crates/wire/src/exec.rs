@@ -12,55 +12,48 @@ pub fn execute(db: &Strata, cmd: Command) -> Result<Output, WireError> {
     run(db, cmd).map_err(engine_error)
 }
 
-/// Runs reads one after another, the point reads among them (`kv_get`, `json_get`, `state_get`,
-/// `get_at` of a non-event) on one [`strata_engine::ReadSnapshot`], so that they share one read
-/// transaction and each branch is resolved once. Answers match [`execute`]'s, one per command, in
-/// order; a command that is not a point read runs through [`execute`].
+/// Runs reads one after another, the point reads among them (`kv_get`, `json_get`, `state_get`) on
+/// one [`strata_engine::ReadSnapshot`], so that they share one read transaction and each branch is
+/// resolved once. Answers match [`execute`]'s, one per command, in order; any other command runs
+/// through [`execute`].
 pub fn execute_reads(db: &Strata, cmds: Vec<Command>) -> Vec<Result<Output, WireError>> {
-    if cmds.len() < 2 {
-        return cmds.into_iter().map(|c| execute(db, c)).collect();
-    }
-    let snap = match db.read_snapshot() {
-        Ok(s) => s,
-        Err(_) => return cmds.into_iter().map(|c| execute(db, c)).collect(),
+    let snap = match cmds.len() {
+        0 | 1 => None,
+        _ => db.read_snapshot().ok(),
     };
     cmds.into_iter()
-        .map(|cmd| {
-            let point = match &cmd {
-                Command::Scoped {
-                    branch,
-                    version,
-                    space,
-                    op,
-                } => {
-                    let kk = match op {
-                        Op::KvGet { key } => Some((Kind::Kv, key)),
-                        Op::JsonGet { id } => Some((Kind::Json, id)),
-                        Op::StateGet { cell } => Some((Kind::State, cell)),
-                        _ => None,
-                    };
-                    kk.map(|(kind, key)| {
-                        let rev = Rev {
-                            branch: branch.clone(),
-                            version: *version,
-                        };
-                        snap.get(&rev, space, kind, key)
-                    })
-                }
-                Command::GetAt {
-                    rev,
-                    space,
-                    kind,
-                    key,
-                } if *kind != Kind::Event => Some(snap.get(rev, space, *kind, key)),
-                _ => None,
-            };
-            match point {
-                Some(r) => r.map(maybe).map_err(engine_error),
-                None => execute(db, cmd),
-            }
+        .map(|cmd| match (&snap, point_read(&cmd)) {
+            (Some(snap), Some((rev, space, kind, key))) => snap
+                .get(&rev, space, kind, key)
+                .map(maybe)
+                .map_err(engine_error),
+            _ => execute(db, cmd),
         })
         .collect()
+}
+
+/// A point read that [`execute_reads`] answers from its snapshot: revision, space, kind and key.
+fn point_read(cmd: &Command) -> Option<(Rev, &str, Kind, &str)> {
+    let Command::Scoped {
+        branch,
+        version,
+        space,
+        op,
+    } = cmd
+    else {
+        return None;
+    };
+    let (kind, key) = match op {
+        Op::KvGet { key } => (Kind::Kv, key),
+        Op::JsonGet { id } => (Kind::Json, id),
+        Op::StateGet { cell } => (Kind::State, cell),
+        _ => return None,
+    };
+    let rev = Rev {
+        branch: branch.clone(),
+        version: *version,
+    };
+    Some((rev, space, kind, key))
 }
 
 /// Whether a command is a one-shot write that [`execute_writes`] groups: an op that writes, at the
