@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pool: Mutex<Vec<Connection>>,
     /// Opened with [`Strata::open_read_only`]: connections are read-only.
     read_only: bool,
+    /// Values kept for [`ReadSnapshot::get`] (`Options::read_cache_bytes` > 0).
+    cache: Option<crate::value_cache::ValueCache>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -201,6 +203,7 @@ impl Strata {
             inner: Arc::new(Inner {
                 dir,
                 file,
+                cache: value_cache(&opts),
                 opts,
                 pool: Mutex::new(vec![conn]),
                 read_only: true,
@@ -224,6 +227,7 @@ impl Strata {
             inner: Arc::new(Inner {
                 dir,
                 file,
+                cache: value_cache(&opts),
                 opts,
                 pool,
                 read_only: false,
@@ -616,6 +620,12 @@ impl Strata {
 }
 
 impl Strata {
+    /// Hits, misses and size of the value cache of [`Strata::read_snapshot`] reads (`None` when
+    /// [`Options::read_cache_bytes`] is 0).
+    pub fn cache_stats(&self) -> Option<crate::value_cache::CacheStats> {
+        self.inner.cache.as_ref().map(|c| c.stats())
+    }
+
     /// A read-only snapshot: every read through it sees the same committed state, whatever
     /// commits meanwhile, and reads of the same revision resolve it once. For a caller answering
     /// many point reads at once (a server's batch of gets): one read transaction, one lookup of each
@@ -629,16 +639,22 @@ impl Strata {
             .query_row([], |_| Ok(()))?;
         Ok(ReadSnapshot {
             conn,
-            views: std::cell::RefCell::new(std::collections::HashMap::new()),
+            views: std::cell::RefCell::new(Vec::new()),
+            cache: self.inner.cache.as_ref(),
         })
     }
 }
 
+/// A revision a snapshot resolved: branch and version asked, its view, and the view's number in
+/// the value cache.
+type Resolved = (String, Option<u64>, View, Option<u64>);
+
 /// See [`Strata::read_snapshot`]. Ends its read transaction when dropped.
 pub struct ReadSnapshot<'a> {
     conn: PooledConn<'a>,
-    /// Resolved revisions: (branch, version asked) → view.
-    views: std::cell::RefCell<std::collections::HashMap<(String, Option<u64>), View>>,
+    /// Revisions resolved so far (a batch reads a few branches: a list is quickest).
+    views: std::cell::RefCell<Vec<Resolved>>,
+    cache: Option<&'a crate::value_cache::ValueCache>,
 }
 
 impl std::fmt::Debug for ReadSnapshot<'_> {
@@ -660,15 +676,41 @@ impl ReadSnapshot<'_> {
                 "events are read by sequence: use event_range".into(),
             ));
         }
-        let cache_key = (rev.branch.clone(), rev.version);
-        if let Some(view) = self.views.borrow().get(&cache_key) {
+        let found = |views: &[Resolved]| {
+            views
+                .iter()
+                .position(|(b, v, ..)| *b == rev.branch && *v == rev.version)
+        };
+        // (Its own statement: the borrow ends before the insert below.)
+        let known = found(&self.views.borrow());
+        let at = match known {
+            Some(i) => i,
+            None => {
+                let view = rev_view(&self.conn, rev)?.2;
+                let id = self.cache.map(|c| c.view_id(&view.segs));
+                let mut views = self.views.borrow_mut();
+                views.push((rev.branch.clone(), rev.version, view, id));
+                views.len() - 1
+            }
+        };
+        let views = self.views.borrow();
+        let (_, _, view, id) = &views[at];
+        let (Some(cache), Some(id)) = (self.cache, *id) else {
             return store::get_value(&self.conn, view, kind, space, key);
+        };
+        if let Some(v) = cache.get(id, kind, space, key) {
+            return Ok(v);
         }
-        let view = rev_view(&self.conn, rev)?.2;
-        let out = store::get_value(&self.conn, &view, kind, space, key);
-        self.views.borrow_mut().insert(cache_key, view);
-        out
+        let raw = store::get_row_raw(&self.conn, view, kind, space, key)?.and_then(|(_, v)| v);
+        let encoded = raw.as_ref().map_or(0, Vec::len);
+        let value = store::decode_value(raw)?;
+        cache.put(id, kind, space, key, &value, encoded);
+        Ok(value)
     }
+}
+
+fn value_cache(opts: &Options) -> Option<crate::value_cache::ValueCache> {
+    (opts.read_cache_bytes > 0).then(|| crate::value_cache::ValueCache::new(opts.read_cache_bytes))
 }
 
 impl Drop for ReadSnapshot<'_> {

@@ -53,6 +53,7 @@ mod replication;
 mod store;
 mod types;
 mod value;
+mod value_cache;
 
 pub use changes::{ChangeIter, SnapshotIter, CHANGE_PAGE, CHANGE_PAGE_BYTES};
 pub use db::{
@@ -68,6 +69,7 @@ pub use types::{
     HistoryEntry, Kind, MergeConflict, MergeReport, MergeStrategy, Rev, SpaceDiff,
 };
 pub use value::Value;
+pub use value_cache::CacheStats;
 
 #[doc(hidden)]
 pub use merge::force_full_scan_on_this_thread;

@@ -36,6 +36,10 @@ pub struct Options {
     /// How long a writer waits for another writer (another handle or process) before failing with
     /// [`Error::Conflict`].
     pub busy_timeout: Duration,
+    /// Bytes of decoded values [`crate::ReadSnapshot::get`] keeps in memory for hot keys (0, the
+    /// default: none). Committed versions never change, so the cache needs no invalidation; see
+    /// [`crate::Strata::cache_stats`].
+    pub read_cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -43,6 +47,7 @@ impl Default for Options {
         Options {
             durability: Durability::Full,
             busy_timeout: Duration::from_secs(10),
+            read_cache_bytes: 0,
         }
     }
 }
@@ -374,7 +379,7 @@ pub(crate) fn live_branches(conn: &Connection) -> Result<Vec<BranchRow>> {
 }
 
 /// A run of one branch's rows: versions in `(lo, hi]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Segment {
     pub branch: i64,
     pub lo: u64,
@@ -455,6 +460,20 @@ pub(crate) fn get_row(
     space: &str,
     key: &str,
 ) -> Result<Option<(u64, Option<Value>)>> {
+    Ok(match get_row_raw(conn, view, kind, space, key)? {
+        Some((v, val)) => Some((v, decode_value(val)?)),
+        None => None,
+    })
+}
+
+/// [`get_row`] with the value still encoded.
+pub(crate) fn get_row_raw(
+    conn: &Connection,
+    view: &View,
+    kind: Kind,
+    space: &str,
+    key: &str,
+) -> Result<Option<(u64, Option<Vec<u8>>)>> {
     let mut st = conn.prepare_cached(GET_ROW_SQL)?;
     for s in &view.segs {
         let row: Option<(i64, Option<Vec<u8>>)> = st
@@ -464,7 +483,7 @@ pub(crate) fn get_row(
             )
             .optional()?;
         if let Some((v, val)) = row {
-            return Ok(Some((v as u64, decode_value(val)?)));
+            return Ok(Some((v as u64, val)));
         }
     }
     Ok(None)

@@ -384,6 +384,7 @@ impl PyStrata {
         let opts = Options {
             durability,
             busy_timeout: Duration::from_secs_f64(busy_timeout),
+            ..Options::default()
         };
         let db = detached(py, move || Ok(Strata::open_with(&path, opts)?))?;
         Ok(PyStrata::wrap(db))

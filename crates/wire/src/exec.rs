@@ -17,8 +17,12 @@ pub fn execute(db: &Strata, cmd: Command) -> Result<Output, WireError> {
 /// resolved once. Answers match [`execute`]'s, one per command, in order; any other command runs
 /// through [`execute`].
 pub fn execute_reads(db: &Strata, cmds: Vec<Command>) -> Vec<Result<Output, WireError>> {
-    let snap = match cmds.len() {
-        0 | 1 => None,
+    // A snapshot costs a read transaction of its own: worth it for several point reads, or for
+    // one when the value cache may answer it without SQLite.
+    let points = cmds.iter().filter(|c| is_point_read(c)).count();
+    let snap = match points {
+        0 => None,
+        1 if db.cache_stats().is_none() => None,
         _ => db.read_snapshot().ok(),
     };
     cmds.into_iter()
@@ -30,6 +34,16 @@ pub fn execute_reads(db: &Strata, cmds: Vec<Command>) -> Vec<Result<Output, Wire
             _ => execute(db, cmd),
         })
         .collect()
+}
+
+fn is_point_read(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Scoped {
+            op: Op::KvGet { .. } | Op::JsonGet { .. } | Op::StateGet { .. },
+            ..
+        }
+    )
 }
 
 /// A point read that [`execute_reads`] answers from its snapshot: revision, space, kind and key.

@@ -1,0 +1,149 @@
+//! The value cache of `ReadSnapshot::get` (`Options::read_cache_bytes`): reads through it answer
+//! exactly as reads without it, whatever happened between them, and it is used.
+//!
+//! The model is the uncached engine itself: a second handle on the same folder with no cache. The
+//! history interleaves writes (through the cached handle and through another handle, as another
+//! process would), forks, merges, branch deletes and re-creations under the same name, with
+//! snapshot reads at every step, so entries cached for old views are around when new views are read.
+
+use proptest::prelude::*;
+use strata_engine::*;
+
+#[derive(Clone, Debug)]
+enum Step {
+    Put(u8, i64),
+    Delete(u8),
+    /// A write through the other handle.
+    OtherPut(u8, i64),
+    Fork,
+    Switch,
+    /// Merges the current branch into main.
+    MergeIntoMain,
+    /// Deletes the current branch (not main) and creates it again, empty, under the same name.
+    Recreate,
+    Read,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0u8..6, any::<i64>()).prop_map(|(k, v)| Step::Put(k, v)),
+        2 => (0u8..6).prop_map(Step::Delete),
+        2 => (0u8..6, any::<i64>()).prop_map(|(k, v)| Step::OtherPut(k, v)),
+        1 => Just(Step::Fork),
+        2 => Just(Step::Switch),
+        1 => Just(Step::MergeIntoMain),
+        1 => Just(Step::Recreate),
+        4 => Just(Step::Read),
+    ]
+}
+
+fn cached(dir: &std::path::Path, bytes: usize) -> Strata {
+    let opts = Options {
+        read_cache_bytes: bytes,
+        ..Options::default()
+    };
+    Strata::open_with(dir, opts).unwrap()
+}
+
+/// Every key of every branch, at the head and at each version, read through a snapshot of `db`
+/// and through `model`; they must agree.
+fn check(db: &Strata, model: &Strata, branches: &[String]) -> Result<(), TestCaseError> {
+    let snap = db.read_snapshot().unwrap();
+    for b in branches {
+        let head = model.branch_info(b).unwrap().head;
+        for v in (head.saturating_sub(2)..=head).map(Some).chain([None]) {
+            let rev = Rev {
+                branch: b.clone(),
+                version: v,
+            };
+            for k in 0..7u8 {
+                let key = format!("k{k}");
+                let want = model.at(&rev).kv_get(&key).map_err(|e| e.to_string());
+                let got = snap
+                    .get(&rev, DEFAULT_SPACE, Kind::Kv, &key)
+                    .map_err(|e| e.to_string());
+                prop_assert_eq!(got, want, "{}@{:?} {}", b, v, key);
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn cached_reads_match_uncached_reads(
+        steps in prop::collection::vec(step(), 1..40),
+        // 1 KiB makes the generations turn over every few reads; 1 MiB keeps everything.
+        budget in prop_oneof![Just(1024usize), Just(1 << 20)],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = cached(dir.path(), budget);
+        let model = Strata::open(dir.path()).unwrap();
+        let mut branches = vec!["main".to_string()];
+        let mut cur = 0usize;
+        for s in steps {
+            let b = branches[cur].clone();
+            match s {
+                Step::Put(k, v) => db.on(&b).kv_put(&format!("k{k}"), v).unwrap(),
+                Step::Delete(k) => { db.on(&b).kv_delete(&format!("k{k}")).unwrap(); }
+                Step::OtherPut(k, v) => model.on(&b).kv_put(&format!("k{k}"), v).unwrap(),
+                Step::Fork => {
+                    let name = format!("f{}", branches.len());
+                    db.fork_branch(b.as_str(), &name).unwrap();
+                    branches.push(name);
+                }
+                Step::Switch => cur = (cur + 1) % branches.len(),
+                Step::MergeIntoMain => {
+                    if b != "main" {
+                        db.merge(&Rev::head(&b), "main", MergeStrategy::LastWriterWins).unwrap();
+                    }
+                }
+                Step::Recreate => {
+                    if b != "main" {
+                        db.delete_branch(&b).unwrap();
+                        db.create_branch(&b).unwrap();
+                    }
+                }
+                Step::Read => check(&db, &model, &branches)?,
+            }
+        }
+        check(&db, &model, &branches)?;
+        let stats = db.cache_stats().unwrap();
+        prop_assert!(stats.bytes <= budget as u64, "{:?}", stats);
+    }
+}
+
+#[test]
+fn hot_reads_are_answered_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = cached(dir.path(), 1 << 20);
+    for i in 0..10 {
+        db.main().kv_put(&format!("k{i}"), i).unwrap();
+    }
+    let head = Rev::head("main");
+    for _ in 0..5 {
+        let snap = db.read_snapshot().unwrap();
+        for i in 0..12 {
+            let want = (i < 10).then_some(Value::Int(i));
+            assert_eq!(
+                snap.get(&head, DEFAULT_SPACE, Kind::Kv, &format!("k{i}"))
+                    .unwrap(),
+                want
+            );
+        }
+    }
+    let s = db.cache_stats().unwrap();
+    // The first round read SQLite; the four after it did not (absent keys included).
+    assert_eq!((s.misses, s.hits), (12, 48), "{s:?}");
+    // A commit is a new view: the next read sees it.
+    db.main().kv_put("k0", 100).unwrap();
+    let snap = db.read_snapshot().unwrap();
+    assert_eq!(
+        snap.get(&head, DEFAULT_SPACE, Kind::Kv, "k0").unwrap(),
+        Some(Value::Int(100))
+    );
+    // Without a budget there is no cache.
+    assert!(Strata::open(dir.path()).unwrap().cache_stats().is_none());
+}
