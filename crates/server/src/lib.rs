@@ -31,7 +31,9 @@ use strata_wire::{
     check_len, from_body, parse_header, to_body, Command, ErrorCode, FrameError, FrameKind, Hello,
     Output, Reply, Welcome, WireError, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +64,13 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Threads of the read pool (plain reads of every connection run there).
     pub read_threads: usize,
+    /// Bytes of decoded values kept in memory for point reads (0: none); see
+    /// `strata_engine::Options::read_cache_bytes`.
+    pub read_cache_bytes: usize,
 }
+
+/// The value cache's default size, in MiB.
+pub const DEFAULT_READ_CACHE_MB: usize = 64;
 
 impl Config {
     /// Defaults for `data_dir`: 127.0.0.1:9876, keys required, 8 MiB frames, 1024 connections,
@@ -84,6 +92,7 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .clamp(2, 8),
+            read_cache_bytes: DEFAULT_READ_CACHE_MB << 20,
         }
     }
 }
@@ -130,6 +139,7 @@ impl Server {
         // A writer waits for another's transaction at most as long as a transaction may stay open.
         let opts = Options {
             busy_timeout: config.session.max + Duration::from_secs(5),
+            read_cache_bytes: config.read_cache_bytes,
             ..Options::default()
         };
         let dir = config.data_dir.clone();
@@ -209,7 +219,12 @@ impl Server {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         if let Some(l) = metrics_listener {
-            tracker.spawn(metrics::serve(l, shared.metrics.clone(), stop.clone()));
+            tracker.spawn(metrics::serve(
+                l,
+                shared.metrics.clone(),
+                shared.db.clone(),
+                stop.clone(),
+            ));
         }
         let permits = Arc::new(Semaphore::new(shared.config.max_connections));
         // Refusals read the hello before answering (so the client reads the answer rather than a
@@ -562,6 +577,7 @@ async fn serve_connection(
     let mut session: Option<Session> = None;
     let mut transfers = Transfers::default();
     let max_frame = shared.config.max_frame;
+    let mut out = Vec::new();
     'conn: loop {
         let first = tokio::select! {
             biased;
@@ -578,7 +594,11 @@ async fn serve_connection(
             )
             && frame_buffered(rd.buffer(), max_frame)
         {
-            batch.push(read_request(&mut rd, max_frame).await);
+            let next = match take_buffered(&mut rd, max_frame) {
+                Some(incoming) => Ok(incoming),
+                None => read_request(&mut rd, max_frame).await,
+            };
+            batch.push(next);
         }
         let mut items = batch.into_iter().peekable();
         let mut close = false;
@@ -645,28 +665,32 @@ async fn serve_connection(
                 }
             };
             for (id, answer) in answers {
-                let body = to_body(&match answer {
+                let reply = match answer {
                     Ok(o) => Reply::Ok(o),
                     Err(e) => Reply::Err(e),
-                });
-                if write_frame(&mut wr, FrameKind::Reply, id, &body)
-                    .await
-                    .is_err()
-                {
-                    break 'conn;
-                }
+                };
+                strata_wire::encode_msg_into(&mut out, FrameKind::Reply, id, &reply);
             }
             if close {
                 break;
             }
         }
-        if wr.flush().await.is_err() {
+        // The round's replies, encoded one after another, leave in one write.
+        if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
             break;
+        }
+        out.clear();
+        if out.capacity() > MAX_KEPT_OUT {
+            out = Vec::new();
         }
         if close {
             let _ = wr.shutdown().await;
             break;
         }
+    }
+    // Replies of a round cut short by the peer closing still go out.
+    if !out.is_empty() {
+        let _ = wr.write_all(&out).await;
     }
     if let Some(s) = session.take() {
         s.close().await;
@@ -686,6 +710,23 @@ async fn serve_connection(
 
 /// Most requests read from a connection's buffer and answered in one round.
 const MAX_BATCH: usize = 64;
+
+/// Largest reply buffer a connection keeps between rounds (a large answer's is dropped).
+const MAX_KEPT_OUT: usize = 64 * 1024;
+
+/// Takes a whole, well-formed request frame from the reader's buffer, decoding it in place.
+/// `None` when the buffer does not start with one: [`read_request`] then reads it (and names
+/// whatever is wrong with it).
+fn take_buffered<R: AsyncRead + Unpin>(rd: &mut BufReader<R>, max: u32) -> Option<Incoming> {
+    let (frame, used) = strata_wire::decode_ref(rd.buffer(), max).ok()??;
+    if frame.kind != FrameKind::Request {
+        return None;
+    }
+    let cmd = from_body::<Command>("request", frame.body).ok()?;
+    let id = frame.id;
+    std::pin::Pin::new(rd).consume(used);
+    Some(Incoming::Request(id, cmd))
+}
 
 /// Whether `buf` starts with a whole frame that a read would take without waiting on the socket.
 fn frame_buffered(buf: &[u8], max: u32) -> bool {
@@ -732,10 +773,10 @@ async fn pool_run(
         pool.run(allowed).await
     }
     .into_iter();
-    names
-        .into_iter()
+    let out: Vec<(u64, Result<Output, WireError>)> = names
+        .iter()
         .zip(refused)
-        .map(|((id, name), refused)| {
+        .map(|(&(id, _), refused)| {
             let answer = match refused {
                 Some(e) => Err(e),
                 None => answers.next().unwrap_or_else(|| {
@@ -745,10 +786,16 @@ async fn pool_run(
                     ))
                 }),
             };
-            shared.metrics.request(name, outcome(&answer));
             (id, answer)
         })
-        .collect()
+        .collect();
+    shared.metrics.requests(
+        names
+            .iter()
+            .zip(&out)
+            .map(|(&(_, name), (_, answer))| (name, outcome(answer))),
+    );
+    out
 }
 
 fn code_name(c: ErrorCode) -> &'static str {

@@ -36,16 +36,19 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one request by command name and outcome (`ok` or an error code).
     pub fn request(&self, command: &'static str, outcome: &'static str) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((command, outcome))
-            .or_default() += 1;
+        self.requests([(command, outcome)]);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// Counts a batch of requests under one lock.
+    pub fn requests(&self, each: impl IntoIterator<Item = (&'static str, &'static str)>) {
+        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        for key in each {
+            *m.entry(key).or_default() += 1;
+        }
+    }
+
+    /// The Prometheus text exposition, with the value cache's figures when there is one.
+    pub fn render(&self, cache: Option<strata_engine::CacheStats>) -> String {
         let mut s = String::new();
         let mut g = |name: &str, help: &str, kind: &str, v: &AtomicU64| {
             let _ = writeln!(
@@ -108,6 +111,15 @@ impl Metrics {
             "counter",
             &self.sessions_abandoned,
         );
+        if let Some(c) = cache {
+            let _ = writeln!(
+                s,
+                "# HELP strata_server_read_cache_hits_total Point reads answered from the value cache.\n# TYPE strata_server_read_cache_hits_total counter\nstrata_server_read_cache_hits_total {}\n\
+                 # HELP strata_server_read_cache_misses_total Point reads that went to SQLite.\n# TYPE strata_server_read_cache_misses_total counter\nstrata_server_read_cache_misses_total {}\n\
+                 # HELP strata_server_read_cache_bytes Bytes the value cache holds (estimated).\n# TYPE strata_server_read_cache_bytes gauge\nstrata_server_read_cache_bytes {}",
+                c.hits, c.misses, c.bytes
+            );
+        }
         s.push_str("# HELP strata_server_requests_total Requests by command and outcome.\n# TYPE strata_server_requests_total counter\n");
         for ((cmd, outcome), n) in self
             .requests
@@ -125,7 +137,12 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` (any path) until `stop`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    db: strata_engine::Strata,
+    stop: CancellationToken,
+) {
     loop {
         let (mut sock, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -138,7 +155,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
                 }
             },
         };
-        let metrics = metrics.clone();
+        let (metrics, db) = (metrics.clone(), db.clone());
         tokio::spawn(async move {
             // Read the request head (bounded), then answer and close.
             let mut buf = vec![0u8; 4096];
@@ -160,7 +177,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
             if read.is_err() {
                 return;
             }
-            let body = metrics.render();
+            let body = metrics.render(db.cache_stats());
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()

@@ -466,3 +466,43 @@ fn concurrent_one_shot_writes_each_get_their_own_version() {
     }
     assert!(!db.branch_exists("nope").unwrap());
 }
+
+#[test]
+fn hot_gets_come_from_the_cache_and_see_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    let srv = ServerProc::start(&data, &["--open", "--metrics", "127.0.0.1:0"]);
+    let m = srv.metrics.as_ref().unwrap();
+    let db = Db::open(&srv.url()).unwrap();
+    db.main().kv_put("k", 1).unwrap();
+    for _ in 0..20 {
+        assert_eq!(db.main().kv_get("k").unwrap(), Some(Value::Int(1)));
+        assert_eq!(db.main().kv_get("absent").unwrap(), None);
+    }
+    let text = metrics(m);
+    let hits = metric(&text, "strata_server_read_cache_hits_total");
+    assert!(hits >= 30, "{text}");
+    assert!(
+        metric(&text, "strata_server_read_cache_bytes") > 0,
+        "{text}"
+    );
+    // A write through the server, then one by another process on the same folder (the
+    // embedded engine): each read after it sees it.
+    db.main().kv_put("k", 2).unwrap();
+    assert_eq!(db.main().kv_get("k").unwrap(), Some(Value::Int(2)));
+    let other = strata_engine::Strata::open(&data).unwrap();
+    other.main().kv_put("k", 3).unwrap();
+    other.main().kv_delete("absent").unwrap();
+    other.main().kv_put("absent", 4).unwrap();
+    assert_eq!(db.main().kv_get("k").unwrap(), Some(Value::Int(3)));
+    assert_eq!(db.main().kv_get("absent").unwrap(), Some(Value::Int(4)));
+    // --read-cache-mb 0: no cache, no cache metrics.
+    let srv0 = ServerProc::start(
+        &dir.path().join("db0"),
+        &["--open", "--read-cache-mb", "0", "--metrics", "127.0.0.1:0"],
+    );
+    let db0 = Db::open(&srv0.url()).unwrap();
+    db0.main().kv_put("k", 1).unwrap();
+    assert_eq!(db0.main().kv_get("k").unwrap(), Some(Value::Int(1)));
+    assert!(!metrics(srv0.metrics.as_ref().unwrap()).contains("read_cache"));
+}

@@ -99,6 +99,31 @@ pub fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(FrameKind, u64), FrameError
 /// the order a streaming reader meets the bytes (length and cap, then version, then kind), so an
 /// oversized or foreign frame is refused before its body arrives.
 pub fn decode(buf: &[u8], max: u32) -> Result<Option<(Frame, usize)>, FrameError> {
+    Ok(decode_ref(buf, max)?.map(|(f, total)| {
+        (
+            Frame {
+                kind: f.kind,
+                id: f.id,
+                body: f.body.to_vec(),
+            },
+            total,
+        )
+    }))
+}
+
+/// A frame decoded in place: its body is inside the buffer it was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    /// What the frame carries.
+    pub kind: FrameKind,
+    /// The request id (0 for the handshake).
+    pub id: u64,
+    /// The MessagePack body.
+    pub body: &'a [u8],
+}
+
+/// [`decode`] without copying the body: the frame and its length in `buf`.
+pub fn decode_ref(buf: &[u8], max: u32) -> Result<Option<(FrameRef<'_>, usize)>, FrameError> {
     if buf.len() < 4 {
         return Ok(None);
     }
@@ -117,14 +142,8 @@ pub fn decode(buf: &[u8], max: u32) -> Result<Option<(Frame, usize)>, FrameError
         return Ok(None);
     }
     let (kind, id) = parse_header(buf[4..4 + HEADER_LEN].try_into().expect("10 bytes"))?;
-    Ok(Some((
-        Frame {
-            kind,
-            id,
-            body: buf[4 + HEADER_LEN..total].to_vec(),
-        },
-        total,
-    )))
+    let body = &buf[4 + HEADER_LEN..total];
+    Ok(Some((FrameRef { kind, id, body }, total)))
 }
 
 /// Encodes a frame (no cap check: callers check [`encoded_len`] against the peer's cap).

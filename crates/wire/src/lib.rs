@@ -19,12 +19,12 @@ pub use exec::{
     engine_error, execute, execute_in, execute_reads, execute_writes, is_one_shot_write,
 };
 pub use frame::{
-    check_len, decode, encode, encode_into, encoded_len, parse_header, preamble, Frame, FrameError,
-    FrameKind, DEFAULT_MAX_FRAME, FRAME_VERSION, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+    check_len, decode, decode_ref, encode, encode_into, encoded_len, parse_header, preamble, Frame,
+    FrameError, FrameKind, DEFAULT_MAX_FRAME, FRAME_VERSION, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
 pub use msg::{
-    from_body, normalize_diff, opt_value, to_body, Blob, Command, ErrorCode, Hello, Op, Output,
-    Reply, SyncOp, Welcome, WireError, CAP_ADMIN,
+    encode_msg_into, from_body, normalize_diff, opt_value, to_body, Blob, Command, ErrorCode,
+    Hello, Op, Output, Reply, SyncOp, Welcome, WireError, CAP_ADMIN,
 };
 
 /// The check the cargo-fuzz target (`fuzz/fuzz_targets/frame_decoder.rs`) runs on every input, and
