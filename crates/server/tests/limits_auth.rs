@@ -506,3 +506,42 @@ fn hot_gets_come_from_the_cache_and_see_every_commit() {
     assert_eq!(db0.main().kv_get("k").unwrap(), Some(Value::Int(1)));
     assert!(!metrics(srv0.metrics.as_ref().unwrap()).contains("read_cache"));
 }
+
+#[test]
+fn requests_sent_before_the_client_closes_its_side_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = ServerProc::start(&dir.path().join("db"), &["--open"]);
+    let (mut raw, _) = Raw::connect(&srv.addr, None);
+    let mut bytes = Vec::new();
+    for i in 0..5u64 {
+        let cmd = support::scoped(
+            "main",
+            Op::KvPut {
+                key: format!("k{i}"),
+                value: Value::Int(i as i64),
+            },
+        );
+        strata_wire::encode_msg_into(&mut bytes, strata_wire::FrameKind::Request, i + 1, &cmd);
+        let get = support::scoped(
+            "main",
+            Op::KvGet {
+                key: format!("k{i}"),
+            },
+        );
+        strata_wire::encode_msg_into(&mut bytes, strata_wire::FrameKind::Request, i + 101, &get);
+    }
+    raw.send_bytes(&bytes).unwrap();
+    raw.s.shutdown(std::net::Shutdown::Write).unwrap();
+    for i in 0..5u64 {
+        let (id, r) = raw.recv().unwrap();
+        assert_eq!(id, i + 1);
+        assert!(matches!(r, Reply::Ok(Output::Unit)), "{r:?}");
+        let (id, r) = raw.recv().unwrap();
+        assert_eq!(id, i + 101);
+        match r {
+            Reply::Ok(Output::Value(v)) => assert_eq!(v, Value::Int(i as i64)),
+            r => panic!("{r:?}"),
+        }
+    }
+    assert!(raw.closed());
+}
