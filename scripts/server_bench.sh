@@ -14,8 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${C:-50}
 P=${P:-16}
-N_GET=${N_GET:-200000}
+# A million GETs: a run of 200k lasts well under a second here, and its figures swung by a third
+# from one run to the next (Redis's as much as Strata's).
+N_GET=${N_GET:-1000000}
 N_SET=${N_SET:-20000}
+N_FILL=${N_FILL:-1000000} # SETs that fill Redis before its GETs
 for t in redis-server redis-benchmark redis-cli; do
     command -v "$t" >/dev/null || { echo "$t is not installed (apt-get install redis-server redis-tools)" >&2; exit 1; }
 done
@@ -41,6 +44,9 @@ redis_run() { # $1 label, $2 extra redis args
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' $2 >/dev/null &
     pids+=($!)
     for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    # Strata's GETs read keys that exist: so do Redis's. Ten SETs per key of the GETs' key space
+    # (-r 100000) leave almost none unset (e^-10), where an empty Redis answers most GETs nil.
+    redis-benchmark -p "$port" -c "$C" -n "$N_FILL" -P "$P" -t set -r 100000 -q >/dev/null 2>&1
     for pipe in 1 "$P"; do
         for t in get set; do
             local n=$N_GET; [[ $t == set ]] && n=$N_SET

@@ -87,7 +87,7 @@ fi
 echo "== benchmark smoke run (tiny sizes; figures are not meaningful here)"
 cargo run --locked -q -p strata-bench -- --quick >/dev/null
 if command -v redis-benchmark >/dev/null 2>&1; then
-    PROFILE=debug C=8 N_GET=2000 N_SET=200 bash scripts/server_bench.sh >/dev/null
+    PROFILE=debug C=8 N_GET=2000 N_SET=200 N_FILL=2000 bash scripts/server_bench.sh >/dev/null
 else
     echo "   server benchmark skipped: redis-benchmark is not installed"
 fi
