@@ -701,10 +701,8 @@ impl ReadSnapshot<'_> {
         if let Some(v) = cache.get(id, kind, space, key) {
             return Ok(v);
         }
-        let raw = store::get_row_raw(&self.conn, view, kind, space, key)?.and_then(|(_, v)| v);
-        let encoded = raw.as_ref().map_or(0, Vec::len);
-        let value = store::decode_value(raw)?;
-        cache.put(id, kind, space, key, &value, encoded);
+        let value = store::get_value(&self.conn, view, kind, space, key)?;
+        cache.put(id, kind, space, key, &value);
         Ok(value)
     }
 }

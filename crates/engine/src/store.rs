@@ -460,20 +460,6 @@ pub(crate) fn get_row(
     space: &str,
     key: &str,
 ) -> Result<Option<(u64, Option<Value>)>> {
-    Ok(match get_row_raw(conn, view, kind, space, key)? {
-        Some((v, val)) => Some((v, decode_value(val)?)),
-        None => None,
-    })
-}
-
-/// [`get_row`] with the value still encoded.
-pub(crate) fn get_row_raw(
-    conn: &Connection,
-    view: &View,
-    kind: Kind,
-    space: &str,
-    key: &str,
-) -> Result<Option<(u64, Option<Vec<u8>>)>> {
     let mut st = conn.prepare_cached(GET_ROW_SQL)?;
     for s in &view.segs {
         let row: Option<(i64, Option<Vec<u8>>)> = st
@@ -483,7 +469,7 @@ pub(crate) fn get_row_raw(
             )
             .optional()?;
         if let Some((v, val)) = row {
-            return Ok(Some((v as u64, val)));
+            return Ok(Some((v as u64, decode_value(val)?)));
         }
     }
     Ok(None)

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hashbrown::HashTable;
 
@@ -30,6 +30,9 @@ use crate::value::Value;
 /// Bytes an entry costs beyond its texts and encoded value (the entry, the table slot, the
 /// allocations' headers); an estimate that keeps tiny values from looking free.
 const ENTRY_OVERHEAD: usize = 96;
+
+/// Bytes a view costs beyond its segments (the map slot, the key's allocation).
+const VIEW_OVERHEAD: usize = 64;
 
 /// Most views interned at once; past it the cache starts over (a server reading a few branches at
 /// their heads interns one view per branch per commit).
@@ -55,7 +58,8 @@ struct Entry {
     /// The space then the key, in one allocation: a lookup follows one pointer, not two (under
     /// load, each is a likely cache miss).
     text: Box<str>,
-    value: Option<Value>,
+    /// Shared, so a hit clones a pointer under the lock and the value after it.
+    value: Arc<Option<Value>>,
     bytes: usize,
 }
 
@@ -87,6 +91,8 @@ impl Generation {
 #[derive(Default)]
 struct State {
     views: HashMap<Vec<Segment>, u64>,
+    /// What `views` holds, counted in the budget (a deep lineage has many segments).
+    view_bytes: usize,
     next_view: u64,
     cur: Generation,
     prev: Generation,
@@ -99,6 +105,8 @@ pub(crate) struct ValueCache {
     state: Mutex<State>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Bytes held, as of the last change (for [`ValueCache::stats`] without the lock).
+    bytes: AtomicU64,
 }
 
 impl ValueCache {
@@ -110,6 +118,7 @@ impl ValueCache {
             state: Mutex::new(State::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         }
     }
 
@@ -123,15 +132,23 @@ impl ValueCache {
         if let Some(id) = st.views.get(segs) {
             return *id;
         }
-        if st.views.len() >= MAX_VIEWS {
-            // Start over: entries of forgotten views could never be asked for again.
+        let cost = VIEW_OVERHEAD + std::mem::size_of_val(segs);
+        if st.views.len() >= MAX_VIEWS || st.view_bytes + cost > self.budget / 8 {
+            // Start over: entries of forgotten views could never be asked for again. Numbers
+            // keep counting, so a number a snapshot holds never means other segments.
             st.views.clear();
+            st.view_bytes = 0;
             st.cur = Generation::default();
             st.prev = Generation::default();
         }
         st.next_view += 1;
         let id = st.next_view;
         st.views.insert(segs.to_vec(), id);
+        st.view_bytes += cost;
+        self.bytes.store(
+            (st.cur.bytes + st.prev.bytes + st.view_bytes) as u64,
+            Relaxed,
+        );
         id
     }
 
@@ -155,41 +172,30 @@ impl ValueCache {
         let hash = self.hash(view, kind, space, key);
         let eq = |e: &Entry| e.is(hash, view, kind, space, key);
         let mut st = self.state();
-        if let Some(e) = st.cur.table.find(hash, eq) {
-            let v = e.value.clone();
-            drop(st);
-            self.hits.fetch_add(1, Relaxed);
-            return Some(v);
-        }
-        let found = match st.prev.table.find_entry(hash, eq) {
-            Ok(occupied) => {
-                let (e, _) = occupied.remove();
-                st.prev.bytes -= e.bytes;
-                let v = e.value.clone();
-                self.keep(&mut st, e);
-                Some(v)
-            }
-            Err(_) => None,
+        let found = match st.cur.table.find(hash, eq) {
+            Some(e) => Some(e.value.clone()),
+            None => match st.prev.table.find_entry(hash, eq) {
+                Ok(occupied) => {
+                    let (e, _) = occupied.remove();
+                    st.prev.bytes -= e.bytes;
+                    let v = e.value.clone();
+                    self.keep(&mut st, e);
+                    Some(v)
+                }
+                Err(_) => None,
+            },
         };
         drop(st);
         match found {
             Some(_) => self.hits.fetch_add(1, Relaxed),
             None => self.misses.fetch_add(1, Relaxed),
         };
-        found
+        found.map(|v| (*v).clone())
     }
 
-    /// Keeps the answer read for `key` in `view`; `encoded` is the size of the stored value.
-    pub(crate) fn put(
-        &self,
-        view: u64,
-        kind: Kind,
-        space: &str,
-        key: &str,
-        value: &Option<Value>,
-        encoded: usize,
-    ) {
-        let bytes = ENTRY_OVERHEAD + space.len() + key.len() + 2 * encoded;
+    /// Keeps the answer read for `key` in `view`.
+    pub(crate) fn put(&self, view: u64, kind: Kind, space: &str, key: &str, value: &Option<Value>) {
+        let bytes = ENTRY_OVERHEAD + space.len() + key.len() + value.as_ref().map_or(0, held);
         // A value that would fill a generation by itself is read from SQLite each time.
         if bytes > self.budget / 8 {
             return;
@@ -201,7 +207,7 @@ impl ValueCache {
             kind,
             space_len: space.len() as u32,
             text: [space, key].concat().into(),
-            value: value.clone(),
+            value: Arc::new(value.clone()),
             bytes,
         };
         let mut st = self.state();
@@ -222,15 +228,33 @@ impl ValueCache {
             st.prev = std::mem::take(&mut st.cur);
         }
         st.cur.insert(e);
+        self.bytes.store(
+            (st.cur.bytes + st.prev.bytes + st.view_bytes) as u64,
+            Relaxed,
+        );
     }
 
+    /// Hits, misses and bytes held; reads counters only (no lock).
     pub(crate) fn stats(&self) -> CacheStats {
-        let st = self.state();
         CacheStats {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
-            bytes: (st.cur.bytes + st.prev.bytes) as u64,
+            bytes: self.bytes.load(Relaxed),
         }
+    }
+}
+
+/// About what a decoded value holds in memory (its encoded size can be 30 times smaller: a small
+/// integer is one byte of MessagePack and a 32-byte `Value`).
+fn held(v: &Value) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    NODE + match v {
+        Value::String(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Array(a) => a.iter().map(held).sum(),
+        // A map entry: its key (a String and its bytes) and the tree's share of a node.
+        Value::Object(m) => m.iter().map(|(k, v)| 24 + k.len() + 16 + held(v)).sum(),
+        _ => 0,
     }
 }
 
@@ -256,8 +280,8 @@ mod tests {
         let c = ValueCache::new(1 << 20);
         let v = c.view_id(&seg(1, 5));
         assert_eq!(c.get(v, Kind::Kv, "s", "a"), None);
-        c.put(v, Kind::Kv, "s", "a", &Some(Value::Int(7)), 1);
-        c.put(v, Kind::Kv, "s", "gone", &None, 0);
+        c.put(v, Kind::Kv, "s", "a", &Some(Value::Int(7)));
+        c.put(v, Kind::Kv, "s", "gone", &None);
         assert_eq!(c.get(v, Kind::Kv, "s", "a"), Some(Some(Value::Int(7))));
         assert_eq!(c.get(v, Kind::Kv, "s", "gone"), Some(None));
         // Another kind, space or view is another key.
@@ -265,7 +289,7 @@ mod tests {
         assert_eq!(c.get(v, Kind::Kv, "t", "a"), None);
         assert_eq!(c.get(v + 1, Kind::Kv, "s", "a"), None);
         // The same text split elsewhere between space and key is another key.
-        c.put(v, Kind::Kv, "ab", "c", &Some(Value::Int(1)), 1);
+        c.put(v, Kind::Kv, "ab", "c", &Some(Value::Int(1)));
         assert_eq!(c.get(v, Kind::Kv, "a", "bc"), None);
         assert_eq!(c.get(v, Kind::Kv, "ab", "c"), Some(Some(Value::Int(1))));
         let s = c.stats();
@@ -279,10 +303,10 @@ mod tests {
         let v = c.view_id(&seg(1, 1));
         let big = Value::String("x".repeat(100));
         for i in 0..10_000 {
-            c.put(v, Kind::Kv, "s", &format!("k{i}"), &Some(big.clone()), 100);
+            c.put(v, Kind::Kv, "s", &format!("k{i}"), &Some(big.clone()));
             // One key read all along is never evicted.
             if c.get(v, Kind::Kv, "s", "hot").is_none() {
-                c.put(v, Kind::Kv, "s", "hot", &Some(Value::Int(1)), 1);
+                c.put(v, Kind::Kv, "s", "hot", &Some(Value::Int(1)));
             }
             assert!(c.stats().bytes <= budget as u64, "{:?}", c.stats());
         }
@@ -290,8 +314,20 @@ mod tests {
         // The newest keys are there, the oldest are gone.
         assert!(c.get(v, Kind::Kv, "s", "k9999").is_some());
         assert!(c.get(v, Kind::Kv, "s", "k0").is_none());
-        // A value too large for the budget is not kept.
-        c.put(v, Kind::Kv, "s", "huge", &Some(big), budget);
+        // A value too large for the budget is not kept; an array is charged its decoded size
+        // (32 bytes a small integer), not its few encoded bytes.
+        c.put(
+            v,
+            Kind::Kv,
+            "s",
+            "huge",
+            &Some(Value::String("x".repeat(budget))),
+        );
         assert!(c.get(v, Kind::Kv, "s", "huge").is_none());
+        let ints = Value::Array((0..budget as i64 / 64).map(Value::Int).collect());
+        assert!(held(&ints) >= budget / 2);
+        c.put(v, Kind::Kv, "s", "ints", &Some(ints));
+        assert!(c.get(v, Kind::Kv, "s", "ints").is_none());
+        assert!(c.stats().bytes <= budget as u64, "{:?}", c.stats());
     }
 }

@@ -670,16 +670,25 @@ async fn serve_connection(
                     Err(e) => Reply::Err(e),
                 };
                 strata_wire::encode_msg_into(&mut out, FrameKind::Reply, id, &reply);
+                // Large answers (bundle chunks) go out as they come, not held for the round.
+                if out.len() > MAX_KEPT_OUT {
+                    let failed = wr.write_all(&out).await.is_err();
+                    out.clear();
+                    if failed {
+                        break 'conn;
+                    }
+                }
             }
             if close {
                 break;
             }
         }
         // The round's replies, encoded one after another, leave in one write.
-        if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
+        let failed = wr.write_all(&out).await.is_err() || wr.flush().await.is_err();
+        out.clear();
+        if failed {
             break;
         }
-        out.clear();
         if out.capacity() > MAX_KEPT_OUT {
             out = Vec::new();
         }
