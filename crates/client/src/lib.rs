@@ -504,17 +504,7 @@ impl Db {
         message: Option<&str>,
         author: Option<&str>,
     ) -> Result<MergeReport> {
-        match self.execute(Command::Merge {
-            source: source.clone(),
-            target: target.into(),
-            strategy,
-            message: message.map(str::to_string),
-            author: author.map(str::to_string),
-            conflict_branch: None,
-        })? {
-            Output::Merge(m) => Ok(m),
-            o => Err(unexpected("merge", o)),
-        }
+        self.merge_with_options(source, target, strategy, message, author, None)
     }
 }
 
